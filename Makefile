@@ -1,0 +1,42 @@
+# tidecast — `make demo` then `make test` on a fresh machine. `make help` lists everything.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXAMPLE ?= examples/power
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint format clean bench
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[neural,test]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install tidecast with every extra
+
+demo: $(STAMP) ## Run the example pipeline end to end and print the leaderboard
+	cd $(EXAMPLE) && ../../$(BIN)/tidecast run
+
+test: $(STAMP) ## Install the test extras and run the whole test suite
+	$(BIN)/ruff check tidecast tests
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP) ## ruff check
+	$(BIN)/ruff check tidecast tests bench examples
+
+format: $(STAMP) ## ruff format + fix imports
+	$(BIN)/ruff check --fix tidecast tests bench examples
+	$(BIN)/ruff format tidecast tests bench examples
+
+bench: $(STAMP) ## Run the benchmarks (minutes) and print their tables
+	$(BIN)/python bench/backtest.py
+
+clean: ## Remove caches and the example's state (keeps .venv)
+	rm -rf .pytest_cache .ruff_cache .hypothesis $(EXAMPLE)/.tidecast $(EXAMPLE)/tidecast.lock

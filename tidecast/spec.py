@@ -1,0 +1,545 @@
+"""The models of ``tidecast.yaml``: the single source of truth for a project's configuration.
+
+Load a spec with :func:`load_spec`; it resolves relative paths against the spec's folder,
+applies an environment's overrides (``envs: {dev: ..., prod: ...}``) and turns every
+validation problem into a :class:`~tidecast.errors.SpecError` that names the file, the line
+and the field, with a "did you mean" for typos.
+
+>>> spec = load_spec("examples/power/tidecast.yaml")      # doctest: +SKIP
+>>> spec.forecast_steps()                                   # doctest: +SKIP
+(288, 288)
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tidecast.durations import Duration, freq_timedelta, to_steps
+from tidecast.errors import SpecError
+
+SPEC_FILENAME = "tidecast.yaml"
+
+
+class _Model(BaseModel):
+    """Base for every spec section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------- data
+class ExogenousColumn(_Model):
+    """An extra input column. ``known_in_future`` columns (a weather forecast, a calendar) must
+    be supplied for the forecast horizon; past-only columns are used through lags only."""
+
+    name: str
+    known_in_future: bool = True
+
+
+class DataSpec(_Model):
+    """Where the data is and how to read it."""
+
+    source: str = Field(description="A path (CSV, Parquet, JSON), an fsspec URL, or a SQLAlchemy URL.")
+    time_column: str = "timestamp"
+    target_column: str = "y"
+    series_column: str | None = Field(None, description="Series id column for long-format data.")
+    frequency: str = Field(description="Pandas frequency of the series, e.g. '5min', 'h', 'D'.")
+    timezone: str | None = Field(
+        None, description="Time zone of naive timestamps in the source (stored as UTC; calendar features use it)."
+    )
+    exogenous: list[ExogenousColumn | str] = Field(default_factory=list)
+    static_columns: list[str] = Field(default_factory=list, description="Per-series constant columns.")
+    query: str | None = Field(None, description="SQL query, for SQL sources.")
+    table: str | None = Field(None, description="SQL table, for SQL sources without a query.")
+    format: Literal["csv", "parquet", "json"] | None = Field(None, description="Override the format inferred from the extension.")
+    read_options: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for the pandas reader.")
+
+    @field_validator("frequency")
+    @classmethod
+    def _check_frequency(cls, value: str) -> str:
+        freq_timedelta(value)
+        return value
+
+    @field_validator("exogenous")
+    @classmethod
+    def _normalise_exogenous(cls, value: list[ExogenousColumn | str]) -> list[ExogenousColumn | str]:
+        return [ExogenousColumn(name=v) if isinstance(v, str) else v for v in value]
+
+    @model_validator(mode="after")
+    def _check_sql(self) -> DataSpec:
+        if self.query and self.table:
+            raise ValueError("give either data.query or data.table, not both")
+        return self
+
+    @property
+    def exogenous_columns(self) -> list[ExogenousColumn]:
+        return [ExogenousColumn(name=v) if isinstance(v, str) else v for v in self.exogenous]
+
+
+# ------------------------------------------------------------------------------------- target
+class ResampleSpec(_Model):
+    """Aggregate the raw series to a coarser frequency before anything else."""
+
+    rule: str
+    agg: Literal["mean", "sum", "min", "max", "median", "last", "first"] = "mean"
+
+
+class TargetSpec(_Model):
+    """How the forecast target is built from the raw columns."""
+
+    sum_of: list[str] = Field(default_factory=list, description="Build the target as the sum of these columns.")
+    resample: ResampleSpec | None = None
+    transform: Literal["none", "log1p", "sqrt"] = Field(
+        "none", description="Invertible transform applied before fitting and undone on forecasts."
+    )
+
+
+# -------------------------------------------------------------------------------------- clean
+class GapSpec(_Model):
+    method: Literal["interpolate", "ffill", "seasonal", "error"] = "interpolate"
+    max_gap: Duration | None = Field("1h", description="Longest gap filled; longer gaps are an error. None: no limit.")
+    season_length: Duration | None = Field(None, description="For method 'seasonal': the season (default: one day).")
+
+
+class OutlierSpec(_Model):
+    method: Literal["none", "iqr", "zscore", "hampel"] = "none"
+    action: Literal["clip", "mark", "interpolate"] = "clip"
+    threshold: float = Field(3.0, gt=0, description="IQR multiplier, z-score or Hampel MAD multiplier.")
+    window: Duration = Field(12, description="Window (steps or duration) for the Hampel filter.")
+
+
+class CleanSpec(_Model):
+    duplicates: Literal["mean", "last", "first", "error"] = "mean"
+    regularize_agg: Literal["mean", "sum", "last", "first", "median"] = Field(
+        "mean", description="Aggregation used when several readings fall in one step."
+    )
+    gaps: GapSpec = Field(default_factory=GapSpec)
+    outliers: OutlierSpec = Field(default_factory=OutlierSpec)
+    min_length: Duration | None = Field(
+        None, description="Series shorter than this after cleaning are an error (default: input window + horizon)."
+    )
+
+
+# ----------------------------------------------------------------------------------- features
+CalendarPart = Literal["minute", "hour", "weekday", "day", "month", "dayofyear", "weekend", "holiday"]
+
+
+class RollingSpec(_Model):
+    window: Duration
+    stats: list[Literal["mean", "std", "min", "max"]] = Field(default_factory=lambda: ["mean"])
+
+
+class FourierSpec(_Model):
+    period: Duration
+    order: int = Field(3, ge=1, le=50)
+
+
+class FeatureSpec(_Model):
+    lags: list[Duration] = Field(default_factory=list)
+    rolling: list[RollingSpec] = Field(default_factory=list)
+    calendar: list[CalendarPart] = Field(default_factory=list)
+    holidays_country: str | None = Field(None, description="ISO country code for the 'holiday' calendar part.")
+    fourier: list[FourierSpec] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------- forecast
+class ForecastSpec(_Model):
+    input_window: Duration = Field(description="History a model sees at prediction time (e.g. '24h' or 288).")
+    horizon: Duration = Field(description="How far ahead to forecast (e.g. '24h' or 288).")
+    quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.9])
+
+    @field_validator("quantiles")
+    @classmethod
+    def _check_quantiles(cls, value: list[float]) -> list[float]:
+        bad = [q for q in value if not 0 < q < 1]
+        if bad:
+            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {bad}")
+        return sorted(set(value))
+
+
+# ----------------------------------------------------------------------------------- backtest
+class BacktestSpec(_Model):
+    folds: int = Field(3, ge=1, le=1000)
+    step: Duration | None = Field(None, description="Distance between fold cut-offs (default: the horizon).")
+    window: Literal["expanding", "sliding"] = "expanding"
+    train_window: Duration | None = Field(
+        None, description="Training length per fold for 'sliding' (and the cap for statistical models)."
+    )
+    gap: Duration = Field(0, description="Steps left out between the training end and the forecast start.")
+    n_jobs: int = Field(1, description="Folds run in parallel with joblib; -1 uses every core.")
+
+
+# ------------------------------------------------------------------------------------- models
+class RangeParam(_Model):
+    """A searched range: ``{low: 0.01, high: 0.3, log: true}`` (ints stay ints)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> RangeParam:
+        if self.low >= self.high:
+            raise ValueError(f"range low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+ParamValue = RangeParam | list[Any] | Any
+
+
+class SearchSpec(_Model):
+    trials: int = Field(10, ge=1)
+    timeout: float | None = Field(None, gt=0, description="Seconds for the whole search of this candidate.")
+    seed: int = 0
+
+
+class CandidateSpec(_Model):
+    """One candidate model. ``kind`` is a built-in name or an import path ``package.module:function``."""
+
+    name: str
+    kind: str
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    search: SearchSpec | None = None
+    features: FeatureSpec | None = Field(None, description="Overrides the project's features for this candidate.")
+    fit_window: Duration | None = Field(
+        None, description="Fit on at most this much trailing history (bounds statistical models' cost)."
+    )
+    clean: str | None = Field(None, description="Import path of a custom cleaning function df -> df.")
+    feature_fn: str | None = Field(None, description="Import path of a custom feature function df -> df.")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_." for c in value):
+            raise ValueError(f"candidate name {value!r} may hold only letters, digits, '-', '_' and '.'")
+        return value
+
+
+class SelectionSpec(_Model):
+    metric: Literal["mae", "rmse", "mape", "smape", "mase", "wape", "pinball"] = "mase"
+    scope: Literal["global", "per_series"] = "global"
+    baseline: str | None = Field(None, description="Candidate used as the yardstick (default: the seasonal naive).")
+
+
+# ---------------------------------------------------------------------------- tracking/registry
+class TrackingSpec(_Model):
+    uri: str | None = Field(None, description="MLflow tracking URI (default: SQLite under .tidecast/).")
+    experiment: str | None = Field(None, description="Experiment name (default: the project name).")
+    artifact_location: str | None = None
+
+
+class GateSpec(_Model):
+    max_metric: float | None = Field(None, description="The winner's metric must be at most this.")
+    min_improvement: float = Field(0.0, description="Relative improvement over the baseline required (0.05 = 5 %).")
+    must_beat_champion: bool = True
+
+
+class RegistrySpec(_Model):
+    model_name: str | None = Field(None, description="Registered model name (default: the project name).")
+    gate: GateSpec = Field(default_factory=GateSpec)
+
+
+class ExecutorSpec(_Model):
+    kind: Literal["local", "dask"] = "local"
+    address: str | None = None
+    n_workers: int | None = Field(None, ge=1)
+
+
+# --------------------------------------------------------------------------------------- root
+class Spec(_Model):
+    """A whole ``tidecast.yaml``."""
+
+    project: str
+    data: DataSpec
+    target: TargetSpec = Field(default_factory=TargetSpec)
+    clean: CleanSpec = Field(default_factory=CleanSpec)
+    features: FeatureSpec = Field(default_factory=FeatureSpec)
+    forecast: ForecastSpec
+    backtest: BacktestSpec = Field(default_factory=BacktestSpec)
+    models: list[CandidateSpec] = Field(default_factory=list)
+    selection: SelectionSpec = Field(default_factory=SelectionSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    seed: int = 0
+    envs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-environment overrides, merged into the spec by --env/TIDECAST_ENV."
+    )
+
+    # where the spec was read from; not part of the YAML
+    root: Path = Field(default=Path("."), exclude=True)
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("project")
+    @classmethod
+    def _check_project(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_." for c in value):
+            raise ValueError(f"project name {value!r} may hold only letters, digits, '-', '_' and '.'")
+        return value
+
+    @model_validator(mode="after")
+    def _check_candidates(self) -> Spec:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"candidate names must be unique; repeated: {', '.join(dupes)}")
+        freq = self.data.frequency
+        h = to_steps(self.forecast.horizon, freq, field="forecast.horizon")
+        w = to_steps(self.forecast.input_window, freq, field="forecast.input_window")
+        if h < 1:
+            raise ValueError("forecast.horizon must be at least one step")
+        if w < 1:
+            raise ValueError("forecast.input_window must be at least one step")
+        return self
+
+    # -- derived values ---------------------------------------------------------------------
+    def steps(self, value: Duration, field: str) -> int:
+        """``value`` in steps of the data frequency."""
+        return to_steps(value, self.data.frequency, field=field)
+
+    def forecast_steps(self) -> tuple[int, int]:
+        """(input window, horizon) in steps."""
+        return (
+            self.steps(self.forecast.input_window, "forecast.input_window"),
+            self.steps(self.forecast.horizon, "forecast.horizon"),
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self.registry.model_name or self.project
+
+    @property
+    def state_dir(self) -> Path:
+        """The project's working folder: cache, tracking store, prediction logs."""
+        return self.root / ".tidecast"
+
+    def resolve_path(self, value: str) -> str:
+        """A relative file path resolved against the spec's folder; URLs pass through."""
+        if "://" in value or value.startswith(("sqlite:", "postgresql:", "mysql:")):
+            return value
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (self.root / path).resolve())
+
+    def section(self, *names: str) -> dict[str, Any]:
+        """A JSON-able slice of the spec (for cache keys and run records)."""
+        dumped = self.model_dump(mode="json")
+        return {name: dumped.get(name) for name in names}
+
+    def fingerprint(self) -> str:
+        """A stable hash of the whole resolved spec."""
+        payload = json.dumps(self.model_dump(mode="json", exclude={"envs"}), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------ loading
+class _LineLoader(yaml.SafeLoader):
+    """A safe YAML loader that also records the line of every mapping key."""
+
+
+def _compose_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _compose_lines(value_node, (*path, key), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _compose_lines(item, (*path, index), lines)
+
+
+def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise SpecError(f"{where}: not valid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: not valid YAML: {exc}") from None
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _compose_lines(node, (), lines)
+    return data, lines
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names allowed at ``loc`` (the location of an unknown key), for "did you mean"."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The first pydantic model inside an annotation such as ``list[X] | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            name = None
+            if isinstance(node, list) and part < len(node) and isinstance(node[part], dict):
+                name = node[part].get("name")
+            parts.append(f"[{part}]" if name is None else f"[{name}]")
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+        else:
+            # pydantic inserts union-member tags such as 'RangeParam' or 'list[...]' into locs
+            if isinstance(node, dict) and part not in node and not str(part).islower():
+                continue
+            parts.append(("." if parts else "") + str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Drop pydantic's union-member tags from a location, keeping only real keys and indexes."""
+    out: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out.append(part)
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+        elif isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, dict) or node is None:
+            out.append(part)
+            node = None
+    return tuple(out)
+
+
+def _spec_error(exc: ValidationError, data: Any, lines: dict[tuple[Any, ...], int], source: str) -> SpecError:
+    messages: list[str] = []
+    seen: set[str] = set()
+    for err in exc.errors():
+        loc = _clean_loc(tuple(err["loc"]), data)
+        field = _format_loc(loc, data)
+        line = None
+        for cut in range(len(loc), -1, -1):
+            if loc[:cut] in lines:
+                line = lines[loc[:cut]]
+                break
+        where = f"{source}:{line}" if line else source
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1]) if loc else ""
+            choices = _allowed_keys(Spec, loc)
+            close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else (
+                f" (allowed: {', '.join(choices)})" if choices else ""
+            )
+            msg = f"{where}: {field}: unknown key{hint}"
+        elif err["type"] == "missing":
+            msg = f"{where}: {field}: required field is missing"
+        else:
+            text = err["msg"].removeprefix("Value error, ")
+            msg = f"{where}: {field}: {text}"
+        if msg not in seen:
+            seen.add(msg)
+            messages.append(msg)
+    # union members each report their own failure; keep the first few, most specific first
+    first = messages[0]
+    more = f" (and {len(messages) - 1} more problem{'s' if len(messages) > 2 else ''})" if len(messages) > 1 else ""
+    return SpecError(first + more)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def find_spec(path: str | os.PathLike[str] | None = None) -> Path:
+    """The spec file: ``path`` itself, ``path/tidecast.yaml``, or ``./tidecast.yaml``."""
+    candidate = Path(path) if path is not None else Path.cwd()
+    if candidate.is_dir():
+        candidate = candidate / SPEC_FILENAME
+    if not candidate.exists():
+        raise SpecError(f"{candidate}: no such spec file (run 'tidecast init NAME' to start a project)")
+    return candidate
+
+
+def parse_spec(
+    data: Any, *, root: Path, source: str = SPEC_FILENAME, lines: dict[tuple[Any, ...], int] | None = None,
+    env: str | None = None,
+) -> Spec:
+    """Validate an already-parsed spec mapping (used by :func:`load_spec` and by tests)."""
+    lines = lines or {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: the spec must be a mapping of keys (project, data, forecast, ...)")
+    env = env if env is not None else os.environ.get("TIDECAST_ENV") or None
+    if env:
+        envs = data.get("envs") or {}
+        if env not in envs:
+            known = ", ".join(sorted(envs)) or "none defined"
+            raise SpecError(f"{source}: envs: no environment {env!r} (known: {known})")
+        data = _deep_merge({k: v for k, v in data.items() if k != "envs"}, envs[env])
+        data["envs"] = envs
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise _spec_error(exc, data, lines, source) from None
+    except SpecError as exc:  # raised by duration parsing inside validators
+        raise SpecError(f"{source}: {exc.message}") from None
+    spec.root = root
+    spec.source_file = Path(source)
+    spec.data.source = spec.resolve_path(spec.data.source)
+    return spec
+
+
+def load_spec(path: str | os.PathLike[str] | None = None, *, env: str | None = None) -> Spec:
+    """Read, validate and resolve a ``tidecast.yaml``.
+
+    ``env`` (or ``TIDECAST_ENV``) picks an entry of ``envs:`` whose keys override the spec's.
+    """
+    file = find_spec(path)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{file}: cannot read the spec: {exc}") from None
+    data, lines = _read_yaml(text, str(file))
+    return parse_spec(data, root=file.parent.resolve(), source=str(file), lines=lines, env=env)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``tidecast.yaml`` (for editor completion)."""
+    schema = Spec.model_json_schema()
+    schema["title"] = "tidecast.yaml"
+    for private in ("root", "source_file"):
+        schema.get("properties", {}).pop(private, None)
+    return schema
