@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -65,7 +66,10 @@ class DataSpec(_Model):
     @field_validator("frequency")
     @classmethod
     def _check_frequency(cls, value: str) -> str:
-        freq_timedelta(value)
+        try:
+            freq_timedelta(value)
+        except SpecError as exc:
+            raise ValueError(exc.message.removeprefix("data.frequency: ")) from None
         return value
 
     @field_validator("exogenous")
@@ -293,9 +297,10 @@ class Spec(_Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"candidate names must be unique; repeated: {', '.join(dupes)}")
-        freq = self.data.frequency
-        h = to_steps(self.forecast.horizon, freq, field="forecast.horizon")
-        w = to_steps(self.forecast.input_window, freq, field="forecast.input_window")
+        try:
+            w, h = self.forecast_steps()
+        except SpecError as exc:
+            raise ValueError(exc.message) from None
         if h < 1:
             raise ValueError("forecast.horizon must be at least one step")
         if w < 1:
@@ -443,8 +448,15 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
 def _spec_error(exc: ValidationError, data: Any, lines: dict[tuple[Any, ...], int], source: str) -> SpecError:
     messages: list[str] = []
     seen: set[str] = set()
-    for err in exc.errors():
+    # unknown keys (typos) first: a typo usually also causes the "missing" error of the real key
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    for err in errors:
         loc = _clean_loc(tuple(err["loc"]), data)
+        text = err["msg"].removeprefix("Value error, ")
+        named = re.match(r"^([a-z_]+(?:\.[a-z_]+)+): (.*)$", text)
+        if not loc and named:  # a model-level check that names its own field
+            loc = tuple(named.group(1).split("."))
+            err = {**err, "msg": named.group(2)}
         field = _format_loc(loc, data)
         line = None
         for cut in range(len(loc), -1, -1):
