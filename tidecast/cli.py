@@ -1,0 +1,285 @@
+"""The ``tidecast`` command line: parses arguments, calls the library, renders with rich.
+
+Library code raises :class:`tidecast.errors.TidecastError`; this module turns it into one red
+line and exit code 2 (a traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tidecast import __version__
+from tidecast.errors import TidecastError
+
+app = typer.Typer(
+    name="tidecast",
+    help="From one tidecast.yaml to a backtested, tracked forecaster.\n\nExample: cd examples/power && tidecast run",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+_STATE: dict[str, Any] = {"debug": False, "env": None}
+
+SpecOpt = Annotated[
+    Path | None,
+    typer.Option("--spec", "-s", help="The spec file or its folder (default: ./tidecast.yaml)."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"tidecast {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Environment overrides from the spec's envs: (or TIDECAST_ENV).")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """tidecast: one YAML file from raw time series to a production forecaster."""
+    _STATE["debug"] = debug
+    _STATE["env"] = env
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _load(spec_path: Path | None):  # noqa: ANN202 - returns tidecast.spec.Spec
+    from tidecast.spec import load_spec
+
+    return load_spec(spec_path, env=_STATE["env"])
+
+
+# ------------------------------------------------------------------------------------ commands
+@app.command()
+def run(
+    spec: SpecOpt = None,
+    until: Annotated[str | None, typer.Option("--until", help="Stop after this step.")] = None,
+    force: Annotated[
+        list[str] | None, typer.Option("--force", help="Re-execute this step even if cached (repeatable, or 'all').")
+    ] = None,
+) -> None:
+    """Run the pipeline: only the steps whose inputs, spec or code changed are executed.
+
+    Example: [bold]tidecast run --until clean[/bold]
+    """
+    from tidecast.pipeline import run as run_pipeline
+    from tidecast.pipeline.steps import training_pipeline
+
+    loaded = _load(spec)
+    pipeline = training_pipeline()
+    started = time.perf_counter()
+    with _ProgressCallbacks() as callbacks:
+        result = run_pipeline(pipeline, loaded, until=until, force=tuple(force or ()), callbacks=callbacks)
+    elapsed = time.perf_counter() - started
+    ran, cached = len(result.executed), len(result.skipped)
+    console.print(
+        f"[green]✓[/green] {loaded.project}: {ran} step{'s' if ran != 1 else ''} ran, {cached} cached "
+        f"in {elapsed:.1f} s"
+    )
+    _render_run_outputs(result)
+
+
+@app.command()
+def status(spec: SpecOpt = None) -> None:
+    """Show which steps are fresh or stale, and why.
+
+    Example: [bold]tidecast status[/bold]
+    """
+    from tidecast.pipeline import status as pipeline_status
+    from tidecast.pipeline.steps import training_pipeline
+
+    loaded = _load(spec)
+    plans = pipeline_status(training_pipeline(), loaded)
+    table = Table(title=f"{loaded.project}: pipeline status", title_justify="left")
+    table.add_column("step")
+    table.add_column("status")
+    table.add_column("why")
+    table.add_column("key", style="dim")
+    colours = {"fresh": "green", "stale": "yellow", "missing": "red"}
+    for plan in plans:
+        table.add_row(plan.name, f"[{colours.get(plan.status, 'white')}]{plan.status}[/]", plan.reason, plan.key[:12])
+    console.print(table)
+
+
+@app.command()
+def dag(spec: SpecOpt = None) -> None:
+    """Draw the pipeline's steps and their dependencies, marked with their status.
+
+    Example: [bold]tidecast dag[/bold]
+    """
+    from tidecast.pipeline import status as pipeline_status
+    from tidecast.pipeline.dag import render_tree
+    from tidecast.pipeline.steps import training_pipeline
+
+    pipeline = training_pipeline()
+    statuses = None
+    try:
+        loaded = _load(spec)
+        statuses = {p.name: p for p in pipeline_status(pipeline, loaded)}
+    except TidecastError as exc:
+        if spec is not None:
+            raise
+        err_console.print(f"[dim](no spec here: {exc.message}; drawing the bare graph)[/dim]")
+    console.print(render_tree(pipeline, statuses))
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of tidecast.yaml, for editor completion.
+
+    Example: [bold]tidecast schema -o tidecast.schema.json[/bold]
+    """
+    from tidecast.spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        console.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+# ------------------------------------------------------------------------------------ rendering
+class _ProgressCallbacks:
+    """Rich progress bars fed by the pipeline runner's callbacks."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.fields[step]:<10}[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=False,
+            disable=not err_console.is_terminal and os.environ.get("TIDECAST_PROGRESS") != "1",
+        )
+        self._tasks: dict[str, Any] = {}
+        self._overall: Any = None
+
+    def __enter__(self) -> _ProgressCallbacks:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def on_plan(self, plans: list[Any]) -> None:
+        self._overall = self.progress.add_task("", total=len(plans), step="pipeline")
+
+    def on_step_start(self, name: str, index: int, total: int) -> None:
+        self._tasks[name] = self.progress.add_task("running", total=None, step=name)
+
+    def on_step_progress(self, name: str, done: int, total: int | None, description: str = "") -> None:
+        task = self._tasks.get(name)
+        if task is not None:
+            self.progress.update(task, completed=done, total=total, description=description)
+
+    def on_step_end(self, name: str, state: str, seconds: float) -> None:
+        task = self._tasks.pop(name, None)
+        label = "[green]done[/green]" if state == "ran" else "[dim]cached[/dim]"
+        if task is None:
+            task = self.progress.add_task(label, total=1, step=name)
+        self.progress.update(task, total=1, completed=1, description=f"{label} {seconds:.1f} s")
+        if self._overall is not None:
+            self.progress.advance(self._overall)
+
+    # the runner may log extra lines (the library never prints itself)
+    def on_message(self, text: str) -> None:
+        self.progress.console.print(text)
+
+
+def _render_run_outputs(result: Any) -> None:
+    """Print what the last steps produced: the leaderboard and the selection verdict."""
+    outputs = result.outputs
+    if "backtest" in outputs:
+        console.print(leaderboard_table(outputs["backtest"]["leaderboard"], outputs["backtest"]["metric"]))
+    if "select" in outputs:
+        chosen = outputs["select"]
+        holdout = chosen["holdout_metrics"].get(chosen["metric"])
+        line = f"[bold]winner:[/bold] {chosen['winner']} ({chosen['kind']})"
+        if holdout is not None:
+            line += f", held-out {chosen['metric'].upper()} {holdout:.3f}"
+        if chosen.get("improvement_over_baseline") is not None:
+            line += f", {chosen['improvement_over_baseline']:+.1%} vs {chosen['baseline']}"
+        console.print(line)
+
+
+def leaderboard_table(board: Any, metric: str) -> Table:
+    """The leaderboard as a rich table: rank, candidate, the metrics, times, status."""
+    table = Table(title=f"Leaderboard (ranked by {metric.upper()}, mean over backtest folds)", title_justify="left")
+    metric_cols = [c for c in ("mase", "mae", "rmse", "smape", "wape", "bias", "pinball", "coverage") if c in board]
+    for column in ["#", "candidate", "kind", *metric_cols, "fit s", "predict s", "status"]:
+        table.add_column(column, justify="right" if column not in {"candidate", "kind", "status"} else "left")
+    for _, row in board.iterrows():
+        ok = row["status"] == "ok"
+        cells = [str(row["rank"]), str(row["candidate"]), str(row["kind"])]
+        for column in metric_cols:
+            value = row[column]
+            cells.append("" if value is None or value != value else f"{value:.3f}")
+        cells += [f"{row['fit_seconds']:.1f}", f"{row['predict_seconds']:.2f}"]
+        cells.append("[green]ok[/green]" if ok else f"[red]failed[/red]: {row.get('error', '')}")
+        style = "bold" if str(row["rank"]) == "1" and ok else None
+        table.add_row(*cells, style=style)
+    return table
+
+
+# ---------------------------------------------------------------------------------------- main
+def main() -> None:
+    """Entry point: run the app, turning tidecast errors into one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except TidecastError as exc:
+        if _STATE["debug"]:
+            err_console.print_exception()
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("[yellow]aborted[/yellow]")
+        sys.exit(1)
+    except Exception as exc:  # a click usage error or a bug
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _STATE["debug"]:
+            err_console.print_exception()
+        err_console.print(
+            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The training pipeline: ingest → clean → features → backtest → select.
+
+Each step is a plain function; its parameter names are its inputs (the outputs of the steps of
+the same name), ``spec`` is the project's spec, of which only the sections named in ``@step``
+enter the cache key, and ``ctx`` gives a folder for extra artifacts and a progress hook.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pandas as pd
+
+from tidecast.pipeline.dag import Pipeline, step
+from tidecast.spec import Spec
+from tidecast.training import (
+    candidate_results,
+    fit_context,
+    select_and_refit,
+)
+
+# ------------------------------------------------------------------------------------ data steps
+
+
+def _data_fingerprint(spec: Spec) -> str:
+    from tidecast.data.sources import content_fingerprint
+
+    return content_fingerprint(spec.data)
+
+
+@step(spec=("data", "target"), fingerprint=_data_fingerprint)
+def ingest(spec: Spec, ctx: Any) -> pd.DataFrame:
+    """Read the source and bring it to the canonical long format (unique_id, ds, y, exogenous...)."""
+    from tidecast.data.sources import read_source, to_long
+
+    ctx.progress(0, 2, "reading")
+    raw = read_source(spec.data)
+    ctx.progress(1, 2, f"{len(raw):,} rows read")
+    frame = to_long(raw, spec.data, spec.target, source_name=spec.data.source)
+    ctx.progress(2, 2, f"{frame['unique_id'].nunique():,} series, {len(frame):,} rows")
+    return frame
+
+
+@step(spec=("data", "clean", "forecast", "backtest"))
+def clean(ingest: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
+    """Sort, de-duplicate, regularise, fill gaps and treat outliers; keep a summary of what changed."""
+    from tidecast.data.clean import clean as clean_frame
+    from tidecast.training import min_history
+
+    result = clean_frame(ingest, spec.clean, spec.data.frequency, min_length=min_history(spec))
+    (ctx.artifact_dir / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str))
+    result.changes.to_parquet(ctx.artifact_dir / "changes.parquet", index=False)
+    too_short = set(result.summary.get("series_too_short") or [])
+    frame = result.frame
+    if too_short:
+        frame = frame[~frame["unique_id"].isin(too_short)].reset_index(drop=True)
+    ctx.progress(1, 1, f"{result.summary.get('gaps_filled', 0)} gaps filled, {result.summary.get('outliers', 0)} outliers")
+    return frame
+
+
+@step(spec=("data", "features"))
+def features(clean: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
+    """Add the future-knowable features (calendar parts, holidays, Fourier terms) to the clean series."""
+    from tidecast.data.features import add_time_features
+
+    frame = add_time_features(clean, spec.features, timezone=spec.data.timezone, freq=spec.data.frequency)
+    ctx.progress(1, 1, f"{frame.shape[1] - 3} feature columns")
+    return frame
+
+
+# ----------------------------------------------------------------------------------- model steps
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed"))
+def backtest(features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
+    """Backtest every candidate on rolling origins (searching its hyper-parameters) and rank them."""
+    return candidate_results(features, spec, progress=ctx.progress)
+
+
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed"))
+def select(backtest: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
+    """Pick the winner by the spec's metric, score it on the held-out stretch, refit it on all data."""
+    return select_and_refit(backtest, features, spec, progress=ctx.progress)
+
+
+TRAINING_STEPS: tuple[Callable[..., Any], ...] = (ingest, clean, features, backtest, select)
+
+
+def training_pipeline(extra: Iterable[Callable[..., Any]] = ()) -> Pipeline:
+    """The training DAG; later capabilities plug their steps in through ``extra``."""
+    return Pipeline([*TRAINING_STEPS, *extra])
+
+
+__all__ = ["TRAINING_STEPS", "fit_context", "training_pipeline"]

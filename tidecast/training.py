@@ -1,0 +1,374 @@
+"""Backtest every candidate of a spec, select the winner, refit it: the work behind the model steps.
+
+Everything here speaks the Forecaster protocol only; the pipeline steps call these functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tidecast.durations import freq_timedelta
+from tidecast.errors import BacktestError, ModelError, TidecastError
+from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, Forecaster, quantile_column
+from tidecast.spec import CandidateSpec, Spec
+
+Progress = Callable[..., None]
+
+
+def _noop(*_: Any, **__: Any) -> None:
+    return None
+
+
+# ------------------------------------------------------------------------------ derived settings
+def season_length(spec: Spec) -> int:
+    """The seasonal-naive season used to scale MASE: one day of steps below daily data, a week for daily."""
+    step = freq_timedelta(spec.data.frequency)
+    day = pd.Timedelta(days=1)
+    if step < day and day % step == pd.Timedelta(0):
+        return int(day / step)
+    if step == day:
+        return 7
+    return 1
+
+
+def min_history(spec: Spec) -> int:
+    """Steps a series needs to take part: the spec's clean.min_length, else input window + horizon."""
+    if spec.clean.min_length is not None:
+        return spec.steps(spec.clean.min_length, "clean.min_length")
+    window, horizon = spec.forecast_steps()
+    return window + horizon
+
+
+def fit_context(spec: Spec, frame: pd.DataFrame | None = None) -> FitContext:
+    """What every model is told about the data: frequency, horizon, input window, feature roles."""
+    from tidecast.data.features import time_feature_names
+
+    window, horizon = spec.forecast_steps()
+    exog = spec.data.exogenous_columns
+    time_cols = tuple(time_feature_names(spec.features, spec.data.frequency))
+    return FitContext(
+        freq=spec.data.frequency,
+        horizon=horizon,
+        input_window=window,
+        exog_future=tuple(c.name for c in exog if c.known_in_future) + time_cols,
+        exog_past=tuple(c.name for c in exog if not c.known_in_future),
+        static=tuple(spec.data.static_columns),
+        seed=spec.seed,
+        features=spec.features,
+        holidays_country=spec.features.holidays_country,
+        timezone=spec.data.timezone,
+    )
+
+
+# ------------------------------------------------------------------------------------ candidates
+@dataclass(frozen=True)
+class ModelFactory:
+    """Builds a fresh, fully wrapped Forecaster for one candidate and one set of parameters (picklable)."""
+
+    candidate: CandidateSpec
+    params: dict[str, Any]
+    freq: str
+    transform: str
+    root: str
+
+    def __call__(self) -> Forecaster:
+        from pathlib import Path
+
+        from tidecast.models.registry import build_forecaster
+        from tidecast.models.transform import TransformedForecaster
+
+        model = build_forecaster(
+            self.candidate.name,
+            self.candidate.kind,
+            self.params,
+            freq=self.freq,
+            fit_window=self.candidate.fit_window,
+            search_path=Path(self.root),
+        )
+        if self.transform != "none":
+            model = TransformedForecaster(model, self.transform)
+        return model
+
+
+def factory_for(candidate: CandidateSpec, params: dict[str, Any], spec: Spec) -> ModelFactory:
+    return ModelFactory(candidate, params, spec.data.frequency, spec.target.transform, str(spec.root))
+
+
+def validate_candidates(spec: Spec) -> None:
+    """Build every candidate once before any work, so that a typo fails in a second, not an hour in."""
+    from tidecast.evaluation.search import grid, is_searched
+
+    if not spec.models:
+        raise ModelError("models: the spec lists no candidate models (add at least a seasonal_naive)")
+    for candidate in spec.models:
+        params = candidate.params
+        first = params if not is_searched(params) else (grid(params)[0] if not _has_ranges(params) else None)
+        if first is not None:
+            factory_for(candidate, first, spec)()
+
+
+def _has_ranges(params: dict[str, Any]) -> bool:
+    from tidecast.spec import RangeParam
+
+    return any(isinstance(v, RangeParam | dict) and not isinstance(v, list) for v in params.values())
+
+
+def _scales(train: pd.DataFrame, m: int) -> pd.Series:
+    """Per-series in-sample MAE of the seasonal naive (MASE's denominator)."""
+    def scale(y: pd.Series) -> float:
+        values = y.to_numpy(dtype=float)
+        if len(values) <= m:
+            return float("nan")
+        return float(np.mean(np.abs(values[m:] - values[:-m])))
+
+    return train.groupby(ID, observed=True)[TARGET].apply(scale)
+
+
+def _conformal_cross_fold(forecasts: pd.DataFrame, quantiles: list[float]) -> pd.DataFrame:
+    """Honest intervals for models without their own: each fold's quantiles come from the *other*
+    folds' residuals at the same horizon step (pooled over series)."""
+    from tidecast.models.conformal import residual_quantiles
+
+    out = []
+    folds = sorted(forecasts["fold"].unique())
+    for fold in folds:
+        part = forecasts[forecasts["fold"] == fold].copy()
+        others = forecasts[forecasts["fold"] != fold]
+        if others.empty:  # a single fold: calibrate in-sample, the only option
+            others = part
+        offsets = residual_quantiles(others[[ID, "step", TARGET, POINT]], quantiles)
+        part = part.merge(offsets, on="step", how="left")
+        for q in quantiles:
+            column = quantile_column(q)
+            part[column] = part[POINT] + part.pop(f"offset_{column}")
+        out.append(part)
+    return pd.concat(out, ignore_index=True)
+
+
+def _backtest_one(
+    factory: ModelFactory, frame: pd.DataFrame, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any
+) -> tuple[Any, Any]:
+    from tidecast.evaluation.backtest import backtest as run_backtest
+    from tidecast.evaluation.metrics import evaluate
+
+    quantiles = list(spec.forecast.quantiles)
+    result = run_backtest(factory, frame, ctx, folds, quantiles=quantiles, executor=executor)
+    if result.errors:
+        raise ModelError(f"candidate '{factory.candidate.name}': {result.errors[0]}")
+    forecasts = result.forecasts
+    native = getattr(factory(), "native_intervals", False)
+    if quantiles and not native:
+        forecasts = _conformal_cross_fold(forecasts, quantiles)
+        result.forecasts = forecasts
+    m = season_length(spec)
+    scales = []
+    for fold in folds:
+        train = frame[frame[TIME] <= fold.cutoff]
+        s = _scales(train, m).rename("scale").reset_index()
+        s["fold"] = fold.index
+        scales.append(s)
+    evaluation = evaluate(forecasts, pd.concat(scales, ignore_index=True), season_length=m, quantiles=quantiles)
+    return result, evaluation
+
+
+def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> dict[str, Any]:
+    """Backtest every candidate (grid or Optuna search where params ask for it) and build the leaderboard."""
+    from tidecast.evaluation.backtest import make_folds
+    from tidecast.evaluation.search import grid, is_searched, optuna_search
+    from tidecast.evaluation.selection import CandidateResult, leaderboard
+    from tidecast.pipeline.executors import make_executor
+
+    validate_candidates(spec)
+    ctx = fit_context(spec, frame)
+    window, horizon = spec.forecast_steps()
+    bt = spec.backtest
+    folds = make_folds(
+        frame,
+        h=horizon,
+        folds=bt.folds,
+        step=spec.steps(bt.step, "backtest.step") if bt.step is not None else horizon,
+        window=bt.window,
+        train_window=spec.steps(bt.train_window, "backtest.train_window") if bt.train_window is not None else None,
+        gap=spec.steps(bt.gap, "backtest.gap"),
+        holdout=horizon,
+    )
+    executor = make_executor(spec.executor, bt.n_jobs)
+    metric = spec.selection.metric
+    entries: list[Any] = []
+    details: dict[str, Any] = {}
+    total = len(spec.models)
+    try:
+        for index, candidate in enumerate(spec.models):
+            progress(index, total, f"backtesting {candidate.name}")
+            started = time.perf_counter()
+            trials: list[dict[str, Any]] = []
+
+            def score(params: dict[str, Any], candidate: CandidateSpec = candidate) -> tuple[float, Any, Any]:
+                factory = factory_for(candidate, params, spec)
+                result, evaluation = _backtest_one(factory, frame, ctx, folds, spec, executor)
+                value = float(evaluation.aggregate[metric])
+                return value, result, evaluation
+
+            best: tuple[float, dict[str, Any], Any, Any] | None = None
+            error: str | None = None
+            try:
+                if candidate.search is not None:
+                    cache: dict[str, tuple[Any, Any]] = {}
+
+                    def objective(params: dict[str, Any], cache: dict = cache) -> float:  # type: ignore[type-arg]
+                        value, result, evaluation = score(params)
+                        cache[repr(sorted(params.items()))] = (result, evaluation)
+                        return value
+
+                    search = optuna_search(objective, candidate.params, candidate.search)
+                    trials = [
+                        {"params": t.params, "value": t.value, "seconds": t.seconds, "error": t.error}
+                        for t in search.trials
+                    ]
+                    result, evaluation = cache[repr(sorted(search.best_params.items()))]
+                    best = (search.best_value, search.best_params, result, evaluation)
+                else:
+                    combos = grid(candidate.params) if is_searched(candidate.params) else [dict(candidate.params)]
+                    for params in combos:
+                        try:
+                            value, result, evaluation = score(params)
+                        except TidecastError as exc:
+                            trials.append({"params": params, "value": None, "seconds": None, "error": str(exc)})
+                            if len(combos) == 1:
+                                raise
+                            continue
+                        trials.append({"params": params, "value": value, "seconds": None, "error": None})
+                        if best is None or value < best[0]:
+                            best = (value, params, result, evaluation)
+                    if best is None:
+                        raise ModelError(f"candidate '{candidate.name}': every parameter combination failed")
+            except (TidecastError, Exception) as exc:  # a candidate that fails is recorded, the others go on
+                error = str(exc) if isinstance(exc, TidecastError) else f"{type(exc).__name__}: {exc}"
+            seconds = time.perf_counter() - started
+            if best is None:
+                entries.append(
+                    CandidateResult(
+                        name=candidate.name, kind=candidate.kind, params=dict(candidate.params), evaluation=None,
+                        backtest=None, error=error, fit_seconds=seconds, predict_seconds=0.0, trials=len(trials),
+                    )
+                )
+                continue
+            _, params, result, evaluation = best
+            entries.append(
+                CandidateResult(
+                    name=candidate.name, kind=candidate.kind, params=params, evaluation=evaluation, backtest=result,
+                    error=None, fit_seconds=result.fit_seconds, predict_seconds=result.predict_seconds,
+                    trials=len(trials),
+                )
+            )
+            details[candidate.name] = {"params": params, "trials": trials, "seconds": seconds}
+    finally:
+        executor.close()
+    progress(total, total, "ranked")
+    board = leaderboard(entries, metric)
+    return {
+        "leaderboard": board,
+        "metric": metric,
+        "folds": [f.__dict__ for f in folds],
+        "season_length": season_length(spec),
+        "results": {e.name: e for e in entries},
+        "details": details,
+    }
+
+
+def _baseline_name(spec: Spec, board: pd.DataFrame) -> str | None:
+    if spec.selection.baseline:
+        return spec.selection.baseline
+    ok = board[board["status"] == "ok"]
+    for name, kind in zip(ok["candidate"], ok["kind"], strict=False):
+        if kind == "seasonal_naive":
+            return str(name)
+    return None
+
+
+def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> dict[str, Any]:
+    """The winner, scored on the held-out last horizon (trained on what precedes it), then refit on all data."""
+    from tidecast.evaluation.selection import improvement_over, select_winner
+    from tidecast.models.conformal import ConformalForecaster
+
+    board: pd.DataFrame = backtested["leaderboard"]
+    metric = backtested["metric"]
+    winner = select_winner(board, metric)
+    entry = backtested["results"][winner]
+    candidate = next(c for c in spec.models if c.name == winner)
+    factory = factory_for(candidate, entry.params, spec)
+    ctx = fit_context(spec, frame)
+    _, horizon = spec.forecast_steps()
+    quantiles = list(spec.forecast.quantiles)
+
+    progress(0, 3, f"holdout score of {winner}")
+    holdout = holdout_scores(factory, frame, ctx, spec, entry)
+    baseline = _baseline_name(spec, board)
+    baseline_holdout = None
+    if baseline and baseline != winner:
+        base_entry = backtested["results"][baseline]
+        base_candidate = next(c for c in spec.models if c.name == baseline)
+        baseline_holdout = holdout_scores(factory_for(base_candidate, base_entry.params, spec), frame, ctx, spec, base_entry)
+    elif baseline == winner:
+        baseline_holdout = holdout
+
+    progress(1, 3, f"refitting {winner} on all data")
+    started = time.perf_counter()
+    model = factory().fit(frame, ctx)
+    if quantiles and not getattr(model, "native_intervals", False):
+        residuals = entry.backtest.forecasts[[ID, "step", TARGET, POINT]]
+        model = ConformalForecaster(model, residuals)
+    refit_seconds = time.perf_counter() - started
+    progress(3, 3, f"{winner} refit in {refit_seconds:.1f} s")
+    return {
+        "winner": winner,
+        "kind": candidate.kind,
+        "params": entry.params,
+        "metric": metric,
+        "backtest_metrics": dict(entry.evaluation.aggregate),
+        "holdout_metrics": holdout,
+        "baseline": baseline,
+        "baseline_holdout_metrics": baseline_holdout,
+        "improvement_over_baseline": improvement_over(board, winner, baseline, metric) if baseline else None,
+        "refit_seconds": refit_seconds,
+        "horizon": horizon,
+        "quantiles": quantiles,
+        "context": ctx,
+        "model": model,
+        "trained_until": str(frame[TIME].max()),
+        "n_series": int(frame[ID].nunique()),
+    }
+
+
+def holdout_scores(factory: ModelFactory, frame: pd.DataFrame, ctx: FitContext, spec: Spec, entry: Any) -> dict[str, float]:
+    """Metrics of a candidate on the final held-out horizon, trained on everything before it."""
+    from tidecast.evaluation.metrics import evaluate
+    from tidecast.models.conformal import ConformalForecaster
+
+    _, horizon = spec.forecast_steps()
+    quantiles = list(spec.forecast.quantiles)
+    ends = frame.groupby(ID, observed=True)[TIME].transform("max")
+    step = freq_timedelta(spec.data.frequency)
+    is_test = frame[TIME] > ends - horizon * step
+    train, test = frame[~is_test], frame[is_test]
+    if train.empty:
+        raise BacktestError("backtest: no history left before the held-out stretch")
+    model = factory().fit(train, ctx)
+    if quantiles and not getattr(model, "native_intervals", False) and entry.backtest is not None:
+        model = ConformalForecaster(model, entry.backtest.forecasts[[ID, "step", TARGET, POINT]])
+    future = test.drop(columns=[TARGET])
+    forecast = model.predict(horizon, X_future=future, quantiles=quantiles)
+    joined = forecast.merge(test[[ID, TIME, TARGET]], on=[ID, TIME], how="inner")
+    joined["fold"] = 0
+    joined["cutoff"] = train[TIME].max()
+    joined["step"] = joined.groupby(ID, observed=True).cumcount() + 1
+    scales = _scales(train, season_length(spec)).rename("scale").reset_index()
+    scales["fold"] = 0
+    evaluation = evaluate(joined, scales, season_length=season_length(spec), quantiles=quantiles)
+    return {k: float(v) for k, v in evaluation.aggregate.items()}
