@@ -338,6 +338,10 @@ class Spec(_Model):
     def section(self, *names: str) -> dict[str, Any]:
         """A JSON-able slice of the spec (for cache keys and run records)."""
         dumped = self.model_dump(mode="json")
+        source = dumped["data"]["source"]
+        root = str(self.root.resolve())
+        if source.startswith(root + os.sep):  # keep cache keys valid when the project folder moves
+            dumped["data"]["source"] = os.path.relpath(source, root)
         return {name: dumped.get(name) for name in names}
 
     def fingerprint(self) -> str:

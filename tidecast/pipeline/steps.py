@@ -43,7 +43,7 @@ def ingest(spec: Spec, ctx: Any) -> pd.DataFrame:
     return frame
 
 
-@step(spec=("data", "clean", "forecast", "backtest"))
+@step(spec=("data", "clean", "forecast"))
 def clean(ingest: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
     """Sort, de-duplicate, regularise, fill gaps and treat outliers; keep a summary of what changed."""
     from tidecast.data.clean import clean as clean_frame

@@ -1,0 +1,103 @@
+"""Bad input through the real CLI: one clear line, exit code 2, nothing written to cache or lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_project
+
+CLI = [sys.executable, "-m", "tidecast.cli"]
+
+
+def tidecast(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess[str], project: Path, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not (project / "tidecast.lock").exists()
+    cache = project / ".tidecast" / "cache"
+    committed = [p for p in cache.glob("*/*") if not p.name.startswith(".tmp")] if cache.exists() else []
+    assert committed == []
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "p", days=20)
+
+
+def test_yaml_typo(project: Path) -> None:
+    spec = project / "tidecast.yaml"
+    spec.write_text(spec.read_text().replace("horizon: 24h", "horizn: 24h"))
+    assert_clean_failure(tidecast("run", cwd=project), project, "forecast.horizn", "did you mean 'horizon'")
+
+
+def test_missing_file(project: Path) -> None:
+    (project / "data" / "power.csv").unlink()
+    assert_clean_failure(tidecast("run", cwd=project), project, "power.csv")
+
+
+def test_garbage_csv(project: Path) -> None:
+    (project / "data" / "power.csv").write_bytes(b"\x00\xff\xfe garbage \x00\x01" * 50)
+    assert_clean_failure(tidecast("run", cwd=project), project, "power.csv")
+
+
+def test_missing_target_column(project: Path) -> None:
+    spec = project / "tidecast.yaml"
+    spec.write_text(spec.read_text().replace("target_column: power_kw", "target_column: power"))
+    assert_clean_failure(tidecast("run", cwd=project), project, "power")
+
+
+def test_non_numeric_target(project: Path) -> None:
+    csv = project / "data" / "power.csv"
+    lines = csv.read_text().splitlines()
+    parts = lines[10].split(",")
+    parts[1] = "lots"
+    lines[10] = ",".join(parts)
+    csv.write_text("\n".join(lines) + "\n")
+    assert_clean_failure(tidecast("run", cwd=project), project, "line 11", "lots")
+
+
+def test_unparseable_timestamp(project: Path) -> None:
+    csv = project / "data" / "power.csv"
+    lines = csv.read_text().splitlines()
+    parts = lines[5].split(",")
+    parts[0] = "not-a-date"
+    lines[5] = ",".join(parts)
+    csv.write_text("\n".join(lines) + "\n")
+    assert_clean_failure(tidecast("run", cwd=project), project, "line 6", "not-a-date")
+
+
+def test_frequency_contradiction(project: Path) -> None:
+    spec = project / "tidecast.yaml"
+    spec.write_text(spec.read_text().replace("frequency: 1h", "frequency: 1D").replace("24h", "2d"))
+    assert_clean_failure(tidecast("run", cwd=project), project, "frequency")
+
+
+def test_history_too_short(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "short", days=2)
+    assert_clean_failure(tidecast("run", cwd=project), project, "history")
+
+
+def test_unknown_model_kind(project: Path) -> None:
+    spec = project / "tidecast.yaml"
+    spec.write_text(spec.read_text().replace("kind: lightgbm", "kind: lightgmb"))
+    assert_clean_failure(tidecast("run", cwd=project), project, "lightgbm", "lightgmb")
+
+
+def test_help_has_examples(tmp_path: Path) -> None:
+    for command in ("run", "status", "dag", "schema"):
+        result = tidecast(command, "--help", cwd=tmp_path)
+        assert result.returncode == 0
+        assert "Example" in result.stdout

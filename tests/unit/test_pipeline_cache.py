@@ -1,0 +1,246 @@
+"""The artifact cache (formats, atomic commits, leftovers), tidecast.lock and the run lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tidecast.errors import LockedError, PipelineError
+from tidecast.pipeline import ArtifactCache, LockFile, ProjectLock, StepRecord
+
+KEY = "0123456789abcdef"
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> ArtifactCache:
+    return ArtifactCache(tmp_path / ".tidecast" / "cache")
+
+
+def test_dataframe_is_stored_as_parquet(cache: ArtifactCache) -> None:
+    df = pd.DataFrame(
+        {"unique_id": ["a", "b"], "ds": pd.to_datetime(["2024-01-01", "2024-01-02"]), "y": [1.5, 2.0]}
+    )
+    path = cache.save("clean", KEY, df, duration_s=0.25)
+    assert path == cache.path("clean", KEY) and (path / "output.parquet").is_file()
+    assert cache.has("clean", KEY)
+    pd.testing.assert_frame_equal(cache.load("clean", KEY), df)
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["step"] == "clean" and meta["key"] == KEY and meta["format"] == "parquet"
+    assert meta["type"] == "pandas.core.frame.DataFrame" and meta["duration_s"] == 0.25
+    assert meta["sizes"]["output.parquet"] > 0 and meta["created"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt"),
+    [
+        ({"mae": 1.25, "folds": [1, 2]}, "json"),
+        ([1, "two", None], "json"),
+        ({"t": (1, 2)}, "joblib"),  # a tuple would come back as a list
+        ({1: "int key"}, "joblib"),
+        ({"x": float("nan")}, "joblib"),
+        ("text", "joblib"),
+        (None, "none"),
+        (pd.DataFrame({"a": [1, "x"]}), "joblib"),  # Parquet refuses mixed object columns
+    ],
+)
+def test_each_type_round_trips_in_its_format(cache: ArtifactCache, value: object, fmt: str) -> None:
+    cache.save("s", KEY, value)
+    assert cache.meta("s", KEY)["format"] == fmt
+    loaded = cache.load("s", KEY)
+    if isinstance(value, pd.DataFrame):
+        pd.testing.assert_frame_equal(loaded, value)
+    elif isinstance(value, dict) and "x" in value:
+        assert loaded.keys() == value.keys()
+    else:
+        assert loaded == value
+
+
+def test_declared_kinds_are_enforced(cache: ArtifactCache) -> None:
+    with pytest.raises(PipelineError, match="kind='parquet' but returned a dict"):
+        cache.save("s", KEY, {"a": 1}, kind="parquet")
+    with pytest.raises(PipelineError, match="kind='json' but its output is not JSON"):
+        cache.save("s", KEY, {"a": object()}, kind="json")
+    assert not cache.has("s", KEY)
+    assert list((cache.root / "s").iterdir()) == []  # no leftovers
+    cache.save("s", KEY, {"t": (1, 2)}, kind="json")
+    assert cache.load("s", KEY) == {"t": [1, 2]}
+
+
+def test_extra_files_become_part_of_the_entry(cache: ArtifactCache, tmp_path: Path) -> None:
+    extra = tmp_path / "extra"
+    (extra / "sub").mkdir(parents=True)
+    (extra / "sub" / "plot.html").write_text("<html/>")
+    cache.save("report", KEY, "ok", extra_dir=extra)
+    assert (cache.artifacts("report", KEY) / "sub" / "plot.html").read_text() == "<html/>"
+    assert cache.meta("report", KEY)["sizes"]["artifacts/sub/plot.html"] == 7
+
+    with cache.begin("report", "f" * 16) as pending:
+        (pending.artifact_dir / "model.bin").write_bytes(b"abc")
+        assert pending.tmp.name.startswith(".tmp-" + "f" * 16 + f"-{os.getpid()}-")
+        assert not cache.has("report", "f" * 16)  # not visible until committed
+        pending.commit({"a": 1})
+    assert (cache.artifacts("report", "f" * 16) / "model.bin").read_bytes() == b"abc"
+    assert not cache.artifacts("other", KEY).exists()
+
+
+def test_a_failed_write_commits_nothing(cache: ArtifactCache) -> None:
+    with pytest.raises(Exception, match="pickle"):
+        cache.save("s", KEY, threading.Lock())  # cannot be pickled
+    assert not cache.has("s", KEY)
+    assert list((cache.root / "s").iterdir()) == []
+
+    with cache.begin("s", KEY) as pending:  # leaving without commit drops the folder
+        (pending.artifact_dir / "half.bin").write_bytes(b"x")
+    assert list((cache.root / "s").iterdir()) == []
+
+
+def test_tmp_folders_are_ignored_and_cleaned(cache: ArtifactCache) -> None:
+    cache.save("s", KEY, [1])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stray_dead = cache.root / "s" / f".tmp-{'a' * 16}-{dead_pid}-beef"
+    stray_live_young = cache.root / "s" / f".tmp-{'b' * 16}-{os.getppid()}-beef"
+    stray_live_old = cache.root / "s" / f".tmp-{'c' * 16}-{os.getppid()}-beef"
+    for folder in (stray_dead, stray_live_young, stray_live_old):
+        (folder / "artifacts").mkdir(parents=True)
+        (folder / "meta.json").write_text("{}")  # even a complete-looking tmp folder is not an entry
+    old = time.time() - 3600
+    os.utime(stray_live_old, (old, old))
+    assert not cache.has("s", "a" * 16)
+    assert [(s, k) for s, k, _ in cache.entries()] == [("s", KEY)]
+
+    with cache.begin("s", "d" * 16) as mine:  # a folder being written right now is kept
+        os.utime(mine.tmp, (old, old))
+        removed = cache.clean_tmp()
+        assert mine.tmp.exists()
+    assert set(removed) == {stray_dead, stray_live_old}
+    assert stray_live_young.exists() and cache.has("s", KEY)
+
+
+def test_a_complete_entry_wins_and_a_broken_one_is_replaced(cache: ArtifactCache) -> None:
+    cache.save("s", KEY, [1])
+    cache.save("s", KEY, [2])  # same key = same content in practice: the existing entry stays
+    assert cache.load("s", KEY) == [1]
+    broken = cache.path("s", "e" * 16)
+    broken.mkdir(parents=True)
+    (broken / "junk").write_text("x")
+    assert not cache.has("s", "e" * 16)
+    cache.save("s", "e" * 16, [3])
+    assert cache.load("s", "e" * 16) == [3] and not (broken / "junk").exists()
+
+
+def test_missing_and_damaged_entries_have_clear_errors(cache: ArtifactCache) -> None:
+    with pytest.raises(PipelineError, match="no cached output for step 's'"):
+        cache.load("s", KEY)
+    cache.save("s", KEY, "x")
+    (cache.path("s", KEY) / "output.joblib").write_bytes(b"garbage")
+    with pytest.raises(PipelineError, match=r"cannot be read.*delete that folder"):
+        cache.load("s", KEY)
+
+
+def test_gc_keeps_only_the_listed_entries(cache: ArtifactCache) -> None:
+    cache.save("a", "1" * 16, [1])
+    cache.save("a", "2" * 16, [2])
+    cache.save("b", "3" * 16, [3])
+    removed = cache.gc({"a": "2" * 16})
+    assert sorted(p.name for p in removed) == ["1" * 16, "3" * 16]
+    assert [(s, k) for s, k, _ in cache.entries()] == [("a", "2" * 16)]
+    assert not (cache.root / "b").exists()
+
+
+# ------------------------------------------------------------------------------ lock file
+def test_lock_file_round_trips_and_writes_atomically(tmp_path: Path) -> None:
+    lock = LockFile(tmp_path / "tidecast.lock")
+    assert lock.records == {}
+    rec = StepRecord(
+        key=KEY, code="c" * 16, spec={"clean": "1" * 16}, inputs={"ingest": "2" * 16}, fingerprint=None,
+        outputs=".tidecast/cache/clean/" + KEY, duration_s=0.5, finished_at="2025-01-01T00:00:00Z",
+    )
+    lock.record("clean", rec)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tidecast.lock"]  # no temp file left
+    again = LockFile(tmp_path / "tidecast.lock")
+    assert again.get("clean") == rec and "clean" in again
+    import yaml
+
+    data = yaml.safe_load((tmp_path / "tidecast.lock").read_text())
+    assert data["schema"] == 1 and data["steps"]["clean"]["inputs"] == {"ingest": "2" * 16}
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("schema: 2\nsteps: {}\n", "expected 'schema: 1', found 2"),
+        ("schema: 1\nsteps: [1]\n", "'steps' must be a mapping"),
+        ("schema: 1\nsteps: {a: {code: x}}\n", "steps.a: a step record needs"),
+        ("schema: [\n", "not valid YAML"),
+    ],
+)
+def test_a_broken_lock_file_is_named(tmp_path: Path, text: str, match: str) -> None:
+    (tmp_path / "tidecast.lock").write_text(text)
+    with pytest.raises(PipelineError, match=match) as info:
+        LockFile(tmp_path / "tidecast.lock")
+    assert "tidecast.lock" in str(info.value) and "delete it" in str(info.value)
+
+
+# ------------------------------------------------------------------------------- run lock
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from tidecast.pipeline.lock import ProjectLock
+    with ProjectLock(sys.argv[1]):
+        print("locked", flush=True)
+        sys.stdin.readline()
+    """
+)
+
+
+def test_project_lock_refuses_a_second_process(tmp_path: Path) -> None:
+    state = tmp_path / ".tidecast"
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(state)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+        with pytest.raises(LockedError, match=rf"another tidecast run holds .*run\.lock \(pid {child.pid}\)"):
+            ProjectLock(state).acquire()
+        started = time.monotonic()
+        with pytest.raises(LockedError, match="wait for it"):
+            ProjectLock(state, timeout=0.3).acquire()
+        assert time.monotonic() - started >= 0.3
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=20)
+    with ProjectLock(state, timeout=5) as lock:  # free again once the holder is gone
+        assert lock.held and (state / "run.lock").read_text().strip() == str(os.getpid())
+    assert not lock.held
+
+
+def test_project_lock_is_reentrant_in_a_thread_but_not_across_threads(tmp_path: Path) -> None:
+    state = tmp_path / ".tidecast"
+    errors: list[BaseException] = []
+
+    def other_thread() -> None:
+        try:
+            ProjectLock(state).acquire()
+        except LockedError as exc:
+            errors.append(exc)
+
+    with ProjectLock(state):
+        with ProjectLock(state):  # nested: fine
+            pass
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+    assert len(errors) == 1 and f"pid {os.getpid()}" in str(errors[0])
+    with ProjectLock(state):  # released after the outer block
+        pass

@@ -1,0 +1,365 @@
+"""Rolling-origin backtests of one model: fit on each fold's past, forecast its test window, join
+the actuals.
+
+>>> folds = make_folds(df, h=288, folds=3, holdout=288)                  # doctest: +SKIP
+>>> result = backtest(lambda: SeasonalNaive(288), df, ctx, folds)        # doctest: +SKIP
+>>> result.forecasts.columns                                             # doctest: +SKIP
+['unique_id', 'ds', 'fold', 'cutoff', 'step', 'y', 'yhat', 'q0.1', 'q0.9']
+
+Guarantees:
+
+* every fold gets a fresh model from ``make_model()``;
+* the model sees only rows at or before the fold's cut-off (and, for a sliding window, at or
+  after its ``train_start``); ``X_future`` holds only ``unique_id, ds`` and the
+  ``ctx.exog_future`` columns, never the target;
+* with a ``gap`` the model forecasts ``gap + h`` steps (and ``ctx.horizon`` is raised to that if
+  smaller); the first ``gap`` steps are dropped;
+* a fold whose model raises, or returns no (or NaN) point forecast for a test row, is recorded in
+  :attr:`BacktestResult.errors` and contributes no rows; the other folds go on.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tidecast.errors import BacktestError, ModelError, TidecastError
+from tidecast.evaluation.folds import HOLDOUT_FOLD, Fold, folds_for_spec, holdout_fold, infer_step, make_folds
+from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, Forecaster, quantile_column
+
+__all__ = [
+    "HOLDOUT_FOLD",
+    "BacktestResult",
+    "Fold",
+    "FoldError",
+    "FoldResult",
+    "backtest",
+    "folds_for_spec",
+    "holdout_fold",
+    "holdout_forecast",
+    "make_folds",
+]
+
+FORECAST_COLUMNS = (ID, TIME, "fold", "cutoff", "step", TARGET, POINT)
+
+
+@dataclass(frozen=True)
+class FoldError:
+    """A fold that failed: which one, the one-line message, and the traceback (if any)."""
+
+    fold: int
+    cutoff: Any
+    message: str
+    traceback: str = ""
+
+    def __str__(self) -> str:
+        where = f"fold {self.fold}" if self.fold != HOLDOUT_FOLD else "holdout"
+        return f"{where} (cut-off {self.cutoff}): {self.message}"
+
+
+@dataclass
+class FoldResult:
+    """One fold's outcome, handed to ``on_fold_done`` as soon as the fold is finished."""
+
+    fold: Fold
+    forecasts: pd.DataFrame | None
+    fit_seconds: float
+    predict_seconds: float
+    n_series: int
+    error: FoldError | None = None
+
+
+@dataclass
+class BacktestResult:
+    """Forecasts of every fold joined with the actuals, timings and failures.
+
+    ``forecasts``: ``unique_id, ds, fold, cutoff, step (1..h), y, yhat`` + quantile columns.
+    ``timings``: one row per fold: ``fold, cutoff, n_series, n_excluded, fit_seconds,
+    predict_seconds, status ('ok'/'failed'), error``. ``fit_seconds``/``predict_seconds``: totals
+    over folds (CPU-side wall time inside the workers, so with parallel folds they can exceed the
+    elapsed time).
+    """
+
+    forecasts: pd.DataFrame
+    folds: list[Fold]
+    timings: pd.DataFrame
+    errors: list[FoldError] = field(default_factory=list)
+    fit_seconds: float = 0.0
+    predict_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every fold succeeded."""
+        return not self.errors
+
+    @property
+    def fit_seconds_per_fold(self) -> dict[int, float]:
+        return dict(zip(self.timings["fold"], self.timings["fit_seconds"], strict=True))
+
+    @property
+    def predict_seconds_per_fold(self) -> dict[int, float]:
+        return dict(zip(self.timings["fold"], self.timings["predict_seconds"], strict=True))
+
+    def error_summary(self) -> str | None:
+        """``"fold 0 (cut-off ...): ValueError: ...; 2 more"``, or ``None`` when every fold succeeded."""
+        if not self.errors:
+            return None
+        more = f"; {len(self.errors) - 1} more failed fold(s)" if len(self.errors) > 1 else ""
+        return f"{self.errors[0]}{more}"
+
+    def scales(self, df: pd.DataFrame, season_length: int) -> pd.DataFrame:
+        """The MASE scale of every (fold, series) from each fold's own training window
+        (see :func:`tidecast.evaluation.metrics.fold_scales`)."""
+        from tidecast.evaluation.metrics import fold_scales
+
+        return fold_scales(df, self.folds, season_length)
+
+
+# --------------------------------------------------------------------------------------- workers
+@dataclass
+class _FoldTask:
+    fold: Fold
+    train: pd.DataFrame
+    X_future: pd.DataFrame | None
+    make_model: Callable[[], Forecaster]
+    ctx: FitContext
+    quantiles: tuple[float, ...]
+
+
+@dataclass
+class _FoldOutput:
+    predictions: pd.DataFrame | None
+    fit_seconds: float
+    predict_seconds: float
+    error: str | None = None
+    traceback: str = ""
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, TidecastError) else f"{type(exc).__name__}: {exc}"
+
+
+def _run_fold(task: _FoldTask) -> _FoldOutput:
+    """Fit a fresh model on the fold's training slice and forecast ``gap + h`` steps (in a worker)."""
+    fit_s = predict_s = 0.0
+    try:
+        started = time.perf_counter()
+        model = task.make_model()
+        model.fit(task.train, task.ctx)
+        fit_s = time.perf_counter() - started
+        started = time.perf_counter()
+        predictions = model.predict(
+            task.fold.gap + task.fold.h, X_future=task.X_future, quantiles=list(task.quantiles)
+        )
+        predict_s = time.perf_counter() - started
+    except Exception as exc:
+        return _FoldOutput(None, fit_s, predict_s, _error_text(exc), traceback.format_exc())
+    return _FoldOutput(predictions, fit_s, predict_s)
+
+
+# ---------------------------------------------------------------------------------------- parent
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in (ID, TIME, TARGET) if c not in df.columns]
+    if missing:
+        raise BacktestError(f"backtest: the data has no column(s) {', '.join(missing)}")
+    return df.sort_values([ID, TIME], kind="stable", ignore_index=True)
+
+
+def _series_mask(df: pd.DataFrame, fold: Fold) -> pd.Series | bool:
+    return df[ID].isin(fold.series) if fold.series is not None else True
+
+
+def _train_slice(df: pd.DataFrame, fold: Fold) -> pd.DataFrame:
+    ds = df[TIME]
+    mask = (ds <= fold.cutoff) & _series_mask(df, fold)
+    if fold.train_start is not None:
+        mask &= ds >= fold.train_start
+    return df.loc[mask].reset_index(drop=True)
+
+
+def _future_slice(df: pd.DataFrame, fold: Fold, exog: Sequence[str]) -> pd.DataFrame | None:
+    if not exog:
+        return None
+    ds = df[TIME]
+    mask = (ds > fold.cutoff) & (ds <= fold.test_end) & _series_mask(df, fold)
+    return df.loc[mask, [ID, TIME, *exog]].reset_index(drop=True)
+
+
+def _actuals(df: pd.DataFrame, fold: Fold) -> pd.DataFrame:
+    ds = df[TIME]
+    mask = (ds >= fold.test_start) & (ds <= fold.test_end) & _series_mask(df, fold)
+    return df.loc[mask, [ID, TIME, TARGET]].reset_index(drop=True)
+
+
+def _unit(df: pd.DataFrame, ctx: FitContext) -> Any:
+    if not pd.api.types.is_datetime64_any_dtype(df[TIME]):
+        return 1
+    try:
+        from tidecast.durations import freq_timedelta
+
+        return freq_timedelta(ctx.freq)
+    except Exception:
+        return infer_step(df[TIME])
+
+
+def _assemble(
+    fold: Fold, output: _FoldOutput, actuals: pd.DataFrame, unit: Any, quantiles: Sequence[float]
+) -> pd.DataFrame:
+    """Check the model's forecasts for the fold's test rows and join them with the actuals."""
+    pred = output.predictions
+    if not isinstance(pred, pd.DataFrame):
+        raise ModelError(f"predict returned a {type(pred).__name__}, not a DataFrame")
+    missing = [c for c in (ID, TIME, POINT) if c not in pred.columns]
+    if missing:
+        raise ModelError(f"predict returned no column(s) {', '.join(missing)}")
+    qcols = [quantile_column(q) for q in quantiles if quantile_column(q) in pred.columns]
+    pred = pred[[ID, TIME, POINT, *qcols]]
+    if pred[TIME].dtype != actuals[TIME].dtype:
+        pred = pred.assign(**{TIME: pred[TIME].astype(actuals[TIME].dtype)})
+    if pred[ID].dtype != actuals[ID].dtype:
+        pred = pred.assign(**{ID: pred[ID].astype(actuals[ID].dtype)})
+    pred = pred[(pred[TIME] >= fold.test_start) & (pred[TIME] <= fold.test_end)]
+    if pred.duplicated([ID, TIME]).any():
+        raise ModelError("predict returned several forecasts for the same series and timestamp")
+    out = actuals.merge(pred, on=[ID, TIME], how="left", validate="one_to_one")
+    bad = out[POINT].isna().to_numpy()
+    if bad.any():
+        series = pd.unique(out.loc[bad, ID].astype(str))
+        shown = ", ".join(series[:3]) + (f" and {len(series) - 3} more" if len(series) > 3 else "")
+        raise ModelError(
+            f"predict returned no (or NaN) forecast for {int(bad.sum())} of {len(out)} test points (series {shown})"
+        )
+    offset = out[TIME] - fold.test_start
+    step = (offset // unit if isinstance(unit, pd.Timedelta) else offset).to_numpy(dtype=np.int64) + 1
+    out.insert(2, "fold", fold.index)
+    out.insert(3, "cutoff", fold.cutoff)
+    out.insert(4, "step", step)
+    return out
+
+
+def _empty_forecasts(df: pd.DataFrame, quantiles: Sequence[float]) -> pd.DataFrame:
+    cols: dict[str, Any] = {
+        ID: pd.Series([], dtype=df[ID].dtype),
+        TIME: pd.Series([], dtype=df[TIME].dtype),
+        "fold": pd.Series([], dtype=np.int64),
+        "cutoff": pd.Series([], dtype=df[TIME].dtype),
+        "step": pd.Series([], dtype=np.int64),
+        TARGET: pd.Series([], dtype=float),
+        POINT: pd.Series([], dtype=float),
+    }
+    cols.update({quantile_column(q): pd.Series([], dtype=float) for q in quantiles})
+    return pd.DataFrame(cols)
+
+
+def backtest(
+    make_model: Callable[[], Forecaster],
+    df: pd.DataFrame,
+    ctx: FitContext,
+    folds: Sequence[Fold],
+    *,
+    quantiles: Sequence[float] = (),
+    executor: Any = None,
+    on_fold_done: Callable[[FoldResult], None] | None = None,
+) -> BacktestResult:
+    """Backtest the model built by ``make_model()`` on ``folds`` (from :func:`make_folds`).
+
+    ``executor`` (a :class:`tidecast.pipeline.executors.Executor`) runs the folds, in parallel if
+    it can (default: in-process, one after the other); ``make_model`` must then be picklable.
+    ``on_fold_done(FoldResult)`` is called in this process as each fold finishes.
+    """
+    if not folds:
+        raise BacktestError("backtest: no folds to run")
+    quantiles = tuple(quantiles)
+    df = _sorted(df)
+    exog = tuple(ctx.exog_future)
+    absent = [c for c in exog if c not in df.columns]
+    if absent:
+        raise BacktestError(f"backtest: future exogenous column(s) {', '.join(absent)} are not in the data")
+    longest = max(f.h + f.gap for f in folds)
+    fold_ctx = replace(ctx, horizon=longest) if longest > ctx.horizon else ctx
+    unit = _unit(df, ctx)
+    n_all = int(df[ID].nunique())
+
+    def tasks() -> Iterator[_FoldTask]:
+        for fold in folds:
+            yield _FoldTask(fold, _train_slice(df, fold), _future_slice(df, fold, exog), make_model, fold_ctx, quantiles)
+
+    results: list[FoldResult | None] = [None] * len(folds)
+
+    def collect(index: int, output: _FoldOutput) -> None:
+        fold = folds[index]
+        n_series = len(fold.series) if fold.series is not None else n_all
+        frame, error = None, None
+        if output.error is not None:
+            error = FoldError(fold.index, fold.cutoff, output.error, output.traceback)
+        else:
+            try:
+                frame = _assemble(fold, output, _actuals(df, fold), unit, quantiles)
+            except Exception as exc:
+                error = FoldError(fold.index, fold.cutoff, _error_text(exc), traceback.format_exc())
+        result = FoldResult(fold, frame, output.fit_seconds, output.predict_seconds, n_series, error)
+        results[index] = result
+        if on_fold_done is not None:
+            on_fold_done(result)
+
+    if executor is None:
+        from tidecast.pipeline.executors import SequentialExecutor
+
+        executor = SequentialExecutor()
+    name = getattr(make_model, "__name__", None) or type(make_model).__name__
+    executor.map(_run_fold, tasks(), desc=f"backtest {name}", on_result=collect)
+    return _result(list(folds), [r for r in results if r is not None], df, quantiles)
+
+
+def _result(folds: list[Fold], results: list[FoldResult], df: pd.DataFrame, quantiles: Sequence[float]) -> BacktestResult:
+    frames = [r.forecasts for r in results if r.forecasts is not None]
+    forecasts = pd.concat(frames, ignore_index=True) if frames else _empty_forecasts(df, quantiles)
+    timings = pd.DataFrame(
+        {
+            "fold": [r.fold.index for r in results],
+            "cutoff": [r.fold.cutoff for r in results],
+            "n_series": [r.n_series for r in results],
+            "n_excluded": [r.fold.n_excluded for r in results],
+            "fit_seconds": [r.fit_seconds for r in results],
+            "predict_seconds": [r.predict_seconds for r in results],
+            "status": ["ok" if r.error is None else "failed" for r in results],
+            "error": [None if r.error is None else r.error.message for r in results],
+        }
+    )
+    return BacktestResult(
+        forecasts=forecasts,
+        folds=folds,
+        timings=timings,
+        errors=[r.error for r in results if r.error is not None],
+        fit_seconds=float(timings["fit_seconds"].sum()),
+        predict_seconds=float(timings["predict_seconds"].sum()),
+    )
+
+
+def holdout_forecast(
+    make_model: Callable[[], Forecaster],
+    df: pd.DataFrame,
+    ctx: FitContext,
+    holdout_h: int,
+    *,
+    quantiles: Sequence[float] = (),
+    train_window: int | None = None,
+    min_train: int = 1,
+    on_fold_done: Callable[[FoldResult], None] | None = None,
+) -> BacktestResult:
+    """Fit on everything before the final ``holdout_h`` steps and forecast them (in-process).
+
+    The result is a one-fold :class:`BacktestResult` whose fold index is :data:`HOLDOUT_FOLD`
+    (``-1``); evaluate it with :func:`tidecast.evaluation.metrics.evaluate` as any backtest.
+    """
+    fold = holdout_fold(
+        df, holdout_h, freq=_unit(df, ctx) if pd.api.types.is_datetime64_any_dtype(df[TIME]) else None,
+        train_window=train_window, min_train=min_train,
+    )
+    return backtest(make_model, df, ctx, [fold], quantiles=quantiles, on_fold_done=on_fold_done)

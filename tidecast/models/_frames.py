@@ -1,0 +1,139 @@
+"""Small frame helpers shared by the model adapters (not public API)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tidecast.errors import ModelError
+from tidecast.models.base import ID, POINT, TARGET, TIME, future_index, quantile_column
+
+
+def check_frame(df: pd.DataFrame, name: str, *, what: str = "training data", target: bool = True) -> pd.DataFrame:
+    """``df`` sorted by ``unique_id, ds`` with the required columns, ``unique_id`` as str."""
+    required = [ID, TIME, TARGET] if target else [ID, TIME]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ModelError(f"candidate '{name}': the {what} lacks column(s) {', '.join(missing)}")
+    if df.empty:
+        raise ModelError(f"candidate '{name}': the {what} is empty")
+    out = df.copy()
+    if out[ID].dtype != object:
+        out[ID] = out[ID].astype(str)
+    out[TIME] = pd.to_datetime(out[TIME])
+    if target:
+        out[TARGET] = out[TARGET].astype(float)
+    return out.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
+
+
+def tail_per_series(df: pd.DataFrame, steps: int | None) -> pd.DataFrame:
+    """The last ``steps`` rows of every series (all rows when ``steps`` is None)."""
+    if steps is None:
+        return df.reset_index(drop=True)
+    return df.groupby(ID, sort=False, observed=True).tail(int(steps)).reset_index(drop=True)
+
+
+def stitch(stored: pd.DataFrame | None, history: pd.DataFrame, freq: str, keep: int | None) -> pd.DataFrame:
+    """The stored training tail followed by ``history`` (history wins on overlapping ``ds``).
+
+    The stored tail of a series is used only when it is contiguous with (or overlaps) that
+    series' ``history``: after a gap the history alone is the series. Each series keeps at most
+    its last ``keep`` rows.
+    """
+    if stored is None or stored.empty:
+        return tail_per_series(history, keep)
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    pieces = []
+    stored_by_id = dict(tuple(stored.groupby(ID, sort=False, observed=True)))
+    for uid, hist in history.groupby(ID, sort=False, observed=True):
+        old = stored_by_id.get(uid)
+        if old is not None and not old.empty and old[TIME].max() + step >= hist[TIME].min():
+            old = old[old[TIME] < hist[TIME].min()]
+            hist = pd.concat([old[[c for c in hist.columns if c in old.columns]], hist], ignore_index=True)
+        pieces.append(hist)
+    out = pd.concat(pieces, ignore_index=True)
+    return tail_per_series(out, keep)
+
+
+def level_of(q: float) -> float:
+    """The central interval level (0-100) whose bound is quantile ``q``."""
+    level = abs(2 * q - 1) * 100
+    rounded = round(level, 10)
+    return int(rounded) if float(rounded).is_integer() else rounded
+
+
+def z_of(q: float) -> float:
+    return NormalDist().inv_cdf(q)
+
+
+def check_quantiles(quantiles: Sequence[float], name: str) -> list[float]:
+    qs = [float(q) for q in quantiles]
+    bad = [q for q in qs if not 0 < q < 1]
+    if bad:
+        raise ModelError(f"candidate '{name}': quantiles must lie strictly between 0 and 1, got {bad}")
+    return qs
+
+
+def no_intervals(name: str, quantiles: Sequence[float]) -> None:
+    """Raise when quantiles are asked from a model without native intervals."""
+    if quantiles:
+        raise ModelError(
+            f"candidate '{name}' has no native prediction intervals: wrap it in "
+            "tidecast.models.conformal.ConformalForecaster to get quantiles"
+        )
+
+
+def finish(frame: pd.DataFrame, quantiles: Iterable[float]) -> pd.DataFrame:
+    """Column order ``unique_id, ds, yhat, q...``, sorted, with clean dtypes."""
+    cols = [ID, TIME, POINT] + [quantile_column(q) for q in quantiles]
+    out = frame[cols].sort_values([ID, TIME], kind="stable").reset_index(drop=True)
+    out[ID] = out[ID].astype(str)
+    for c in cols[2:]:
+        out[c] = out[c].astype(float)
+    return out
+
+
+def future_frame(last: pd.DataFrame, h: int, freq: str) -> pd.DataFrame:
+    out = future_index(last, h, freq)
+    out[ID] = out[ID].astype(str)
+    return out
+
+
+def require_future_exog(
+    name: str, fut: pd.DataFrame, X_future: pd.DataFrame | None, columns: Sequence[str]
+) -> pd.DataFrame:
+    """``fut`` (``unique_id, ds`` of the horizon) joined with the needed ``X_future`` columns."""
+    if not columns:
+        return fut
+    if X_future is None:
+        raise ModelError(
+            f"candidate '{name}': X_future with column(s) {', '.join(columns)} is needed for the forecast horizon"
+        )
+    missing = [c for c in columns if c not in X_future.columns]
+    if missing:
+        raise ModelError(f"candidate '{name}': X_future lacks column(s) {', '.join(missing)}")
+    xf = X_future[[ID, TIME, *columns]].copy()
+    xf[ID] = xf[ID].astype(str)
+    xf[TIME] = pd.to_datetime(xf[TIME])
+    out = fut.merge(xf.drop_duplicates([ID, TIME], keep="last"), on=[ID, TIME], how="left")
+    holes = out[list(columns)].isna().any(axis=1)
+    if holes.any():
+        first = out.loc[holes].iloc[0]
+        raise ModelError(
+            f"candidate '{name}': X_future has no value for {', '.join(columns)} at "
+            f"{first[TIME]} of series '{first[ID]}' ({int(holes.sum())} forecast step(s) missing)"
+        )
+    return out
+
+
+def to_int_steps(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | float) or (
+        isinstance(value, float) and not math.isfinite(value)
+    ):
+        raise TypeError(value)
+    return int(value)

@@ -1,0 +1,441 @@
+"""Statistical models from statsforecast, one model per series: ``autoets``, ``autoarima``,
+``autotheta`` and ``mstl``.
+
+Common behaviour
+----------------
+* Parameters pass through to the statsforecast constructor; a parameter it does not accept, or a
+  value it rejects, is a :class:`~tidecast.errors.ModelError` naming the candidate and parameter.
+* ``season_length`` (steps) defaults to one day of the data frequency (24 for hourly data, 288
+  for 5-minute data); 7 for daily data; 1 (no season) for coarser data. A season longer than a
+  series' history is a ``ModelError``.
+* ``fit_window`` (steps): each series is fitted on at most its last ``fit_window`` readings, and
+  that trailing window (``y`` and the exogenous columns) is stored with the model.
+* ``predict(h, history=...)``: the stored tail and ``history`` are joined (``history`` wins on
+  overlapping timestamps; after a gap ``history`` alone is used), the last ``fit_window``
+  readings are kept, and statsforecast's ``forward`` re-runs the model with the parameters
+  learned in ``fit`` on that window. A series never seen in ``fit`` is fitted on its window.
+* Quantiles come from statsforecast's ``level``: ``q < 0.5`` is the lower bound of the
+  ``(1 - 2q)·100`` % interval, ``q > 0.5`` the upper bound of ``(2q - 1)·100`` %, 0.5 the point.
+* Known-future exogenous columns (``ctx.exog_future``) are passed as ``X`` to the models that use
+  them: ``autoarima`` (and ``mstl`` with an ``autoarima`` trend). The others ignore them; past-only
+  exogenous columns are always ignored.
+
+Long seasons
+------------
+ETS keeps one state per seasonal period and the seasonal ARIMA search grows with the season, so
+with long seasons (5-minute data: 288 steps a day) both become very slow and unreliable (R's
+``forecast::ets`` refuses seasons above 24; statsforecast 2.1 accepts them but needs ~20 s to
+fit 14 days of 5-minute data). ``autoets`` and ``autoarima`` therefore take ``deseasonalize``:
+
+* ``None`` (default): deseasonalise when ``season_length > 24``;
+* ``True``: always (when ``season_length > 1``); ``False``: never (the native seasonal model).
+
+Deseasonalising means ``MSTL(season_length, trend_forecaster=<the model without season>)``: an STL
+decomposition removes the season, the non-seasonal ETS (``model`` with its season letter set to
+``N``) or ARIMA (``seasonal=False``) forecasts the adjusted series, and the last season is added
+back. ``autotheta`` uses statsforecast's classical decomposition, which copes with any season.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from tidecast.durations import freq_timedelta
+from tidecast.errors import ModelError
+from tidecast.models._frames import (
+    check_frame,
+    check_quantiles,
+    finish,
+    future_frame,
+    level_of,
+    require_future_exog,
+    stitch,
+    tail_per_series,
+)
+from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, quantile_column
+
+#: Seasons above this are deseasonalised with STL for ``autoets``/``autoarima`` by default.
+MAX_NATIVE_SEASON = 24
+
+_SF_CLASS = {"autoets": "AutoETS", "autoarima": "AutoARIMA", "autotheta": "AutoTheta", "mstl": "MSTL"}
+_OURS = {"alias", "prediction_intervals"}
+
+
+def default_season_length(freq: str) -> int:
+    """One day in steps for sub-daily data, 7 for daily data, else 1."""
+    step = freq_timedelta(freq)
+    day = pd.Timedelta(days=1)
+    if step < day:
+        return max(1, int(day // step))
+    if step == day:
+        return 7
+    return 1
+
+
+def _sf_class(kind: str) -> type:
+    import statsforecast.models as sfm
+
+    return getattr(sfm, _SF_CLASS[kind])
+
+
+def _accepted(cls: type) -> list[str]:
+    return [p for p in inspect.signature(cls).parameters if p not in _OURS and p != "self"]
+
+
+def _check_params(name: str, kind: str, params: dict[str, Any], extra: Sequence[str] = ()) -> None:
+    accepted = _accepted(_sf_class(kind))
+    for key in params:
+        if key not in accepted and key not in extra:
+            raise ModelError(
+                f"candidate '{name}': {kind} does not accept parameter '{key}' "
+                f"(accepted: {', '.join(sorted([*accepted, *extra]))})"
+            )
+
+
+def _check_ets_model(name: str, kind: str, model: Any) -> None:
+    ok = (
+        isinstance(model, str)
+        and len(model) == 3
+        and model[0] in "AMZ"
+        and model[1] in "NAMZ"
+        and model[2] in "NAMZ"
+    )
+    if not ok:
+        raise ModelError(
+            f"candidate '{name}': parameter 'model' of {kind} must be three letters "
+            f"(error A/M/Z, trend N/A/M/Z, season N/A/M/Z, e.g. 'ZZZ' or 'AAN'), got {model!r}"
+        )
+
+
+def _season_list(value: Any) -> list[int]:
+    return [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
+
+
+class StatsForecastModel:
+    """A statsforecast model fitted per series (see the module docstring for the behaviour)."""
+
+    native_intervals: ClassVar[bool] = True
+    kind: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        season_length: int | list[int] | None = None,
+        *,
+        name: str | None = None,
+        fit_window: int | None = None,
+        **params: Any,
+    ) -> None:
+        self.name = name or self.kind
+        self.fit_window = fit_window
+        self.season_length = season_length
+        self.params = dict(params)
+        self._validate()
+        self._probe()
+        self._freq: str | None = None
+        self._season: list[int] = [1]
+        self._exog: list[str] = []
+        self._tail: pd.DataFrame | None = None
+        self._fitted: dict[str, Any] = {}
+
+    # -- construction ---------------------------------------------------------------------------
+    def _validate(self) -> None:
+        _check_params(self.name, self.kind, self.params)
+        if self.season_length is not None:
+            for m in _season_list(self.season_length):
+                if m < 1:
+                    raise ModelError(f"candidate '{self.name}': season_length must be at least 1, got {m}")
+
+    def _probe(self) -> None:
+        """Build once with a placeholder season so that rejected values fail now, not at fit."""
+        try:
+            self._build([int(_season_list(self.season_length)[0]) if self.season_length else 2])
+        except ModelError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"candidate '{self.name}': {self.kind} rejects its parameters: {exc}") from exc
+
+    def _build(self, season: list[int]) -> Any:
+        return _sf_class(self.kind)(season_length=season[0], **self.params)
+
+    def _uses_exog(self) -> bool:
+        return False
+
+    def get_params(self) -> dict[str, Any]:
+        return {"season_length": self.season_length, "fit_window": self.fit_window, **self.params}
+
+    # -- fit -------------------------------------------------------------------------------------
+    def fit(self, df: pd.DataFrame, ctx: FitContext) -> StatsForecastModel:
+        data = check_frame(df, self.name)
+        self._freq = ctx.freq
+        self._season = (
+            _season_list(self.season_length) if self.season_length is not None else [default_season_length(ctx.freq)]
+        )
+        self._exog = [c for c in ctx.exog_future if c in data.columns] if self._uses_exog() else []
+        data = tail_per_series(data[[ID, TIME, TARGET, *self._exog]], self.fit_window)
+        self._fitted = {}
+        for uid, g in data.groupby(ID, sort=False):
+            y, X = self._arrays(g, str(uid), "history")
+            model = self._build(self._season)
+            try:
+                self._fitted[str(uid)] = model.fit(y, X) if X is not None else model.fit(y)
+            except ModelError:
+                raise
+            except Exception as exc:
+                raise ModelError(f"candidate '{self.name}': {self.kind} failed to fit series '{uid}': {exc}") from exc
+        self._tail = data
+        return self
+
+    def _arrays(self, g: pd.DataFrame, uid: str, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+        y = g[TARGET].to_numpy(float)
+        if np.isnan(y).any():
+            raise ModelError(f"candidate '{self.name}': series '{uid}' has missing values in its {what}")
+        longest = max(self._season)
+        if longest > len(y):
+            raise ModelError(
+                f"candidate '{self.name}': season_length {longest} is longer than the {what} ({len(y)} steps)"
+                + (f" of series '{uid}'" if uid else "")
+            )
+        if not self._exog:
+            return y, None
+        missing = [c for c in self._exog if c not in g.columns]
+        if missing:
+            raise ModelError(f"candidate '{self.name}': the {what} lacks exogenous column(s) {', '.join(missing)}")
+        X = g[self._exog].to_numpy(float)
+        if np.isnan(X).any():
+            raise ModelError(f"candidate '{self.name}': series '{uid}' has missing exogenous values in its {what}")
+        return y, X
+
+    # -- predict -----------------------------------------------------------------------------------
+    def predict(
+        self,
+        h: int,
+        *,
+        history: pd.DataFrame | None = None,
+        X_future: pd.DataFrame | None = None,
+        quantiles: Sequence[float] = (),
+    ) -> pd.DataFrame:
+        if self._tail is None or self._freq is None:
+            raise ModelError(f"candidate '{self.name}': predict called before fit")
+        qs = check_quantiles(quantiles, self.name)
+        levels = sorted({level_of(q) for q in qs if q != 0.5})
+        if history is not None:
+            hist = check_frame(history, self.name, what="history")
+            missing = [c for c in self._exog if c not in hist.columns]
+            if missing:
+                raise ModelError(f"candidate '{self.name}': the history lacks exogenous column(s) {', '.join(missing)}")
+            data = stitch(self._tail, hist[[ID, TIME, TARGET, *self._exog]], self._freq, self.fit_window)
+        else:
+            data = self._tail
+        ends = data.groupby(ID, sort=False).tail(1)[[ID, TIME]]
+        fut = require_future_exog(self.name, future_frame(ends, h, self._freq), X_future, self._exog)
+        frames = []
+        for uid, g in data.groupby(ID, sort=False):
+            uid = str(uid)
+            out = fut[fut[ID] == uid].reset_index(drop=True)
+            Xf = out[self._exog].to_numpy(float) if self._exog else None
+            kwargs: dict[str, Any] = {"h": h}
+            if levels:
+                kwargs["level"] = levels
+            try:
+                if history is None:
+                    res = self._fitted[uid].predict(X=Xf, **kwargs)
+                else:
+                    y, X = self._arrays(g, uid, "history")
+                    if uid in self._fitted:
+                        res = self._fitted[uid].forward(y=y, X=X, X_future=Xf, **kwargs)
+                    else:
+                        model = self._build(self._season)
+                        model = model.fit(y, X) if X is not None else model.fit(y)
+                        res = model.predict(X=Xf, **kwargs)
+            except ModelError:
+                raise
+            except Exception as exc:
+                raise ModelError(f"candidate '{self.name}': {self.kind} failed to forecast series '{uid}': {exc}") from exc
+            out[POINT] = res["mean"]
+            for q in qs:
+                if q == 0.5:
+                    out[quantile_column(q)] = res["mean"]
+                else:
+                    out[quantile_column(q)] = res[f"{'lo' if q < 0.5 else 'hi'}-{level_of(q)}"]
+            frames.append(out)
+        return finish(pd.concat(frames, ignore_index=True), qs)
+
+
+class _Deseasonalizing(StatsForecastModel):
+    """``autoets``/``autoarima``: native season up to 24 steps, STL-deseasonalised above."""
+
+    def __init__(
+        self,
+        season_length: int | None = None,
+        *,
+        deseasonalize: bool | None = None,
+        stl_kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        fit_window: int | None = None,
+        **params: Any,
+    ) -> None:
+        if isinstance(season_length, list | tuple):
+            raise ModelError(
+                f"candidate '{name or self.kind}': {self.kind} takes one season_length; "
+                "use kind 'mstl' for several seasons"
+            )
+        self.deseasonalize = deseasonalize
+        self.stl_kwargs = stl_kwargs
+        super().__init__(season_length, name=name, fit_window=fit_window, **params)
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "deseasonalize": self.deseasonalize, "stl_kwargs": self.stl_kwargs}
+
+    def _stl(self, m: int) -> bool:
+        if m <= 1:
+            return False
+        return m > MAX_NATIVE_SEASON if self.deseasonalize is None else bool(self.deseasonalize)
+
+    def _nonseasonal(self) -> Any:
+        raise NotImplementedError
+
+    def _build(self, season: list[int]) -> Any:
+        m = season[0]
+        if self._stl(m):
+            from statsforecast.models import MSTL
+
+            return MSTL(season_length=m, trend_forecaster=self._nonseasonal(), stl_kwargs=self.stl_kwargs)
+        return _sf_class(self.kind)(season_length=m, **self.params)
+
+
+class AutoETSModel(_Deseasonalizing):
+    """statsforecast ``AutoETS`` (``kind: autoets``).
+
+    ``season_length`` defaults to one day of steps. Above 24 steps (e.g. 288 for 5-minute data)
+    the series is deseasonalised with STL and a non-seasonal ETS (``model`` with its season letter
+    set to ``N``) forecasts the rest, unless ``deseasonalize: false``. Other parameters (``model``,
+    ``damped``, ``phi``...) pass through to ``AutoETS``.
+    """
+
+    kind = "autoets"
+
+    def _validate(self) -> None:
+        super()._validate()
+        if "model" in self.params:
+            _check_ets_model(self.name, self.kind, self.params["model"])
+
+    def _nonseasonal(self) -> Any:
+        from statsforecast.models import AutoETS
+
+        model = str(self.params.get("model", "ZZZ"))
+        return AutoETS(season_length=1, **{**self.params, "model": model[:2] + "N"})
+
+
+class AutoARIMAModel(_Deseasonalizing):
+    """statsforecast ``AutoARIMA`` (``kind: autoarima``), with known-future exogenous columns as ``X``.
+
+    ``season_length`` defaults to one day of steps. Above 24 steps the series is deseasonalised
+    with STL and a non-seasonal ARIMA (``seasonal=False``) forecasts the rest, unless
+    ``deseasonalize: false``. Other parameters pass through to ``AutoARIMA``.
+    """
+
+    kind = "autoarima"
+
+    def _uses_exog(self) -> bool:
+        return True
+
+    def _nonseasonal(self) -> Any:
+        from statsforecast.models import AutoARIMA
+
+        return AutoARIMA(season_length=1, **{**self.params, "seasonal": False})
+
+
+class AutoThetaModel(StatsForecastModel):
+    """statsforecast ``AutoTheta`` (``kind: autotheta``); any season via classical decomposition.
+
+    ``season_length`` defaults to one day of steps; other parameters pass through.
+    """
+
+    kind = "autotheta"
+
+    def _validate(self) -> None:
+        super()._validate()
+        if isinstance(self.season_length, list | tuple):
+            raise ModelError(f"candidate '{self.name}': autotheta takes one season_length; use kind 'mstl' for several")
+
+
+_TREND_KINDS = {"autoets": "AutoETS", "autoarima": "AutoARIMA", "autotheta": "AutoTheta"}
+
+
+class MSTLModel(StatsForecastModel):
+    """statsforecast ``MSTL`` (``kind: mstl``): STL with one or several seasons, and a trend model.
+
+    ``season_length`` is a step count or a list (``[288, 2016]``: daily and weekly for 5-minute
+    data); default one day. ``trend_forecaster`` is ``autoets`` (default, with
+    ``trend_params: {model: ZZN}``), ``autoarima`` or ``autotheta`` (or a statsforecast model
+    object, from Python); ``trend_params`` go to its constructor. With an ``autoarima`` trend the
+    known-future exogenous columns are used. ``stl_kwargs`` pass through to MSTL.
+    """
+
+    kind = "mstl"
+
+    def __init__(
+        self,
+        season_length: int | list[int] | None = None,
+        *,
+        trend_forecaster: Any = "autoets",
+        trend_params: dict[str, Any] | None = None,
+        name: str | None = None,
+        fit_window: int | None = None,
+        **params: Any,
+    ) -> None:
+        self.trend_forecaster = trend_forecaster
+        self.trend_params = trend_params
+        super().__init__(season_length, name=name, fit_window=fit_window, **params)
+
+    def get_params(self) -> dict[str, Any]:
+        trend = self.trend_forecaster if isinstance(self.trend_forecaster, str) else repr(self.trend_forecaster)
+        return {**super().get_params(), "trend_forecaster": trend, "trend_params": self.trend_params}
+
+    def _validate(self) -> None:
+        _check_params(self.name, self.kind, self.params)
+        if isinstance(self.trend_forecaster, str):
+            key = self.trend_forecaster.lower()
+            if key not in _TREND_KINDS:
+                raise ModelError(
+                    f"candidate '{self.name}': parameter 'trend_forecaster' must be one of "
+                    f"{', '.join(_TREND_KINDS)}, got {self.trend_forecaster!r}"
+                )
+            tp = self._trend_params()
+            _check_params(self.name, key, {k: v for k, v in tp.items() if k != "season_length"})
+            if key == "autoets" and "model" in tp:
+                _check_ets_model(self.name, "the mstl trend (autoets)", tp["model"])
+        if self.season_length is not None:
+            for m in _season_list(self.season_length):
+                if m < 1:
+                    raise ModelError(f"candidate '{self.name}': season_length must be at least 1, got {m}")
+
+    def _trend_params(self) -> dict[str, Any]:
+        if self.trend_params is not None:
+            return dict(self.trend_params)
+        return {"model": "ZZN"} if str(self.trend_forecaster).lower() == "autoets" else {}
+
+    def _trend(self) -> Any:
+        if not isinstance(self.trend_forecaster, str):
+            return self.trend_forecaster.new() if hasattr(self.trend_forecaster, "new") else self.trend_forecaster
+        import statsforecast.models as sfm
+
+        key = self.trend_forecaster.lower()
+        tp = self._trend_params()
+        if key == "autoarima":
+            tp.setdefault("seasonal", False)
+        return getattr(sfm, _TREND_KINDS[key])(**tp)
+
+    def _uses_exog(self) -> bool:
+        return isinstance(self.trend_forecaster, str) and self.trend_forecaster.lower() == "autoarima"
+
+    def _build(self, season: list[int]) -> Any:
+        from statsforecast.models import MSTL
+
+        s: int | list[int] = season[0] if len(season) == 1 else list(season)
+        return MSTL(season_length=s, trend_forecaster=self._trend(), **self.params)
