@@ -85,7 +85,10 @@ def run(
     from tidecast.pipeline import run as run_pipeline
     from tidecast.pipeline.steps import training_pipeline
 
+    from tidecast.training import preflight
+
     loaded = _load(spec)
+    preflight(loaded)
     pipeline = training_pipeline()
     started = time.perf_counter()
     with _ProgressCallbacks() as callbacks:

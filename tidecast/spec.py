@@ -185,8 +185,8 @@ class BacktestSpec(_Model):
 class RangeParam(_Model):
     """A searched range: ``{low: 0.01, high: 0.3, log: true}`` (ints stay ints)."""
 
-    low: float
-    high: float
+    low: int | float
+    high: int | float
     log: bool = False
 
     @model_validator(mode="after")

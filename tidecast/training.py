@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.durations import freq_timedelta
-from tidecast.errors import BacktestError, ModelError, TidecastError
+from tidecast.errors import BacktestError, DataError, ModelError, TidecastError
 from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, Forecaster, quantile_column
 from tidecast.spec import CandidateSpec, Spec
 
@@ -43,6 +43,27 @@ def min_history(spec: Spec) -> int:
         return spec.steps(spec.clean.min_length, "clean.min_length")
     window, horizon = spec.forecast_steps()
     return window + horizon
+
+
+def validate_history(frame: pd.DataFrame, spec: Spec) -> None:
+    """Fail at ingest, before anything is cached, when the data cannot serve the spec: readings
+    spaced unlike ``data.frequency``, or too little history for the input window, the backtest
+    folds and the held-out stretch."""
+    from tidecast.data.clean import check_spacing
+    from tidecast.evaluation.folds import folds_for_spec
+
+    ordered = frame.sort_values([ID, TIME], kind="stable")
+    check_spacing(ordered, freq_timedelta(spec.data.frequency), spec.data.frequency)
+    window, _ = spec.forecast_steps()
+    try:
+        folds_for_spec(ordered.drop_duplicates([ID, TIME]), spec, min_train=window)
+    except BacktestError as exc:
+        raise DataError(f"{spec.data.source}: history too short: {exc.message}") from None
+
+
+def preflight(spec: Spec) -> None:
+    """Cheap checks before any step runs: every candidate can be built from its kind and params."""
+    validate_candidates(spec)
 
 
 def fit_context(spec: Spec, frame: pd.DataFrame | None = None) -> FitContext:
@@ -167,13 +188,7 @@ def _backtest_one(
         forecasts = _conformal_cross_fold(forecasts, quantiles)
         result.forecasts = forecasts
     m = season_length(spec)
-    scales = []
-    for fold in folds:
-        train = frame[frame[TIME] <= fold.cutoff]
-        s = _scales(train, m).rename("scale").reset_index()
-        s["fold"] = fold.index
-        scales.append(s)
-    evaluation = evaluate(forecasts, pd.concat(scales, ignore_index=True), season_length=m, quantiles=quantiles)
+    evaluation = evaluate(forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles)
     return result, evaluation
 
 
@@ -197,6 +212,8 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
         train_window=spec.steps(bt.train_window, "backtest.train_window") if bt.train_window is not None else None,
         gap=spec.steps(bt.gap, "backtest.gap"),
         holdout=horizon,
+        freq=spec.data.frequency,
+        min_train=window,
     )
     executor = make_executor(spec.executor, bt.n_jobs)
     metric = spec.selection.metric

@@ -28,7 +28,9 @@ class SeasonalNaiveHelper:
 
     native_intervals = True
 
-    def __init__(self, season_length: int = SEASON, bias: float = 0.0, exog_coef: float = 0.0, name: str = "snaive") -> None:
+    def __init__(
+        self, season_length: int = SEASON, bias: float = 0.0, exog_coef: float = 0.0, name: str = "snaive"
+    ) -> None:
         self.season_length = season_length
         self.bias = bias
         self.exog_coef = exog_coef
@@ -93,7 +95,9 @@ def make_frame(series: Sequence[str] = ("a", "b"), days: int = 10, seed: int = 0
     return pd.concat(frames, ignore_index=True)
 
 
-def make_spec(root: Path, *, project: str = "tiny", gate: dict | None = None, tracking: dict | None = None, models=None) -> Spec:
+def make_spec(
+    root: Path, *, project: str = "tiny", gate: dict | None = None, tracking: dict | None = None, models=None
+) -> Spec:
     data = {
         "project": project,
         "data": {
@@ -105,7 +109,8 @@ def make_spec(root: Path, *, project: str = "tiny", gate: dict | None = None, tr
         "forecast": {"input_window": WINDOW, "horizon": HORIZON, "quantiles": [0.1, 0.9]},
         "backtest": {"folds": 2},
         "selection": {"metric": "mae"},
-        "models": models or [
+        "models": models
+        or [
             {"name": "snaive", "kind": "seasonal_naive"},
             {"name": "biased", "kind": "seasonal_naive"},
             {"name": "broken", "kind": "tests.broken:model"},
@@ -114,6 +119,9 @@ def make_spec(root: Path, *, project: str = "tiny", gate: dict | None = None, tr
         "tracking": tracking or {},
     }
     root.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    (root / "tidecast.yaml").write_text(yaml.safe_dump(data, sort_keys=False))  # for the CLI's --spec
     return parse_spec(data, root=root)
 
 
@@ -160,13 +168,18 @@ def _holdout(model_factory, frame: pd.DataFrame) -> dict[str, float]:
     model = model_factory().fit(train, context())
     fc = model.predict(HORIZON, X_future=test.drop(columns=[TARGET]), quantiles=[0.1, 0.9])
     joined = fc.merge(test[[ID, TIME, TARGET]], on=[ID, TIME])
-    return {"mae": _mae(joined[TARGET].to_numpy(), joined[POINT].to_numpy()),
-            "rmse": float(np.sqrt(np.mean((joined[TARGET] - joined[POINT]) ** 2)))}
+    return {
+        "mae": _mae(joined[TARGET].to_numpy(), joined[POINT].to_numpy()),
+        "rmse": float(np.sqrt(np.mean((joined[TARGET] - joined[POINT]) ** 2))),
+    }
 
 
 def backtest_and_select(frame: pd.DataFrame, *, winner_bias: float = 0.0, folds: int = 2) -> tuple[dict, dict]:
     """Hand-made outputs of the backtest and select steps for two ok candidates and one failed one."""
-    models = {"snaive": lambda: SeasonalNaiveHelper(bias=winner_bias), "biased": lambda: SeasonalNaiveHelper(bias=winner_bias + 5.0)}
+    models = {
+        "snaive": lambda: SeasonalNaiveHelper(bias=winner_bias),
+        "biased": lambda: SeasonalNaiveHelper(bias=winner_bias + 5.0),
+    }
     results: dict[str, Any] = {}
     rows = []
     ends = frame[TIME].max()
@@ -176,7 +189,11 @@ def backtest_and_select(frame: pd.DataFrame, *, winner_bias: float = 0.0, folds:
             cutoff = ends - pd.Timedelta(hours=HORIZON * (folds - fold + 1))
             train = frame[frame[TIME] <= cutoff]
             test = frame[(frame[TIME] > cutoff) & (frame[TIME] <= cutoff + pd.Timedelta(hours=HORIZON))]
-            fc = factory().fit(train, context()).predict(HORIZON, X_future=test.drop(columns=[TARGET]), quantiles=[0.1, 0.9])
+            fc = (
+                factory()
+                .fit(train, context())
+                .predict(HORIZON, X_future=test.drop(columns=[TARGET]), quantiles=[0.1, 0.9])
+            )
             fc = fc.merge(test[[ID, TIME, TARGET]], on=[ID, TIME])
             fc["fold"], fc["cutoff"] = fold, cutoff
             fc["step"] = fc.groupby(ID).cumcount() + 1
@@ -187,36 +204,146 @@ def backtest_and_select(frame: pd.DataFrame, *, winner_bias: float = 0.0, folds:
         per_fold["rmse"] = fcs.assign(se=err**2).groupby("fold")["se"].mean().pow(0.5).to_numpy()
         per_step = fcs.assign(ae=err).groupby("step", as_index=False)["ae"].mean().rename(columns={"ae": "mae"})
         aggregate = {"mae": float(per_fold["mae"].mean()), "rmse": float(per_fold["rmse"].mean()), "coverage": 0.8}
-        results[name] = _Result(name, "seasonal_naive", {"season_length": SEASON}, _Eval(per_fold, per_step, aggregate),
-                                _Backtest(fcs), None, 0.02, 0.01, 3 if name == "snaive" else 1)
-        rows.append({"candidate": name, "kind": "seasonal_naive", "params": json.dumps({"season_length": SEASON}),
-                     **aggregate, "fit_seconds": 0.02, "predict_seconds": 0.01, "status": "ok", "error": None})
+        results[name] = _Result(
+            name,
+            "seasonal_naive",
+            {"season_length": SEASON},
+            _Eval(per_fold, per_step, aggregate),
+            _Backtest(fcs),
+            None,
+            0.02,
+            0.01,
+            3 if name == "snaive" else 1,
+        )
+        rows.append(
+            {
+                "candidate": name,
+                "kind": "seasonal_naive",
+                "params": json.dumps({"season_length": SEASON}),
+                **aggregate,
+                "fit_seconds": 0.02,
+                "predict_seconds": 0.01,
+                "status": "ok",
+                "error": None,
+            }
+        )
     results["broken"] = _Result("broken", "tests.broken:model", {}, None, None, "candidate 'broken': boom", 0.0, 0.0, 0)
-    rows.append({"candidate": "broken", "kind": "tests.broken:model", "params": "{}", "mae": np.nan, "rmse": np.nan,
-                 "coverage": np.nan, "fit_seconds": 0.0, "predict_seconds": 0.0, "status": "failed",
-                 "error": "candidate 'broken': boom"})
+    rows.append(
+        {
+            "candidate": "broken",
+            "kind": "tests.broken:model",
+            "params": "{}",
+            "mae": np.nan,
+            "rmse": np.nan,
+            "coverage": np.nan,
+            "fit_seconds": 0.0,
+            "predict_seconds": 0.0,
+            "status": "failed",
+            "error": "candidate 'broken': boom",
+        }
+    )
     board = pd.DataFrame(rows).sort_values("mae", na_position="last").reset_index(drop=True)
     board.insert(0, "rank", range(1, len(board) + 1))
     details = {
-        "snaive": {"params": {"season_length": SEASON}, "seconds": 0.1, "trials": [
-            {"params": {"season_length": 24}, "value": results["snaive"].evaluation.aggregate["mae"], "seconds": 0.01, "error": None},
-            {"params": {"season_length": 12}, "value": 9.9, "seconds": 0.01, "error": None},
-            {"params": {"season_length": 0}, "value": None, "seconds": None, "error": "season_length must be positive"},
-        ]},
-        "biased": {"params": {"season_length": SEASON}, "seconds": 0.1, "trials": [
-            {"params": {"season_length": 24}, "value": results["biased"].evaluation.aggregate["mae"], "seconds": 0.01, "error": None}]},
+        "snaive": {
+            "params": {"season_length": SEASON},
+            "seconds": 0.1,
+            "trials": [
+                {
+                    "params": {"season_length": 24},
+                    "value": results["snaive"].evaluation.aggregate["mae"],
+                    "seconds": 0.01,
+                    "error": None,
+                },
+                {"params": {"season_length": 12}, "value": 9.9, "seconds": 0.01, "error": None},
+                {
+                    "params": {"season_length": 0},
+                    "value": None,
+                    "seconds": None,
+                    "error": "season_length must be positive",
+                },
+            ],
+        },
+        "biased": {
+            "params": {"season_length": SEASON},
+            "seconds": 0.1,
+            "trials": [
+                {
+                    "params": {"season_length": 24},
+                    "value": results["biased"].evaluation.aggregate["mae"],
+                    "seconds": 0.01,
+                    "error": None,
+                }
+            ],
+        },
     }
-    backtest = {"leaderboard": board, "metric": "mae", "folds": [{"index": i} for i in range(folds)], "season_length": SEASON,
-                "results": results, "details": details}
+    backtest = {
+        "leaderboard": board,
+        "metric": "mae",
+        "folds": [{"index": i} for i in range(folds)],
+        "season_length": SEASON,
+        "results": results,
+        "details": details,
+    }
     started = time.perf_counter()
     model = SeasonalNaiveHelper(bias=winner_bias).fit(frame, context())
     holdout = _holdout(models["snaive"], frame)
     baseline_holdout = _holdout(lambda: SeasonalNaiveHelper(bias=0.0), frame)
     select = {
-        "winner": "snaive", "kind": "seasonal_naive", "params": {"season_length": SEASON}, "metric": "mae",
-        "backtest_metrics": dict(results["snaive"].evaluation.aggregate), "holdout_metrics": holdout,
-        "baseline": "snaive", "baseline_holdout_metrics": baseline_holdout, "improvement_over_baseline": 0.0,
-        "refit_seconds": time.perf_counter() - started, "horizon": HORIZON, "quantiles": [0.1, 0.9],
-        "context": context(), "model": model, "trained_until": str(frame[TIME].max()), "n_series": int(frame[ID].nunique()),
+        "winner": "snaive",
+        "kind": "seasonal_naive",
+        "params": {"season_length": SEASON},
+        "metric": "mae",
+        "backtest_metrics": dict(results["snaive"].evaluation.aggregate),
+        "holdout_metrics": holdout,
+        "baseline": "snaive",
+        "baseline_holdout_metrics": baseline_holdout,
+        "improvement_over_baseline": 0.0,
+        "refit_seconds": time.perf_counter() - started,
+        "horizon": HORIZON,
+        "quantiles": [0.1, 0.9],
+        "context": context(),
+        "model": model,
+        "trained_until": str(frame[TIME].max()),
+        "n_series": int(frame[ID].nunique()),
     }
     return backtest, select
+
+
+# ------------------------------------------------------------------------------------ helpers
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import cloudpickle  # noqa: E402
+
+# pickled forecasters carry this module's classes by value: a subprocess or `mlflow models serve`
+# loads them without these tests on its path, as it would a tidecast model
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def store_uri(spec: Spec) -> str:
+    return f"sqlite:///{(spec.state_dir / 'mlflow.db').resolve()}"
+
+
+def child_env(spec: Spec | None = None) -> dict[str, str]:
+    """Environment for a subprocess: the venv's bin on PATH (mlflow starts uvicorn by name)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    if spec is not None:
+        env["MLFLOW_TRACKING_URI"] = store_uri(spec)
+        env["MLFLOW_REGISTRY_URI"] = store_uri(spec)
+    return env
+
+
+def window_input(frame: pd.DataFrame, *, with_future: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(model input, history, future exog) for forecasting the last HORIZON steps of ``frame``."""
+    data = frame.sort_values([ID, TIME])
+    pos = data.groupby(ID).cumcount(ascending=False)
+    future = data[pos < HORIZON].drop(columns=[TARGET]).reset_index(drop=True)
+    history = data[(pos >= HORIZON) & (pos < HORIZON + WINDOW)].reset_index(drop=True)
+    if not with_future:
+        return history, history, future
+    model_input = pd.concat([history, future.assign(**{TARGET: np.nan})], ignore_index=True)
+    model_input = model_input.sort_values([ID, TIME]).reset_index(drop=True)[[ID, TIME, TARGET, "temperature"]]
+    return model_input, history, future

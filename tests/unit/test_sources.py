@@ -124,7 +124,7 @@ def test_sqlite_table_and_query(tmp_path: Path) -> None:
 
 def test_sqlite_errors(tmp_path: Path) -> None:
     db = _sqlite(tmp_path)
-    with pytest.raises(DataError, match="needs data.query or data.table"):
+    with pytest.raises(DataError, match=r"needs data\.query or data\.table"):
         read_source(spec_for(f"sqlite:///{db}"))
     with pytest.raises(DataError, match=r"table 'nope' failed: no such table"):
         read_source(spec_for(f"sqlite:///{db}", table="nope"))
@@ -263,7 +263,13 @@ def test_unparseable_timestamp_names_the_line(tmp_path: Path) -> None:
     frame.to_csv(path, index=False)
     with pytest.raises(DataError) as info:
         load(spec_for(path))
-    assert str(info.value) == "power.csv: line 6: timestamp '2024-13-01 04:00:00' cannot be parsed as a timestamp"
+    assert str(info.value).endswith("power.csv: line 6: timestamp '2024-13-01 04:00:00' cannot be parsed as a timestamp")
+
+
+def test_day_first_dates(tmp_path: Path) -> None:
+    path = tmp_path / "fr.csv"
+    path.write_text("timestamp,load\n01/02/2024 10:00,1\n13/02/2024 10:00,2\n")
+    assert load(spec_for(path))["ds"].dt.strftime("%m-%d").tolist() == ["02-01", "02-13"]
 
 
 def test_empty_timestamp(tmp_path: Path) -> None:
@@ -275,7 +281,7 @@ def test_empty_timestamp(tmp_path: Path) -> None:
 
 def test_row_numbers_for_non_csv(tmp_path: Path) -> None:
     path = tmp_path / "power.parquet"
-    frame = hourly().astype({"load": object})
+    frame = hourly().astype({"load": str})
     frame.loc[2, "load"] = "oops"
     frame.to_parquet(path)
     with pytest.raises(DataError, match=r"power\.parquet: row 3: column 'load'"):
@@ -356,7 +362,7 @@ def test_epoch_seconds(tmp_path: Path) -> None:
 def test_unknown_timezone(tmp_path: Path) -> None:
     path = tmp_path / "power.csv"
     hourly().to_csv(path, index=False)
-    with pytest.raises(SpecError, match="data.timezone: unknown time zone 'Mars/Olympus'"):
+    with pytest.raises(SpecError, match=r"data\.timezone: unknown time zone 'Mars/Olympus'"):
         load(spec_for(path, timezone="Mars/Olympus"))
 
 
@@ -421,3 +427,44 @@ def test_fingerprint_remote_metadata() -> None:
     finally:
         fs.rm("/tidecast-test", recursive=True)
 
+
+
+# ------------------------------------------------------------------------------ target transforms
+@pytest.mark.parametrize("name", ["none", "log1p", "sqrt"])
+def test_transforms_round_trip(name: str) -> None:
+    from tidecast.data.target import apply_transform, invert_transform
+
+    y = pd.Series([0.0, 0.5, 3.0, 100.0, np.nan], index=list("abcde"), name="y")
+    forward = apply_transform(y, name)
+    assert isinstance(forward, pd.Series) and forward.index.tolist() == list("abcde")
+    pd.testing.assert_series_equal(invert_transform(forward, name), y)
+    arr = np.array([0.0, 2.0, 9.0])
+    np.testing.assert_allclose(invert_transform(apply_transform(arr, name), name), arr)
+    assert y.tolist()[:4] == [0.0, 0.5, 3.0, 100.0]  # the input is not modified
+
+
+def test_transform_domains() -> None:
+    from tidecast.data.target import apply_transform, invert_transform
+
+    with pytest.raises(DataError, match=r"target\.transform 'log1p' needs values above -1, but y goes down to -1"):
+        apply_transform(np.array([0.0, -1.0]), "log1p")
+    with pytest.raises(DataError, match=r"target\.transform 'sqrt' needs values of at least 0, but y goes down to -0\.5"):
+        apply_transform(pd.Series([1.0, -0.5]), "sqrt")
+    assert apply_transform(np.array([-0.5]), "log1p")[0] == pytest.approx(np.log1p(-0.5))
+    assert invert_transform(np.array([-2.0, 3.0]), "sqrt").tolist() == [0.0, 9.0]  # never a positive from a negative
+    forecasts = pd.DataFrame({"yhat": [1.0, 2.0], "q0.1": [0.5, 1.0]})
+    assert invert_transform(apply_transform(forecasts, "log1p"), "log1p").round(12).equals(forecasts)
+    with pytest.raises(SpecError, match="unknown transform 'boxcox'"):
+        apply_transform(np.array([1.0]), "boxcox")
+
+
+def test_utf16_and_folder_hints(tmp_path: Path) -> None:
+    path = tmp_path / "utf16.csv"
+    path.write_bytes("timestamp,load\n2024-01-01 00:00,1\n".encode("utf-16"))
+    with pytest.raises(DataError, match=r"utf16\.csv: the file is UTF-16 text: set data\.read_options\.encoding"):
+        read_source(spec_for(path))
+    assert read_source(spec_for(path, read_options={"encoding": "utf-16"}))["load"].tolist() == [1]
+    folder = tmp_path / "export.csv"
+    folder.mkdir()
+    with pytest.raises(DataError, match=r"export\.csv: is a folder, not a csv file"):
+        read_source(spec_for(folder))

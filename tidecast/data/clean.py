@@ -110,8 +110,13 @@ def clean(df: pd.DataFrame, spec: CleanSpec, freq: str, *, min_length: int | Non
         raise DataError(f"clean: the frame has no column '{missing[0]}' (columns: {', '.join(map(str, df.columns))})")
     if df.empty:
         raise DataError("clean: no data rows")
+    if not pd.api.types.is_datetime64_any_dtype(df[TIME]):
+        raise DataError(f"clean: column '{TIME}' must hold timestamps, not {df[TIME].dtype}")
     step = freq_timedelta(freq)
+    ordered = df.sort_values([ID, TIME], kind="stable")
+    check_spacing(ordered, step, freq)
     extra = [c for c in df.columns if c not in (ID, TIME, TARGET)]
+    numeric = [c for c in extra if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
     settings = _Settings(
         spec=spec,
         freq=freq,
@@ -123,14 +128,13 @@ def clean(df: pd.DataFrame, spec: CleanSpec, freq: str, *, min_length: int | Non
             else max(1, int(pd.Timedelta("1D") // step))
         ),
         window=max(1, to_steps(spec.outliers.window, freq, field="clean.outliers.window")),
-        numeric=tuple(c for c in extra if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])),
-        other=tuple(c for c in extra if not (pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]))),
+        numeric=tuple(numeric),
+        other=tuple(c for c in extra if c not in numeric),
     )
     need_from_spec = min_length is None and spec.min_length is not None
     if need_from_spec:
         min_length = to_steps(spec.min_length, freq, field="clean.min_length")  # type: ignore[arg-type]
 
-    ordered = df.sort_values([ID, TIME], kind="stable")
     frames: list[pd.DataFrame] = []
     changes: list[pd.DataFrame] = []
     stats: list[dict[str, Any]] = []
@@ -170,6 +174,27 @@ def clean(df: pd.DataFrame, spec: CleanSpec, freq: str, *, min_length: int | Non
     return CleanResult(frame=out, changes=change_frame, summary=summary)
 
 
+def check_spacing(ordered: pd.DataFrame, step: pd.Timedelta, freq: str) -> None:
+    """The typical (median) spacing of every series must be about one step of ``freq``.
+
+    Repeated timestamps do not count; series with fewer than two spacings are not checked.
+    """
+    same = ordered[ID].eq(ordered[ID].shift())
+    gaps = ordered[TIME].diff()
+    keep = same & gaps.gt(pd.Timedelta(0))
+    if not keep.any():
+        return
+    spacing = gaps[keep].groupby(ordered.loc[keep, ID], sort=False, observed=True)
+    typical = spacing.median()[spacing.size() >= 2]
+    ratio = typical / step
+    bad = ratio[(ratio < 2 / 3) | (ratio > 1.5)]
+    if len(bad):
+        uid = bad.index[0]
+        raise DataError(
+            f"data.frequency is '{freq}' but readings in series '{uid}' are typically {_human(typical[uid])} apart"
+        )
+
+
 def _restore_dtypes(out: pd.DataFrame, original: pd.DataFrame) -> pd.DataFrame:
     out[ID] = out[ID].astype(original[ID].dtype if original[ID].dtype != "category" else object)
     out[TIME] = out[TIME].astype(original[TIME].dtype)
@@ -199,9 +224,9 @@ def _summary(
         "longest_gap_steps": max((s["longest_gap_steps"] for s in stats), default=0),
         "outliers": sum(s["outliers"] for s in stats),
         "min_length": min_length,
-        "series_too_short": [s["unique_id"] for s in too_short[:_MAX_LISTED]],
+        "series_too_short": [s["unique_id"] for s in too_short],  # complete: callers drop these
         "series_too_short_count": len(too_short),
-        "series_without_values": empty_series[:_MAX_LISTED],
+        "series_without_values": list(empty_series),
         "series_without_values_count": len(empty_series),
     }
     if len(stats) > 1:
@@ -262,15 +287,7 @@ def _clean_series(uid: str, part: pd.DataFrame, s: _Settings) -> tuple[pd.DataFr
         else:
             part = part[~dropped].reset_index(drop=True)
 
-    # 2. the spacing must agree with the frequency
-    if len(part) >= 3:
-        typical = part[TIME].diff().median()
-        ratio = typical / s.step
-        if ratio < 2 / 3 or ratio > 1.5:
-            raise DataError(
-                f"data.frequency is '{s.freq}' but readings in series '{uid}' are typically {_human(typical)} apart"
-            )
-
+    # 2. (the spacing was checked against the frequency up front, see _check_spacing)
     # 3. off-grid readings into frequency bins
     binned = part[TIME].dt.floor(s.step)
     moved = binned.ne(part[TIME])
@@ -315,7 +332,8 @@ def _clean_series(uid: str, part: pd.DataFrame, s: _Settings) -> tuple[pd.DataFr
             i = int(np.argmax(lengths > s.max_gap))
             raise DataError(
                 f"series '{uid}': a gap of {lengths[i]} steps ({_human(lengths[i] * s.step)}) starting at "
-                f"{_when(grid[starts[i]])} is longer than clean.gaps.max_gap ({spec.gaps.max_gap}, {s.max_gap} steps)"
+                f"{_when(grid[starts[i]])} is longer than clean.gaps.max_gap "
+                f"({spec.gaps.max_gap}, {s.max_gap} step{'' if s.max_gap == 1 else 's'})"
             )
         source = y.copy()
         if flagged.any() and spec.outliers.action == "interpolate":
@@ -376,7 +394,8 @@ def _fill(y: np.ndarray, missing: np.ndarray, method: str, season: int) -> np.nd
 def _outliers(y: np.ndarray, method: str, k: float, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(flags, lower bounds, upper bounds) for the observed values of ``y``.
 
-    A series without spread (IQR, standard deviation or local MAD of 0) flags nothing there.
+    A series without spread (IQR, standard deviation or local MAD of 0) flags nothing there. The
+    Hampel filter's local MAD is floored at the typical step-to-step change of the series.
     """
     n = len(y)
     none = np.zeros(n, dtype=bool)
@@ -394,6 +413,12 @@ def _outliers(y: np.ndarray, method: str, k: float, window: int) -> tuple[np.nda
         flags = observed & (np.abs(y - mean) > k * std) if std > 0 else none
     else:  # hampel
         median, mad = _rolling_median_mad(y, window)
+        # floor the local MAD at the series' step-to-step noise, so that a flat stretch does not
+        # turn ordinary noise into outliers (a short window's MAD is often tiny by chance)
+        steps = np.abs(np.diff(y))
+        steps = steps[~np.isnan(steps)]
+        if len(steps):
+            mad = np.fmax(mad, float(np.median(steps)) / np.sqrt(2.0))
         scale = k * _MAD_SCALE * mad
         lower, upper = median - scale, median + scale
         with np.errstate(invalid="ignore"):

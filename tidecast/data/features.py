@@ -9,10 +9,12 @@ rolling statistics cover ``y[t-w] .. y[t-1]``, past-only exogenous columns becom
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from tidecast.durations import freq_timedelta, to_steps
 from tidecast.errors import DataError, SpecError
@@ -234,11 +236,9 @@ def add_lag_features(
     for k in lags:
         new[f"lag_{k}"] = shifted(y, k)[row_in_grid]
     if rollings:
-        previous = pd.Series(shifted(y, 1))
+        previous = shifted(y, 1)
         for window, stats in rollings:
-            roll = previous.rolling(window, min_periods=window)
-            for stat in stats:
-                values = getattr(roll, stat)().to_numpy()
+            for stat, values in _rolling(previous, window, stats).items():
                 values[position < window] = np.nan  # windows that would straddle two series
                 new[f"roll_{window}_{stat}"] = values[row_in_grid]
     for col in past_only:
@@ -247,6 +247,26 @@ def add_lag_features(
     out = out.drop(columns=list(past_only))
     for name, values in new.items():
         out[name] = values
+    return out
+
+
+def _rolling(values: np.ndarray, window: int, stats: Sequence[str]) -> dict[str, np.ndarray]:
+    """Statistics of ``values[t-window+1 .. t]`` for every ``t``; NaN unless the window is full.
+
+    Each window is computed on its own (not with running sums), so no value outside a window,
+    earlier or later, can leak into it even through rounding.
+    """
+    padded = np.concatenate([np.full(window - 1, np.nan), values])
+    windows = sliding_window_view(padded, window)
+    funcs = {"mean": np.mean, "std": lambda w, axis: np.std(w, axis=axis, ddof=1), "min": np.min, "max": np.max}
+    out = {stat: np.empty(len(values)) for stat in stats}
+    chunk = max(1, 2_000_000 // window)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # std of a single value
+        for start in range(0, len(values), chunk):
+            block = windows[start:start + chunk]
+            for stat in stats:
+                out[stat][start:start + chunk] = funcs[stat](block, axis=1)
     return out
 
 

@@ -49,6 +49,7 @@ _EXTENSIONS = {
 }
 _NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "--", "?", "#n/a"})
 _AWARE_RE = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?|UTC|GMT)\s*$")
+_DAY_FIRST_RE = re.compile(r"^\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}\b")
 _CHUNK = 1 << 20
 
 
@@ -185,7 +186,10 @@ def _read_csv(source: str, options: dict[str, Any], storage: dict[str, Any], lab
             head = handle.read(8192)
             if not head.strip():
                 raise DataError(f"{label}: the file is empty")
-            if b"\x00" in head and options["encoding"].lower().replace("-", "") in ("utf8sig", "utf8"):
+            plain_utf8 = options["encoding"].lower().replace("-", "").replace("_", "") in ("utf8sig", "utf8")
+            if plain_utf8 and head.startswith((b"\xff\xfe", b"\xfe\xff")):
+                raise DataError(f"{label}: the file is UTF-16 text: set data.read_options.encoding: utf-16")
+            if plain_utf8 and b"\x00" in head:
                 raise DataError(
                     f"{label}: does not look like CSV text (it holds binary data; set data.format if it is Parquet)"
                 )
@@ -365,11 +369,11 @@ class _Rows:
 
 
 def _did_you_mean(name: str, columns: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, columns, n=1, cutoff=0.6)
-    if not close:
-        lowered = {c.lower().strip(): c for c in columns}
-        if name.lower().strip() in lowered:
-            close = [lowered[name.lower().strip()]]
+    """A suggestion: the same name in other case/spacing, a column it abbreviates, or the closest."""
+    key = name.lower().strip()
+    close = [c for c in columns if c.lower().strip() == key]
+    close = close or [c for c in columns if key and c.lower().strip().startswith(key)]
+    close = close or difflib.get_close_matches(name, columns, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'? " if close else ""
 
 
@@ -442,7 +446,7 @@ def _parse_times(values: pd.Series, column: str, label: str, rows: _Rows) -> tup
                     retry = pd.to_datetime(text[failed], errors="coerce", utc=True, format="ISO8601")
                     parsed = parsed.where(~failed, retry)
                     failed = parsed.isna()
-                if failed.any():  # day-first dates such as 13/02/2024
+                if failed.any() and text.str.match(_DAY_FIRST_RE).all():  # day-first dates such as 13/02/2024
                     dayfirst = pd.to_datetime(text, errors="coerce", utc=True, dayfirst=True)
                     if dayfirst.notna().all():
                         parsed = dayfirst
@@ -466,10 +470,11 @@ def _parse_times(values: pd.Series, column: str, label: str, rows: _Rows) -> tup
 def _localize(wall: pd.Series, tz: str, groups: pd.Series) -> pd.Series:
     """Naive local wall-clock times -> naive UTC, per series, in file order.
 
-    Spring-forward times that do not exist are shifted forward. A repeated (fall-back) wall
-    time is the first occurrence (summer time) until the clock is seen going back within that
-    hour, and the second occurrence (winter time) after - the rule that ``ambiguous='infer'``
-    applies to clean data, extended to data with duplicates, gaps or a single pass.
+    Spring-forward times that do not exist are shifted forward. A fall-back wall time is summer
+    time until the clock is seen going back within the repeated hour, winter time after it
+    (``02:00 02:30 02:00 02:30``); when the clock never goes back (hourly data: ``02:00 02:00``)
+    a repeat of a wall time is its winter-time occurrence. This is what ``ambiguous='infer'``
+    does for clean data, and it also copes with duplicated readings, gaps and a single pass.
     """
     index = pd.DatetimeIndex(wall)
     probe = index.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward")
@@ -484,7 +489,10 @@ def _localize(wall: pd.Series, tz: str, groups: pd.Series) -> pd.Series:
         })
         keys = [sub["g"], sub["day"]]
         went_back = (sub.groupby(keys, sort=False)["t"].diff() < pd.Timedelta(0)).astype(int)
-        after = went_back.groupby(keys, sort=False).cummax().to_numpy(dtype=bool)
+        after = went_back.groupby(keys, sort=False).cummax()
+        jumped = after.groupby(keys, sort=False).transform("max").to_numpy(dtype=bool)
+        repeated = sub.duplicated(subset=["g", "day", "t"]).to_numpy(dtype=bool)
+        after = after.to_numpy(dtype=bool) | (~jumped & repeated)
         flags[positions] = ~after
     local = index.tz_localize(tz, ambiguous=flags, nonexistent="shift_forward")
     return pd.Series(local.tz_convert("UTC").tz_localize(None), index=wall.index).astype("datetime64[ns]")

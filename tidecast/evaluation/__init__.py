@@ -1,7 +1,8 @@
 """Evaluation: rolling-origin folds and backtests, metrics, the leaderboard, hyper-parameter search.
 
 * :mod:`~tidecast.evaluation.folds` / :mod:`~tidecast.evaluation.backtest`: :func:`make_folds`,
-  :func:`backtest`, :func:`holdout_forecast`;
+  ``backtest`` (import it from :mod:`tidecast.evaluation.backtest`: it is not re-exported here, so
+  that ``tidecast.evaluation.backtest`` stays the module), :func:`holdout_forecast`;
 * :mod:`~tidecast.evaluation.metrics`: the metric functions and :func:`evaluate`;
 * :mod:`~tidecast.evaluation.selection`: :func:`leaderboard`, :func:`select_winner`,
   :func:`improvement_over`;
@@ -15,7 +16,6 @@ from tidecast.evaluation.backtest import (
     BacktestResult,
     FoldError,
     FoldResult,
-    backtest,
     holdout_forecast,
 )
 from tidecast.evaluation.folds import Fold, folds_for_spec, holdout_fold, make_folds
@@ -33,7 +33,6 @@ __all__ = [
     "FoldResult",
     "SearchResult",
     "TrialRecord",
-    "backtest",
     "evaluate",
     "fold_scales",
     "folds_for_spec",

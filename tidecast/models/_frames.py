@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from statistics import NormalDist
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from tidecast.durations import freq_timedelta
 from tidecast.errors import ModelError
 from tidecast.models.base import ID, POINT, TARGET, TIME, future_index, quantile_column
+
+
+def default_season_length(freq: str) -> int:
+    """One day in steps for sub-daily data, 7 for daily data, else 1."""
+    step = freq_timedelta(freq)
+    day = pd.Timedelta(days=1)
+    if step < day:
+        return max(1, int(day // step))
+    if step == day:
+        return 7
+    return 1
+
 
 
 def check_frame(df: pd.DataFrame, name: str, *, what: str = "training data", target: bool = True) -> pd.DataFrame:
@@ -129,11 +139,3 @@ def require_future_exog(
             f"{first[TIME]} of series '{first[ID]}' ({int(holes.sum())} forecast step(s) missing)"
         )
     return out
-
-
-def to_int_steps(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer | float) or (
-        isinstance(value, float) and not math.isfinite(value)
-    ):
-        raise TypeError(value)
-    return int(value)

@@ -9,6 +9,7 @@ in-sample residuals of the same rule, learned per series at fit time:
 * ``WindowAverage``: residual ``y[t] - mean(y[t-w:t])``; constant spread ``sigma``.
 
 A series met only in ``history`` (not seen in fit) gets the median ``sigma`` of the fitted series.
+``season_length`` and ``window_size`` default to one day of steps (7 for daily data).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tidecast.errors import ModelError
 from tidecast.models._frames import (
     check_frame,
     check_quantiles,
+    default_season_length,
     finish,
     future_frame,
     stitch,
@@ -46,6 +48,9 @@ class _Baseline:
         self._sigma: dict[str, float] = {}
 
     # -- rule ---------------------------------------------------------------------------------
+    def _resolve(self, freq: str) -> None:
+        """Fill defaults that depend on the frequency."""
+
     def _needed(self) -> int:
         raise NotImplementedError
 
@@ -65,10 +70,11 @@ class _Baseline:
     def fit(self, df: pd.DataFrame, ctx: FitContext) -> _Baseline:
         data = tail_per_series(check_frame(df, self.name)[[ID, TIME, TARGET]], self.fit_window)
         self._freq = ctx.freq
+        self._resolve(ctx.freq)
         self._sigma = {}
         for uid, g in data.groupby(ID, sort=False):
             y = g[TARGET].to_numpy(float)
-            self._check_length(len(y), str(uid), "training data")
+            self._check_length(len(y), str(uid), "history")
             res = self._residuals(y)
             res = res[np.isfinite(res)]
             self._sigma[str(uid)] = float(np.std(res, ddof=1)) if len(res) > 1 else float("nan")
@@ -138,34 +144,40 @@ class SeasonalNaive(_Baseline):
 
     kind = "seasonal_naive"
 
-    def __init__(self, season_length: int = 1, *, name: str | None = None, fit_window: int | None = None) -> None:
+    def __init__(self, season_length: int | None = None, *, name: str | None = None, fit_window: int | None = None) -> None:
         super().__init__(name=name, fit_window=fit_window)
-        if not isinstance(season_length, int | np.integer) or isinstance(season_length, bool) or season_length < 1:
+        if season_length is not None and (
+            not isinstance(season_length, int | np.integer) or isinstance(season_length, bool) or season_length < 1
+        ):
             raise ModelError(f"candidate '{self.name}': season_length must be a positive step count, got {season_length!r}")
-        self.season_length = int(season_length)
+        self.season_length = None if season_length is None else int(season_length)
+        self._steps = self.season_length or 1
+
+    def _resolve(self, freq: str) -> None:
+        self._steps = self.season_length or default_season_length(freq)
 
     def get_params(self) -> dict[str, Any]:
         return {"season_length": self.season_length, **super().get_params()}
 
     def _needed(self) -> int:
-        return self.season_length
+        return self._steps
 
     def _forecast(self, y: np.ndarray, h: int) -> np.ndarray:
-        m = self.season_length
+        m = self._steps
         return np.resize(y[-m:], h) if h else np.empty(0)
 
     def _residuals(self, y: np.ndarray) -> np.ndarray:
-        m = self.season_length
+        m = self._steps
         return y[m:] - y[:-m]
 
     def _spread(self, h: int) -> np.ndarray:
         k = np.arange(1, h + 1)
-        return np.sqrt(np.floor((k - 1) / self.season_length) + 1)
+        return np.sqrt(np.floor((k - 1) / self._steps) + 1)
 
     def _check_length(self, n: int, uid: str, what: str) -> None:
-        if n < self.season_length:
+        if n < self._steps:
             raise ModelError(
-                f"candidate '{self.name}': season_length {self.season_length} is longer than the {what} "
+                f"candidate '{self.name}': season_length {self._steps} is longer than the {what} "
                 f"({n} steps) of series '{uid}'"
             )
 
@@ -175,23 +187,29 @@ class WindowAverage(_Baseline):
 
     kind = "window_average"
 
-    def __init__(self, window_size: int = 1, *, name: str | None = None, fit_window: int | None = None) -> None:
+    def __init__(self, window_size: int | None = None, *, name: str | None = None, fit_window: int | None = None) -> None:
         super().__init__(name=name, fit_window=fit_window)
-        if not isinstance(window_size, int | np.integer) or isinstance(window_size, bool) or window_size < 1:
+        if window_size is not None and (
+            not isinstance(window_size, int | np.integer) or isinstance(window_size, bool) or window_size < 1
+        ):
             raise ModelError(f"candidate '{self.name}': window_size must be a positive step count, got {window_size!r}")
-        self.window_size = int(window_size)
+        self.window_size = None if window_size is None else int(window_size)
+        self._steps = self.window_size or 1
+
+    def _resolve(self, freq: str) -> None:
+        self._steps = self.window_size or default_season_length(freq)
 
     def get_params(self) -> dict[str, Any]:
         return {"window_size": self.window_size, **super().get_params()}
 
     def _needed(self) -> int:
-        return self.window_size
+        return self._steps
 
     def _forecast(self, y: np.ndarray, h: int) -> np.ndarray:
-        return np.full(h, float(np.mean(y[-self.window_size :])))
+        return np.full(h, float(np.mean(y[-self._steps :])))
 
     def _residuals(self, y: np.ndarray) -> np.ndarray:
-        w = self.window_size
+        w = self._steps
         if len(y) <= w:
             return np.empty(0)
         csum = np.concatenate([[0.0], np.cumsum(y)])

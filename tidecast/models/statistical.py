@@ -6,8 +6,9 @@ Common behaviour
 * Parameters pass through to the statsforecast constructor; a parameter it does not accept, or a
   value it rejects, is a :class:`~tidecast.errors.ModelError` naming the candidate and parameter.
 * ``season_length`` (steps) defaults to one day of the data frequency (24 for hourly data, 288
-  for 5-minute data); 7 for daily data; 1 (no season) for coarser data. A season longer than a
-  series' history is a ``ModelError``.
+  for 5-minute data); 7 for daily data; 1 (no season) for coarser data. A series with less than
+  two of its longest season (in ``fit``, or in the window used by ``predict(history=...)``) is a
+  ``ModelError``: statsforecast would silently drop the season.
 * ``fit_window`` (steps): each series is fitted on at most its last ``fit_window`` readings, and
   that trailing window (``y`` and the exogenous columns) is stored with the model.
 * ``predict(h, history=...)``: the stored tail and ``history`` are joined (``history`` wins on
@@ -27,29 +28,36 @@ with long seasons (5-minute data: 288 steps a day) both become very slow and unr
 ``forecast::ets`` refuses seasons above 24; statsforecast 2.1 accepts them but needs ~20 s to
 fit 14 days of 5-minute data). ``autoets`` and ``autoarima`` therefore take ``deseasonalize``:
 
-* ``None`` (default): deseasonalise when ``season_length > 24``;
+* ``None`` (default): deseasonalise when ``season_length`` is above 24 for ``autoets``, above
+  12 for ``autoarima`` (the seasonal ARIMA search with ``m = 24`` takes about a minute per series
+  of 720 hourly points);
 * ``True``: always (when ``season_length > 1``); ``False``: never (the native seasonal model).
 
 Deseasonalising means ``MSTL(season_length, trend_forecaster=<the model without season>)``: an STL
 decomposition removes the season, the non-seasonal ETS (``model`` with its season letter set to
 ``N``) or ARIMA (``seasonal=False``) forecasts the adjusted series, and the last season is added
 back. ``autotheta`` uses statsforecast's classical decomposition, which copes with any season.
+
+Every STL decomposition (``mstl`` and deseasonalised models) evaluates its trend and low-pass
+LOESS smoothers every ``ceil(season / 10)`` points as R's ``stl`` does, instead of statsmodels'
+every point: 14x faster on 28 days of 5-minute data, same forecasts (``stl_kwargs`` overrides).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from tidecast.durations import freq_timedelta
 from tidecast.errors import ModelError
 from tidecast.models._frames import (
     check_frame,
     check_quantiles,
+    default_season_length,
     finish,
     future_frame,
     level_of,
@@ -59,22 +67,8 @@ from tidecast.models._frames import (
 )
 from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, quantile_column
 
-#: Seasons above this are deseasonalised with STL for ``autoets``/``autoarima`` by default.
-MAX_NATIVE_SEASON = 24
-
 _SF_CLASS = {"autoets": "AutoETS", "autoarima": "AutoARIMA", "autotheta": "AutoTheta", "mstl": "MSTL"}
 _OURS = {"alias", "prediction_intervals"}
-
-
-def default_season_length(freq: str) -> int:
-    """One day in steps for sub-daily data, 7 for daily data, else 1."""
-    step = freq_timedelta(freq)
-    day = pd.Timedelta(days=1)
-    if step < day:
-        return max(1, int(day // step))
-    if step == day:
-        return 7
-    return 1
 
 
 def _sf_class(kind: str) -> type:
@@ -110,6 +104,17 @@ def _check_ets_model(name: str, kind: str, model: Any) -> None:
             f"candidate '{name}': parameter 'model' of {kind} must be three letters "
             f"(error A/M/Z, trend N/A/M/Z, season N/A/M/Z, e.g. 'ZZZ' or 'AAN'), got {model!r}"
         )
+
+
+def fast_stl_kwargs(season: Sequence[int], user: dict[str, Any] | None) -> dict[str, Any]:
+    """STL settings for MSTL: R's ``stl`` jumps (LOESS evaluated every ~tenth point, linear in
+    between) for the trend and low-pass smoothers, under the user's ``stl_kwargs``.
+
+    statsmodels evaluates every point by default (jump 1): on 28 days of 5-minute data with seasons
+    [288, 2016] that is 27 s per fit instead of 2 s, for the same forecasts.
+    """
+    jump = max(1, math.ceil(min(season) / 10))
+    return {"trend_jump": jump, "low_pass_jump": jump, **(user or {})}
 
 
 def _season_list(value: Any) -> list[int]:
@@ -195,10 +200,16 @@ class StatsForecastModel:
         if np.isnan(y).any():
             raise ModelError(f"candidate '{self.name}': series '{uid}' has missing values in its {what}")
         longest = max(self._season)
+        where = f" of series '{uid}'" if uid else ""
         if longest > len(y):
             raise ModelError(
-                f"candidate '{self.name}': season_length {longest} is longer than the {what} ({len(y)} steps)"
-                + (f" of series '{uid}'" if uid else "")
+                f"candidate '{self.name}': season_length {longest} is longer than the {what} ({len(y)} steps){where}"
+            )
+        if longest > 1 and len(y) < 2 * longest:
+            # statsforecast/statsmodels silently drop a season seen less than twice
+            raise ModelError(
+                f"candidate '{self.name}': season_length {longest} needs at least two seasons of {what} "
+                f"({2 * longest} steps), got {len(y)} steps{where}"
             )
         if not self._exog:
             return y, None
@@ -267,7 +278,10 @@ class StatsForecastModel:
 
 
 class _Deseasonalizing(StatsForecastModel):
-    """``autoets``/``autoarima``: native season up to 24 steps, STL-deseasonalised above."""
+    """``autoets``/``autoarima``: native season up to ``max_native_season`` steps, STL above."""
+
+    #: Seasons above this are deseasonalised with STL by default.
+    max_native_season: ClassVar[int] = 24
 
     def __init__(
         self,
@@ -294,7 +308,7 @@ class _Deseasonalizing(StatsForecastModel):
     def _stl(self, m: int) -> bool:
         if m <= 1:
             return False
-        return m > MAX_NATIVE_SEASON if self.deseasonalize is None else bool(self.deseasonalize)
+        return m > self.max_native_season if self.deseasonalize is None else bool(self.deseasonalize)
 
     def _nonseasonal(self) -> Any:
         raise NotImplementedError
@@ -304,7 +318,9 @@ class _Deseasonalizing(StatsForecastModel):
         if self._stl(m):
             from statsforecast.models import MSTL
 
-            return MSTL(season_length=m, trend_forecaster=self._nonseasonal(), stl_kwargs=self.stl_kwargs)
+            return MSTL(
+                season_length=m, trend_forecaster=self._nonseasonal(), stl_kwargs=fast_stl_kwargs([m], self.stl_kwargs)
+            )
         return _sf_class(self.kind)(season_length=m, **self.params)
 
 
@@ -334,12 +350,13 @@ class AutoETSModel(_Deseasonalizing):
 class AutoARIMAModel(_Deseasonalizing):
     """statsforecast ``AutoARIMA`` (``kind: autoarima``), with known-future exogenous columns as ``X``.
 
-    ``season_length`` defaults to one day of steps. Above 24 steps the series is deseasonalised
-    with STL and a non-seasonal ARIMA (``seasonal=False``) forecasts the rest, unless
-    ``deseasonalize: false``. Other parameters pass through to ``AutoARIMA``.
+    ``season_length`` defaults to one day of steps. Above 12 steps (so already for hourly data)
+    the series is deseasonalised with STL and a non-seasonal ARIMA (``seasonal=False``) forecasts
+    the rest, unless ``deseasonalize: false``. Other parameters pass through to ``AutoARIMA``.
     """
 
     kind = "autoarima"
+    max_native_season = 12
 
     def _uses_exog(self) -> bool:
         return True
@@ -374,7 +391,8 @@ class MSTLModel(StatsForecastModel):
     data); default one day. ``trend_forecaster`` is ``autoets`` (default, with
     ``trend_params: {model: ZZN}``), ``autoarima`` or ``autotheta`` (or a statsforecast model
     object, from Python); ``trend_params`` go to its constructor. With an ``autoarima`` trend the
-    known-future exogenous columns are used. ``stl_kwargs`` pass through to MSTL.
+    known-future exogenous columns are used. ``stl_kwargs`` pass through to MSTL, over R-like
+    LOESS jumps (see :func:`fast_stl_kwargs`).
     """
 
     kind = "mstl"
@@ -438,4 +456,6 @@ class MSTLModel(StatsForecastModel):
         from statsforecast.models import MSTL
 
         s: int | list[int] = season[0] if len(season) == 1 else list(season)
-        return MSTL(season_length=s, trend_forecaster=self._trend(), **self.params)
+        params = dict(self.params)
+        params["stl_kwargs"] = fast_stl_kwargs(season, params.get("stl_kwargs"))
+        return MSTL(season_length=s, trend_forecaster=self._trend(), **params)

@@ -32,13 +32,20 @@ def _data_fingerprint(spec: Spec) -> str:
 
 @step(spec=("data", "target"), fingerprint=_data_fingerprint)
 def ingest(spec: Spec, ctx: Any) -> pd.DataFrame:
-    """Read the source and bring it to the canonical long format (unique_id, ds, y, exogenous...)."""
-    from tidecast.data.sources import read_source, to_long
+    """Read the source and bring it to the canonical long format (unique_id, ds, y, exogenous...).
+
+    It also checks that the data can serve the spec (frequency, enough history for the window,
+    folds and holdout) so that bad input fails here, before anything is cached. Those checks read
+    the forecast/backtest sections without being part of the key: a later edit of them that the
+    data cannot serve fails in the backtest step instead."""
+    from tidecast.data.sources import read_source, source_label, to_long
+    from tidecast.training import validate_history
 
     ctx.progress(0, 2, "reading")
     raw = read_source(spec.data)
     ctx.progress(1, 2, f"{len(raw):,} rows read")
-    frame = to_long(raw, spec.data, spec.target, source_name=spec.data.source)
+    frame = to_long(raw, spec.data, spec.target, source_name=source_label(spec.data.source))
+    validate_history(frame, spec)
     ctx.progress(2, 2, f"{frame['unique_id'].nunique():,} series, {len(frame):,} rows")
     return frame
 

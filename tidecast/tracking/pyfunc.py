@@ -17,9 +17,8 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -110,11 +109,13 @@ def _jsonable(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------ input handling
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise ValueError(message)
 
 
-def split_input(model_input: pd.DataFrame, card: dict[str, Any], horizon: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def split_input(
+    model_input: pd.DataFrame, card: dict[str, Any], horizon: int
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Validate the caller's frame and split it into (history, future exogenous rows).
 
     Rows after a series' last observed ``y`` whose ``y`` is missing are its future rows. Raises
@@ -246,7 +247,9 @@ def _check_params(params: dict[str, Any] | None, card: dict[str, Any]) -> tuple[
     return int(horizon), quantiles
 
 
-def forecast_with(forecaster: Any, card: dict[str, Any], model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+def forecast_with(
+    forecaster: Any, card: dict[str, Any], model_input: pd.DataFrame, params: dict[str, Any] | None = None
+) -> pd.DataFrame:
     """The pyfunc's prediction, usable without MLflow: validate, build features, forecast."""
     horizon, quantiles = _check_params(params, card)
     history, supplied = split_input(model_input, card, horizon)
@@ -302,7 +305,10 @@ def input_example(features: pd.DataFrame, card: dict[str, Any], *, max_series: i
             frames.append(part.iloc[-window:][columns])
     example = pd.concat(frames, ignore_index=True)
     example[ID] = example[ID].astype(str)
-    example[TARGET] = example[TARGET].astype(float)
+    # numbers as doubles in the signature: a caller's 3 and 3.0 both fit, and so does a missing value
+    for column in example.columns[2:]:
+        if pd.api.types.is_numeric_dtype(example[column]) and not pd.api.types.is_bool_dtype(example[column]):
+            example[column] = example[column].astype(float)
     return example
 
 
@@ -388,8 +394,3 @@ def _optional_id(signature: Any) -> Any:
         ColSpec(c.type, c.name, required=False) if c.name in (ID, TARGET) else c for c in signature.inputs.inputs
     ]
     return ModelSignature(inputs=Schema(columns), outputs=signature.outputs, params=signature.params)
-
-
-def predict_frame(model: Any, frame: pd.DataFrame, horizon: int, quantiles: Sequence[float] = ()) -> pd.DataFrame:
-    """Call a loaded pyfunc model with tidecast's params (a small convenience for the registry gate)."""
-    return model.predict(frame, params={"horizon": int(horizon), "quantiles": [float(q) for q in quantiles]})

@@ -212,9 +212,13 @@ def connect(spec: Spec) -> MlflowClient:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     for target in dict.fromkeys((uri, reg_uri)):
         _probe(target)
-    client = MlflowClient(tracking_uri=uri, registry_uri=reg_uri)
     try:
-        with store_lock(spec), _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(PROBE_TIMEOUT_S)):
+        with (
+            store_lock(spec),
+            _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(PROBE_TIMEOUT_S)),
+        ):
+            # the client opens (and for a new SQLite file, migrates) the store as it is made
+            client = MlflowClient(tracking_uri=uri, registry_uri=reg_uri)
             retry_locked(lambda: client.search_experiments(max_results=1))
             retry_locked(lambda: client.search_registered_models(max_results=1))
     except TrackingError:
@@ -273,7 +277,10 @@ def retry_locked(fn: Callable[[], T], *, attempts: int = 40, pause: float = 0.05
 
 @contextlib.contextmanager
 def active_uris(spec: Spec) -> Iterator[None]:
-    """Point MLflow's fluent API (``mlflow.pyfunc.log_model``...) at the project's store, then restore it."""
+    """Point MLflow's fluent API (``mlflow.pyfunc.log_model``...) at the project's store, then restore it.
+
+    Also turns MLflow's artifact progress bars off meanwhile (the library never prints).
+    """
     import mlflow
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
@@ -281,8 +288,12 @@ def active_uris(spec: Spec) -> Iterator[None]:
     saved: dict[str, Any] = {
         "tracking": getattr(tracking_utils, "_tracking_uri", None),
         "registry": getattr(registry_utils, "_registry_uri", None),
-        "env": {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")},
+        "env": {
+            k: os.environ.get(k)
+            for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+        },
     }
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     mlflow.set_tracking_uri(tracking_uri(spec))
     mlflow.set_registry_uri(registry_uri(spec))
     try:

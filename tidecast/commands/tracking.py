@@ -1,0 +1,208 @@
+"""``tidecast ui | compare | promote | rollback | reproduce``: the tracking store and the model registry."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+SpecOpt = Annotated[
+    Path | None,
+    typer.Option("--spec", "-s", help="The spec file or its folder (default: ./tidecast.yaml)."),
+]
+
+
+def register(app: typer.Typer, console: Console) -> None:
+    """Add the tracking/registry commands to ``app``."""
+
+    @app.command()
+    def ui(
+        spec: SpecOpt = None,
+        port: Annotated[int, typer.Option("--port", "-p", help="Port of the MLflow UI.")] = 5000,
+        host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    ) -> None:
+        """Open the MLflow UI on the project's tracking store (runs until Ctrl-C).
+
+        Example: [bold]tidecast ui --port 5001[/bold]
+        """
+        from tidecast.cli import _load
+        from tidecast.errors import TrackingError
+        from tidecast.tracking.store import artifact_location, connect, registry_uri, tracking_uri
+
+        loaded = _load(spec)
+        uri = tracking_uri(loaded)
+        if uri.startswith(("http://", "https://")):
+            console.print(f"the tracking store is a server already: open [bold]{uri}[/bold]")
+            return
+        connect(loaded)  # creates the store if needed, and fails fast if it is unusable
+        command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            uri,
+            "--registry-store-uri",
+            registry_uri(loaded),
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ]
+        root = artifact_location(loaded)
+        if root:
+            command += ["--default-artifact-root", root]
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        console.print(f"MLflow UI for [bold]{loaded.project}[/bold] on http://{host}:{port} (Ctrl-C to stop)")
+        try:
+            code = subprocess.call(command, env=env)
+        except KeyboardInterrupt:
+            return
+        except OSError as exc:
+            raise TrackingError(f"cannot start the MLflow UI: {exc}") from None
+        if code not in (0, -2, 130):
+            raise TrackingError(f"the MLflow UI exited with status {code}")
+
+    @app.command()
+    def compare(
+        spec: SpecOpt = None,
+        experiment: Annotated[
+            str | None, typer.Option("--experiment", "-e", help="Experiment (default: the project's).")
+        ] = None,
+        last: Annotated[int, typer.Option("--last", "-n", help="How many trainings, newest first.")] = 10,
+        metric: Annotated[
+            str | None, typer.Option("--metric", "-m", help="Metric shown (default: the selection metric).")
+        ] = None,
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+    ) -> None:
+        """Compare the last trainings and their candidates side by side.
+
+        Example: [bold]tidecast compare --last 5 --metric mae --format csv[/bold]
+        """
+        from tidecast.cli import _load
+        from tidecast.errors import TrackingError
+        from tidecast.tracking.compare import compare_runs, to_format
+
+        if fmt not in ("table", "csv", "json"):
+            raise TrackingError(f"compare: unknown format {fmt!r} (use table, csv or json)")
+        frame = compare_runs(_load(spec), experiment=experiment, last=last, metric=metric)
+        if fmt != "table":
+            sys.stdout.write(to_format(frame, fmt) + ("" if fmt == "csv" else "\n"))
+            return
+        if frame.empty:
+            console.print("no trainings recorded yet (run 'tidecast run')")
+            return
+        shown = metric or str(frame["metric"].iloc[0])
+        table = Table(title=f"Last {len(frame)} training(s), {shown.upper()}", title_justify="left")
+        fixed = ["run", "started", "status", "winner", "held-out", "backtest", "registry"]
+        candidates = list(frame.columns[frame.columns.get_loc("git_commit") + 1 :])
+        for column in [*fixed, *candidates]:
+            table.add_column(column, justify="right" if column in ("held-out", "backtest", *candidates) else "left")
+        for _, row in frame.iterrows():
+            registry = f"v{row['registry_version']} {row['registry_alias']}" if row["registry_version"] else ""
+            cells = [
+                str(row["run_id"])[:8],
+                str(row["started"])[:19],
+                str(row["status"]),
+                str(row["winner"] or ""),
+                _num(row["holdout"]),
+                _num(row["backtest"]),
+                registry,
+            ]
+            cells += [_num(row[c]) for c in candidates]
+            table.add_row(*cells)
+        console.print(table)
+
+    @app.command()
+    def promote(
+        name: Annotated[str, typer.Argument(help="Registered model name.")],
+        version: Annotated[str, typer.Argument(help="Model version to promote.")],
+        spec: SpecOpt = None,
+        alias: Annotated[str, typer.Option("--alias", "-a", help="Alias to move.")] = "champion",
+        reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in MLflow).")] = None,
+    ) -> None:
+        """Point an alias (default: champion) at a model version by hand, bypassing the gate.
+
+        Example: [bold]tidecast promote power 3 --reason "validated on last week"[/bold]
+        """
+        from tidecast.cli import _load
+        from tidecast.tracking.registry import promote as do_promote
+
+        action = do_promote(_load(spec), version, alias=alias, reason=reason, name=name)
+        before = f" (was v{action.from_version})" if action.from_version else ""
+        console.print(f"[green]✓[/green] {name}@{alias} → v{action.to_version}{before}")
+
+    @app.command()
+    def rollback(
+        name: Annotated[str, typer.Argument(help="Registered model name.")],
+        spec: SpecOpt = None,
+        reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in MLflow).")] = None,
+    ) -> None:
+        """Move champion back to the previous champion version.
+
+        Example: [bold]tidecast rollback power --reason "bad forecasts since v4"[/bold]
+        """
+        from tidecast.cli import _load
+        from tidecast.tracking.registry import rollback as do_rollback
+
+        action = do_rollback(_load(spec), reason=reason, name=name)
+        console.print(
+            f"[green]✓[/green] {name}@champion → v{action.to_version} (rolled back from v{action.from_version})"
+        )
+
+    @app.command()
+    def reproduce(
+        run_id: Annotated[str, typer.Argument(help="The training's parent run id.")],
+        spec: SpecOpt = None,
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    ) -> None:
+        """Re-run a logged training with its recorded spec and check the metrics match (exit 1 if not).
+
+        Example: [bold]tidecast reproduce 3c9f0e2b7a6d4e51[/bold]
+        """
+        import json
+
+        from tidecast.cli import _load
+        from tidecast.tracking.reproduce import reproduce as do_reproduce
+
+        report = do_reproduce(_load(spec), run_id)
+        if fmt == "json":
+            sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+        else:
+            table = Table(title=f"Reproducing run {run_id[:8]}", title_justify="left")
+            for column in ("candidate", "scope", "metric", "logged", "reproduced", "rel. diff", ""):
+                table.add_column(column, justify="right" if column in ("logged", "reproduced", "rel. diff") else "left")
+            for _, row in report.comparison.iterrows():
+                mark = "[green]✓[/green]" if row["match"] else "[red]✗[/red]"
+                table.add_row(
+                    str(row["candidate"]),
+                    str(row["scope"]),
+                    str(row["metric"]),
+                    _num(row["logged"]),
+                    _num(row["reproduced"]),
+                    f"{row['rel_diff']:.1e}",
+                    mark,
+                )
+            console.print(table)
+            verdict = "[green]reproduced[/green]" if report.matches else "[red]NOT reproduced[/red]"
+            console.print(
+                f"{verdict}: winner {report.winner_logged} → {report.winner_now}, "
+                f"max relative difference {report.max_rel_diff:.2e} (tolerance {report.tolerance:g})"
+            )
+        if not report.matches:
+            raise typer.Exit(1)
+
+
+def _num(value: object) -> str:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    return "" if number != number else f"{number:.4g}"

@@ -1,0 +1,175 @@
+"""Quantiles from backtest residuals (split-conformal by horizon step) for any forecaster.
+
+:class:`ConformalForecaster` wraps a forecaster and adds, to its point forecast of step ``k``, the
+empirical quantiles of the backtest errors ``y - yhat`` made ``k`` steps ahead:
+
+* residuals of steps ``k - window .. k + window`` are pooled, because backtests have few folds
+  (``window=None`` picks the smallest half-width giving every step ``min_samples`` residuals over
+  all series);
+* ``per_series="auto"`` (default) uses a series' own residuals where its pooled window holds at
+  least ``min_samples`` of them, and the residuals of all series otherwise; ``True`` uses a
+  series' own residuals whenever it has any; ``False`` always pools over series. A series
+  without residuals (new at serving time) gets the pooled quantiles;
+* steps beyond the last backtested step reuse the quantiles of the last step;
+* the quantile offsets are made non-decreasing in ``q`` so quantile columns never cross.
+
+A wrapped model with native intervals keeps them unless ``force=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from tidecast.errors import ModelError
+from tidecast.models._frames import check_quantiles, finish
+from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, Forecaster, quantile_column
+
+STEP = "step"
+
+
+def needs_conformal(forecaster: Any) -> bool:
+    """Whether ``forecaster`` lacks native prediction intervals (so needs conformal quantiles)."""
+    return not bool(getattr(forecaster, "native_intervals", False))
+
+
+def _window_for(counts: np.ndarray, min_samples: int) -> int:
+    """The smallest half-width ``w`` such that every step's window holds ``min_samples`` values."""
+    H = len(counts)
+    total = int(counts.sum())
+    if total == 0:
+        return 0
+    target = min(min_samples, total)
+    csum = np.concatenate([[0], np.cumsum(counts)])
+    for w in range(H):
+        lo = np.clip(np.arange(H) - w, 0, H)
+        hi = np.clip(np.arange(H) + w + 1, 0, H)
+        if (csum[hi] - csum[lo]).min() >= target:
+            return w
+    return H
+
+
+class ConformalForecaster:
+    """``inner`` plus quantiles from its backtest ``residuals`` (see the module docstring).
+
+    ``residuals`` has columns ``unique_id, step, y, yhat`` (``step`` 1..h within each fold's
+    forecast). ``fit`` refits ``inner`` and keeps the residuals (they come from the backtest,
+    not from the refit data).
+    """
+
+    native_intervals: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        inner: Forecaster,
+        residuals: pd.DataFrame,
+        *,
+        force: bool = False,
+        window: int | None = None,
+        per_series: bool | str = "auto",
+        min_samples: int = 50,
+    ) -> None:
+        self.inner = inner
+        self.force = force
+        self.per_series = per_series
+        self.min_samples = int(min_samples)
+        if per_series not in (True, False, "auto"):
+            raise ModelError(f"candidate '{self.name}': per_series must be true, false or 'auto', got {per_series!r}")
+        missing = [c for c in (ID, STEP, TARGET, POINT) if c not in residuals.columns]
+        if missing:
+            raise ModelError(f"candidate '{self.name}': the residuals lack column(s) {', '.join(missing)}")
+        res = residuals[[ID, STEP, TARGET, POINT]].copy()
+        res[ID] = res[ID].astype(str)
+        res["e"] = res[TARGET].astype(float) - res[POINT].astype(float)
+        res = res[np.isfinite(res["e"]) & res[STEP].notna()]
+        res[STEP] = res[STEP].astype(int)
+        if res.empty:
+            raise ModelError(f"candidate '{self.name}': no usable backtest residuals for conformal quantiles")
+        if (res[STEP] < 1).any():
+            raise ModelError(f"candidate '{self.name}': residual steps start at 1")
+        self.horizon = int(res[STEP].max())
+        counts = np.bincount(res[STEP].to_numpy() - 1, minlength=self.horizon)
+        self.window = int(window) if window is not None else _window_for(counts, self.min_samples)
+        # residuals by series, as one array per step (small: a few folds x horizon x series)
+        self._pooled = self._by_step(res)
+        self._series = {str(uid): self._by_step(g) for uid, g in res.groupby(ID, sort=False)}
+        self.n_residuals = len(res)
+
+    @property
+    def name(self) -> str:
+        return getattr(self.inner, "name", "model")
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.inner.name = value
+
+    def _by_step(self, res: pd.DataFrame) -> list[np.ndarray]:
+        grouped = {int(k): g["e"].to_numpy(float) for k, g in res.groupby(STEP)}
+        return [grouped.get(k, np.empty(0)) for k in range(1, self.horizon + 1)]
+
+    def _window_values(self, by_step: list[np.ndarray], k: int) -> np.ndarray:
+        lo = max(0, k - 1 - self.window)
+        hi = min(self.horizon, k + self.window)
+        return np.concatenate(by_step[lo:hi])
+
+    def offsets(self, quantiles: Sequence[float], uid: str | None = None) -> np.ndarray:
+        """Offsets to add to the point forecast: shape ``(horizon, len(quantiles))``."""
+        qs = np.asarray(quantiles, dtype=float)
+        order = np.argsort(qs)
+        own = self._series.get(uid) if uid is not None and self.per_series is not False else None
+        out = np.empty((self.horizon, len(qs)))
+        for k in range(1, self.horizon + 1):
+            vals = self._window_values(own, k) if own is not None else np.empty(0)
+            if own is None or len(vals) == 0 or (self.per_series == "auto" and len(vals) < self.min_samples):
+                vals = self._window_values(self._pooled, k)
+            row = np.quantile(vals, qs[order]) if len(vals) else np.full(len(qs), np.nan)
+            out[k - 1, order] = np.maximum.accumulate(row)
+        return out
+
+    # -- protocol ------------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        params = dict(self.inner.get_params()) if hasattr(self.inner, "get_params") else {}
+        params.update(
+            {"conformal_window": self.window, "conformal_per_series": self.per_series,
+             "conformal_min_samples": self.min_samples, "conformal_force": self.force}
+        )
+        return params
+
+    def fit(self, df: pd.DataFrame, ctx: FitContext) -> ConformalForecaster:
+        self.inner.fit(df, ctx)
+        return self
+
+    def predict(
+        self,
+        h: int,
+        *,
+        history: pd.DataFrame | None = None,
+        X_future: pd.DataFrame | None = None,
+        quantiles: Sequence[float] = (),
+    ) -> pd.DataFrame:
+        qs = check_quantiles(quantiles, self.name)
+        if qs and not self.force and not needs_conformal(self.inner):
+            return self.inner.predict(h, history=history, X_future=X_future, quantiles=qs)
+        fc = self.inner.predict(h, history=history, X_future=X_future, quantiles=())
+        fc = fc[[ID, TIME, POINT]].sort_values([ID, TIME], kind="stable").reset_index(drop=True)
+        if not qs:
+            return finish(fc, ())
+        fc[ID] = fc[ID].astype(str)
+        steps = fc.groupby(ID, sort=False).cumcount().to_numpy()
+        point = fc[POINT].to_numpy(float)
+        values = np.empty((len(fc), len(qs)))
+        pooled: np.ndarray | None = None
+        for uid, idx in fc.groupby(ID, sort=False).indices.items():
+            if self.per_series is False or str(uid) not in self._series:
+                pooled = self.offsets(qs) if pooled is None else pooled
+                off = pooled
+            else:
+                off = self.offsets(qs, str(uid))
+            rows = np.minimum(steps[idx], self.horizon - 1)
+            values[idx] = point[idx, None] + off[rows]
+        for j, q in enumerate(qs):
+            fc[quantile_column(q)] = values[:, j]
+        return finish(fc, qs)

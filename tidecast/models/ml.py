@@ -1,0 +1,428 @@
+"""Machine-learning regressors over lag features, through mlforecast: ``lightgbm`` and ``sklearn``.
+
+Features
+--------
+* ``lags`` (steps): default ``ctx.features.lags``; without any, ``[1, 2, 3]`` plus one day of steps
+  when that fits the input window.
+* ``rolling``: a list of ``{window, stats}`` (stats among mean, std, min, max), computed on lag 1;
+  default ``ctx.features.rolling``.
+* Time features: the calendar parts and Fourier terms of ``ctx.features``, computed by
+  :func:`tidecast.data.features.add_time_features` from ``ds`` for the training rows and for the
+  forecast steps, and passed to mlforecast as dynamic exogenous columns (``X_df``), so training
+  and serving compute identical columns.
+* Known-future exogenous columns (``ctx.exog_future``) are dynamic features too: ``X_future``
+  must hold them for the forecast steps. Past-only exogenous columns (``ctx.exog_past``) are
+  dropped: their future is unknown and the recursive strategy has no way to roll them forward.
+* Numeric static columns (``ctx.static``) are mlforecast static features; others are dropped.
+
+The longest lag (and ``window`` of a rolling statistic) must fit ``ctx.input_window``: serving
+only receives that many readings, so a longer look-back is a :class:`~tidecast.errors.ModelError`.
+
+Strategy
+--------
+``strategy: recursive`` (default) trains one model for the next step and feeds its forecasts back
+as lags. ``strategy: direct`` trains one model per horizon step (mlforecast ``max_horizon =
+ctx.horizon``): ``h`` models (288 for a day of 5-minute steps), so ``h`` times the training cost
+and the pickle size; it cannot forecast past ``ctx.horizon``.
+
+Intervals
+---------
+These models have no native intervals (``native_intervals = False``): asking for quantiles is a
+ModelError; wrap the model in :class:`tidecast.models.conformal.ConformalForecaster`.
+
+``fit_window`` (steps) trims each series to its last ``fit_window`` rows before fitting.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from tidecast.durations import to_steps
+from tidecast.errors import ModelError, SpecError
+from tidecast.models._frames import (
+    check_frame,
+    check_quantiles,
+    finish,
+    future_frame,
+    no_intervals,
+    require_future_exog,
+    stitch,
+    tail_per_series,
+)
+from tidecast.models._time import add_time
+from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext
+
+_STATS = ("mean", "std", "min", "max")
+_OURS = ("strategy", "lags", "rolling")
+
+
+def _steps(value: Any, freq: str, field: str, name: str) -> int:
+    try:
+        steps = to_steps(value, freq, field=field)
+    except SpecError as exc:
+        raise ModelError(f"candidate '{name}': {exc.message}") from None
+    return steps
+
+
+def _norm_rolling(rolling: Any, freq: str, name: str) -> list[tuple[int, tuple[str, ...]]]:
+    """``[(window_steps, stats), ...]`` from spec objects or dicts."""
+    out = []
+    for i, item in enumerate(rolling or []):
+        if isinstance(item, dict):
+            window, stats = item.get("window"), item.get("stats", ["mean"])
+        else:
+            window, stats = getattr(item, "window", None), getattr(item, "stats", ["mean"])
+        if window is None:
+            raise ModelError(f"candidate '{name}': rolling[{i}] needs a window")
+        w = _steps(window, freq, f"rolling[{i}].window", name)
+        if w < 1:
+            raise ModelError(f"candidate '{name}': rolling[{i}].window must be at least one step")
+        bad = [s for s in stats if s not in _STATS]
+        if bad:
+            raise ModelError(f"candidate '{name}': rolling[{i}].stats: unknown {bad} (use {', '.join(_STATS)})")
+        out.append((w, tuple(stats)))
+    return out
+
+
+class MLForecastModel:
+    """A regressor over lag/rolling/time/exogenous features (see the module docstring)."""
+
+    native_intervals: ClassVar[bool] = False
+    kind: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        fit_window: int | None = None,
+        strategy: str = "recursive",
+        lags: Sequence[int] | None = None,
+        rolling: list[Any] | None = None,
+    ) -> None:
+        self.name = name or self.kind
+        self.fit_window = fit_window
+        if strategy not in ("recursive", "direct"):
+            raise ModelError(f"candidate '{self.name}': strategy must be 'recursive' or 'direct', got {strategy!r}")
+        self.strategy = strategy
+        self.lags = list(lags) if lags is not None else None
+        if self.lags is not None:
+            for lag in self.lags:
+                if isinstance(lag, bool) or not isinstance(lag, int | np.integer) or lag < 1:
+                    raise ModelError(f"candidate '{self.name}': lags must be positive step counts, got {lag!r}")
+        self.rolling = rolling
+        self._fcst: Any = None
+        self._ctx: FitContext | None = None
+        self._tail: pd.DataFrame | None = None
+        self._exog: list[str] = []
+        self._static: list[str] = []
+        self._time: list[str] = []
+        self._lags: list[int] = []
+        self._rolling: list[tuple[int, tuple[str, ...]]] = []
+        self._max_h: int | None = None
+
+    # -- subclass hooks --------------------------------------------------------------------------
+    def _estimator(self, ctx: FitContext) -> Any:
+        raise NotImplementedError
+
+    def _estimator_params(self) -> dict[str, Any]:
+        return {}
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "lags": self.lags,
+            "rolling": self.rolling if self.rolling is None else [
+                r if isinstance(r, dict) else getattr(r, "model_dump", lambda r=r: r)() for r in self.rolling
+            ],
+            "fit_window": self.fit_window,
+            **self._estimator_params(),
+        }
+
+    # -- fit -------------------------------------------------------------------------------------
+    def _resolve_features(self, ctx: FitContext) -> None:
+        spec = ctx.features
+        if self.lags is not None:
+            lags = [int(v) for v in self.lags]
+        elif spec is not None and getattr(spec, "lags", None):
+            lags = [_steps(v, ctx.freq, f"features.lags[{i}]", self.name) for i, v in enumerate(spec.lags)]
+        else:
+            day = pd.Timedelta(days=1) // pd.Timedelta(pd.tseries.frequencies.to_offset(ctx.freq))
+            lags = [1, 2, 3] + ([int(day)] if 3 < day <= ctx.input_window else [])
+        lags = sorted({lag for lag in lags if lag >= 1})
+        rolling_src = self.rolling if self.rolling is not None else (getattr(spec, "rolling", None) if spec else None)
+        rolling = _norm_rolling(rolling_src, ctx.freq, self.name)
+        if not lags and not rolling:
+            raise ModelError(f"candidate '{self.name}': needs at least one lag or rolling window")
+        for lag in lags:
+            if lag > ctx.input_window:
+                raise ModelError(
+                    f"candidate '{self.name}': lag {lag} is longer than the input window ({ctx.input_window} steps); "
+                    "serving only receives the input window"
+                )
+        for w, _ in rolling:
+            if w > ctx.input_window:
+                raise ModelError(
+                    f"candidate '{self.name}': rolling window {w} is longer than the input window "
+                    f"({ctx.input_window} steps); serving only receives the input window"
+                )
+        self._lags, self._rolling = lags, rolling
+
+    def _needed(self) -> int:
+        return max([*self._lags, *(w for w, _ in self._rolling)])
+
+    def _lag_transforms(self) -> dict[int, list[Any]] | None:
+        if not self._rolling:
+            return None
+        from mlforecast.lag_transforms import RollingMax, RollingMean, RollingMin, RollingStd
+
+        cls = {"mean": RollingMean, "std": RollingStd, "min": RollingMin, "max": RollingMax}
+        return {1: [cls[s](window_size=w) for w, stats in self._rolling for s in stats]}
+
+    def fit(self, df: pd.DataFrame, ctx: FitContext) -> MLForecastModel:
+        from mlforecast import MLForecast
+
+        data = check_frame(df, self.name)
+        self._resolve_features(ctx)
+        self._ctx = ctx
+        self._exog = [c for c in ctx.exog_future if c in data.columns]
+        self._static = [c for c in ctx.static if c in data.columns and pd.api.types.is_numeric_dtype(data[c])]
+        data = tail_per_series(data[[ID, TIME, TARGET, *self._exog, *self._static]], self.fit_window)
+        train, self._time = add_time(data, ctx.features, timezone=ctx.timezone, freq=ctx.freq, name=self.name)
+        self._max_h = ctx.horizon if self.strategy == "direct" else None
+        fcst = MLForecast(
+            models={"model": self._estimator(ctx)},
+            freq=ctx.freq,
+            lags=self._lags or None,
+            lag_transforms=self._lag_transforms(),
+            num_threads=1,
+        )
+        try:
+            fcst.fit(
+                train,
+                static_features=list(self._static),
+                max_horizon=self._max_h,
+                keep_last_n=self._needed(),
+                dropna=True,
+            )
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"candidate '{self.name}': fitting {self.kind} failed: {type(exc).__name__}: {exc}") from exc
+        self._fcst = fcst
+        self._tail = tail_per_series(data, self._needed())
+        return self
+
+    # -- predict ---------------------------------------------------------------------------------
+    def predict(
+        self,
+        h: int,
+        *,
+        history: pd.DataFrame | None = None,
+        X_future: pd.DataFrame | None = None,
+        quantiles: Sequence[float] = (),
+    ) -> pd.DataFrame:
+        if self._fcst is None or self._ctx is None or self._tail is None:
+            raise ModelError(f"candidate '{self.name}': predict called before fit")
+        no_intervals(self.name, check_quantiles(quantiles, self.name))
+        if self._max_h is not None and h > self._max_h:
+            raise ModelError(
+                f"candidate '{self.name}': the direct strategy was trained for {self._max_h} steps, asked for {h}"
+            )
+        ctx = self._ctx
+        cols = [ID, TIME, TARGET, *self._exog, *self._static]
+        if history is not None:
+            hist = check_frame(history, self.name, what="history")
+            missing = [c for c in cols if c not in hist.columns]
+            if missing:
+                raise ModelError(f"candidate '{self.name}': the history lacks column(s) {', '.join(missing)}")
+            data = stitch(self._tail, hist[cols], ctx.freq, None)
+        else:
+            data = self._tail
+        need = self._needed()
+        counts = data.groupby(ID, sort=False).size()
+        short = counts[counts < need]
+        if len(short):
+            raise ModelError(
+                f"candidate '{self.name}': needs at least {need} readings of history, got {int(short.iloc[0])} "
+                f"for series '{short.index[0]}'"
+            )
+        if data[TARGET].isna().any():
+            raise ModelError(f"candidate '{self.name}': the history has missing values in '{TARGET}'")
+        new_df, _ = add_time(data, ctx.features, timezone=ctx.timezone, freq=ctx.freq, name=self.name)
+        ends = data.groupby(ID, sort=False).tail(1)[[ID, TIME]]
+        fut = require_future_exog(self.name, future_frame(ends, h, ctx.freq), X_future, self._exog)
+        X_df = None
+        if self._exog or self._time:
+            X_df, _ = add_time(fut, ctx.features, timezone=ctx.timezone, freq=ctx.freq, name=self.name)
+            X_df = X_df[[ID, TIME, *self._exog, *self._time]]
+        try:
+            preds = self._fcst.predict(h, new_df=new_df, X_df=X_df)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"candidate '{self.name}': {self.kind} failed to forecast: {type(exc).__name__}: {exc}") from exc
+        preds = preds.rename(columns={"model": POINT})
+        preds[ID] = preds[ID].astype(str)
+        return finish(preds, ())
+
+
+def _lightgbm_param_names() -> set[str] | None:
+    try:
+        from lightgbm.basic import _ConfigAliases
+
+        names: set[str] = set()
+        for key, aliases in _ConfigAliases._get_all_param_aliases().items():
+            names.add(key)
+            names.update(aliases)
+        return names
+    except Exception:  # pragma: no cover - private API moved
+        return None
+
+
+class LightGBMModel(MLForecastModel):
+    """``lightgbm.LGBMRegressor`` over lag features (``kind: lightgbm``).
+
+    Parameters other than ``strategy``, ``lags``, ``rolling`` and ``fit_window`` go to
+    ``LGBMRegressor`` (``verbose=-1`` and ``random_state=ctx.seed`` unless given); an unknown
+    parameter is a ModelError.
+    """
+
+    kind = "lightgbm"
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        fit_window: int | None = None,
+        strategy: str = "recursive",
+        lags: Sequence[int] | None = None,
+        rolling: list[Any] | None = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(name=name, fit_window=fit_window, strategy=strategy, lags=lags, rolling=rolling)
+        from lightgbm import LGBMRegressor
+
+        accepted = set(inspect.signature(LGBMRegressor).parameters) - {"kwargs"}
+        known = _lightgbm_param_names()
+        for key in params:
+            if key not in accepted and known is not None and key not in known:
+                raise ModelError(
+                    f"candidate '{self.name}': lightgbm does not accept parameter '{key}' "
+                    f"(see LGBMRegressor and the LightGBM parameters)"
+                )
+        try:
+            LGBMRegressor(**params)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"candidate '{self.name}': lightgbm rejects its parameters: {exc}") from exc
+        self.params = dict(params)
+
+    def _estimator_params(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    def _estimator(self, ctx: FitContext) -> Any:
+        from lightgbm import LGBMRegressor
+
+        kwargs = {"verbose": -1, "random_state": ctx.seed, **self.params}
+        return LGBMRegressor(**kwargs)
+
+
+def _estimator_class(path: str, name: str) -> Any:
+    from tidecast.models.plugins import load_object
+
+    text = str(path)
+    if ":" not in text and "." in text:  # accept 'sklearn.linear_model.Ridge' too
+        module, _, attr = text.rpartition(".")
+        text = f"{module}:{attr}"
+    return load_object(text, what=f"candidate '{name}': estimator")
+
+
+class SklearnModel(MLForecastModel):
+    """Any scikit-learn style regressor over lag features (``kind: sklearn``).
+
+    ``estimator`` is an import path (``sklearn.linear_model:Ridge``; importlib only, no eval) or,
+    from Python, an estimator instance; the other parameters (except ``strategy``, ``lags``,
+    ``rolling``, ``fit_window``) are its constructor's keyword arguments. ``random_state`` is set to
+    ``ctx.seed`` when the estimator takes one and it is not given. The estimator must not need
+    missing-value support: rows whose lags are not yet available are dropped from training.
+    """
+
+    kind = "sklearn"
+
+    def __init__(
+        self,
+        estimator: Any = "sklearn.linear_model:Ridge",
+        *,
+        name: str | None = None,
+        fit_window: int | None = None,
+        strategy: str = "recursive",
+        lags: Sequence[int] | None = None,
+        rolling: list[Any] | None = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(name=name, fit_window=fit_window, strategy=strategy, lags=lags, rolling=rolling)
+        self.estimator = estimator
+        self.params = dict(params)
+        if isinstance(estimator, str):
+            cls = _estimator_class(estimator, self.name)
+            try:
+                sig = inspect.signature(cls)
+            except (TypeError, ValueError):
+                sig = None
+            if sig is not None and not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+                for key in params:
+                    if key not in sig.parameters:
+                        raise ModelError(
+                            f"candidate '{self.name}': {estimator} does not accept parameter '{key}' "
+                            f"(accepted: {', '.join(p for p in sig.parameters if p != 'self')})"
+                        )
+            try:
+                probe = cls(**params)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"candidate '{self.name}': {estimator} rejects its parameters: {exc}") from exc
+            self._cls = cls
+        else:
+            if params:
+                raise ModelError(f"candidate '{self.name}': parameters {sorted(params)} need 'estimator' as an import path")
+            probe = estimator
+            self._cls = None
+        if not (hasattr(probe, "fit") and hasattr(probe, "predict")):
+            raise ModelError(f"candidate '{self.name}': estimator {estimator!r} has no fit/predict methods")
+
+    def _estimator_params(self) -> dict[str, Any]:
+        if isinstance(self.estimator, str):
+            return {"estimator": self.estimator, **self.params}
+        cls = type(self.estimator)
+        own: dict[str, Any] = {}
+        if callable(getattr(self.estimator, "get_params", None)):
+            try:
+                own = dict(self.estimator.get_params(deep=False))
+            except Exception:  # pragma: no cover - odd estimators
+                own = {}
+        return {"estimator": f"{cls.__module__}:{cls.__qualname__}", **own}
+
+    def _estimator(self, ctx: FitContext) -> Any:
+        from sklearn.base import clone
+
+        if self._cls is None:
+            try:
+                est = clone(self.estimator)
+            except Exception:
+                import copy
+
+                est = copy.deepcopy(self.estimator)
+        else:
+            est = self._cls(**self.params)
+        if hasattr(est, "get_params") and hasattr(est, "set_params"):
+            try:
+                current = est.get_params()
+                unset = "random_state" not in self.params if self._cls is not None else current.get("random_state") is None
+                if "random_state" in current and unset:
+                    est.set_params(random_state=ctx.seed)
+            except Exception:  # pragma: no cover - odd estimators
+                pass
+        return est
