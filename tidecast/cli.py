@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from tidecast import __version__
@@ -63,7 +64,7 @@ def _main(
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _load(spec_path: Path | None):  # noqa: ANN202 - returns tidecast.spec.Spec
+def _load(spec_path: Path | None):
     from tidecast.spec import load_spec
 
     return load_spec(spec_path, env=_STATE["env"])
@@ -84,7 +85,6 @@ def run(
     """
     from tidecast.pipeline import run as run_pipeline
     from tidecast.pipeline.steps import training_pipeline
-
     from tidecast.training import preflight
 
     loaded = _load(spec)
@@ -229,6 +229,17 @@ def _render_run_outputs(result: Any) -> None:
         if chosen.get("improvement_over_baseline") is not None:
             line += f", {chosen['improvement_over_baseline']:+.1%} vs {chosen['baseline']}"
         console.print(line)
+    if "track" in outputs:
+        tracked = outputs["track"]
+        registration = tracked.get("registration") or {}
+        if registration:
+            alias = registration.get("alias")
+            colour = "green" if alias == "champion" else "yellow"
+            console.print(
+                f"[bold]registry:[/bold] {registration.get('model_name')} v{registration.get('version')} → "
+                f"[{colour}]{alias}[/{colour}]" + (f" ({escape(str(registration.get('reason')))})" if registration.get("reason") else "")
+            )
+        console.print(f"[dim]MLflow run {tracked.get('run_id')} (tidecast ui to browse)[/dim]")
 
 
 def leaderboard_table(board: Any, metric: str) -> Table:
@@ -239,15 +250,26 @@ def leaderboard_table(board: Any, metric: str) -> Table:
         table.add_column(column, justify="right" if column not in {"candidate", "kind", "status"} else "left")
     for _, row in board.iterrows():
         ok = row["status"] == "ok"
-        cells = [str(row["rank"]), str(row["candidate"]), str(row["kind"])]
+        rank = row["rank"]
+        cells = ["–" if rank is None or rank != rank or str(rank) == "<NA>" else str(rank), str(row["candidate"]), str(row["kind"])]
         for column in metric_cols:
             value = row[column]
             cells.append("" if value is None or value != value else f"{value:.3f}")
         cells += [f"{row['fit_seconds']:.1f}", f"{row['predict_seconds']:.2f}"]
-        cells.append("[green]ok[/green]" if ok else f"[red]failed[/red]: {row.get('error', '')}")
+        error = str(row.get("error") or "").splitlines()[0] if not ok else ""
+        cells.append("[green]ok[/green]" if ok else f"[red]failed[/red]: {escape(error[:200])}")
         style = "bold" if str(row["rank"]) == "1" and ok else None
         table.add_row(*cells, style=style)
     return table
+
+
+def _register_command_groups() -> None:
+    from tidecast.commands import tracking
+
+    tracking.register(app, console)
+
+
+_register_command_groups()
 
 
 # ---------------------------------------------------------------------------------------- main

@@ -67,17 +67,18 @@ def preflight(spec: Spec) -> None:
 
 
 def fit_context(spec: Spec, frame: pd.DataFrame | None = None) -> FitContext:
-    """What every model is told about the data: frequency, horizon, input window, feature roles."""
-    from tidecast.data.features import time_feature_names
+    """What every model is told about the data: frequency, horizon, input window, feature roles.
 
+    ``exog_future`` holds the user's known-in-future columns only: models derive the calendar and
+    Fourier columns from ``ds`` themselves (``ctx.features``), the same way at serving time.
+    """
     window, horizon = spec.forecast_steps()
     exog = spec.data.exogenous_columns
-    time_cols = tuple(time_feature_names(spec.features, spec.data.frequency))
     return FitContext(
         freq=spec.data.frequency,
         horizon=horizon,
         input_window=window,
-        exog_future=tuple(c.name for c in exog if c.known_in_future) + time_cols,
+        exog_future=tuple(c.name for c in exog if c.known_in_future),
         exog_past=tuple(c.name for c in exog if not c.known_in_future),
         static=tuple(spec.data.static_columns),
         seed=spec.seed,
@@ -140,36 +141,43 @@ def _has_ranges(params: dict[str, Any]) -> bool:
     return any(isinstance(v, RangeParam | dict) and not isinstance(v, list) for v in params.values())
 
 
-def _scales(train: pd.DataFrame, m: int) -> pd.Series:
-    """Per-series in-sample MAE of the seasonal naive (MASE's denominator)."""
-    def scale(y: pd.Series) -> float:
-        values = y.to_numpy(dtype=float)
-        if len(values) <= m:
-            return float("nan")
-        return float(np.mean(np.abs(values[m:] - values[:-m])))
+class _NoModel:
+    """A placeholder inner model: only the residual arithmetic of ConformalForecaster is used."""
 
-    return train.groupby(ID, observed=True)[TARGET].apply(scale)
+    name = "residuals"
 
 
 def _conformal_cross_fold(forecasts: pd.DataFrame, quantiles: list[float]) -> pd.DataFrame:
     """Honest intervals for models without their own: each fold's quantiles come from the *other*
     folds' residuals at the same horizon step (pooled over series)."""
-    from tidecast.models.conformal import residual_quantiles
+    from tidecast.models.conformal import ConformalForecaster
 
     out = []
-    folds = sorted(forecasts["fold"].unique())
-    for fold in folds:
+    for fold in sorted(forecasts["fold"].unique()):
         part = forecasts[forecasts["fold"] == fold].copy()
         others = forecasts[forecasts["fold"] != fold]
-        if others.empty:  # a single fold: calibrate in-sample, the only option
+        if others.empty:  # a single fold: calibrating in-sample is the only option
             others = part
-        offsets = residual_quantiles(others[[ID, "step", TARGET, POINT]], quantiles)
-        part = part.merge(offsets, on="step", how="left")
-        for q in quantiles:
-            column = quantile_column(q)
-            part[column] = part[POINT] + part.pop(f"offset_{column}")
+        calibrator = ConformalForecaster(_NoModel(), others[[ID, "step", TARGET, POINT]], per_series=False)  # type: ignore[arg-type]
+        offsets = calibrator.offsets(quantiles)
+        rows = np.minimum(part["step"].to_numpy(int), calibrator.horizon) - 1
+        for j, q in enumerate(quantiles):
+            part[quantile_column(q)] = part[POINT].to_numpy(float) + offsets[rows, j]
         out.append(part)
     return pd.concat(out, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class ConformalFactory:
+    """A model factory whose models get conformal quantiles from fixed backtest residuals."""
+
+    inner: Callable[[], Forecaster]
+    residuals: pd.DataFrame
+
+    def __call__(self) -> Forecaster:
+        from tidecast.models.conformal import ConformalForecaster
+
+        return ConformalForecaster(self.inner(), self.residuals)
 
 
 def _backtest_one(
@@ -177,18 +185,17 @@ def _backtest_one(
 ) -> tuple[Any, Any]:
     from tidecast.evaluation.backtest import backtest as run_backtest
     from tidecast.evaluation.metrics import evaluate
+    from tidecast.models.conformal import needs_conformal
 
     quantiles = list(spec.forecast.quantiles)
-    result = run_backtest(factory, frame, ctx, folds, quantiles=quantiles, executor=executor)
+    conformal = bool(quantiles) and needs_conformal(factory())
+    result = run_backtest(factory, frame, ctx, folds, quantiles=() if conformal else quantiles, executor=executor)
     if result.errors:
         raise ModelError(f"candidate '{factory.candidate.name}': {result.errors[0]}")
-    forecasts = result.forecasts
-    native = getattr(factory(), "native_intervals", False)
-    if quantiles and not native:
-        forecasts = _conformal_cross_fold(forecasts, quantiles)
-        result.forecasts = forecasts
+    if conformal:
+        result.forecasts = _conformal_cross_fold(result.forecasts, quantiles)
     m = season_length(spec)
-    evaluation = evaluate(forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles)
+    evaluation = evaluate(result.forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles)
     return result, evaluation
 
 
@@ -312,7 +319,6 @@ def _baseline_name(spec: Spec, board: pd.DataFrame) -> str | None:
 def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> dict[str, Any]:
     """The winner, scored on the held-out last horizon (trained on what precedes it), then refit on all data."""
     from tidecast.evaluation.selection import improvement_over, select_winner
-    from tidecast.models.conformal import ConformalForecaster
 
     board: pd.DataFrame = backtested["leaderboard"]
     metric = backtested["metric"]
@@ -337,10 +343,7 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
 
     progress(1, 3, f"refitting {winner} on all data")
     started = time.perf_counter()
-    model = factory().fit(frame, ctx)
-    if quantiles and not getattr(model, "native_intervals", False):
-        residuals = entry.backtest.forecasts[[ID, "step", TARGET, POINT]]
-        model = ConformalForecaster(model, residuals)
+    model = _with_intervals(factory, entry, quantiles)().fit(frame, ctx)
     refit_seconds = time.perf_counter() - started
     progress(3, 3, f"{winner} refit in {refit_seconds:.1f} s")
     return {
@@ -363,29 +366,27 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
     }
 
 
-def holdout_scores(factory: ModelFactory, frame: pd.DataFrame, ctx: FitContext, spec: Spec, entry: Any) -> dict[str, float]:
-    """Metrics of a candidate on the final held-out horizon, trained on everything before it."""
-    from tidecast.evaluation.metrics import evaluate
-    from tidecast.models.conformal import ConformalForecaster
+def _with_intervals(factory: Callable[[], Forecaster], entry: Any, quantiles: list[float]) -> Callable[[], Forecaster]:
+    """The factory itself, or one whose models take conformal quantiles from ``entry``'s backtest."""
+    from tidecast.models.conformal import needs_conformal
 
-    _, horizon = spec.forecast_steps()
+    if quantiles and needs_conformal(factory()) and entry.backtest is not None:
+        return ConformalFactory(factory, entry.backtest.forecasts[[ID, "step", TARGET, POINT]].copy())
+    return factory
+
+
+def holdout_scores(factory: ModelFactory, frame: pd.DataFrame, ctx: FitContext, spec: Spec, entry: Any) -> dict[str, float]:
+    """Metrics of a candidate on the final held-out horizon (the same stretch for every series),
+    trained on everything before it."""
+    from tidecast.evaluation.backtest import holdout_forecast
+    from tidecast.evaluation.metrics import evaluate
+
+    window, horizon = spec.forecast_steps()
     quantiles = list(spec.forecast.quantiles)
-    ends = frame.groupby(ID, observed=True)[TIME].transform("max")
-    step = freq_timedelta(spec.data.frequency)
-    is_test = frame[TIME] > ends - horizon * step
-    train, test = frame[~is_test], frame[is_test]
-    if train.empty:
-        raise BacktestError("backtest: no history left before the held-out stretch")
-    model = factory().fit(train, ctx)
-    if quantiles and not getattr(model, "native_intervals", False) and entry.backtest is not None:
-        model = ConformalForecaster(model, entry.backtest.forecasts[[ID, "step", TARGET, POINT]])
-    future = test.drop(columns=[TARGET])
-    forecast = model.predict(horizon, X_future=future, quantiles=quantiles)
-    joined = forecast.merge(test[[ID, TIME, TARGET]], on=[ID, TIME], how="inner")
-    joined["fold"] = 0
-    joined["cutoff"] = train[TIME].max()
-    joined["step"] = joined.groupby(ID, observed=True).cumcount() + 1
-    scales = _scales(train, season_length(spec)).rename("scale").reset_index()
-    scales["fold"] = 0
-    evaluation = evaluate(joined, scales, season_length=season_length(spec), quantiles=quantiles)
+    make = _with_intervals(factory, entry, quantiles)
+    result = holdout_forecast(make, frame, ctx, horizon, quantiles=quantiles, min_train=window)
+    if result.errors:
+        raise ModelError(f"candidate '{factory.candidate.name}': held-out forecast failed: {result.errors[0]}")
+    m = season_length(spec)
+    evaluation = evaluate(result.forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles)
     return {k: float(v) for k, v in evaluation.aggregate.items()}

@@ -244,7 +244,7 @@ def test_served_history_after_a_gap_stands_alone(fitted, data) -> None:
     """History that does not join the training data is used alone (no stitching across a gap)."""
     later = hourly(n=W, start="2024-06-01", exog=True)
     with pytest.raises(ModelError, match="needs at least two seasons of history"):
-        fitted["autotheta"].predict(H, history=later.head(30 + 0).groupby("unique_id").head(30))
+        fitted["autotheta"].predict(H, history=later.groupby("unique_id").head(30))
     fc = fitted["autotheta"].predict(H, history=later)
     assert (fc.groupby("unique_id")["ds"].min() == later["ds"].max() + pd.Timedelta("1h")).all()
 

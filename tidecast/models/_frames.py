@@ -33,8 +33,7 @@ def check_frame(df: pd.DataFrame, name: str, *, what: str = "training data", tar
     if df.empty:
         raise ModelError(f"candidate '{name}': the {what} is empty")
     out = df.copy()
-    if out[ID].dtype != object:
-        out[ID] = out[ID].astype(str)
+    out[ID] = out[ID].astype(str)
     out[TIME] = pd.to_datetime(out[TIME])
     if target:
         out[TARGET] = out[TARGET].astype(float)

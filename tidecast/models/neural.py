@@ -261,6 +261,8 @@ class MLPForecaster:
     def _train(self, torch: Any, seed: int, x_train: np.ndarray, y_train: np.ndarray,
                x_val: np.ndarray | None, y_val: np.ndarray | None) -> None:
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"candidate '{self.name}': device '{device}' asked for, but torch sees no CUDA GPU")
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         module = _build_module(torch, **self._config).to(device)

@@ -13,7 +13,7 @@ import json
 import os
 import textwrap
 from collections.abc import Callable
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 HASH_LENGTH = 16
@@ -82,3 +82,22 @@ def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
         while block := handle.read(chunk_size):
             digest.update(block)
     return digest.hexdigest()
+
+
+def source_hash(*parts: str, length: int = 16) -> str:
+    """A hash of tidecast's own source files under ``parts`` (sub-packages or modules of ``tidecast``).
+
+    >>> len(source_hash("data"))
+    16
+    """
+    import tidecast
+
+    root = Path(tidecast.__file__).parent
+    digest = hashlib.sha256()
+    for part in parts:
+        target = root / part
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+        for file in files:
+            digest.update(str(file.relative_to(root)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:length]

@@ -1,4 +1,4 @@
-"""The training pipeline: ingest → clean → features → backtest → select.
+"""The training pipeline: ingest → clean → features → backtest → select → track.
 
 Each step is a plain function; its parameter names are its inputs (the outputs of the steps of
 the same name), ``spec`` is the project's spec, of which only the sections named in ``@step``
@@ -14,12 +14,18 @@ from typing import Any
 import pandas as pd
 
 from tidecast.pipeline.dag import Pipeline, step
+from tidecast.pipeline.hashing import source_hash
 from tidecast.spec import Spec
 from tidecast.training import (
     candidate_results,
     fit_context,
     select_and_refit,
 )
+
+# A step's key covers its own source; these hashes add the library code it calls, so that an
+# upgrade of tidecast's data or model code invalidates the cached results it produced.
+_DATA_CODE = source_hash("data")
+_MODEL_CODE = source_hash("data", "models", "evaluation", "training.py")
 
 # ------------------------------------------------------------------------------------ data steps
 
@@ -30,7 +36,7 @@ def _data_fingerprint(spec: Spec) -> str:
     return content_fingerprint(spec.data)
 
 
-@step(spec=("data", "target"), fingerprint=_data_fingerprint)
+@step(spec=("data", "target"), fingerprint=_data_fingerprint, version=_DATA_CODE)
 def ingest(spec: Spec, ctx: Any) -> pd.DataFrame:
     """Read the source and bring it to the canonical long format (unique_id, ds, y, exogenous...).
 
@@ -50,7 +56,7 @@ def ingest(spec: Spec, ctx: Any) -> pd.DataFrame:
     return frame
 
 
-@step(spec=("data", "clean", "forecast"))
+@step(spec=("data", "clean", "forecast"), version=_DATA_CODE)
 def clean(ingest: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
     """Sort, de-duplicate, regularise, fill gaps and treat outliers; keep a summary of what changed."""
     from tidecast.data.clean import clean as clean_frame
@@ -67,7 +73,7 @@ def clean(ingest: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
     return frame
 
 
-@step(spec=("data", "features"))
+@step(spec=("data", "features"), version=_DATA_CODE)
 def features(clean: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
     """Add the future-knowable features (calendar parts, holidays, Fourier terms) to the clean series."""
     from tidecast.data.features import add_time_features
@@ -78,24 +84,31 @@ def features(clean: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------- model steps
-@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed"))
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed"), version=_MODEL_CODE)
 def backtest(features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Backtest every candidate on rolling origins (searching its hyper-parameters) and rank them."""
     return candidate_results(features, spec, progress=ctx.progress)
 
 
-@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed"))
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed"), version=_MODEL_CODE)
 def select(backtest: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Pick the winner by the spec's metric, score it on the held-out stretch, refit it on all data."""
     return select_and_refit(backtest, features, spec, progress=ctx.progress)
+
+
+def _track() -> Callable[..., Any]:
+    from tidecast.tracking.step import track
+
+    return track
 
 
 TRAINING_STEPS: tuple[Callable[..., Any], ...] = (ingest, clean, features, backtest, select)
 
 
 def training_pipeline(extra: Iterable[Callable[..., Any]] = ()) -> Pipeline:
-    """The training DAG; later capabilities plug their steps in through ``extra``."""
-    return Pipeline([*TRAINING_STEPS, *extra])
+    """The training DAG (ending with ``track``: MLflow records and the registry's promotion gate);
+    later capabilities plug their steps in through ``extra``."""
+    return Pipeline([*TRAINING_STEPS, _track(), *extra])
 
 
 __all__ = ["TRAINING_STEPS", "fit_context", "training_pipeline"]
