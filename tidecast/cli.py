@@ -264,9 +264,15 @@ def leaderboard_table(board: Any, metric: str) -> Table:
 
 
 def _register_command_groups() -> None:
-    from tidecast.commands import tracking
+    """Every module of :mod:`tidecast.commands` adds its commands through ``register(app, console)``."""
+    import importlib
+    import pkgutil
 
-    tracking.register(app, console)
+    import tidecast.commands as commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"tidecast.commands.{info.name}")
+        module.register(app, console)
 
 
 _register_command_groups()

@@ -259,6 +259,52 @@ class ExecutorSpec(_Model):
     n_workers: int | None = Field(None, ge=1)
 
 
+# ----------------------------------------------------------------------- serving / monitoring
+class PredictionStoreSpec(_Model):
+    url: str | None = Field(None, description="SQLAlchemy URL of the prediction log (default: SQLite under .tidecast/).")
+
+
+class ServingSpec(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    model: str = Field("champion", description="Alias (e.g. 'champion') or version number to serve.")
+    poll_interval: float = Field(30.0, ge=0, description="Seconds between registry polls for a new version (0: never).")
+    max_body_bytes: int = Field(5_000_000, ge=1024, description="Largest request body accepted.")
+    max_series: int = Field(1000, ge=1, description="Most series in one request.")
+    token_env: str = Field("TIDECAST_ADMIN_TOKEN", description="Environment variable holding the admin bearer token.")
+    log_predictions: bool = Field(True, description="Write every served forecast to the prediction store.")
+
+
+class DriftSpec(_Model):
+    window: Duration = Field("1d", description="Recent window compared with the training reference.")
+    psi: float = Field(0.2, gt=0, description="PSI above this is drift.")
+    ks_pvalue: float = Field(0.01, gt=0, lt=1, description="Kolmogorov-Smirnov p-value below this is drift.")
+    wasserstein: float = Field(0.5, gt=0, description="Wasserstein distance in reference standard deviations above this is drift.")
+    profile_shift: float = Field(0.25, gt=0, description="Seasonal-profile shift (relative) above this is drift.")
+    columns: dict[str, dict[str, float]] = Field(default_factory=dict, description="Per-column threshold overrides.")
+
+
+class ModelDriftSpec(_Model):
+    window: Duration = Field("1d", description="Rolling window of predictions joined with actuals.")
+    error_ratio: float = Field(1.5, gt=0, description="Live MAE / backtest MAE above this counts as degraded.")
+    consecutive: int = Field(2, ge=1, description="Degraded windows in a row that raise the alarm.")
+    min_coverage: float | None = Field(None, ge=0, le=1, description="Alarm when interval coverage falls below this.")
+
+
+class MonitoringSpec(_Model):
+    data_drift: DriftSpec = Field(default_factory=DriftSpec)
+    model_drift: ModelDriftSpec = Field(default_factory=ModelDriftSpec)
+    retrain_on_drift: bool = True
+
+
+class ScheduleSpec(_Model):
+    train: str | None = Field(None, description="Cron expression for the training pipeline, e.g. '0 2 * * *'.")
+    monitor: str | None = Field(None, description="Cron expression for the prediction/monitoring pipeline.")
+    report: str | None = Field(None, description="Cron expression for the weekly client report.")
+    timezone: str = "UTC"
+    misfire_grace: int = Field(600, ge=1, description="Seconds a late job may still start.")
+
+
 # --------------------------------------------------------------------------------------- root
 class Spec(_Model):
     """A whole ``tidecast.yaml``."""
@@ -275,6 +321,10 @@ class Spec(_Model):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    predictions: PredictionStoreSpec = Field(default_factory=PredictionStoreSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     seed: int = 0
     envs: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-environment overrides, merged into the spec by --env/TIDECAST_ENV."
