@@ -244,6 +244,8 @@ def _render_run_outputs(result: Any) -> None:
 
 def leaderboard_table(board: Any, metric: str) -> Table:
     """The leaderboard as a rich table: rank, candidate, the metrics, times, status."""
+    import pandas as pd
+
     table = Table(title=f"Leaderboard (ranked by {metric.upper()}, mean over backtest folds)", title_justify="left")
     metric_cols = [c for c in ("mase", "mae", "rmse", "smape", "wape", "bias", "pinball", "coverage") if c in board]
     for column in ["#", "candidate", "kind", *metric_cols, "fit s", "predict s", "status"]:
@@ -251,10 +253,10 @@ def leaderboard_table(board: Any, metric: str) -> Table:
     for _, row in board.iterrows():
         ok = row["status"] == "ok"
         rank = row["rank"]
-        cells = ["–" if rank is None or rank != rank or str(rank) == "<NA>" else str(rank), str(row["candidate"]), str(row["kind"])]
+        cells = ["–" if rank is None or pd.isna(rank) else str(rank), str(row["candidate"]), str(row["kind"])]
         for column in metric_cols:
             value = row[column]
-            cells.append("" if value is None or value != value else f"{value:.3f}")
+            cells.append("" if value is None or pd.isna(value) else f"{value:.3f}")
         cells += [f"{row['fit_seconds']:.1f}", f"{row['predict_seconds']:.2f}"]
         error = str(row.get("error") or "").splitlines()[0] if not ok else ""
         cells.append("[green]ok[/green]" if ok else f"[red]failed[/red]: {escape(error[:200])}")

@@ -233,6 +233,11 @@ class SelectionSpec(_Model):
     metric: Literal["mae", "rmse", "mape", "smape", "mase", "wape", "pinball"] = "mase"
     scope: Literal["global", "per_series"] = "global"
     baseline: str | None = Field(None, description="Candidate used as the yardstick (default: the seasonal naive).")
+    fallback: str | None = Field(
+        None,
+        description="scope per_series: the candidate for series too short to judge or new at serving time "
+        "(default: the global winner).",
+    )
 
 
 # ---------------------------------------------------------------------------- tracking/registry
@@ -281,7 +286,21 @@ class DriftSpec(_Model):
     ks_pvalue: float = Field(0.01, gt=0, lt=1, description="Kolmogorov-Smirnov p-value below this is drift.")
     wasserstein: float = Field(0.5, gt=0, description="Wasserstein distance in reference standard deviations above this is drift.")
     profile_shift: float = Field(0.25, gt=0, description="Seasonal-profile shift (relative) above this is drift.")
-    columns: dict[str, dict[str, float]] = Field(default_factory=dict, description="Per-column threshold overrides.")
+    columns: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per-column threshold overrides: {column: {psi, ks_pvalue, wasserstein, profile_shift, ignore}}.",
+    )
+    reference_window: Duration | None = Field(
+        "28d", description="Trailing training history the reference profile summarises (None: all of it)."
+    )
+    calibrate: bool = Field(
+        True,
+        description="Also require each statistic to exceed calibration_margin times its worst value on windows "
+        "of the training history (a column is judged against its own day-to-day variation).",
+    )
+    calibration_margin: float = Field(1.5, ge=1.0, description="Margin over the calibrated thresholds.")
+    min_tests: int = Field(1, ge=1, le=4, description="Tests (PSI, KS, Wasserstein, profile) that must fire for a column to drift.")
+    min_points: float = Field(0.5, gt=0, le=1, description="Share of the window's points needed to test a column.")
 
 
 class ModelDriftSpec(_Model):
@@ -289,12 +308,24 @@ class ModelDriftSpec(_Model):
     error_ratio: float = Field(1.5, gt=0, description="Live MAE / backtest MAE above this counts as degraded.")
     consecutive: int = Field(2, ge=1, description="Degraded windows in a row that raise the alarm.")
     min_coverage: float | None = Field(None, ge=0, le=1, description="Alarm when interval coverage falls below this.")
+    min_actuals: float = Field(
+        0.8, gt=0, le=1, description="Share of a window's forecasts that need an actual for the window to count."
+    )
+    windows: int = Field(7, ge=1, le=1000, description="Recent windows scored (and logged) per monitor run.")
 
 
 class MonitoringSpec(_Model):
     data_drift: DriftSpec = Field(default_factory=DriftSpec)
     model_drift: ModelDriftSpec = Field(default_factory=ModelDriftSpec)
     retrain_on_drift: bool = True
+    retrain_after: Duration = Field(
+        0,
+        description="Data drift must have lasted this long before it triggers a retrain, so that the gate's "
+        "held-out stretch and backtest folds see the new regime (0: retrain at once).",
+    )
+    retrain_cooldown: Duration | None = Field(
+        "7d", description="Least time between two retrains triggered by data drift alone (None: no limit)."
+    )
 
 
 class ScheduleSpec(_Model):

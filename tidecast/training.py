@@ -180,6 +180,27 @@ class ConformalFactory:
         return ConformalForecaster(self.inner(), self.residuals)
 
 
+LOCAL_KINDS = frozenset({"naive", "seasonal_naive", "window_average", "autoets", "autoarima", "autotheta", "mstl"})
+"""Built-in kinds fitted series by series: their backtests split into series partitions x folds.
+Every other kind (lightgbm, sklearn, mlp, plugins) is a global model, fit on all series at once."""
+
+PARTITION_MAX_SERIES = 2000
+"""No series partition holds more series than this (bounds one task's memory)."""
+
+
+def series_partitions(frame: pd.DataFrame, n_workers: int) -> list[list[Any]] | None:
+    """How a per-series model's backtest is split: ``None`` (one piece) for one worker and few
+    series, else about two partitions per worker, of at most :data:`PARTITION_MAX_SERIES` series.
+    The forecasts do not depend on it (each series is fit on its own)."""
+    from tidecast.evaluation.backtest import partition_series
+
+    ids = pd.unique(frame[ID])
+    n = len(ids)
+    wanted = max(2 * n_workers if n_workers > 1 else 1, -(-n // PARTITION_MAX_SERIES))
+    wanted = min(wanted, n)
+    return None if wanted <= 1 else partition_series(ids, wanted)
+
+
 def _backtest_one(
     factory: ModelFactory, frame: pd.DataFrame, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any
 ) -> tuple[Any, Any]:
@@ -189,7 +210,14 @@ def _backtest_one(
 
     quantiles = list(spec.forecast.quantiles)
     conformal = bool(quantiles) and needs_conformal(factory())
-    result = run_backtest(factory, frame, ctx, folds, quantiles=() if conformal else quantiles, executor=executor)
+    partitions = (
+        series_partitions(frame, int(getattr(executor, "n_workers", 1) or 1))
+        if factory.candidate.kind in LOCAL_KINDS
+        else None
+    )
+    result = run_backtest(
+        factory, frame, ctx, folds, quantiles=() if conformal else quantiles, executor=executor, partitions=partitions
+    )
     if result.errors:
         raise ModelError(f"candidate '{factory.candidate.name}': {result.errors[0]}")
     if conformal:
@@ -296,7 +324,7 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
         executor.close()
     progress(total, total, "ranked")
     board = leaderboard(entries, metric)
-    return {
+    out = {
         "leaderboard": board,
         "metric": metric,
         "folds": [f.__dict__ for f in folds],
@@ -304,6 +332,69 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
         "results": {e.name: e for e in entries},
         "details": details,
     }
+    if spec.selection.scope == "per_series":
+        out["per_series"] = per_series_selection(entries, board, frame, spec)
+        counts = out["per_series"]["counts"]
+        board.insert(board.columns.get_loc("fit_seconds"), "series_won", [int(counts.get(c, 0)) for c in board["candidate"]])
+    return out
+
+
+def per_series_selection(entries: list[Any], board: pd.DataFrame, frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
+    """``selection.scope: per_series``: each series' best candidate, the fallback for the series no
+    backtest could judge, how many series each candidate wins, and the aggregate metrics of the
+    per-series choice (next to those of the global winner)."""
+    from tidecast.evaluation.metrics import evaluate
+    from tidecast.evaluation.selection import per_series_winners, select_winner
+
+    metric = spec.selection.metric
+    names = [e.name for e in entries]
+    fallback = spec.selection.fallback or select_winner(board, metric)
+    if fallback not in names:
+        raise ModelError(f"selection.fallback: no candidate named '{fallback}' (candidates: {', '.join(names)})")
+    if not next(e for e in entries if e.name == fallback).ok:
+        raise ModelError(f"selection.fallback: candidate '{fallback}' failed its backtest")
+    winners = per_series_winners(entries, metric)
+    mapping = {str(u): str(c) for u, c in zip(winners[ID], winners["candidate"], strict=True)}
+    unjudged = sorted({str(u) for u in pd.unique(frame[ID])} - set(mapping))
+    counts = {name: 0 for name in names}
+    for name in mapping.values():
+        counts[name] += 1
+    counts[fallback] += len(unjudged)
+    by_name = {e.name: e for e in entries}
+    pieces = []
+    for name in sorted(set(mapping.values())):
+        ids = [u for u, c in mapping.items() if c == name]
+        fc = by_name[name].backtest.forecasts
+        pieces.append(fc[fc[ID].astype(str).isin(ids)])
+    combined = pd.concat(pieces, ignore_index=True).sort_values(["fold", ID, TIME], kind="stable", ignore_index=True)
+    m = season_length(spec)
+    some = next(e for e in entries if e.ok)
+    evaluation = evaluate(combined, some.backtest.scales(frame, m), season_length=m, quantiles=list(spec.forecast.quantiles))
+    global_winner = select_winner(board, metric)
+    return {
+        "mapping": mapping,
+        "winners": winners,
+        "fallback": fallback,
+        "unjudged": unjudged,
+        "counts": counts,
+        "aggregate": {k: float(v) for k, v in evaluation.aggregate.items()},
+        "global_winner": global_winner,
+        "global_aggregate": dict(by_name[global_winner].evaluation.aggregate),
+    }
+
+
+@dataclass(frozen=True)
+class PerSeriesFactory:
+    """Builds a :class:`~tidecast.models.per_series.PerSeriesForecaster` from the candidates' factories."""
+
+    factories: dict[str, Callable[[], Forecaster]]
+    mapping: dict[str, str]
+    fallback: str
+
+    def __call__(self) -> Forecaster:
+        from tidecast.models.per_series import PerSeriesForecaster
+
+        return PerSeriesForecaster(self.factories, self.mapping, fallback=self.fallback)  # type: ignore[return-value]
 
 
 def _baseline_name(spec: Spec, board: pd.DataFrame) -> str | None:
@@ -322,6 +413,8 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
 
     board: pd.DataFrame = backtested["leaderboard"]
     metric = backtested["metric"]
+    if backtested.get("per_series") is not None:
+        return _select_per_series(backtested, frame, spec, progress=progress)
     winner = select_winner(board, metric)
     entry = backtested["results"][winner]
     candidate = next(c for c in spec.models if c.name == winner)
@@ -363,6 +456,80 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
         "model": model,
         "trained_until": str(frame[TIME].max()),
         "n_series": int(frame[ID].nunique()),
+        "series_ids": sorted(str(u) for u in pd.unique(frame[ID])),
+    }
+
+
+def _select_per_series(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> dict[str, Any]:
+    """``selection.scope: per_series``: one model holding every series' winner (and the fallback),
+    scored on the held-out stretch, then refit on all data."""
+    from tidecast.evaluation.backtest import holdout_forecast
+    from tidecast.evaluation.metrics import evaluate
+
+    board: pd.DataFrame = backtested["leaderboard"]
+    metric = backtested["metric"]
+    chosen = backtested["per_series"]
+    quantiles = list(spec.forecast.quantiles)
+    window, horizon = spec.forecast_steps()
+    ctx = fit_context(spec, frame)
+    needed = sorted({*chosen["mapping"].values(), chosen["fallback"]})
+    factories: dict[str, Callable[[], Forecaster]] = {}
+    for name in needed:
+        entry = backtested["results"][name]
+        candidate = next(c for c in spec.models if c.name == name)
+        factories[name] = _with_intervals(factory_for(candidate, entry.params, spec), entry, quantiles)
+    factory = PerSeriesFactory(factories, dict(chosen["mapping"]), chosen["fallback"])
+
+    progress(0, 3, f"holdout score of the per-series choice ({len(needed)} candidates)")
+    result = holdout_forecast(factory, frame, ctx, horizon, quantiles=quantiles, min_train=window)
+    if result.errors:
+        raise ModelError(f"per-series selection: held-out forecast failed: {result.errors[0]}")
+    m = season_length(spec)
+    holdout = {k: float(v) for k, v in evaluate(result.forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles).aggregate.items()}
+    baseline = _baseline_name(spec, board)
+    baseline_holdout = None
+    if baseline:
+        base_entry = backtested["results"][baseline]
+        base_candidate = next(c for c in spec.models if c.name == baseline)
+        baseline_holdout = holdout_scores(factory_for(base_candidate, base_entry.params, spec), frame, ctx, spec, base_entry)
+    improvement = None  # as for a global winner: on the backtest metric
+    base_row = board[board["candidate"] == baseline] if baseline else board.iloc[0:0]
+    if len(base_row) and base_row["status"].iloc[0] == "ok" and metric in chosen["aggregate"]:
+        base_value = abs(float(base_row[metric].iloc[0])) if metric == "bias" else float(base_row[metric].iloc[0])
+        value = abs(chosen["aggregate"][metric]) if metric == "bias" else chosen["aggregate"][metric]
+        if base_value and np.isfinite(base_value):
+            improvement = (base_value - value) / abs(base_value)
+
+    progress(1, 3, "refitting the per-series winners on all data")
+    started = time.perf_counter()
+    model = factory().fit(frame, ctx)
+    refit_seconds = time.perf_counter() - started
+    progress(3, 3, f"per-series model refit in {refit_seconds:.1f} s")
+    return {
+        "winner": "per_series",
+        "kind": "per_series",
+        "params": {"fallback": chosen["fallback"], "candidates": needed},
+        "metric": metric,
+        "backtest_metrics": dict(chosen["aggregate"]),
+        "holdout_metrics": holdout,
+        "baseline": baseline,
+        "baseline_holdout_metrics": baseline_holdout,
+        "improvement_over_baseline": improvement,
+        "refit_seconds": refit_seconds,
+        "horizon": horizon,
+        "quantiles": quantiles,
+        "context": ctx,
+        "model": model,
+        "trained_until": str(frame[TIME].max()),
+        "n_series": int(frame[ID].nunique()),
+        "series_ids": sorted(str(u) for u in pd.unique(frame[ID])),
+        "per_series": {
+            "mapping": dict(chosen["mapping"]),
+            "fallback": chosen["fallback"],
+            "counts": model.winner_counts(),  # type: ignore[attr-defined]
+            "global_winner": chosen["global_winner"],
+            "global_backtest_metrics": chosen["global_aggregate"],
+        },
     }
 
 

@@ -12,9 +12,9 @@ from tidecast.spec import load_spec
 
 
 def test_second_run_executes_nothing_and_edits_rerun_dependents(small_project: Path) -> None:
-    pipeline = training_pipeline()
+    pipeline = training_pipeline(report=False)
     first = run(pipeline, load_spec(small_project))
-    assert set(first.executed) == {"ingest", "clean", "features", "backtest", "select"}
+    assert set(first.executed) == {"ingest", "clean", "features", "backtest", "select", "track"}
     assert (small_project / "tidecast.lock").exists()
     board = first.outputs["backtest"]["leaderboard"]
     assert set(board["candidate"]) == {"naive", "seasonal_naive", "lightgbm"}
@@ -32,15 +32,15 @@ def test_second_run_executes_nothing_and_edits_rerun_dependents(small_project: P
     assert plans["clean"].status == "fresh"
     assert plans["backtest"].status == "stale"
     third = run(pipeline, load_spec(small_project))
-    assert set(third.executed) == {"backtest", "select"}
+    assert set(third.executed) == {"backtest", "select", "track"}
 
 
 def test_feature_edit_reruns_features_and_models_only(small_project: Path) -> None:
-    pipeline = training_pipeline()
+    pipeline = training_pipeline(report=False)
     run(pipeline, load_spec(small_project))
     spec_file = small_project / "tidecast.yaml"
     data = yaml.safe_load(spec_file.read_text())
     data["features"]["calendar"] = ["hour", "weekday"]
     spec_file.write_text(yaml.safe_dump(data))
     again = run(pipeline, load_spec(small_project))
-    assert set(again.executed) == {"features", "backtest", "select"}
+    assert set(again.executed) == {"features", "backtest", "select", "track"}

@@ -260,8 +260,8 @@ def test_track_step_in_the_pipeline_then_reproduce(tmp_path: Path, mlflow_templa
     (root / ".tidecast").mkdir()
     shutil.copy(mlflow_template, root / ".tidecast" / "mlflow.db")
     spec = load_spec(root)
-    result = run(training_pipeline(extra=(track,)), spec)
-    assert result.executed[-1] == "track"
+    result = run(training_pipeline(report=False), spec)
+    assert "track" in result.executed
     tracked = result.outputs["track"]
     assert tracked["registration"]["alias"] == "champion" and tracked["registration"]["version"] == "1"
     client = _client(spec)
@@ -293,7 +293,7 @@ def test_track_step_in_the_pipeline_then_reproduce(tmp_path: Path, mlflow_templa
     pd.testing.assert_frame_equal(got, want[got.columns].reset_index(drop=True), check_dtype=False)
 
     # a cached re-run logs nothing new; reproduce re-runs the backtest and matches
-    again = run(training_pipeline(extra=(track,)), load_spec(root))
+    again = run(training_pipeline(report=False), load_spec(root))
     assert again.executed == []
     report = reproduce(root, tracked["run_id"])
     assert report.matches, report.comparison
@@ -303,7 +303,7 @@ def test_track_step_in_the_pipeline_then_reproduce(tmp_path: Path, mlflow_templa
     # a registry-only edit re-runs just the track step; the gate scores the champion's pyfunc on the held-out stretch
     spec_file = root / "tidecast.yaml"
     spec_file.write_text(spec_file.read_text() + "registry: {gate: {max_metric: 1000}}\n")
-    third = run(training_pipeline(extra=(track,)), load_spec(root))
+    third = run(training_pipeline(report=False), load_spec(root))
     assert third.executed == ["track"]
     decision = third.outputs["track"]["registration"]
     assert decision["version"] == "2"

@@ -44,6 +44,7 @@ __all__ = [
     "holdout_fold",
     "holdout_forecast",
     "make_folds",
+    "partition_series",
 ]
 
 FORECAST_COLUMNS = (ID, TIME, "fold", "cutoff", "step", TARGET, POINT)
@@ -130,6 +131,7 @@ class _FoldTask:
     make_model: Callable[[], Forecaster]
     ctx: FitContext
     quantiles: tuple[float, ...]
+    partial: bool = False  # one series partition of the fold: no training rows is no work, not an error
 
 
 @dataclass
@@ -148,6 +150,8 @@ def _error_text(exc: BaseException) -> str:
 def _run_fold(task: _FoldTask) -> _FoldOutput:
     """Fit a fresh model on the fold's training slice and forecast ``gap + h`` steps (in a worker)."""
     fit_s = predict_s = 0.0
+    if task.partial and task.train.empty:
+        return _FoldOutput(pd.DataFrame({ID: [], TIME: [], POINT: []}), 0.0, 0.0)
     try:
         started = time.perf_counter()
         model = task.make_model()
@@ -164,10 +168,30 @@ def _run_fold(task: _FoldTask) -> _FoldOutput:
 
 
 # ---------------------------------------------------------------------------------------- parent
+def _is_sorted(df: pd.DataFrame) -> bool:
+    """Whether the rows already run by ``unique_id`` then ``ds`` (non-decreasing), cheaply."""
+    if len(df) < 2:
+        return True
+    ids = df[ID]
+    try:
+        if not ids.is_monotonic_increasing:
+            return False
+        ds = df[TIME].to_numpy()
+        later = ds[1:] >= ds[:-1]  # False at NaN/NaT: then sort
+    except TypeError:  # mixed types: let sort_values decide
+        return False
+    values = ids.to_numpy()
+    if values[0] == values[-1]:  # monotonic and equal at both ends: one series
+        return bool(later.all())
+    return bool(np.all(later | (values[1:] != values[:-1])))
+
+
 def _sorted(df: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in (ID, TIME, TARGET) if c not in df.columns]
     if missing:
         raise BacktestError(f"backtest: the data has no column(s) {', '.join(missing)}")
+    if _is_sorted(df):  # a stable sort would keep every row where it is: skip its cost
+        return df.reset_index(drop=True)
     return df.sort_values([ID, TIME], kind="stable", ignore_index=True)
 
 
@@ -175,12 +199,25 @@ def _series_mask(df: pd.DataFrame, fold: Fold) -> pd.Series | bool:
     return df[ID].isin(fold.series) if fold.series is not None else True
 
 
+def _rows(df: pd.DataFrame, mask: pd.Series, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """``df.loc[mask, columns].reset_index(drop=True)`` (a copy); a contiguous block of rows, as
+    one series of a sorted frame gives, is copied as a slice, several times faster than a take."""
+    keep = np.flatnonzero(mask.to_numpy(dtype=bool))
+    if len(keep) and keep[-1] - keep[0] + 1 == len(keep):
+        block = df.iloc[keep[0] : keep[-1] + 1]
+        out = (block if columns is None else block[list(columns)]).copy()
+        out.index = pd.RangeIndex(len(out))
+        return out
+    picked = df.loc[mask] if columns is None else df.loc[mask, list(columns)]
+    return picked.reset_index(drop=True)
+
+
 def _train_slice(df: pd.DataFrame, fold: Fold) -> pd.DataFrame:
     ds = df[TIME]
     mask = (ds <= fold.cutoff) & _series_mask(df, fold)
     if fold.train_start is not None:
         mask &= ds >= fold.train_start
-    return df.loc[mask].reset_index(drop=True)
+    return _rows(df, mask)
 
 
 def _future_slice(df: pd.DataFrame, fold: Fold, exog: Sequence[str]) -> pd.DataFrame | None:
@@ -188,13 +225,13 @@ def _future_slice(df: pd.DataFrame, fold: Fold, exog: Sequence[str]) -> pd.DataF
         return None
     ds = df[TIME]
     mask = (ds > fold.cutoff) & (ds <= fold.test_end) & _series_mask(df, fold)
-    return df.loc[mask, [ID, TIME, *exog]].reset_index(drop=True)
+    return _rows(df, mask, [ID, TIME, *exog])
 
 
 def _actuals(df: pd.DataFrame, fold: Fold) -> pd.DataFrame:
     ds = df[TIME]
     mask = (ds >= fold.test_start) & (ds <= fold.test_end) & _series_mask(df, fold)
-    return df.loc[mask, [ID, TIME, TARGET]].reset_index(drop=True)
+    return _rows(df, mask, [ID, TIME, TARGET])
 
 
 def _unit(df: pd.DataFrame, ctx: FitContext) -> Any:
@@ -266,12 +303,19 @@ def backtest(
     quantiles: Sequence[float] = (),
     executor: Any = None,
     on_fold_done: Callable[[FoldResult], None] | None = None,
+    partitions: Sequence[Sequence[Any]] | None = None,
 ) -> BacktestResult:
     """Backtest the model built by ``make_model()`` on ``folds`` (from :func:`make_folds`).
 
     ``executor`` (a :class:`tidecast.pipeline.executors.Executor`) runs the folds, in parallel if
     it can (default: in-process, one after the other); ``make_model`` must then be picklable.
     ``on_fold_done(FoldResult)`` is called in this process as each fold finishes.
+
+    ``partitions`` (lists of series ids, see :func:`partition_series`) splits the work into
+    series partitions x folds: a fresh model is fit on each partition's series of each fold. Use
+    it for models fitted per series (statistical models, baselines), whose forecasts do not depend
+    on which other series share their partition; a global model (one fit on all series) must be
+    backtested unpartitioned. Series of no partition are left out.
     """
     if not folds:
         raise BacktestError("backtest: no folds to run")
@@ -286,13 +330,56 @@ def backtest(
     unit = _unit(df, ctx)
     n_all = int(df[ID].nunique())
 
+    parts: list[pd.DataFrame | None]
+    if partitions is None:
+        parts = [None]
+    else:
+        parts = [None] * len(partitions)
+        if not partitions:
+            raise BacktestError("backtest: no series partitions to run")
+    n_parts = len(parts)
+
+    def piece(p: int) -> pd.DataFrame:
+        if partitions is None:
+            return df
+        return df.loc[df[ID].isin(list(partitions[p]))].reset_index(drop=True)
+
     def tasks() -> Iterator[_FoldTask]:
-        for fold in folds:
-            yield _FoldTask(fold, _train_slice(df, fold), _future_slice(df, fold, exog), make_model, fold_ctx, quantiles)
+        # partition-major: one partition's rows at a time in this process
+        for p in range(n_parts):
+            part = piece(p)
+            for fold in folds:
+                yield _FoldTask(
+                    fold, _train_slice(part, fold), _future_slice(part, fold, exog), make_model, fold_ctx, quantiles,
+                    partial=partitions is not None,
+                )
 
     results: list[FoldResult | None] = [None] * len(folds)
+    outputs: list[list[_FoldOutput | None]] = [[None] * n_parts for _ in folds]
 
-    def collect(index: int, output: _FoldOutput) -> None:
+    def merge(index: int) -> _FoldOutput:
+        done = [o for o in outputs[index] if o is not None]
+        outputs[index] = [None] * n_parts  # free
+        if len(done) == 1:
+            return done[0]
+        fit_s = sum(o.fit_seconds for o in done)
+        predict_s = sum(o.predict_seconds for o in done)
+        failed = next((o for o in done if o.error is not None), None)
+        if failed is not None:
+            return _FoldOutput(None, fit_s, predict_s, failed.error, failed.traceback)
+        frames = [o.predictions for o in done if isinstance(o.predictions, pd.DataFrame) and len(o.predictions)]
+        if not all(isinstance(o.predictions, pd.DataFrame) for o in done):
+            bad = next(o.predictions for o in done if not isinstance(o.predictions, pd.DataFrame))
+            return _FoldOutput(bad, fit_s, predict_s)
+        merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({ID: [], TIME: [], POINT: []})
+        return _FoldOutput(merged, fit_s, predict_s)
+
+    def collect(task_index: int, output: _FoldOutput) -> None:
+        index = task_index % len(folds)
+        outputs[index][task_index // len(folds)] = output
+        if any(o is None for o in outputs[index]):
+            return
+        output = merge(index)
         fold = folds[index]
         n_series = len(fold.series) if fold.series is not None else n_all
         frame, error = None, None
@@ -300,7 +387,10 @@ def backtest(
             error = FoldError(fold.index, fold.cutoff, output.error, output.traceback)
         else:
             try:
-                frame = _assemble(fold, output, _actuals(df, fold), unit, quantiles)
+                actuals = _actuals(df, fold)
+                if partitions is not None:
+                    actuals = actuals[actuals[ID].isin(_members(partitions))].reset_index(drop=True)
+                frame = _assemble(fold, output, actuals, unit, quantiles)
             except Exception as exc:
                 error = FoldError(fold.index, fold.cutoff, _error_text(exc), traceback.format_exc())
         result = FoldResult(fold, frame, output.fit_seconds, output.predict_seconds, n_series, error)
@@ -313,8 +403,27 @@ def backtest(
 
         executor = SequentialExecutor()
     name = getattr(make_model, "__name__", None) or type(make_model).__name__
-    executor.map(_run_fold, tasks(), desc=f"backtest {name}", on_result=collect)
+    what = f"backtest {name}" + (f" ({n_parts} series partitions x {len(folds)} folds)" if n_parts > 1 else "")
+    executor.map(_run_fold, tasks(), desc=what, on_result=collect)
     return _result(list(folds), [r for r in results if r is not None], df, quantiles)
+
+
+def _members(partitions: Sequence[Sequence[Any]]) -> set[Any]:
+    return {uid for part in partitions for uid in part}
+
+
+def partition_series(ids: Sequence[Any], n_partitions: int) -> list[list[Any]]:
+    """Split series ids (sorted) into at most ``n_partitions`` contiguous chunks of near-equal size.
+
+    >>> partition_series(["c", "a", "b", "d", "e"], 2)
+    [['a', 'b', 'c'], ['d', 'e']]
+    """
+    ordered = sorted(pd.unique(pd.Series(list(ids))).tolist(), key=str)
+    if not ordered:
+        return []
+    n = max(1, min(int(n_partitions), len(ordered)))
+    size = -(-len(ordered) // n)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
 def _result(folds: list[Fold], results: list[FoldResult], df: pd.DataFrame, quantiles: Sequence[float]) -> BacktestResult:

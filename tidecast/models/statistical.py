@@ -117,6 +117,38 @@ def fast_stl_kwargs(season: Sequence[int], user: dict[str, Any] | None) -> dict[
     return {"trend_jump": jump, "low_pass_jump": jump, **(user or {})}
 
 
+def _series_starts(df: pd.DataFrame) -> np.ndarray | None:
+    """The first row of every series when ``df`` is already as :func:`check_frame` leaves it
+    (``unique_id`` of str, ``ds`` datetime64[ns], rows sorted by ``unique_id, ds``), else None."""
+    if len(df) < 2 or ID not in df.columns or TIME not in df.columns:
+        return None
+    if df[ID].dtype != object or df[TIME].dtype != np.dtype("datetime64[ns]"):
+        return None
+    ids = df[ID]
+    if pd.api.types.infer_dtype(ids, skipna=False) != "string" or not ids.is_monotonic_increasing:
+        return None
+    values, ds = ids.to_numpy(), df[TIME].to_numpy()
+    new = np.zeros(len(values) - 1, dtype=bool) if values[0] == values[-1] else values[1:] != values[:-1]
+    if not np.all(new | (ds[1:] >= ds[:-1])):  # also False at NaT
+        return None
+    return np.flatnonzero(np.concatenate([[True], new]))
+
+
+def _trim_sorted(df: pd.DataFrame, steps: int | None) -> pd.DataFrame:
+    """The last ``steps`` rows of every series of ``df`` when it is already in canonical order (so
+    that trimming commutes with :func:`check_frame`); ``df`` unchanged otherwise."""
+    if steps is None or len(df) <= steps:
+        return df
+    starts = _series_starts(df)
+    if starts is None:
+        return df
+    ends = np.append(starts[1:], len(df))
+    firsts = np.maximum(starts, ends - int(steps))
+    if len(starts) == 1:
+        return df.iloc[int(firsts[0]) :]
+    return df.iloc[np.concatenate([np.arange(a, b) for a, b in zip(firsts, ends, strict=True)])]
+
+
 def _season_list(value: Any) -> list[int]:
     return [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
 
@@ -175,12 +207,16 @@ class StatsForecastModel:
 
     # -- fit -------------------------------------------------------------------------------------
     def fit(self, df: pd.DataFrame, ctx: FitContext) -> StatsForecastModel:
-        data = check_frame(df, self.name)
+        self._exog = [c for c in ctx.exog_future if c in df.columns] if self._uses_exog() else []
+        # only the columns used, and (when df is already in canonical order) only the last fit_window
+        # rows, go through check_frame: the same rows as trimming afterwards, without copying and
+        # sorting the whole history (2/3 of the fit time of a 14-day AutoETS on a year of 5-min data)
+        used = [c for c in (ID, TIME, TARGET, *self._exog) if c in df.columns]
+        data = check_frame(_trim_sorted(df[used], self.fit_window), self.name)
         self._freq = ctx.freq
         self._season = (
             _season_list(self.season_length) if self.season_length is not None else [default_season_length(ctx.freq)]
         )
-        self._exog = [c for c in ctx.exog_future if c in data.columns] if self._uses_exog() else []
         data = tail_per_series(data[[ID, TIME, TARGET, *self._exog]], self.fit_window)
         self._fitted = {}
         for uid, g in data.groupby(ID, sort=False):

@@ -102,13 +102,20 @@ def _track() -> Callable[..., Any]:
     return track
 
 
+def _report_steps() -> tuple[Callable[..., Any], ...]:
+    from tidecast.reporting.step import REPORT_STEPS
+
+    return REPORT_STEPS
+
+
 TRAINING_STEPS: tuple[Callable[..., Any], ...] = (ingest, clean, features, backtest, select)
 
 
-def training_pipeline(extra: Iterable[Callable[..., Any]] = ()) -> Pipeline:
-    """The training DAG (ending with ``track``: MLflow records and the registry's promotion gate);
+def training_pipeline(extra: Iterable[Callable[..., Any]] = (), *, report: bool = True) -> Pipeline:
+    """The training DAG (``track``: MLflow records and the registry's promotion gate; then, unless
+    ``report=False``, ``explain`` and ``report``: the run report logged to the same MLflow run);
     later capabilities plug their steps in through ``extra``."""
-    return Pipeline([*TRAINING_STEPS, _track(), *extra])
+    return Pipeline([*TRAINING_STEPS, _track(), *(_report_steps() if report else ()), *extra])
 
 
 __all__ = ["TRAINING_STEPS", "fit_context", "training_pipeline"]

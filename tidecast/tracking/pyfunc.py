@@ -57,13 +57,9 @@ def model_card(select: dict[str, Any], spec: Spec | None = None) -> dict[str, An
     ctx: FitContext = select["context"]
     features = ctx.features if ctx.features is not None else (spec.features if spec is not None else FeatureSpec())
     features_dump = features.model_dump(mode="json") if hasattr(features, "model_dump") else dict(features or {})
-    exog_future_declared: list[str] = []
-    if spec is not None:
-        exog_future_declared = [c.name for c in spec.data.exogenous_columns if c.known_in_future]
-        time_columns = [c for c in ctx.exog_future if c not in exog_future_declared]
-    else:
-        time_columns = _time_feature_names(features, ctx.freq)
-        exog_future_declared = [c for c in ctx.exog_future if c not in time_columns]
+    # ctx.exog_future holds the user's known-future columns; calendar/Fourier columns come from ds
+    time_columns = _time_feature_names(features, ctx.freq)
+    exog_future_declared = [c for c in ctx.exog_future if c not in time_columns]
     series = select.get("series_ids")
     return {
         "card_version": CARD_VERSION,
@@ -362,6 +358,10 @@ def log_forecaster(
         model_path.write_bytes(model_bytes)
         card_path = Path(tmp) / CARD_FILE
         card_path.write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
+        artifacts = {"forecaster": str(model_path), "model_card": str(card_path)}
+        reference = _reference_file(features, spec, Path(tmp))
+        if reference is not None:
+            artifacts["reference_profile"] = str(reference)
         params = {"horizon": int(card["horizon"]), "quantiles": [float(q) for q in card["quantiles"]]}
         example = signature = None
         if features is not None and len(features):
@@ -371,7 +371,7 @@ def log_forecaster(
         kwargs: dict[str, Any] = {
             "name": name,
             "python_model": str(Path(__file__).with_name("_pyfunc_entry.py")),
-            "artifacts": {"forecaster": str(model_path), "model_card": str(card_path)},
+            "artifacts": artifacts,
             "signature": signature,
             "input_example": (example, params) if example is not None else None,
             "pip_requirements": requirements(model_bytes),
@@ -383,6 +383,23 @@ def log_forecaster(
         else:
             info = mlflow.pyfunc.log_model(**kwargs)
     return info.model_uri
+
+
+def _reference_file(features: pd.DataFrame | None, spec: Spec, folder: Path) -> Path | None:
+    """``reference_profile.json`` (the training data's summary that data drift is measured against) in
+    ``folder``; None without features, or when it cannot be computed (the model is logged without it,
+    and the monitor asks for a retrain)."""
+    if features is None or not len(features):
+        return None
+    import logging
+
+    from tidecast.monitoring.drift import REFERENCE_FILE, reference_profile, write_reference
+
+    try:
+        return write_reference(reference_profile(features, spec), folder / REFERENCE_FILE)
+    except Exception as exc:  # monitoring must never block a training
+        logging.getLogger("tidecast.tracking").warning("no reference profile logged: %s: %s", type(exc).__name__, exc)
+        return None
 
 
 def _optional_id(signature: Any) -> Any:

@@ -1,0 +1,253 @@
+"""Data and model drift statistics: PSI/KS/Wasserstein/profile shift, the reference profile, the alarm tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tidecast.errors import SpecError, TrackingError
+from tidecast.monitoring.drift import (
+    detect_drift,
+    effective_size,
+    ks_test,
+    lag1_autocorrelation,
+    population_stability_index,
+    profile_shift,
+    read_reference,
+    reference_profile,
+    seasonal_cells,
+    wasserstein,
+    write_reference,
+)
+from tidecast.monitoring.model_drift import assess, baseline_from_tags, model_drift, score_windows
+from tidecast.monitoring.pipeline import retrain_policy
+from tidecast.monitoring.store import PredictionStore
+from tidecast.spec import ModelDriftSpec, parse_spec
+
+
+def make_spec(tmp_path: Path, **monitoring):
+    data = {
+        "project": "drifty",
+        "data": {"source": "x.csv", "frequency": "1h", "exogenous": ["temperature"]},
+        "forecast": {"input_window": 24, "horizon": 24},
+        "models": [{"name": "snaive", "kind": "seasonal_naive", "params": {"season_length": 24}}],
+        "monitoring": monitoring,
+    }
+    return parse_spec(data, root=tmp_path)
+
+
+def make_frame(days: int = 42, seed: int = 0, start: str = "2024-03-04") -> pd.DataFrame:
+    """Hourly load with a daily shape (lower on weekends) and AR noise, and a temperature column."""
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range(start, periods=days * 24, freq="h")
+    hour = ds.hour.to_numpy()
+    weekend = ds.weekday.to_numpy() >= 5
+    shape = 30 + 15 * np.exp(-0.5 * ((hour - 9) / 2.0) ** 2) + 20 * np.exp(-0.5 * ((hour - 19) / 2.0) ** 2)
+    shape = np.where(weekend, 0.7 * shape, shape)
+    noise = np.zeros(len(ds))
+    for i in range(1, len(ds)):
+        noise[i] = 0.6 * noise[i - 1] + rng.normal(0, 1.5)
+    temperature = 15 + 4 * np.sin(2 * np.pi * (hour - 9) / 24) + rng.normal(0, 0.8, len(ds))
+    return pd.DataFrame({"unique_id": "series", "ds": ds, "y": shape + noise, "temperature": temperature})
+
+
+# ------------------------------------------------------------------------------- the statistics
+def test_psi_ks_wasserstein_on_known_samples() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=5000)
+    same, shifted = rng.normal(size=400), rng.normal(0.8, 1.0, size=400)
+    assert population_stability_index(ref, same) < 0.05
+    assert population_stability_index(ref, shifted) > 0.3
+    assert ks_test(ref, same)[1] > 0.01
+    assert ks_test(ref, shifted)[1] < 1e-6
+    assert wasserstein(ref, shifted, scale=1.0) == pytest.approx(0.8, abs=0.15)
+    assert np.isnan(population_stability_index(ref, []))
+    # autocorrelation: 400 values with rho 0.9 are worth about 21 independent ones, the p-value rises
+    assert effective_size(400, 0.9) == pytest.approx(400 * 0.1 / 1.9)
+    assert ks_test(ref, shifted, rho=0.9)[1] > ks_test(ref, shifted)[1]
+    walk = np.cumsum(rng.normal(size=2000))
+    assert lag1_autocorrelation(walk) > 0.9
+    assert abs(lag1_autocorrelation(rng.normal(size=2000))) < 0.1
+
+
+def test_profile_shift_is_relative_to_the_scale() -> None:
+    residuals = np.array([3.0, 3.0, -1.0, -1.0])
+    cells = np.array([0, 0, 1, 1])
+    assert profile_shift(residuals, cells, scale=10.0) == pytest.approx((3 + 1) / 2 / 10)
+
+
+def test_seasonal_cells_split_days_off_and_follow_the_time_zone() -> None:
+    ds = pd.Series(pd.to_datetime(["2024-07-12 08:00", "2024-07-13 08:00", "2024-07-14 08:00"]))  # Fri, Sat, Sun (holiday)
+    assert seasonal_cells(ds, "hour", None, None).tolist() == [8, 32, 32]
+    assert seasonal_cells(ds, "hour", "Europe/Paris", None).tolist() == [10, 34, 34]
+    monday = pd.Series(pd.to_datetime(["2024-07-15 08:00", "2024-05-01 08:00"]))  # a Monday, May Day (a Wednesday)
+    assert seasonal_cells(monday, "hour", None, "FR").tolist() == [8, 32]
+    assert seasonal_cells(monday, "weekday", None, None).tolist() == [0, 2]
+
+
+# ------------------------------------------------------------------------------- the reference
+def test_reference_profile_round_trips_and_holds_calibration(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path)
+    frame = make_frame()
+    ref = reference_profile(frame, spec)
+    assert ref["columns"] == ["y", "temperature"] and ref["profile_kind"] == "hour"
+    col = ref["groups"]["series"]["y"]
+    assert len(col["profile"]) == 48 and len(col["quantiles"]) == 200
+    assert col["n"] == 28 * 24  # reference_window: 28d of the 42 days
+    assert col["calibration"]["windows"] == 42  # every day of the history, one window each
+    assert ref["mase_scale"]["series"] > 0
+    path = write_reference(ref, tmp_path / "ref.json")
+    assert read_reference(path) == ref
+    (tmp_path / "old.json").write_text('{"version": 0}')
+    with pytest.raises(TrackingError, match="version 0.*retrain it"):
+        read_reference(tmp_path / "old.json")
+
+
+def test_detects_a_level_shift_and_not_the_unchanged_continuation(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path)
+    frame = make_frame(days=56)
+    train_end = frame["ds"].min() + pd.Timedelta(days=42)
+    ref = reference_profile(frame[frame["ds"] < train_end], spec)
+    drift_spec = spec.monitoring.data_drift
+    alarms = 0
+    for day in range(1, 15):
+        as_of = train_end + pd.Timedelta(days=day)
+        alarms += detect_drift(frame[frame["ds"] < as_of], ref, drift_spec, as_of=as_of).drift
+    assert alarms == 0
+
+    shifted = frame.copy()
+    shifted.loc[shifted["ds"] >= train_end, "y"] *= 1.3
+    as_of = train_end + pd.Timedelta(days=1)
+    report = detect_drift(shifted[shifted["ds"] < as_of], ref, drift_spec, as_of=as_of)
+    assert report.drift
+    summary = report.summary()
+    assert summary.startswith("data drift: y ") and "daily profile shift" in summary
+    assert "temperature" not in summary  # the exogenous column did not move
+    y = next(c for c in report.columns if c.column == "y")
+    assert y.tests["profile"].fired and y.tests["profile"].value == pytest.approx(0.3, abs=0.08)
+    metrics = report.metrics()
+    assert metrics["data_drift"] == 1.0 and "drift.y.profile" in metrics and "drift.temperature.psi" in metrics
+
+
+def test_per_column_thresholds_ignore_and_bad_keys(tmp_path: Path) -> None:
+    frame = make_frame(days=43)
+    train_end = frame["ds"].min() + pd.Timedelta(days=42)
+    shifted = frame.copy()
+    shifted.loc[shifted["ds"] >= train_end, "temperature"] += 10
+    as_of = train_end + pd.Timedelta(days=1)
+    spec = make_spec(tmp_path)
+    ref = reference_profile(frame[frame["ds"] < train_end], spec)
+    assert "temperature" in detect_drift(shifted, ref, spec.monitoring.data_drift, as_of=as_of).summary()
+    ignored = make_spec(tmp_path, data_drift={"columns": {"temperature": {"ignore": 1}}})
+    assert not detect_drift(shifted, ref, ignored.monitoring.data_drift, as_of=as_of).drift
+    typo = make_spec(tmp_path, data_drift={"columns": {"temperature": {"pis": 0.5}}})
+    with pytest.raises(SpecError, match=r"columns\.temperature: unknown threshold 'pis' \(did you mean 'psi'\?\)"):
+        detect_drift(shifted, ref, typo.monitoring.data_drift, as_of=as_of)
+
+
+def test_a_window_without_enough_points_is_not_tested(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path)
+    frame = make_frame(days=43)
+    train_end = frame["ds"].min() + pd.Timedelta(days=42)
+    ref = reference_profile(frame[frame["ds"] < train_end], spec)
+    as_of = train_end + pd.Timedelta(days=1)
+    late = frame[frame["ds"] < train_end + pd.Timedelta(hours=6)]  # 6 of 24 hours arrived
+    report = detect_drift(late, ref, spec.monitoring.data_drift, as_of=as_of)
+    assert not report.drift
+    assert any("6 of 24 points in the window: not tested" in note for note in report.notes)
+
+
+# -------------------------------------------------------------------------------- model drift
+def _forecasts(start: str, hours: int, yhat: float = 10.0) -> pd.DataFrame:
+    ds = pd.date_range(start, periods=hours, freq="h")
+    return pd.DataFrame({"unique_id": "series", "ds": ds, "yhat": yhat, "q0.1": yhat - 2, "q0.9": yhat + 2})
+
+
+def test_model_drift_windows_with_gaps_and_late_actuals(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, model_drift={"window": "1d", "error_ratio": 1.5, "consecutive": 2, "windows": 3})
+    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}")
+    store.log_forecast(_forecasts("2024-01-01", 72), model_name="drifty", model_version="1", source="monitor")
+    ds = pd.date_range("2024-01-01", periods=72, freq="h")
+    actuals = pd.DataFrame({"unique_id": "series", "ds": ds, "y": 10.0 + np.where(ds.day >= 2, 5.0, 0.5)})
+    # day 3 has only 6 of 24 actuals so far (a gap, or late data)
+    store.log_actuals(actuals[actuals["ds"] < pd.Timestamp("2024-01-03 06:00")])
+    baseline = {"mae": 2.0}
+    as_of = pd.Timestamp("2024-01-04")
+    report = model_drift(store, spec, model_name="drifty", version="1", baseline=baseline, as_of=as_of)
+    newest, middle, oldest = report.windows
+    assert not newest.complete and "6 of 24 forecasts have an actual" in newest.note
+    assert middle.complete and middle.ratio == pytest.approx(2.5) and middle.degraded
+    assert oldest.ratio == pytest.approx(0.25) and not oldest.degraded
+    assert not report.alarm  # one degraded complete window, then a good one: not 2 in a row
+    assert report.summary() == "ok" and report.latest is middle
+    assert middle.coverage == 0.0 and oldest.coverage == 1.0
+    # the late actuals arrive: day 3 is scored, two degraded windows in a row raise the alarm
+    store.log_actuals(actuals)
+    report = model_drift(store, spec, model_name="drifty", version="1", baseline=baseline, as_of=as_of)
+    assert report.alarm and report.summary() == "model drift: MAE ratio 2.50 > 1.5 for 2 windows"
+    assert report.metrics()["mae_ratio"] == pytest.approx(2.5)
+    # another version's forecasts are not this one's
+    other = model_drift(store, spec, model_name="drifty", version="2", baseline=baseline, as_of=as_of)
+    assert not other.alarm and other.summary().startswith("not measured")
+
+
+def test_assess_skips_incomplete_windows_and_checks_coverage() -> None:
+    from tidecast.monitoring.model_drift import WindowScore
+
+    def w(complete: bool, ratio: float | None = None, coverage: float | None = None) -> WindowScore:
+        return WindowScore("a", "b", 24, 24 if complete else 3, complete, mae=1.0, ratio=ratio,
+                           degraded=None if ratio is None else ratio > 1.5, coverage=coverage)
+
+    spec = ModelDriftSpec(consecutive=2, min_coverage=0.6)
+    assert assess([w(True, 2.0), w(False), w(True, 1.8)], spec)[0]
+    assert not assess([w(True, 2.0), w(True, 1.0), w(True, 1.8)], spec)[0]
+    alarm, reason = assess([w(True, 1.0, 0.3), w(True, 1.0, 0.5)], spec)
+    assert alarm and reason == "interval coverage 0.30 < 0.6 for 2 windows"
+    assert not assess([w(True, 2.0)], spec)[0]  # fewer complete windows than 'consecutive'
+
+
+def test_baseline_pools_backtest_and_holdout() -> None:
+    tags = {"tidecast.backtest_mae": "2.0", "tidecast.holdout_mae": "4.0", "tidecast.backtest_coverage": "0.8"}
+    base = baseline_from_tags(tags, folds=3)
+    assert base["mae"] == pytest.approx((3 * 2.0 + 4.0) / 4) and base["coverage"] == pytest.approx(0.8)
+    assert baseline_from_tags({}, folds=3)["mae"] is None
+
+
+def test_score_windows_without_baseline_has_no_ratio() -> None:
+    joined = _forecasts("2024-01-01", 24).assign(y=11.0)
+    [score] = score_windows(joined, end=pd.Timestamp("2024-01-02"), window=pd.Timedelta("1D"), n_windows=1,
+                            baseline_mae=None, error_ratio=1.5, min_actuals=0.8)
+    assert score.complete and score.mae == pytest.approx(1.0) and score.ratio is None and score.degraded is None
+
+
+# ----------------------------------------------------------------------------- retrain policy
+def test_retrain_policy_waits_cools_down_and_obeys_switches(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, retrain_after="2d", retrain_cooldown="7d")
+    t = pd.Timestamp("2024-07-02")
+
+    def decide(history, *, data=True, model=False, allowed=True, at=t):
+        return retrain_policy(spec, as_of=at, data_drift=data, model_alarm=model, trigger="x", history=history,
+                              allowed=allowed)
+
+    assert not decide([], data=False).retrain
+    first = decide([])
+    assert not first.retrain and "lasted 2d" in first.note
+    history = [{"as_of": "2024-06-30", "data_drift": True}, {"as_of": "2024-07-01", "data_drift": True}]
+    assert decide(history).retrain
+    broken = [{"as_of": "2024-06-30", "data_drift": True}, {"as_of": "2024-07-01", "data_drift": False}]
+    assert not decide(broken).retrain
+    assert decide([], model=True).retrain  # model drift: at once
+    assert not decide([], model=True, allowed=False).retrain
+    cooled = [*history, {"as_of": "2024-06-28", "data_drift": True, "retrain_attempted": True}]
+    decision = decide(cooled)
+    assert not decision.retrain and "cooldown 7d" in decision.note
+    many = [{"as_of": str(d.date()), "data_drift": True} for d in pd.date_range("2024-06-28", "2024-07-05")]
+    many[0]["retrain_attempted"] = True
+    assert decide(many, at=pd.Timestamp("2024-07-04")).note.startswith("retrain skipped")
+    assert decide(many, at=pd.Timestamp("2024-07-06")).retrain  # 8 days after the last attempt
+    off = make_spec(tmp_path, retrain_on_drift=False)
+    assert "retrain_on_drift" in retrain_policy(off, as_of=t, data_drift=True, model_alarm=False, trigger="x",
+                                                history=[]).note

@@ -1,0 +1,179 @@
+"""``tidecast monitor | schedule``: drift checks, the prediction pipeline, and running pipelines on a schedule."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+SpecOpt = Annotated[
+    Path | None,
+    typer.Option("--spec", "-s", help="The spec file or its folder (default: ./tidecast.yaml)."),
+]
+
+
+def _colour(status: str) -> str:
+    return {"ok": "green", "retrained": "cyan", "drift": "yellow", "retrain_failed": "red"}.get(status, "white")
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return "" if number != number else f"{number:.{digits}g}"
+
+
+def render_monitor(console: Console, result: Any) -> None:
+    """The verdict, the drift tests and the model-drift windows of a monitor run."""
+    data = result.data_drift
+    table = Table(
+        title=f"Data drift, window {data['window_start']} → {data['window_end']} (UTC)", title_justify="left"
+    )
+    for column in ("column", "points", "PSI", "KS p", "Wasserstein σ", "profile shift", "drift"):
+        table.add_column(column, justify="left" if column in ("column", "drift") else "right")
+    for col in data["columns"]:
+        tests = col.get("tests") or {}
+
+        def cell(name: str) -> str:
+            t = tests.get(name)
+            if not t:
+                return ""
+            text = f"{_num(t['value'])} / {_num(t['threshold'])}"
+            return f"[red]{text}[/red]" if t["fired"] else text
+
+        label = col["column"] if col["series"] in ("*", "series", "") else f"{col['column']}[{col['series']}]"
+        mark = "[red]drift[/red]" if col["drift"] else ("[dim]" + escape(col.get("note") or "ok") + "[/dim]")
+        table.add_row(
+            label, f"{col['n']}/{col['expected']}", cell("psi"), cell("ks"), cell("wasserstein"), cell("profile"), mark
+        )
+    console.print(table)
+    model = result.model_drift
+    windows = [w for w in model["windows"] if w["forecasts"]]
+    if windows:
+        mt = Table(
+            title=f"Model drift of v{model['model_version']} (baseline MAE {_num(model['baseline_mae'], 4)})",
+            title_justify="left",
+        )
+        for column in ("window end", "forecasts", "actuals", "MAE", "ratio", "MASE", "coverage", ""):
+            mt.add_column(column, justify="left" if column in ("window end", "") else "right")
+        for w in windows:
+            flag = "[red]degraded[/red]" if w.get("degraded") else ("" if w["complete"] else f"[dim]{escape(w.get('note') or '')}[/dim]")
+            mt.add_row(
+                str(w["end"])[:16], str(w["forecasts"]), str(w["actuals"]), _num(w["mae"], 4), _num(w["ratio"]),
+                _num(w["mase"]), _num(w["coverage"]), flag,
+            )
+        console.print(mt)
+    for note in result.notes:
+        console.print(f"[dim]note: {escape(note)}[/dim]")
+    forecast = result.forecast or {}
+    if forecast:
+        console.print(
+            f"[dim]forecast {forecast.get('start')} → {forecast.get('end')} by v{forecast.get('version')} "
+            f"logged to the prediction store ({forecast.get('rows')} rows); MLflow run {result.run_id}[/dim]"
+        )
+    colour = _colour(result.status)
+    console.print(f"[bold]verdict:[/bold] [{colour}]{escape(result.verdict)}[/{colour}]", soft_wrap=True)
+
+
+def register(app: typer.Typer, console: Console) -> None:
+    """Add the monitoring commands to ``app``."""
+
+    @app.command()
+    def monitor(
+        spec: SpecOpt = None,
+        as_of: Annotated[
+            str | None,
+            typer.Option(
+                "--as-of",
+                help="Simulate time: only data before this instant is seen (in data.timezone unless it has an offset).",
+            ),
+        ] = None,
+        input_file: Annotated[
+            Path | None, typer.Option("--input", "-i", help="Read this data file instead of data.source.")
+        ] = None,
+        no_retrain: Annotated[bool, typer.Option("--no-retrain", help="Check and predict, never retrain.")] = False,
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+        fail_on_drift: Annotated[
+            bool, typer.Option("--fail-on-drift", help="Exit 1 when the verdict is not 'ok' (for alerting from cron).")
+        ] = False,
+    ) -> None:
+        """Run the prediction pipeline: new data → drift checks → retrain on drift → forecast and log it.
+
+        Example: [bold]tidecast monitor --as-of "2024-03-01 00:00"[/bold]
+        """
+        from tidecast.cli import _load, _ProgressCallbacks
+        from tidecast.errors import SpecError
+        from tidecast.monitoring.pipeline import monitor as run_monitor
+
+        if fmt not in ("table", "json"):
+            raise SpecError(f"monitor: unknown format {fmt!r} (use table or json)")
+        loaded = _load(spec)
+        with _ProgressCallbacks() as callbacks:
+            result = run_monitor(loaded, as_of=as_of, input=input_file, retrain_allowed=not no_retrain, callbacks=callbacks)
+        if fmt == "json":
+            sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        else:
+            render_monitor(console, result)
+        if fail_on_drift and result.status != "ok":
+            raise typer.Exit(1)
+
+    @app.command()
+    def schedule(
+        spec: SpecOpt = None,
+        print_cron: Annotated[
+            bool, typer.Option("--print-cron", help="Print the equivalent crontab lines and systemd units, then exit.")
+        ] = False,
+        once: Annotated[bool, typer.Option("--once", help="Run every scheduled job once now, then exit.")] = False,
+    ) -> None:
+        """Run the training and/or monitoring pipelines on the cron expressions of the spec's schedule section.
+
+        Runs until SIGTERM or Ctrl-C (the running job is finished first); one job at a time, under the
+        project lock; every job is appended to .tidecast/schedule-history.jsonl.
+
+        Example: [bold]tidecast schedule --print-cron[/bold]
+        """
+        from tidecast.cli import _STATE, _load
+        from tidecast.monitoring.scheduler import Scheduler, cron_lines, default_jobs, systemd_units
+        from tidecast.spec import find_spec
+
+        loaded = _load(spec)
+        spec_file = find_spec(spec).resolve()
+        if print_cron:
+            sys.stdout.write("# --- crontab (crontab -e) ---\n" + cron_lines(loaded))
+            for name, text in systemd_units(loaded).items():
+                sys.stdout.write(f"\n# --- /etc/systemd/system/{name} ---\n{text}")
+            units = [n for n in systemd_units(loaded) if n.endswith(".timer")]
+            if units:
+                sys.stdout.write(f"\n# then: systemctl daemon-reload && systemctl enable --now {' '.join(units)}\n")
+            return
+
+        def show(entry: dict[str, Any]) -> None:
+            status = entry.get("status")
+            colour = {"ok": "green", "failed": "red", "missed": "yellow", "skipped": "yellow"}.get(status, "white")
+            text = entry.get("verdict") or entry.get("error") or ""
+            console.print(
+                f"{entry.get('finished') or entry.get('scheduled') or ''} [bold]{entry.get('job')}[/bold] "
+                f"[{colour}]{status}[/{colour}] {escape(str(text))}",
+                soft_wrap=True,
+            )
+
+        jobs = default_jobs(loaded, spec_file, _STATE["env"])
+        scheduler = Scheduler(loaded, jobs, on_event=show)
+        if once:
+            entries = scheduler.run_once()
+            if any(e.get("status") == "failed" for e in entries):
+                raise typer.Exit(1)
+            return
+        for name, when in scheduler.next_runs().items():
+            console.print(f"scheduled [bold]{name}[/bold] '{jobs[name][0]}' ({loaded.schedule.timezone}), next {when}")
+        console.print(f"[dim]history: {scheduler.history_path}; SIGTERM or Ctrl-C stops after the running job[/dim]")
+        sys.stdout.flush()
+        scheduler.run_forever()
+        console.print("scheduler stopped")

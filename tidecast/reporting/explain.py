@@ -1,0 +1,511 @@
+"""Why the models forecast what they do: permutation importance, SHAP and fitted components.
+
+Three views, each for the candidates it fits:
+
+* **Permutation importance of feature groups** (any model): the candidate is refitted once on the
+  training data of the last backtest fold and forecasts that fold through the Forecaster protocol;
+  then each group of inputs is scrambled and the fold forecast again, ``repeats`` times. The
+  importance of a group is the relative increase of the fold's MAE. The groups:
+
+  - ``lags``: the target's history (what lags, rolling statistics and statistical models read),
+    shuffled in time within each series;
+  - ``calendar``: every timestamp (history and future) shifted by a random number of steps that
+    is not a whole number of days or weeks, so calendar parts, holidays and Fourier terms no
+    longer match the values (forecasts are shifted back before scoring);
+  - ``exogenous``: the exogenous columns, shuffled in time within each series.
+
+  A model that ignores a group scores about 0 for it (a seasonal naive ignores the calendar).
+
+* **SHAP** (tree models over lag features: ``lightgbm``, tree ``sklearn`` regressors): a
+  ``shap.TreeExplainer`` on a sample of rows of the model's own feature matrix; the summary (every
+  row's contribution of every feature) and the mean absolute contribution per feature.
+
+* **Fitted components** (statistical models whose library exposes them: MSTL-based fits, which
+  include deseasonalised ETS/ARIMA): trend, each seasonality and the remainder of the last fit.
+
+Nothing here prints; failures of one view are recorded as notes and the others go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tidecast.durations import freq_timedelta
+from tidecast.models.base import ID, POINT, TARGET, TIME
+
+GROUPS = ("lags", "calendar", "exogenous")
+#: Candidates (best first) whose feature groups are permuted.
+PERMUTATION_TOP = 3
+#: Times each group is scrambled (the importance is the mean, its spread the standard deviation).
+PERMUTATION_REPEATS = 3
+#: Rows of the feature matrix SHAP explains.
+SHAP_ROWS = 2000
+#: Features shown with their own dependence plot.
+SHAP_DEPENDENCE = 3
+#: Candidates whose backtest took longer than this per fold are not refitted to be explained.
+MAX_FIT_SECONDS = 300.0
+#: Statistical kinds whose fitted components may be exposed.
+STATISTICAL_KINDS = ("autoets", "autoarima", "autotheta", "mstl")
+#: Trailing points of the components kept for the report.
+COMPONENT_POINTS = 8 * 7 * 288
+
+Progress = Callable[..., None]
+
+
+def _noop(*_: Any, **__: Any) -> None:
+    return None
+
+
+@dataclass
+class ShapResult:
+    """SHAP values of a sample of rows: ``values[i, j]`` is feature ``j``'s contribution to row ``i``."""
+
+    values: np.ndarray
+    data: pd.DataFrame
+    base_value: float
+    importance: pd.DataFrame
+    """``feature, group, mean_abs_shap``, largest first."""
+    model: str
+    """Which fit was explained ("the production refit" or "fit up to <cutoff>")."""
+
+
+@dataclass
+class Explanation:
+    """What was learnt about one candidate (any part may be None: not applicable or failed)."""
+
+    candidate: str
+    kind: str
+    rank: int | None = None
+    fitted_until: str | None = None
+    permutation: pd.DataFrame | None = None
+    """``group, importance, std, mae, base_mae, repeats`` (importance: relative MAE increase)."""
+    shap: ShapResult | None = None
+    components: pd.DataFrame | None = None
+    """``unique_id, ds`` and one column per component (``data, trend, seasonal..., remainder``)."""
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# ----------------------------------------------------------------------------------- helpers
+def unwrap(model: Any) -> Any:
+    """The innermost forecaster under the conformal and target-transform wrappers."""
+    seen = 0
+    while hasattr(model, "inner") and seen < 10:
+        model = model.inner
+        seen += 1
+    return model
+
+
+def feature_groups(names: list[str], spec: Any) -> dict[str, str]:
+    """``feature -> group`` (lags, calendar, exogenous, static, other) for a model's feature names."""
+    from tidecast.data.features import time_feature_names
+
+    try:
+        calendar = set(time_feature_names(spec.features, spec.data.frequency))
+    except Exception:
+        calendar = set()
+    calendar |= {"minute", "hour", "weekday", "day", "month", "dayofyear", "weekend", "holiday"}
+    exog = {c.name for c in spec.data.exogenous_columns}
+    static = set(spec.data.static_columns)
+    out = {}
+    for name in names:
+        if name.startswith(("lag", "rolling_", "expanding_", "ewm_")) or name.endswith("_lag1"):
+            out[name] = "lags"
+        elif name in calendar or name.startswith("fourier_"):
+            out[name] = "calendar"
+        elif name in exog:
+            out[name] = "exogenous"
+        elif name in static:
+            out[name] = "static"
+        else:
+            out[name] = "other"
+    return out
+
+
+def _last_fold(backtest: dict[str, Any]) -> dict[str, Any] | None:
+    folds = backtest.get("folds") or []
+    return dict(folds[-1]) if folds else None
+
+
+def _base_columns(frame: pd.DataFrame, spec: Any) -> list[str]:
+    extra = [c.name for c in spec.data.exogenous_columns] + list(spec.data.static_columns)
+    return [ID, TIME, TARGET, *[c for c in dict.fromkeys(extra) if c in frame.columns]]
+
+
+def fold_frames(features: pd.DataFrame, fold: dict[str, Any], spec: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) of a backtest fold, restricted to the raw columns a model receives."""
+    cols = _base_columns(features, spec)
+    data = features[cols]
+    cutoff = pd.Timestamp(fold["cutoff"])
+    end = pd.Timestamp(fold["test_end"])
+    keep = data[TIME] <= cutoff
+    if fold.get("train_start") is not None:
+        keep &= data[TIME] >= pd.Timestamp(fold["train_start"])
+    train = data[keep]
+    test = data[(data[TIME] > cutoff) & (data[TIME] <= end)]
+    excluded = {str(s) for s in fold.get("excluded") or ()}
+    if excluded:
+        train = train[~train[ID].astype(str).isin(excluded)]
+        test = test[~test[ID].astype(str).isin(excluded)]
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def fit_for_fold(candidate: Any, params: dict[str, Any], spec: Any, train: pd.DataFrame) -> Any:
+    """A fresh model of ``candidate`` (its backtested parameters) fitted on ``train``."""
+    from tidecast.training import factory_for, fit_context
+
+    model = factory_for(candidate, params, spec)()
+    model.fit(train, fit_context(spec, train))
+    _single_thread_predictions(model)
+    return model
+
+
+def _single_thread_predictions(model: Any) -> None:
+    """Recursive forecasts call the estimator once per step on a handful of rows: one thread is
+    faster than waking a pool each time (this copy of the model is ours; the served one is untouched)."""
+    parts = _mlforecast_parts(model)
+    if parts is None:
+        return
+    estimators = parts[0].models_.get("model")
+    for estimator in estimators if isinstance(estimators, list) else [estimators]:
+        try:
+            if "n_jobs" in estimator.get_params():
+                estimator.set_params(n_jobs=1)
+        except Exception:  # an estimator without sklearn's parameter API
+            continue
+
+
+# --------------------------------------------------------------------- permutation importance
+def _history_length(model: Any, window: int) -> int:
+    """Rows of history per series to pass so the model sees exactly what it would from its own tail."""
+    tail = getattr(unwrap(model), "_tail", None)
+    if isinstance(tail, pd.DataFrame) and not tail.empty and ID in tail:
+        return max(window, int(tail.groupby(ID, observed=True).size().max()))
+    return window
+
+
+def _shift_steps(rng: np.random.Generator, minimum: int, freq: str) -> int:
+    """A shift (in steps) above ``minimum`` that is not a whole number of days, weeks or years."""
+    step = freq_timedelta(freq)
+    periods = [
+        int(p / step) for p in (pd.Timedelta(days=1), pd.Timedelta(days=7), pd.Timedelta(days=364))
+        if p >= step and p % step == pd.Timedelta(0)
+    ]
+    week = max(periods) if periods else 7
+    for _ in range(1000):
+        k = int(minimum + 1 + rng.integers(1, max(2, week)))
+        if all(k % p != 0 for p in periods if p > 1):
+            return k
+    return minimum + 1  # pragma: no cover - a frequency without usable periods
+
+
+def _mae(forecast: pd.DataFrame, test: pd.DataFrame) -> float:
+    joined = forecast[[ID, TIME, POINT]].assign(**{ID: forecast[ID].astype(str)}).merge(
+        test[[ID, TIME, TARGET]].assign(**{ID: test[ID].astype(str)}), on=[ID, TIME], how="inner"
+    )
+    errors = (joined[TARGET] - joined[POINT]).abs().to_numpy(float)
+    errors = errors[np.isfinite(errors)]
+    return float(errors.mean()) if errors.size else float("nan")
+
+
+def _shuffle_within(frame: pd.DataFrame, columns: list[str], rng: np.random.Generator) -> pd.DataFrame:
+    out = frame.copy()
+    for _, index in out.groupby(ID, sort=False, observed=True).indices.items():
+        for column in columns:
+            values = out[column].to_numpy()[index]
+            out.iloc[index, out.columns.get_loc(column)] = values[rng.permutation(len(values))]
+    return out
+
+
+def permutation_importance(
+    model: Any,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    spec: Any,
+    *,
+    repeats: int = PERMUTATION_REPEATS,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The importance of each feature group for a model fitted on ``train``, measured on ``test``.
+
+    Returns ``group, importance, std, mae, base_mae, repeats`` where ``importance`` is the mean
+    relative increase of the MAE when the group is scrambled (0.25: 25 % worse). A group the data
+    does not have (no exogenous columns) is left out.
+    """
+    window, _ = spec.forecast_steps()
+    horizon = int(test.groupby(ID, observed=True).size().max())
+    exog_future = [c.name for c in spec.data.exogenous_columns if c.known_in_future and c.name in train.columns]
+    exog_all = [c.name for c in spec.data.exogenous_columns if c.name in train.columns]
+    length = _history_length(model, window)
+    history = train.groupby(ID, sort=False, observed=True).tail(length).reset_index(drop=True)
+    future = test[[ID, TIME, *exog_future]].reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    step = freq_timedelta(spec.data.frequency)
+
+    def forecast(hist: pd.DataFrame, fut: pd.DataFrame) -> pd.DataFrame:
+        return model.predict(horizon, history=hist, X_future=fut if exog_future else None, quantiles=())
+
+    base = _mae(forecast(history, future), test)
+    rows = []
+    for group in GROUPS:
+        if group == "exogenous" and not exog_all:
+            continue
+        scores = []
+        for _ in range(max(1, repeats)):
+            if group == "lags":
+                hist, fut, shift = _shuffle_within(history, [TARGET], rng), future, 0
+            elif group == "exogenous":
+                hist = _shuffle_within(history, exog_all, rng)
+                fut = _shuffle_within(future, exog_future, rng) if exog_future else future
+                shift = 0
+            else:
+                shift = _shift_steps(rng, length, spec.data.frequency)
+                hist = history.assign(**{TIME: history[TIME] + shift * step})
+                fut = future.assign(**{TIME: future[TIME] + shift * step})
+            out = forecast(hist, fut)
+            if shift:
+                out = out.assign(**{TIME: out[TIME] - shift * step})
+            scores.append(_mae(out, test))
+        values = np.asarray(scores, float)
+        relative = (values - base) / base if base and np.isfinite(base) and base > 0 else values * np.nan
+        rows.append(
+            {
+                "group": group,
+                "importance": float(np.nanmean(relative)) if np.isfinite(relative).any() else float("nan"),
+                "std": float(np.nanstd(relative)) if np.isfinite(relative).any() else float("nan"),
+                "mae": float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"),
+                "base_mae": base,
+                "repeats": len(scores),
+            }
+        )
+    return pd.DataFrame(rows, columns=["group", "importance", "std", "mae", "base_mae", "repeats"])
+
+
+# ------------------------------------------------------------------------------------- SHAP
+def _mlforecast_parts(model: Any) -> tuple[Any, Any] | None:
+    """(the MLForecast object, its fitted estimator) of a tidecast ML model, else None."""
+    inner = unwrap(model)
+    fcst = getattr(inner, "_fcst", None)
+    if fcst is None or not hasattr(fcst, "models_"):
+        return None
+    estimator = fcst.models_.get("model") if isinstance(fcst.models_, dict) else None
+    if isinstance(estimator, list):  # the direct strategy: one model per step; explain step 1
+        estimator = estimator[0] if estimator else None
+    return (fcst, estimator) if estimator is not None else None
+
+
+def is_tree_model(model: Any) -> bool:
+    """Whether ``model`` is an ML model whose estimator SHAP's TreeExplainer can read."""
+    parts = _mlforecast_parts(model)
+    if parts is None:
+        return False
+    estimator = parts[1]
+    module = type(estimator).__module__
+    name = type(estimator).__name__
+    if module.startswith(("lightgbm", "xgboost", "catboost")):
+        return True
+    return module.startswith("sklearn.ensemble") or name.startswith(("DecisionTree", "ExtraTree"))
+
+
+def feature_matrix(model: Any, data: pd.DataFrame, *, rows: int = SHAP_ROWS, seed: int = 0) -> pd.DataFrame:
+    """The features the ML model's estimator sees for a sample of ``rows`` rows of ``data``
+    (built by a copy of the model's own MLForecast, so the columns are exactly the trained ones)."""
+    from tidecast.models._time import add_time
+
+    parts = _mlforecast_parts(model)
+    if parts is None:
+        raise ValueError("not an mlforecast-based model")
+    fcst, estimator = parts
+    inner = unwrap(model)
+    ctx = inner._ctx
+    exog = list(getattr(inner, "_exog", []))
+    static = list(getattr(inner, "_static", []))
+    n_series = max(1, data[ID].nunique())
+    need = int(inner._needed()) if hasattr(inner, "_needed") else 0
+    per_series = need + int(np.ceil(4 * rows / n_series)) + 1
+    cols = [ID, TIME, TARGET, *[c for c in [*exog, *static] if c in data.columns]]
+    recent = data[cols].groupby(ID, sort=False, observed=True).tail(per_series).reset_index(drop=True)
+    frame, _ = add_time(recent, ctx.features, timezone=ctx.timezone, freq=ctx.freq, name=inner.name)
+    prepared = copy.deepcopy(fcst).preprocess(frame, static_features=static, dropna=True)
+    names = list(getattr(fcst.ts, "features_order_", None) or getattr(estimator, "feature_name_", []))
+    matrix = prepared[names]
+    if len(matrix) > rows:
+        matrix = matrix.sample(rows, random_state=seed).sort_index()
+    return matrix.reset_index(drop=True)
+
+
+def shap_values(model: Any, data: pd.DataFrame, spec: Any, *, rows: int = SHAP_ROWS, seed: int = 0, label: str = "") -> ShapResult:
+    """SHAP values of a tree model on a sample of its feature matrix built from ``data``."""
+    import shap
+
+    _, estimator = _mlforecast_parts(model)  # type: ignore[misc]
+    matrix = feature_matrix(model, data, rows=rows, seed=seed)
+    explainer = shap.TreeExplainer(estimator)
+    values = np.asarray(explainer.shap_values(matrix, check_additivity=False), dtype=float)
+    if values.ndim == 3:  # some explainers return one matrix per output
+        values = values[0]
+    base = explainer.expected_value
+    base_value = float(np.ravel(base)[0]) if np.ndim(base) else float(base)
+    groups = feature_groups(list(matrix.columns), spec)
+    importance = pd.DataFrame(
+        {
+            "feature": list(matrix.columns),
+            "group": [groups[c] for c in matrix.columns],
+            "mean_abs_shap": np.abs(values).mean(axis=0),
+        }
+    ).sort_values("mean_abs_shap", ascending=False, kind="stable").reset_index(drop=True)
+    return ShapResult(values=values, data=matrix, base_value=base_value, importance=importance, model=label)
+
+
+# ----------------------------------------------------------------------------- components
+def fitted_components(model: Any, *, max_series: int = 3, points: int = COMPONENT_POINTS) -> pd.DataFrame | None:
+    """Trend/seasonal/remainder of the fitted series where the statistical library exposes them
+    (statsforecast MSTL, also under deseasonalised ETS/ARIMA), else None."""
+    inner = unwrap(model)
+    fitted = getattr(inner, "_fitted", None)
+    tail = getattr(inner, "_tail", None)
+    if not isinstance(fitted, dict) or not isinstance(tail, pd.DataFrame):
+        return None
+    frames = []
+    for uid, fit in list(fitted.items())[:max_series]:
+        parts = getattr(fit, "model_", None)
+        if not isinstance(parts, pd.DataFrame) or "trend" not in parts.columns:
+            continue
+        stamps = tail.loc[tail[ID].astype(str) == str(uid), TIME].to_numpy()
+        if len(stamps) != len(parts):
+            continue
+        frame = parts.reset_index(drop=True).copy()
+        frame.insert(0, TIME, stamps)
+        frame.insert(0, ID, str(uid))
+        frames.append(frame.tail(points))
+    if not frames:
+        return None
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------- the step
+def _candidate_spec(spec: Any, name: str) -> Any:
+    return next((c for c in spec.models if c.name == name), None)
+
+
+def plan(backtest: dict[str, Any], select: dict[str, Any], spec: Any, *, top: int = PERMUTATION_TOP) -> list[tuple[str, set[str]]]:
+    """Which candidates to explain and how: ``[(name, {"permutation", "shap", "components"}), ...]``.
+
+    The best ``top`` candidates get permutation importance; every tree model gets SHAP and every
+    statistical model its components, unless its backtest took over ``MAX_FIT_SECONDS`` per fold.
+    """
+    board: pd.DataFrame = backtest["leaderboard"]
+    ok = board[board["status"] == "ok"] if "status" in board else board
+    folds = max(1, len(backtest.get("folds") or []))
+    out: list[tuple[str, set[str]]] = []
+    for position, (_, row) in enumerate(ok.iterrows()):
+        name = str(row["candidate"])
+        kind = str(row.get("kind", ""))
+        wants: set[str] = set()
+        if position < top:
+            wants.add("permutation")
+        if kind in ("lightgbm", "sklearn"):
+            wants.add("shap")
+        if kind in STATISTICAL_KINDS:
+            wants.add("components")
+        seconds = float(row.get("fit_seconds") or 0.0) / folds
+        if wants and (seconds <= MAX_FIT_SECONDS or name == select.get("winner")):
+            out.append((name, wants))
+    return out
+
+
+def explain_candidates(
+    backtest: dict[str, Any],
+    select: dict[str, Any],
+    features: pd.DataFrame,
+    spec: Any,
+    *,
+    top: int = PERMUTATION_TOP,
+    repeats: int = PERMUTATION_REPEATS,
+    shap_rows: int = SHAP_ROWS,
+    progress: Progress = _noop,
+) -> dict[str, Any]:
+    """Explain the candidates :func:`plan` picks; returns ``{"explanations": {name: Explanation},
+    "fold": the last fold, "groups": GROUPS}``. One candidate's failure becomes a note."""
+    fold = _last_fold(backtest)
+    results = backtest.get("results") or {}
+    board: pd.DataFrame = backtest["leaderboard"]
+    ranks = dict(zip(board["candidate"].astype(str), board["rank"], strict=False)) if "rank" in board else {}
+    todo = plan(backtest, select, spec, top=top)
+    explanations: dict[str, Explanation] = {}
+    if fold is None:
+        return {"explanations": explanations, "fold": None, "groups": GROUPS}
+    train, test = fold_frames(features, fold, spec)
+    winner = select.get("winner")
+    for index, (name, wants) in enumerate(todo):
+        progress(index, len(todo), f"explaining {name}")
+        started = time.perf_counter()
+        entry = results.get(name)
+        candidate = _candidate_spec(spec, name)
+        rank = ranks.get(name)
+        explanation = Explanation(
+            candidate=name,
+            kind=str(getattr(entry, "kind", "")),
+            rank=int(rank) if rank is not None and rank == rank else None,
+            fitted_until=str(fold["cutoff"]),
+        )
+        explanations[name] = explanation
+        if entry is None or candidate is None:
+            explanation.notes.append("not in the spec's models any more")
+            continue
+        try:
+            model = fit_for_fold(candidate, entry.params, spec, train)
+        except Exception as exc:
+            explanation.notes.append(f"refitting on the last fold failed: {type(exc).__name__}: {exc}")
+            continue
+        if "permutation" in wants:
+            try:
+                explanation.permutation = permutation_importance(model, train, test, spec, repeats=repeats, seed=spec.seed)
+            except Exception as exc:
+                explanation.notes.append(f"permutation importance failed: {type(exc).__name__}: {exc}")
+        if "shap" in wants and is_tree_model(model):
+            try:
+                if name == winner and is_tree_model(select.get("model")):
+                    explained, data, label = select["model"], features, "the production refit (all data)"
+                else:
+                    explained, data, label = model, train, f"a fit on data up to {fold['cutoff']} (last fold)"
+                explanation.shap = shap_values(explained, data, spec, rows=shap_rows, seed=spec.seed, label=label)
+            except Exception as exc:
+                explanation.notes.append(f"SHAP failed: {type(exc).__name__}: {exc}")
+        elif "shap" in wants:
+            explanation.notes.append("its estimator is not a tree model: no SHAP values")
+        if "components" in wants:
+            try:
+                source = select.get("model") if name == winner else model
+                explanation.components = fitted_components(source)
+                if explanation.components is None:
+                    explanation.notes.append("the library exposes no fitted components for this model")
+            except Exception as exc:
+                explanation.notes.append(f"reading the fitted components failed: {type(exc).__name__}: {exc}")
+        explanation.seconds = time.perf_counter() - started
+    progress(len(todo), len(todo), "explained")
+    return {"explanations": explanations, "fold": fold, "groups": GROUPS}
+
+
+__all__ = [
+    "GROUPS",
+    "Explanation",
+    "ShapResult",
+    "explain_candidates",
+    "feature_groups",
+    "feature_matrix",
+    "fitted_components",
+    "fold_frames",
+    "is_tree_model",
+    "permutation_importance",
+    "plan",
+    "shap_values",
+    "unwrap",
+]

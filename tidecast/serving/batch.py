@@ -1,0 +1,327 @@
+"""Batch prediction: forecast every series of a data file with a registered model, by name and version.
+
+:func:`predict_batch` reads the file (or the spec's data source) as training does
+(:func:`~tidecast.data.sources.read_source`, :func:`~tidecast.data.sources.to_long`, then
+:func:`~tidecast.data.clean.clean` with the spec's ``clean`` section), takes the last ``history``
+of each series, forecasts through the model's own prediction
+(:func:`~tidecast.tracking.pyfunc.forecast_with`), writes the forecasts (CSV or Parquet), draws
+them (PNG or HTML) and logs them to the prediction store (``source="predict"``).
+
+Rows after a series' last observed target, with the target empty, carry the future values of the
+exogenous columns the model needs for the horizon (a weather forecast, say).
+
+>>> result = predict_batch(spec, model_name="power", alias="champion", output="fc.csv")  # doctest: +SKIP
+>>> result.forecast.columns.tolist()                                                      # doctest: +SKIP
+['unique_id', 'ds', 'yhat', 'q0.1', 'q0.9']
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from tidecast.errors import DataError, ServingError
+from tidecast.models.base import ID, POINT, TARGET, TIME, quantile_column
+
+if TYPE_CHECKING:
+    from tidecast.serving.loader import LoadedModel
+    from tidecast.spec import Spec
+
+log = logging.getLogger("tidecast.serving")
+
+OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+PLOT_FORMATS = {".png": "png", ".html": "html", ".htm": "html"}
+MAX_PLOTTED_SERIES = 12
+
+
+@dataclass
+class BatchResult:
+    """What :func:`predict_batch` did."""
+
+    model: LoadedModel
+    forecast: pd.DataFrame
+    history: pd.DataFrame
+    horizon: int
+    history_steps: int
+    source: str
+    output: Path | None = None
+    plot: Path | None = None
+    batch_id: str | None = None
+    skipped: list[str] = field(default_factory=list)
+    clean_summary: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        """Per series: history points, forecast start/end, mean point forecast, mean interval width."""
+        rows = []
+        qcols = [c for c in self.forecast.columns if c.startswith("q")]
+        for uid, part in self.forecast.groupby(ID, sort=False):
+            hist = self.history[self.history[ID] == uid]
+            width = float((part[qcols[-1]] - part[qcols[0]]).mean()) if len(qcols) >= 2 else float("nan")
+            rows.append(
+                {
+                    "series": uid,
+                    "history": len(hist),
+                    "last_observed": hist[TIME].max(),
+                    "from": part[TIME].min(),
+                    "to": part[TIME].max(),
+                    "mean_yhat": float(part[POINT].mean()),
+                    "mean_width": width,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def _steps(value: str | int | None, freq: str, field: str) -> int | None:
+    from tidecast.durations import to_steps
+    from tidecast.errors import SpecError
+
+    if value is None:
+        return None
+    try:
+        return to_steps(value, freq, field=field)
+    except SpecError as exc:
+        raise ServingError(exc.message) from None
+
+
+def _model_ref(spec: Spec, model_name: str | None, version: str | int | None, alias: str | None) -> Any:
+    from tidecast.serving.loader import ModelRef
+
+    if version is not None and alias is not None:
+        raise ServingError("give either --version or --alias, not both")
+    name = model_name or spec.model_name
+    if version is not None:
+        text = str(version).lstrip("vV")
+        if not text.isdigit():
+            raise ServingError(f"--version must be a version number, got {version!r}")
+        return ModelRef(name, version=text)
+    return ModelRef(name, alias=alias or "champion")
+
+
+def read_frame(spec: Spec, input_path: str | Path | None) -> tuple[pd.DataFrame, str]:
+    """The canonical long frame of ``input_path`` (read with the spec's data settings) or of the spec's source."""
+    from tidecast.data.sources import read_source, source_label, to_long
+
+    data = spec.data
+    if input_path is not None:
+        path = Path(input_path).expanduser()
+        if not path.exists():
+            raise DataError(f"{input_path}: no such file")
+        data = data.model_copy(update={"source": str(path.resolve()), "format": None})
+    label = source_label(data.source)
+    raw = read_source(data)
+    return to_long(raw, data, spec.target, source_name=label), label
+
+
+def split_future(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(observed rows, future rows): rows after a series' last observed target are its future rows."""
+    observed = frame[TARGET].notna()
+    last = frame[TIME].where(observed).groupby(frame[ID], sort=False).transform("max")
+    future = frame[TIME] > last
+    return frame[~future].reset_index(drop=True), frame[future].reset_index(drop=True)
+
+
+def predict_batch(
+    spec: Spec,
+    *,
+    model_name: str | None = None,
+    version: str | int | None = None,
+    alias: str | None = None,
+    input_path: str | Path | None = None,
+    history: str | int | None = None,
+    horizon: str | int | None = None,
+    output: str | Path | None = None,
+    plot: str | Path | None = None,
+    log_predictions: bool = True,
+    loaded: LoadedModel | None = None,
+) -> BatchResult:
+    """Forecast every series of ``input_path`` (default: the spec's source) with a registered model.
+
+    ``history``/``horizon`` are durations (``24h``) or step counts (defaults: the model's input
+    window and horizon). Raises :class:`ServingError` for an unknown model, version or alias, and
+    :class:`DataError` for data the model cannot forecast from.
+    """
+    from tidecast.data.clean import clean
+    from tidecast.serving.loader import load_model
+    from tidecast.tracking.pyfunc import forecast_with
+
+    for path, formats, what in ((output, OUTPUT_FORMATS, "--output"), (plot, PLOT_FORMATS, "--plot")):
+        if path is not None and Path(path).suffix.lower() not in formats:
+            raise ServingError(f"{what} {path}: unknown format (use {', '.join(formats)})")
+    model = loaded or load_model(spec, _model_ref(spec, model_name, version, alias), warmup=False)
+    freq = model.freq
+    if pd.Timedelta(pd.tseries.frequencies.to_offset(freq)) != pd.Timedelta(
+        pd.tseries.frequencies.to_offset(spec.data.frequency)
+    ):
+        raise ServingError(
+            f"model {model.name} v{model.version} forecasts at {freq}, the spec's data is at {spec.data.frequency}"
+        )
+    window = model.input_window
+    history_steps = _steps(history, freq, "--history") or window
+    if history_steps < window:
+        raise ServingError(f"--history {history} is {history_steps} steps; the model needs at least {window} (its input window)")
+    steps = _steps(horizon, freq, "--horizon") or model.horizon
+    if steps < 1:
+        raise ServingError("--horizon must be at least one step")
+    if steps > model.horizon:
+        raise ServingError(f"--horizon {horizon} is {steps} steps; model {model.name} v{model.version} forecasts at most {model.horizon}")
+
+    frame, label = read_frame(spec, input_path)
+    observed, future = split_future(frame)
+    cleaned = clean(observed, spec.clean, spec.data.frequency)
+    clean_frame = cleaned.frame
+    lengths = clean_frame.groupby(ID, sort=False).size()
+    short = sorted(str(u) for u in lengths[lengths < window].index)
+    if short and len(short) == len(lengths):
+        raise DataError(
+            f"{label}: every series is shorter than the model's input window of {window} steps "
+            f"(longest: {int(lengths.max())} steps)"
+        )
+    if short:
+        log.warning("%s: %d series shorter than the input window are skipped: %s", label, len(short), ", ".join(short[:10]))
+        clean_frame = clean_frame[~clean_frame[ID].isin(short)]
+        future = future[~future[ID].isin(short)]
+    recent = clean_frame.groupby(ID, sort=False).tail(history_steps).reset_index(drop=True)
+
+    exog = [*(model.card.get("exog_past") or []), *(model.card.get("exog_future") or [])]
+    missing = [c for c in exog if c not in recent.columns]
+    if missing:
+        raise DataError(f"{label}: model {model.name} v{model.version} needs column(s) {', '.join(missing)}, absent from the data")
+    columns = [ID, TIME, TARGET, *exog]
+    model_input = recent[columns]
+    if model.card.get("exog_future"):
+        model_input = pd.concat([model_input, future[columns]], ignore_index=True)
+        model_input = model_input.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
+    params = {"horizon": steps, "quantiles": model.quantiles}
+    try:
+        forecast = forecast_with(model.forecaster, model.card, model_input, params)
+    except ValueError as exc:
+        message = str(exc)
+        if "future row" in message:
+            message = message.split("; append", 1)[0] + (
+                f"; append the next {steps} rows of each series to the data, with '{spec.data.target_column}' "
+                f"empty and the future values of {', '.join(model.card.get('exog_future') or [])}"
+            )
+        raise DataError(f"{label}: {message}") from None
+
+    result = BatchResult(
+        model=model,
+        forecast=forecast,
+        history=recent,
+        horizon=steps,
+        history_steps=history_steps,
+        source=label,
+        skipped=short,
+        clean_summary=cleaned.summary,
+    )
+    if output is not None:
+        result.output = write_forecast(forecast, output)
+    if plot is not None:
+        result.plot = draw(recent, forecast, plot, title=f"{model.name} v{model.version}", quantiles=model.quantiles)
+    if log_predictions:
+        from tidecast.monitoring.store import store_for
+
+        result.batch_id = store_for(spec).log_forecast(
+            forecast, model_name=model.name, model_version=model.version, alias=model.alias, source="predict"
+        )
+    return result
+
+
+def write_forecast(forecast: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``forecast`` as CSV or Parquet (by the extension); returns the path."""
+    path = Path(path)
+    kind = OUTPUT_FORMATS[path.suffix.lower()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if kind == "csv":
+            forecast.to_csv(path, index=False)
+        else:
+            forecast.to_parquet(path, index=False)
+    except OSError as exc:
+        raise ServingError(f"cannot write {path}: {exc}") from None
+    return path
+
+
+def _bands(quantiles: list[float]) -> list[tuple[float, float]]:
+    """Symmetric quantile pairs, widest first: [0.05, 0.1, 0.9, 0.95] -> [(0.05, 0.95), (0.1, 0.9)]."""
+    qs = sorted(quantiles)
+    return [(qs[i], qs[-1 - i]) for i in range(len(qs) // 2)]
+
+
+def draw(history: pd.DataFrame, forecast: pd.DataFrame, path: str | Path, *, title: str,
+         quantiles: list[float]) -> Path:
+    """History, forecast and intervals of up to 12 series: a PNG (matplotlib) or an offline HTML (plotly)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = list(dict.fromkeys(forecast[ID].astype(str)))[:MAX_PLOTTED_SERIES]
+    bands = [(lo, hi) for lo, hi in _bands(quantiles)
+             if quantile_column(lo) in forecast.columns and quantile_column(hi) in forecast.columns]
+    if PLOT_FORMATS[path.suffix.lower()] == "html":
+        return _draw_html(history, forecast, path, ids, bands, title)
+    return _draw_png(history, forecast, path, ids, bands, title)
+
+
+def _draw_png(history: pd.DataFrame, forecast: pd.DataFrame, path: Path, ids: list[str],
+              bands: list[tuple[float, float]], title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(ids), 1, figsize=(11, 3.2 * len(ids)), squeeze=False, sharex=False)
+    try:
+        for ax, uid in zip(axes[:, 0], ids, strict=True):
+            hist = history[history[ID].astype(str) == uid]
+            fc = forecast[forecast[ID] == uid]
+            ax.plot(hist[TIME], hist[TARGET], color="#444444", linewidth=1.0, label="history")
+            for k, (lo, hi) in enumerate(bands):
+                ax.fill_between(fc[TIME], fc[quantile_column(lo)], fc[quantile_column(hi)], color="#1f77b4",
+                                alpha=0.15 + 0.1 * k, linewidth=0, label=f"{lo:g}–{hi:g}")
+            ax.plot(fc[TIME], fc[POINT], color="#1f77b4", linewidth=1.4, label="forecast")
+            ax.set_title(f"{title} — {uid}", fontsize=10, loc="left")
+            ax.set_xlabel("UTC", fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.legend(loc="upper left", fontsize=8, ncols=2 + len(bands))
+        fig.autofmt_xdate()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise ServingError(f"cannot write {path}: {exc}") from None
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _draw_html(history: pd.DataFrame, forecast: pd.DataFrame, path: Path, ids: list[str],
+               bands: list[tuple[float, float]], title: str) -> Path:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=len(ids), cols=1, subplot_titles=ids, vertical_spacing=0.25 / max(1, len(ids)))
+    for row, uid in enumerate(ids, start=1):
+        hist = history[history[ID].astype(str) == uid]
+        fc = forecast[forecast[ID] == uid]
+        first = row == 1
+        fig.add_trace(go.Scatter(x=hist[TIME], y=hist[TARGET], name="history", line={"color": "#444"},
+                                 legendgroup="history", showlegend=first), row=row, col=1)
+        for k, (lo, hi) in enumerate(bands):
+            x = np.concatenate([fc[TIME].to_numpy(), fc[TIME].to_numpy()[::-1]])
+            y = np.concatenate([fc[quantile_column(hi)].to_numpy(), fc[quantile_column(lo)].to_numpy()[::-1]])
+            fig.add_trace(go.Scatter(x=x, y=y, fill="toself", fillcolor=f"rgba(31,119,180,{0.15 + 0.1 * k})",
+                                     line={"width": 0}, name=f"{lo:g}–{hi:g}", legendgroup=f"band{k}",
+                                     showlegend=first, hoverinfo="skip"), row=row, col=1)
+        fig.add_trace(go.Scatter(x=fc[TIME], y=fc[POINT], name="forecast", line={"color": "#1f77b4"},
+                                 legendgroup="forecast", showlegend=first), row=row, col=1)
+    fig.update_layout(title=title, height=320 * len(ids) + 80, template="plotly_white")
+    try:
+        fig.write_html(path, include_plotlyjs=True, full_html=True)
+    except OSError as exc:
+        raise ServingError(f"cannot write {path}: {exc}") from None
+    return path
+
+
+__all__ = ["BatchResult", "draw", "predict_batch", "read_frame", "split_future", "write_forecast"]

@@ -1,0 +1,385 @@
+"""The hot path of ``POST /forecast``: validated JSON arrays → model frames → forecaster → JSON arrays.
+
+It computes what :func:`tidecast.tracking.pyfunc.forecast_with` computes (the pyfunc's prediction:
+the last ``input_window`` points of each series as history, the future exogenous rows, the card's
+time features, then ``forecaster.predict``), but builds the frames straight from numpy arrays that
+the request models already checked, instead of validating a caller's DataFrame row by row.
+
+:func:`accelerate` memoises what a fitted forecaster recomputes identically on every call (the
+conformal quantile offsets of a horizon step depend only on the fitted residuals and the
+quantiles asked), so the served answers are the same numbers, sooner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from tidecast.models.base import ID, POINT, TARGET, TIME, quantile_column
+
+if TYPE_CHECKING:
+    from tidecast.serving.loader import LoadedModel
+    from tidecast.serving.schemas import ForecastRequest
+
+log = logging.getLogger("tidecast.serving")
+
+_MEMO_LIMIT = 4096
+
+
+# ---------------------------------------------------------------------------------- problems
+@dataclass
+class Problem:
+    """One 422 item, in FastAPI's shape (``loc``, ``msg``, ``type``)."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    type: str = "value_error"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"loc": list(self.loc), "msg": self.msg, "type": self.type}
+
+
+class InputProblems(Exception):
+    """The request cannot be served by this model; ``problems`` says why (answered as 422)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(p.msg for p in problems))
+        self.problems = problems
+
+
+# ---------------------------------------------------------------------------------- speed-ups
+def accelerate(forecaster: Any) -> Any:
+    """Memoise the pure, per-call recomputations of a fitted forecaster (in place; returns it).
+
+    Today: :meth:`ConformalForecaster.offsets` (a quantile of the backtest residuals around each
+    horizon step, for every request) becomes a bounded cache keyed by (quantiles, series). The
+    cached arrays are read-only and are the very values the method returns.
+    """
+    seen: set[int] = set()
+    node = forecaster
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        _memoize_offsets(node)
+        node = getattr(node, "inner", None)
+    return forecaster
+
+
+def _memoize_offsets(node: Any) -> None:
+    from tidecast.models.conformal import ConformalForecaster
+
+    if not isinstance(node, ConformalForecaster) or "offsets" in vars(node):
+        return
+    original = node.offsets
+    cache: dict[tuple[tuple[float, ...], str | None], np.ndarray] = {}
+    lock = threading.Lock()
+
+    def offsets(quantiles: Sequence[float], uid: str | None = None) -> np.ndarray:
+        key = (tuple(float(q) for q in quantiles), uid)
+        found = cache.get(key)
+        if found is None:
+            found = original(quantiles, uid)
+            found.setflags(write=False)
+            with lock:
+                if len(cache) >= _MEMO_LIMIT:
+                    cache.clear()
+                cache[key] = found
+        return found
+
+    offsets.__doc__ = original.__doc__
+    node.offsets = offsets
+
+
+# ------------------------------------------------------------------------------------ frames
+@dataclass
+class SeriesArrays:
+    """One series of a request, as arrays: ``ns`` (int64 UTC nanoseconds), ``y`` and exogenous columns."""
+
+    id: str
+    ns: np.ndarray
+    y: np.ndarray
+    exog: dict[str, np.ndarray] = field(default_factory=dict)
+    aware: bool = False
+
+
+@dataclass
+class Prepared:
+    """What the forecaster is called with, plus what the answer needs."""
+
+    series: list[SeriesArrays]
+    history: pd.DataFrame
+    future: pd.DataFrame | None
+    horizon: int
+    quantiles: list[float]
+    aware: bool
+
+
+def default_series_id(card: dict[str, Any]) -> str | None:
+    """The id of a series sent without one: the model's only series, else None (must be named)."""
+    from tidecast.tracking.pyfunc import DEFAULT_SERIES
+
+    ids = card.get("series_ids") or []
+    if len(ids) > 1:
+        return None
+    return str(ids[0]) if ids else DEFAULT_SERIES
+
+
+def max_horizon(model: LoadedModel) -> int:
+    """The longest horizon served: the trained horizon (multi-output models cannot go further)."""
+    return model.horizon
+
+
+def _human_step(ns: int) -> str:
+    from tidecast.data.clean import _human
+
+    return _human(pd.Timedelta(int(ns), unit="ns"))
+
+
+def _iso(ns: int) -> str:
+    return pd.Timestamp(int(ns)).isoformat()
+
+
+def check_series(model: LoadedModel, series: list[SeriesArrays], horizon: int, loc0: tuple = ("body", "series")) -> None:
+    """Raise :class:`InputProblems` for what the served model cannot forecast from ``series``."""
+    card = model.card
+    freq = model.freq
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq)).value
+    window = model.input_window
+    needs_future = list(card.get("exog_future") or [])
+    past = list(card.get("exog_past") or [])
+    problems: list[Problem] = []
+    for i, s in enumerate(series):
+        loc = (*loc0, i)
+        label = f"series {s.id!r}"
+        n = len(s.ns)
+        if n > 1:
+            steps = np.diff(s.ns)
+            off = steps != step
+            if off.any():
+                if (steps == steps[0]).all():
+                    msg = (
+                        f"{label}: timestamps are {_human_step(steps[0])} apart, "
+                        f"the model's frequency is {freq}"
+                    )
+                else:
+                    j = int(np.flatnonzero(off)[0]) + 1
+                    msg = (
+                        f"{label}: timestamps are irregular: a step of {_human_step(steps[j - 1])} before "
+                        f"timestamps[{j}] ({_iso(s.ns[j])}); the model's frequency is {freq} (fill the gaps)"
+                    )
+                problems.append(Problem((*loc, "timestamps"), msg))
+        if n < window:
+            problems.append(
+                Problem(
+                    (*loc, "values"),
+                    f"{label}: history too short: {n} point(s), the model needs at least {window} "
+                    f"(its input window, {_human_step(window * step)})",
+                )
+            )
+        for column in (*past, *needs_future):
+            if column not in s.exog:
+                close = get_close_matches(column, list(s.exog), n=1)
+                hint = f" (is {close[0]!r} a typo?)" if close else ""
+                needed = f"{n} history + {horizon} future" if column in needs_future else f"{n} history"
+                problems.append(
+                    Problem(
+                        (*loc, "exogenous"),
+                        f"{label}: missing exogenous column {column!r}{hint}; this model needs {needed} values of it",
+                    )
+                )
+        for column in past:
+            values = s.exog.get(column)
+            if values is not None and len(values) < n:
+                problems.append(
+                    Problem(
+                        (*loc, "exogenous", column),
+                        f"{label}: exogenous {column!r} has {len(values)} values, needs {n} (one per timestamp)",
+                    )
+                )
+        for column in needs_future:
+            values = s.exog.get(column)
+            if values is not None and len(values) < n + horizon:
+                short = n + horizon - len(values)
+                problems.append(
+                    Problem(
+                        (*loc, "exogenous", column),
+                        f"{label}: missing future exogenous values: {column!r} has {len(values)} values, needs "
+                        f"{n + horizon} ({n} for the history + {horizon} for the horizon; {short} missing)",
+                    )
+                )
+    if problems:
+        raise InputProblems(problems)
+
+
+def build_frames(model: LoadedModel, series: list[SeriesArrays], horizon: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(history, X_future) as ``forecast_with`` hands them to the forecaster (checked input assumed)."""
+    card = model.card
+    window = model.input_window
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(model.freq)).value
+    needs_future = list(card.get("exog_future") or [])
+    past = list(card.get("exog_past") or [])
+    exog_cols = [*past, *needs_future]
+    hist_ids, hist_ns, hist_y = [], [], []
+    hist_x: dict[str, list[np.ndarray]] = {c: [] for c in exog_cols}
+    fut_ids, fut_ns = [], []
+    fut_x: dict[str, list[np.ndarray]] = {c: [] for c in needs_future}
+    offsets = np.arange(1, horizon + 1, dtype=np.int64) * step
+    for s in series:
+        n = len(s.ns)
+        lo = max(0, n - window)
+        hist_ids.append(np.full(n - lo, s.id, dtype=object))
+        hist_ns.append(s.ns[lo:n])
+        hist_y.append(s.y[lo:n])
+        for c in exog_cols:
+            hist_x[c].append(s.exog[c][lo:n])
+        fut_ids.append(np.full(horizon, s.id, dtype=object))
+        fut_ns.append(s.ns[n - 1] + offsets)
+        for c in needs_future:
+            fut_x[c].append(s.exog[c][n : n + horizon])
+    cat = np.concatenate
+    history = pd.DataFrame(
+        {
+            ID: cat(hist_ids),
+            TIME: cat(hist_ns).view("datetime64[ns]"),
+            TARGET: cat(hist_y).astype(float, copy=False),
+            **{c: cat(hist_x[c]).astype(float, copy=False) for c in exog_cols},
+        }
+    )
+    time_cols = list(card.get("time_feature_columns") or [])
+    if not needs_future and not time_cols:
+        return history, None
+    future = pd.DataFrame(
+        {
+            ID: cat(fut_ids),
+            TIME: cat(fut_ns).view("datetime64[ns]"),
+            **{c: cat(fut_x[c]).astype(float, copy=False) for c in needs_future},
+        }
+    )
+    return history, future
+
+
+def predict_frames(
+    model: LoadedModel, history: pd.DataFrame, future: pd.DataFrame | None, horizon: int, quantiles: list[float]
+) -> pd.DataFrame:
+    """The forecaster's answer (``unique_id, ds, yhat, q…``), exactly as ``forecast_with`` computes it."""
+    from tidecast.tracking.pyfunc import add_card_time_features
+
+    card = model.card
+    if card.get("time_feature_columns"):
+        history = add_card_time_features(history, card)
+        if future is not None:
+            future = add_card_time_features(future, card)
+    out = model.forecaster.predict(horizon, history=history, X_future=future, quantiles=quantiles)
+    columns = [ID, TIME, POINT, *(quantile_column(q) for q in quantiles)]
+    missing = [c for c in columns if c not in out.columns]
+    if missing:
+        raise ValueError(f"the forecaster returned no column(s) {', '.join(missing)}")
+    out = out[columns].reset_index(drop=True)
+    if out[ID].dtype != object:
+        out[ID] = out[ID].astype(str)
+    return out
+
+
+# ---------------------------------------------------------------------------------- requests
+def prepare(model: LoadedModel, request: ForecastRequest, *, max_series: int) -> Prepared:
+    """The request as model frames, or :class:`InputProblems` naming what this model cannot serve."""
+    problems: list[Problem] = []
+    if len(request.series) > max_series:
+        problems.append(
+            Problem(
+                ("body", "series"),
+                f"too many series: {len(request.series)}, at most {max_series} per request (serving.max_series)",
+            )
+        )
+    cap = max_horizon(model)
+    horizon = request.horizon if request.horizon is not None else model.horizon
+    if horizon > cap:
+        problems.append(Problem(("body", "horizon"), f"horizon {horizon} is above this model's limit of {cap} steps"))
+    quantiles = list(request.quantiles) if request.quantiles is not None else model.quantiles
+    default_id = default_series_id(model.card)
+    arrays: list[SeriesArrays] = []
+    for i, s in enumerate(request.series):
+        uid = s.id if s.id is not None else default_id
+        if uid is None:
+            n_ids = len(model.card.get("series_ids") or [])
+            problems.append(
+                Problem(("body", "series", i, "id"), f"series[{i}]: id is required, this model knows {n_ids} series")
+            )
+            uid = f"#{i}"
+        arrays.append(SeriesArrays(uid, s._ns, s._y, s._exog, s._aware))
+    if problems:
+        raise InputProblems(problems)
+    check_series(model, arrays, horizon)
+    history, future = build_frames(model, arrays, horizon)
+    return Prepared(arrays, history, future, horizon, quantiles, any(s.aware for s in arrays))
+
+
+def answer(model: LoadedModel, prepared: Prepared, out: pd.DataFrame) -> dict[str, Any]:
+    """The JSON-able answer: numpy arrays are left as they are (orjson writes them directly)."""
+    ids = out[ID].to_numpy()
+    times = out[TIME].to_numpy()
+    point = out[POINT].to_numpy(dtype=float)
+    qcols = [(f"{q:g}", out[quantile_column(q)].to_numpy(dtype=float)) for q in prepared.quantiles]
+    if len(prepared.series) == 1 and (len(ids) == 0 or ids[0] == ids[-1]):
+        groups = {prepared.series[0].id: slice(None)}
+    else:
+        groups = out.groupby(ID, sort=False).indices
+    forecasts = []
+    for s in prepared.series:
+        idx = groups.get(s.id)
+        if idx is None:
+            idx = slice(0, 0)
+        forecasts.append(
+            {
+                "id": s.id,
+                "timestamps": np.ascontiguousarray(times[idx]),
+                "yhat": np.ascontiguousarray(point[idx]),
+                "quantiles": {name: np.ascontiguousarray(values[idx]) for name, values in qcols},
+            }
+        )
+    return {"model": {"name": model.name, "version": model.version, "alias": model.alias}, "forecasts": forecasts}
+
+
+# ----------------------------------------------------------------------------------- warm-up
+def warm_up(model: LoadedModel) -> None:
+    """Forecast once from synthetic history so lazy state (networks, caches) is built before traffic."""
+    card = model.card
+    uid = default_series_id(card) or str((card.get("series_ids") or ["series"])[0])
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(model.freq)).value
+    try:
+        end = pd.Timestamp(card.get("trained_until") or "2024-01-01").value
+    except (ValueError, TypeError):
+        end = pd.Timestamp("2024-01-01").value
+    n, h = model.input_window, model.horizon
+    ns = end - step * np.arange(n - 1, -1, -1, dtype=np.int64)
+    y = 1.0 + 0.1 * np.sin(np.arange(n) / 10.0)
+    exog = {c: np.zeros(n + h) for c in [*(card.get("exog_past") or []), *(card.get("exog_future") or [])]}
+    series = [SeriesArrays(uid, ns, y, exog)]
+    try:
+        history, future = build_frames(model, series, h)
+        predict_frames(model, history, future, h, model.quantiles)
+    except Exception as exc:  # synthetic input: a model may reject it without being broken
+        log.warning("warm-up forecast of %s v%s failed (%s: %s)", model.name, model.version, type(exc).__name__, exc)
+
+
+__all__ = [
+    "InputProblems",
+    "Prepared",
+    "Problem",
+    "SeriesArrays",
+    "accelerate",
+    "answer",
+    "build_frames",
+    "check_series",
+    "default_series_id",
+    "max_horizon",
+    "predict_frames",
+    "prepare",
+    "warm_up",
+]
