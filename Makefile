@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/power
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format clean bench
+.PHONY: help install demo demo-scale test lint format clean bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -16,13 +16,17 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[neural,test]"
+	$(BIN)/pip install --quiet -e ".[neural,dask,test]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install tidecast with every extra
 
 demo: $(STAMP) ## Run the example pipeline end to end and print the leaderboard
 	cd $(EXAMPLE) && ../../$(BIN)/tidecast run
+
+demo-scale: $(STAMP) ## The 1,000-meter example (EXECUTOR=dask runs it on a local Dask cluster)
+	$(BIN)/python examples/meters/make_data.py
+	cd examples/meters && ../../$(BIN)/tidecast $(if $(filter dask,$(EXECUTOR)),--env dask) run $(if $(filter dask,$(EXECUTOR)),--force backtest)
 
 test: $(STAMP) ## Install the test extras and run the whole test suite
 	$(BIN)/ruff check tidecast tests

@@ -45,7 +45,7 @@ import pstats
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,18 @@ def levels_for(quantiles: list[float]) -> tuple[list[int], dict[str, str]]:
 
 
 # ------------------------------------------------------------------------------------ the sides
+def partitions_for(s: Setup, make_model: Any, executor: Any) -> list[list[Any]] | None:
+    """The series partitions ``_backtest_one`` would use (None: one piece, as for one series)."""
+    try:
+        from tidecast.training import LOCAL_KINDS, series_partitions
+    except ImportError:  # a tidecast without series partitions
+        return None
+    kind = getattr(getattr(make_model, "candidate", None), "kind", None)
+    if kind not in LOCAL_KINDS:
+        return None
+    return series_partitions(s.frame, int(getattr(executor, "n_workers", 1) or 1))
+
+
 def tidecast_side(s: Setup, make_model: Callable[[], Any], quantiles: list[float], folds: list[Any] | None = None):
     """``tidecast run``'s backtest of one candidate (tidecast.training._backtest_one, before scoring)."""
     from tidecast.evaluation.backtest import backtest
@@ -127,7 +139,13 @@ def tidecast_side(s: Setup, make_model: Callable[[], Any], quantiles: list[float
     def run() -> pd.DataFrame:
         executor = make_executor(s.spec.executor, s.spec.backtest.n_jobs)
         try:
-            result = backtest(make_model, s.frame, s.ctx, folds or s.folds, quantiles=quantiles, executor=executor)
+            extra = {}
+            parts = partitions_for(s, make_model, executor)
+            if parts is not None:
+                extra["partitions"] = parts
+            result = backtest(
+                make_model, s.frame, s.ctx, folds or s.folds, quantiles=quantiles, executor=executor, **extra
+            )
         finally:
             executor.close()
         if result.errors:
@@ -216,16 +234,29 @@ def direct_lightgbm(s: Setup, params: dict[str, Any], n_windows: int | None = No
 class Row:
     model: str
     variant: str
-    tidecast_s: float
-    direct_s: float
-    tidecast_runs: list[float]
-    direct_runs: list[float]
+    tidecast_runs: list[tuple[float, float]]  # (wall s, CPU s) per run
+    direct_runs: list[tuple[float, float]]
     max_dyhat: float
     max_dq: float | None
     cutoffs_match: bool
     load: tuple[float, float]
     scoring_s: float | None = None
-    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tidecast_s(self) -> float:
+        return min(w for w, _ in self.tidecast_runs)
+
+    @property
+    def direct_s(self) -> float:
+        return min(w for w, _ in self.direct_runs)
+
+    @property
+    def tidecast_cpu(self) -> float:
+        return min(c for _, c in self.tidecast_runs)
+
+    @property
+    def direct_cpu(self) -> float:
+        return min(c for _, c in self.direct_runs)
 
     @property
     def ratio(self) -> float:
@@ -235,12 +266,17 @@ class Row:
     def overhead(self) -> float:
         return (self.ratio - 1) * 100
 
+    @property
+    def cpu_overhead(self) -> float:
+        return (self.tidecast_cpu / self.direct_cpu - 1) * 100
 
-def timed(fn: Callable[[], pd.DataFrame]) -> tuple[float, pd.DataFrame]:
+
+def timed(fn: Callable[[], pd.DataFrame]) -> tuple[tuple[float, float], pd.DataFrame]:
+    """((wall s, CPU s of this process, every thread), the result)."""
     gc.collect()
-    started = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     out = fn()
-    return time.perf_counter() - started, out
+    return (time.perf_counter() - wall, time.process_time() - cpu), out
 
 
 def compare(s: Setup, ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[float, float | None, bool]:
@@ -257,21 +293,14 @@ def compare(s: Setup, ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[float, 
 
 def measure(model: str, variant: str, s: Setup, ours: Callable, theirs: Callable, repeat: int) -> Row:
     load0 = os.getloadavg()[0]
-    t_runs: list[float] = []
-    d_runs: list[float] = []
-    out_t = out_d = None
+    runs: dict[str, list[tuple[float, float]]] = {"t": [], "d": []}
+    outs: dict[str, pd.DataFrame] = {}
     for r in range(repeat):
-        order = ("t", "d") if r % 2 == 0 else ("d", "t")  # alternate, so load drift hits both sides
-        for side in order:
-            if side == "t":
-                seconds, out_t = timed(ours)
-                t_runs.append(seconds)
-            else:
-                seconds, out_d = timed(theirs)
-                d_runs.append(seconds)
-    assert out_t is not None and out_d is not None
-    dy, dq, match = compare(s, out_t, out_d)
-    return Row(model, variant, min(t_runs), min(d_runs), t_runs, d_runs, dy, dq, match, (load0, os.getloadavg()[0]))
+        for side in ("t", "d") if r % 2 == 0 else ("d", "t"):  # alternate, so load drift hits both sides
+            seconds, outs[side] = timed(ours if side == "t" else theirs)
+            runs[side].append(seconds)
+    dy, dq, match = compare(s, outs["t"], outs["d"])
+    return Row(model, variant, runs["t"], runs["d"], dy, dq, match, (load0, os.getloadavg()[0]))
 
 
 def scoring_seconds(s: Setup, forecasts: pd.DataFrame, conformal: bool) -> float:
@@ -368,6 +397,8 @@ def _cols(row: Row) -> list[str]:
         f"{row.direct_s:.2f}",
         f"{row.ratio:.3f}",
         f"{row.overhead:+.1f} %",
+        f"{row.tidecast_cpu:.2f} / {row.direct_cpu:.2f}",
+        f"{row.cpu_overhead:+.1f} %",
         f"{row.max_dyhat:.2g}",
         _fmt_q(row),
         "yes" if row.cutoffs_match else "NO",
@@ -382,8 +413,10 @@ HEADERS = [
     "direct s",
     "ratio",
     "overhead",
-    "max |Δyhat|",
-    "max |Δq|",
+    "CPU s (tc / direct)",
+    "CPU overhead",
+    "max abs Δyhat",
+    "max abs Δq",
     "cut-offs match",
     "load 1 min",
 ]
@@ -393,24 +426,27 @@ def print_table(rows: list[Row], s: Setup, repeat_of: dict[str, int]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    h, folds = s.h, len(s.folds)
-    table = Table(title=f"Backtest: tidecast vs direct statsforecast/mlforecast ({folds} folds × {h} steps, best of N)")
+    console = Console(width=max(200, Console().width))
+    table = Table(
+        title=f"Backtest: tidecast vs direct statsforecast/mlforecast ({len(s.folds)} folds × {s.h} steps; "
+        "best of N, wall clock)"
+    )
     for i, name in enumerate(HEADERS):
         table.add_column(name, justify="right" if i >= 2 else "left")
     for row in rows:
         cols = _cols(row)
-        over = row.overhead
-        cols[5] = f"[{'green' if over <= 10 else 'red'}]{cols[5]}[/]"
+        cols[5] = f"[{'green' if row.overhead <= 10 else 'red'}]{cols[5]}[/]"
         table.add_row(*cols)
-    console = Console()
     console.print(table)
     for row in rows:
-        runs_t = ", ".join(f"{x:.2f}" for x in row.tidecast_runs)
-        runs_d = ", ".join(f"{x:.2f}" for x in row.direct_runs)
-        console.print(
-            f"  {row.model} / {row.variant}: tidecast runs [{runs_t}] s, direct runs [{runs_d}] s"
-            + (f"; scoring after the backtest (not in the ratio): {row.scoring_s:.2f} s" if row.scoring_s else "")
+        runs_t = ", ".join(f"{w:.2f}" for w, _ in row.tidecast_runs)
+        runs_d = ", ".join(f"{w:.2f}" for w, _ in row.direct_runs)
+        extra = (
+            f"; conformal + metrics after the backtest (not in the ratio): {row.scoring_s:.2f} s"
+            if row.scoring_s
+            else ""
         )
+        console.print(f"  {row.model} / {row.variant}: tidecast runs [{runs_t}] s, direct runs [{runs_d}] s{extra}")
     console.print(f"  repeats: {repeat_of}")
 
 

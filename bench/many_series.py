@@ -205,7 +205,8 @@ def main() -> None:
             ratio = r["seconds"] / base["seconds"] if "seconds" in base and kind not in others else None
             per = r["seconds"] / series
             rows.append((model, n, label, series, r["seconds"], per, ratio, r["peak_rss_mb"], ""))
-        print(f"... {model} N={n} done", file=sys.stderr, flush=True)
+        for row in rows[-len(kinds):]:  # as they come, in case a long run is cut short
+            print("...", row, file=sys.stderr, flush=True)
 
     print(f"\nmany-series backtest: {DAYS} days hourly, h={H}, {FOLDS} folds; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")

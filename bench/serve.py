@@ -8,7 +8,7 @@ and errors of each, and the throughput ratio; the two servers' answers are check
 
     make demo                        # once: trains and registers examples/power's champion
     python bench/serve.py            # 15 s per server and connection count
-    python bench/serve.py --duration 30 --connections 1,4 --markdown
+    python bench/serve.py --duration 15 --connections 1,4 --repeat 3 --markdown
 
 The prediction log of the tidecast server goes to a temporary SQLite file (not the example's store).
 Loopback only; every process started here is stopped before the script ends.
@@ -207,6 +207,14 @@ def drive(url: str, body_file: Path, duration: float, connections: int, tool: st
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median throughput (its own latencies), errors summed over the runs."""
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen["errors"] = sum(r["errors"] for r in runs)
+    return chosen
+
+
 def parse_wrk(text: str) -> dict[str, float]:
     def seconds(value: str) -> float:
         for unit, scale in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
@@ -242,6 +250,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0, help="Seconds of load per server and connection count.")
     parser.add_argument("--connections", default="1,4", help="Concurrent connections, e.g. '1,4'.")
     parser.add_argument("--warmup", type=int, default=20, help="Requests sent to each server before measuring.")
+    parser.add_argument("--repeat", type=int, default=1, help="Runs per server and connection count (median kept).")
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-log-predictions", action="store_true", help="Serve without the prediction log.")
     parser.add_argument("--markdown", action="store_true", help="Print the table as Markdown.")
@@ -297,11 +306,17 @@ def main() -> None:
             for _ in range(args.warmup):
                 httpx.post(url, content=json.dumps(body), headers={"content-type": "application/json"}, timeout=60)
 
-        results: list[tuple[str, int, dict[str, float]]] = []
+        runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+        loads = [os.getloadavg()[0]]
         for c in connections:
-            for name, (url, body_file, _) in targets.items():
-                print(f"loading {name} with {c} connection(s) for {args.duration:g} s ({tool})...", flush=True)
-                results.append((name, c, drive(url, body_file, args.duration, c, tool)))
+            for repeat in range(args.repeat):  # alternate the servers, so both see the same background load
+                order = list(targets.items()) if repeat % 2 == 0 else list(targets.items())[::-1]
+                for name, (url, body_file, _) in order:
+                    print(f"loading {name} with {c} connection(s) for {args.duration:g} s ({tool}), "
+                          f"run {repeat + 1}/{args.repeat}...", flush=True)
+                    runs.setdefault((name, c), []).append(drive(url, body_file, args.duration, c, tool))
+                    loads.append(os.getloadavg()[0])
+        results = [(name, c, median_run(found)) for (name, c), found in runs.items()]
     finally:
         for proc in procs:
             stop(proc)
@@ -315,7 +330,8 @@ def main() -> None:
         rows.append([name, str(c), f"{r['rps']:.1f}", f"{r['p50'] * 1000:.1f}", f"{r['p99'] * 1000:.1f}",
                      f"{int(r['errors'])}", f"{ratio:.2f}×"])
     print(f"\nmachine: {platform.node()} ({os.cpu_count()} cores), python {platform.python_version()}, "
-          f"load tool: {tool}, {args.duration:g} s per row, answers {verdict}")
+          f"load tool: {tool}, {args.duration:g} s per run, median of {args.repeat} run(s), answers {verdict}; "
+          f"1-min load average during the runs: {min(loads):.1f}-{max(loads):.1f}")
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "|".join("---" for _ in header) + "|")

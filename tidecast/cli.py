@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tidecast import __version__
@@ -202,6 +202,8 @@ class _ProgressCallbacks:
             self.progress.update(task, completed=done, total=total, description=description)
 
     def on_step_end(self, name: str, state: str, seconds: float) -> None:
+        if self.progress.disable:  # not a terminal (CI, a log file): one plain line per step
+            err_console.print(f"  {name:<10} {'ran' if state == 'ran' else 'cached'} {seconds:7.1f} s", highlight=False)
         task = self._tasks.pop(name, None)
         label = "[green]done[/green]" if state == "ran" else "[dim]cached[/dim]"
         if task is None:

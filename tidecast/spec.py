@@ -299,7 +299,7 @@ class DriftSpec(_Model):
         "of the training history (a column is judged against its own day-to-day variation).",
     )
     calibration_margin: float = Field(1.5, ge=1.0, description="Margin over the calibrated thresholds.")
-    min_tests: int = Field(1, ge=1, le=4, description="Tests (PSI, KS, Wasserstein, profile) that must fire for a column to drift.")
+    min_tests: int = Field(2, ge=1, le=4, description="Tests (PSI, KS, Wasserstein, profile) that must fire for a column to drift.")
     min_points: float = Field(0.5, gt=0, le=1, description="Share of the window's points needed to test a column.")
 
 
@@ -357,6 +357,10 @@ class Spec(_Model):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     seed: int = 0
+    plugin_paths: list[str] = Field(
+        default_factory=list,
+        description="Folders (relative to the spec) put on sys.path so plugin kinds like 'my_models:build' import.",
+    )
     envs: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-environment overrides, merged into the spec by --env/TIDECAST_ENV."
     )

@@ -98,13 +98,17 @@ class ModelFactory:
     freq: str
     transform: str
     root: str
+    plugin_paths: tuple[str, ...] = ()
 
     def __call__(self) -> Forecaster:
         from pathlib import Path
 
+        from tidecast.models.plugins import add_search_path
         from tidecast.models.registry import build_forecaster
         from tidecast.models.transform import TransformedForecaster
 
+        for folder in self.plugin_paths:
+            add_search_path(Path(self.root) / folder)
         model = build_forecaster(
             self.candidate.name,
             self.candidate.kind,
@@ -119,7 +123,9 @@ class ModelFactory:
 
 
 def factory_for(candidate: CandidateSpec, params: dict[str, Any], spec: Spec) -> ModelFactory:
-    return ModelFactory(candidate, params, spec.data.frequency, spec.target.transform, str(spec.root))
+    return ModelFactory(
+        candidate, params, spec.data.frequency, spec.target.transform, str(spec.root), tuple(spec.plugin_paths)
+    )
 
 
 def validate_candidates(spec: Spec) -> None:

@@ -172,6 +172,6 @@ def test_unreachable_dask_address_fails_fast_with_one_line() -> None:
     from tidecast.spec import ExecutorSpec
 
     started = time.perf_counter()
-    with pytest.raises(PipelineError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9") as info:
+    with pytest.raises(PipelineError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9") as info:
         make_executor(ExecutorSpec(kind="dask", address="tcp://127.0.0.1:9"), 1)
     assert time.perf_counter() - started < 10 and "\n" not in str(info.value)

@@ -368,6 +368,7 @@ def test_served_forecasts_are_logged_to_the_prediction_store(server: Server, pro
                                                               data: pd.DataFrame) -> None:
     from tidecast.monitoring.store import store_for
 
+    assert server.app.state.prediction_log.flush(timeout=20)  # idle writer: this forecast is a batch of its own
     response = client.post("/forecast", json=series_body(data, cut=30), headers={"x-request-id": "logged-1"})
     assert response.status_code == 200
     assert server.app.state.prediction_log.flush(timeout=20)

@@ -252,7 +252,6 @@ def test_track_step_in_the_pipeline_then_reproduce(tmp_path: Path, mlflow_templa
     from tidecast.pipeline.steps import training_pipeline
     from tidecast.spec import load_spec
     from tidecast.tracking.reproduce import reproduce
-    from tidecast.tracking.step import track
 
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         monkeypatch.delenv(var, raising=False)

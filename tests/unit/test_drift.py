@@ -97,7 +97,7 @@ def test_reference_profile_round_trips_and_holds_calibration(tmp_path: Path) -> 
     col = ref["groups"]["series"]["y"]
     assert len(col["profile"]) == 48 and len(col["quantiles"]) == 200
     assert col["n"] == 28 * 24  # reference_window: 28d of the 42 days
-    assert col["calibration"]["windows"] == 42  # every day of the history, one window each
+    assert col["calibration"]["windows"] == 28  # one window per day of that stretch
     assert ref["mase_scale"]["series"] > 0
     path = write_reference(ref, tmp_path / "ref.json")
     assert read_reference(path) == ref
@@ -239,11 +239,15 @@ def test_retrain_policy_waits_cools_down_and_obeys_switches(tmp_path: Path) -> N
     assert decide(history).retrain
     broken = [{"as_of": "2024-06-30", "data_drift": True}, {"as_of": "2024-07-01", "data_drift": False}]
     assert not decide(broken).retrain
-    assert decide([], model=True).retrain  # model drift: at once
-    assert not decide([], model=True, allowed=False).retrain
+    assert not decide([], model=True).retrain  # model drift waits for retrain_after too...
+    assert decide(history, model=True).retrain
+    assert not decide(history, model=True, allowed=False).retrain
+    model_streak = [{"as_of": "2024-06-30", "model_drift": True}, {"as_of": "2024-07-01", "data_drift": True}]
+    assert decide(model_streak).retrain  # a streak of drift of either kind counts
     cooled = [*history, {"as_of": "2024-06-28", "data_drift": True, "retrain_attempted": True}]
     decision = decide(cooled)
     assert not decision.retrain and "cooldown 7d" in decision.note
+    assert decide(cooled, model=True).retrain  # ...but not for the cooldown
     many = [{"as_of": str(d.date()), "data_drift": True} for d in pd.date_range("2024-06-28", "2024-07-05")]
     many[0]["retrain_attempted"] = True
     assert decide(many, at=pd.Timestamp("2024-07-04")).note.startswith("retrain skipped")
@@ -251,3 +255,19 @@ def test_retrain_policy_waits_cools_down_and_obeys_switches(tmp_path: Path) -> N
     off = make_spec(tmp_path, retrain_on_drift=False)
     assert "retrain_on_drift" in retrain_policy(off, as_of=t, data_drift=True, model_alarm=False, trigger="x",
                                                 history=[]).note
+
+
+def test_future_exogenous_values_are_regularised_or_named_missing(tmp_path: Path) -> None:
+    from tidecast.errors import DataError
+    from tidecast.monitoring.pipeline import future_exogenous
+
+    spec = make_spec(tmp_path)  # clean.gaps.max_gap: 1h by default
+    history = pd.DataFrame({"unique_id": "series", "ds": pd.date_range("2024-01-01", periods=3, freq="h"), "y": 1.0})
+    ds = pd.date_range("2024-01-01 03:00", periods=4, freq="h")
+    rows = pd.DataFrame({"unique_id": "series", "ds": ds, "y": np.nan, "temperature": [1.0, 2.0, 3.0, 4.0]})
+    duplicated = pd.concat([rows, rows.iloc[[1]].assign(temperature=4.0)]).drop(index=[2])  # 05:00 missing
+    out = future_exogenous(duplicated, history, ["temperature"], 4, spec)
+    assert out["ds"].tolist() == list(ds) and out["temperature"].tolist() == [1.0, 3.0, 3.5, 4.0]
+    assert out["unique_id"].tolist() == ["series"] * 4
+    with pytest.raises(DataError, match="next 4 values of temperature after 2024-01-01 02:00:00; the data has 3"):
+        future_exogenous(rows.iloc[:3], history, ["temperature"], 4, spec)

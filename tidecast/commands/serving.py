@@ -35,8 +35,9 @@ def register(app: typer.Typer, console: Console) -> None:
         workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
         access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = False,
     ) -> None:
-        """Serve the registered model over REST (POST /forecast, /invocations; GET /health, /ready, /metadata, /metrics),
-        reloading it when the registry moves the alias. Runs until Ctrl-C.
+        """Serve the registered model over REST, reloading it when the registry moves the alias (until Ctrl-C).
+
+        POST /forecast and /invocations; GET /health, /ready, /metadata, /metrics; POST /admin/reload.
 
         Example: [bold]tidecast serve --model champion --port 8000[/bold]
         """

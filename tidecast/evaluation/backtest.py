@@ -173,24 +173,34 @@ def _is_sorted(df: pd.DataFrame) -> bool:
     if len(df) < 2:
         return True
     ids = df[ID]
+    kind = ids.dtype.kind if isinstance(ids.dtype, np.dtype) else ""
+    if kind not in ("O", "i", "u", "f"):  # categorical, string and other extension ids: let pandas sort
+        return False
+    values = ids.to_numpy()
     try:
-        if not ids.is_monotonic_increasing:
-            return False
+        if kind == "O":  # compare ids only where they change (pandas' object check is slower)
+            new = values[1:] != values[:-1]
+            if new.any() and not np.all(values[1:][new] > values[:-1][new]):
+                return False
+        else:
+            if not ids.is_monotonic_increasing:
+                return False
+            new = values[1:] != values[:-1]
         ds = df[TIME].to_numpy()
         later = ds[1:] >= ds[:-1]  # False at NaN/NaT: then sort
     except TypeError:  # mixed types: let sort_values decide
         return False
-    values = ids.to_numpy()
-    if values[0] == values[-1]:  # monotonic and equal at both ends: one series
-        return bool(later.all())
-    return bool(np.all(later | (values[1:] != values[:-1])))
+    return bool(np.all(later | new))
 
 
 def _sorted(df: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in (ID, TIME, TARGET) if c not in df.columns]
     if missing:
         raise BacktestError(f"backtest: the data has no column(s) {', '.join(missing)}")
-    if _is_sorted(df):  # a stable sort would keep every row where it is: skip its cost
+    if _is_sorted(df):  # a stable sort would keep every row where it is: skip it (df is only read)
+        index = df.index
+        if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+            return df
         return df.reset_index(drop=True)
     return df.sort_values([ID, TIME], kind="stable", ignore_index=True)
 
@@ -262,9 +272,14 @@ def _assemble(
     if pred[ID].dtype != actuals[ID].dtype:
         pred = pred.assign(**{ID: pred[ID].astype(actuals[ID].dtype)})
     pred = pred[(pred[TIME] >= fold.test_start) & (pred[TIME] <= fold.test_end)]
-    if pred.duplicated([ID, TIME]).any():
-        raise ModelError("predict returned several forecasts for the same series and timestamp")
-    out = actuals.merge(pred, on=[ID, TIME], how="left", validate="one_to_one")
+    if _same_keys(actuals, pred):  # the usual case (unique keys, in order): the join is a column copy
+        out = actuals.copy()
+        for col in (POINT, *qcols):
+            out[col] = pred[col].to_numpy()
+    else:
+        if pred.duplicated([ID, TIME]).any():
+            raise ModelError("predict returned several forecasts for the same series and timestamp")
+        out = actuals.merge(pred, on=[ID, TIME], how="left", validate="one_to_one")
     bad = out[POINT].isna().to_numpy()
     if bad.any():
         series = pd.unique(out.loc[bad, ID].astype(str))
@@ -278,6 +293,22 @@ def _assemble(
     out.insert(3, "cutoff", fold.cutoff)
     out.insert(4, "step", step)
     return out
+
+
+def _same_keys(actuals: pd.DataFrame, pred: pd.DataFrame) -> bool:
+    """Whether ``pred`` has exactly the (unique) ``unique_id, ds`` rows of ``actuals``, in its order."""
+    if len(actuals) != len(pred) or len(actuals) == 0:
+        return False
+    ids, ds = actuals[ID].to_numpy(), actuals[TIME].to_numpy()
+    try:
+        if not (np.array_equal(ds, pred[TIME].to_numpy()) and bool(np.all(ids == pred[ID].to_numpy()))):
+            return False
+        if len(ids) < 2:
+            return True
+        new = ids[1:] != ids[:-1]  # strictly increasing keys, so unique
+        return bool(np.all(new | (ds[1:] > ds[:-1]))) and (not new.any() or bool(np.all(ids[1:][new] > ids[:-1][new])))
+    except TypeError:
+        return False
 
 
 def _empty_forecasts(df: pd.DataFrame, quantiles: Sequence[float]) -> pd.DataFrame:

@@ -13,7 +13,7 @@ series, else pooled) holds:
   by weekday for daily data; one overall mean otherwise;
 * the distribution of the *deseasonalised* values (value minus its profile cell) as 200
   quantiles, with their standard deviation and lag-1 autocorrelation;
-* a *calibration*: the largest value each statistic took on windows of the training history itself.
+* a *calibration*: the largest value each statistic took on the windows of that same stretch.
 
 :func:`detect_drift` compares the window that ends at ``as_of`` with it through four tests:
 
@@ -239,7 +239,7 @@ def _column_reference(values: np.ndarray, cells: np.ndarray, kind: str) -> dict[
     levels = (np.arange(N_QUANTILES) + 0.5) / N_QUANTILES
     resid_std = float(residuals.std())
     return {
-        "n": int(len(x)),
+        "n": len(x),
         "mean": mean,
         "std": std,
         "min": float(x.min()),
@@ -338,8 +338,8 @@ def reference_profile(features: pd.DataFrame, spec: Spec) -> dict[str, Any]:
             ref = _column_reference(values[mask & recent_mask], cells_all[mask & recent_mask], kind)
             if ref is None:
                 continue
-            # windows of one series at a time (pooled: of the pooled sequence in time order)
-            order = np.flatnonzero(mask)
+            # windows of the reference stretch, one series at a time (pooled: the pooled sequence in time order)
+            order = np.flatnonzero(mask & recent_mask)
             if pooled:
                 order = order[np.argsort(data[TIME].to_numpy()[order], kind="stable")]
             ref["calibration"] = _calibrate(ref, values[order], cells_all[order], window * (n_series if pooled else 1))
@@ -360,7 +360,7 @@ def reference_profile(features: pd.DataFrame, spec: Spec) -> dict[str, Any]:
         "reference_window": spec.monitoring.data_drift.reference_window,
         "start": str(data[TIME].min()),
         "end": str(data[TIME].max()),
-        "rows": int(len(data)),
+        "rows": len(data),
         "n_series": int(n_series),
         "pooled": pooled,
         "columns": columns,

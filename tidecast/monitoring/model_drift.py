@@ -156,7 +156,7 @@ def score_windows(
         lo = hi - window
         part = joined[(joined[TIME] >= lo) & (joined[TIME] < hi)]
         has = part[part[TARGET].notna()] if len(part) else part
-        score = WindowScore(str(lo), str(hi), int(len(part)), int(len(has)), False)
+        score = WindowScore(str(lo), str(hi), len(part), len(has), False)
         if len(part) == 0:
             score.note = "no forecasts"
             out.append(score)

@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tidecast.durations import freq_timedelta
 from tidecast.errors import DataError, PipelineError, TidecastError, TrackingError
-from tidecast.models.base import ID, POINT, TARGET, TIME
+from tidecast.models.base import ID, TARGET, TIME
 from tidecast.pipeline.dag import Pipeline, step
 from tidecast.pipeline.hashing import source_hash
 from tidecast.spec import ExogenousColumn, Spec
@@ -300,6 +300,33 @@ def monitor_checks(data_drift: dict[str, Any], model_drift: dict[str, Any], ctx:
     return {"data_drift": data_drift, "model_drift": model_drift}
 
 
+def future_exogenous(
+    ingested: pd.DataFrame, history: pd.DataFrame, columns: list[str], horizon: int, spec: Spec
+) -> pd.DataFrame:
+    """The known-in-future values of ``columns`` for the ``horizon`` steps after each series' history, on
+    the regular grid: duplicated readings averaged, inner gaps of up to ``clean.gaps.max_gap`` interpolated.
+    A DataError names the series and how many values it lacks."""
+    step_ = _step(spec)
+    max_gap = spec.clean.gaps.max_gap
+    limit = None if max_gap is None else max(1, spec.steps(max_gap, "clean.gaps.max_gap"))
+    last = history.groupby(ID, observed=True)[TIME].max()
+    frames = []
+    for uid, end in last.items():
+        grid = pd.date_range(end + step_, periods=horizon, freq=step_)
+        part = ingested[(ingested[ID] == uid) & (ingested[TIME] > end) & (ingested[TIME] <= grid[-1])]
+        values = part.groupby(TIME)[columns].mean().reindex(grid)
+        found = int(values.notna().all(axis=1).sum())
+        if len(part) and limit is not None:
+            values = values.interpolate(limit=limit, limit_area="inside")
+        if values.isna().any().any():
+            raise DataError(
+                f"series '{uid}': the forecast needs the next {horizon} values of {', '.join(columns)} after {end}; "
+                f"the data has {found} (append future rows with the target empty)"
+            )
+        frames.append(values.rename_axis(TIME).reset_index().assign(**{ID: uid}))
+    return pd.concat(frames, ignore_index=True)
+
+
 @step(cache=False)
 def monitor_predict(monitor_features: pd.DataFrame, monitor_ingest: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Forecast the next horizon from the last input window with the champion; log it to the prediction store."""
@@ -327,19 +354,9 @@ def monitor_predict(monitor_features: pd.DataFrame, monitor_ingest: pd.DataFrame
     history = monitor_features.sort_values([ID, TIME]).groupby(ID, observed=True).tail(window)[columns]
     frame = history
     if card.get("exog_future"):
-        last = history.groupby(ID, observed=True)[TIME].max()
-        future = monitor_ingest[monitor_ingest[TIME] > monitor_ingest[ID].map(last)]
-        future = future.groupby(ID, observed=True).head(horizon)
-        counts = future.groupby(ID, observed=True).size().reindex(last.index, fill_value=0)
-        short = counts[counts < horizon]
-        if len(short):
-            uid = short.index[0]
-            raise DataError(
-                f"series '{uid}': the forecast needs the next {horizon} values of "
-                f"{', '.join(card['exog_future'])} after {last[uid]}; the data has {int(short.iloc[0])} "
-                "(append future rows with the target empty)"
-            )
-        frame = pd.concat([history, future[columns].assign(**{TARGET: np.nan})], ignore_index=True)
+        future = future_exogenous(monitor_ingest, history, list(card["exog_future"]), horizon, spec)
+        future = future.assign(**{c: np.nan for c in columns if c not in future.columns})[columns]
+        frame = pd.concat([history, future], ignore_index=True)
         frame = frame.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
     params = {"horizon": horizon, "quantiles": list(card.get("quantiles") or spec.forecast.quantiles)}
     try:
@@ -353,7 +370,7 @@ def monitor_predict(monitor_features: pd.DataFrame, monitor_ingest: pd.DataFrame
     return {
         "version": str(mv.version),
         "batch_id": batch,
-        "rows": int(len(forecast)),
+        "rows": len(forecast),
         "start": str(forecast[TIME].min()),
         "end": str(forecast[TIME].max()),
         "forecast": forecast,
@@ -531,9 +548,15 @@ def retrain_policy(
     history: list[dict[str, Any]],
     allowed: bool = True,
 ) -> RetrainDecision:
-    """Retrain or not: never without drift or when retraining is off; at once on model drift; on data
-    drift alone once it has lasted ``retrain_after`` and ``retrain_cooldown`` has passed since the
-    last retrain attempt (times are data times: each run's ``as_of``)."""
+    """Retrain or not (times are data times: each run's ``as_of``):
+
+    * never without drift, or when retraining is off (``--no-retrain``, ``retrain_on_drift: false``);
+    * once the drift (data or model, in an unbroken run of monitor runs) has lasted ``retrain_after``,
+      so that the retrain's backtest folds and held-out stretch see the new regime;
+    * on data drift alone, not within ``retrain_cooldown`` of the last retrain attempt (the new
+      champion's reference needs time to catch up with a lasting change); model drift, measured on
+      the current champion's own forecasts, is not held back by the cooldown.
+    """
     mon = spec.monitoring
     if not (data_drift or model_alarm):
         return RetrainDecision(False, None)
@@ -541,8 +564,6 @@ def retrain_policy(
         return RetrainDecision(False, trigger, "retrain off (--no-retrain)")
     if not mon.retrain_on_drift:
         return RetrainDecision(False, trigger, "retrain off (monitoring.retrain_on_drift: false)")
-    if model_alarm:
-        return RetrainDecision(True, trigger)
     past = sorted(
         (h for h in history if h.get("as_of") and pd.Timestamp(h["as_of"]) < as_of and h.get("status") != "failed"),
         key=lambda h: pd.Timestamp(h["as_of"]),
@@ -551,19 +572,21 @@ def retrain_policy(
     if after > pd.Timedelta(0):
         start = as_of
         for entry in reversed(past):
-            if not entry.get("data_drift"):
+            if not (entry.get("data_drift") or entry.get("model_drift")):
                 break
             start = pd.Timestamp(entry["as_of"])
         if as_of - start < after:
             return RetrainDecision(
-                False, trigger, f"retrain when the drift has lasted {mon.retrain_after} (at {start + after})"
+                False, trigger, f"retrain when the drift has lasted {mon.retrain_after}: at {start + after} UTC"
             )
+    if model_alarm:
+        return RetrainDecision(True, trigger)
     if mon.retrain_cooldown is not None:
         cooldown = _duration(spec, mon.retrain_cooldown, "monitoring.retrain_cooldown")
         last = next((pd.Timestamp(h["as_of"]) for h in reversed(past) if h.get("retrain_attempted")), None)
         if last is not None and as_of - last < cooldown:
             return RetrainDecision(
-                False, trigger, f"retrain skipped: the last one was at {last}, cooldown {mon.retrain_cooldown}"
+                False, trigger, f"retrain skipped: the last one was at {last} UTC, cooldown {mon.retrain_cooldown}"
             )
     return RetrainDecision(True, trigger)
 

@@ -438,7 +438,7 @@ class Scheduler:
     def _listen(self, event: Any) -> None:
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 
-        when = getattr(event, "scheduled_run_time", None)
+        when = getattr(event, "scheduled_run_time", None) or (getattr(event, "scheduled_run_times", None) or [None])[-1]
         if event.code == EVENT_JOB_MISSED:
             self.record({"job": event.job_id, "scheduled": str(when), "status": "missed",
                          "verdict": f"more than {self.spec.schedule.misfire_grace} s late (schedule.misfire_grace)"})

@@ -84,13 +84,13 @@ def features(clean: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------- model steps
-@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed"), version=_MODEL_CODE)
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed", "plugin_paths"), version=_MODEL_CODE)
 def backtest(features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Backtest every candidate on rolling origins (searching its hyper-parameters) and rank them."""
     return candidate_results(features, spec, progress=ctx.progress)
 
 
-@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed"), version=_MODEL_CODE)
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed", "plugin_paths"), version=_MODEL_CODE)
 def select(backtest: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Pick the winner by the spec's metric, score it on the held-out stretch, refit it on all data."""
     return select_and_refit(backtest, features, spec, progress=ctx.progress)

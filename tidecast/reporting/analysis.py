@@ -91,7 +91,7 @@ def residuals(forecasts: pd.DataFrame) -> pd.DataFrame:
     """``unique_id, fold, step, ds, residual`` (``y - yhat``) of backtest forecasts."""
     data = forecasts[forecasts[TARGET].notna() & forecasts[POINT].notna()]
     out = data[[ID, TIME]].copy()
-    out["fold"] = data["fold"] if "fold" in data else 0
+    out["fold"] = data.get("fold", 0)
     out["step"] = data["step"] if "step" in data else data.groupby(ID).cumcount() + 1
     out["residual"] = data[TARGET].to_numpy(float) - data[POINT].to_numpy(float)
     return out.reset_index(drop=True)

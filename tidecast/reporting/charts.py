@@ -29,9 +29,32 @@ def _go() -> Any:
     return go
 
 
+_TEMPLATE: dict[str, Any] = {}
+
+
+def template() -> Any:
+    """A small white template (plotly's own "plotly_white" is costly to copy into every figure)."""
+    if "t" not in _TEMPLATE:
+        import plotly.graph_objects as go
+
+        axis = {"gridcolor": "#e9ecef", "linecolor": "#adb5bd", "zerolinecolor": "#ced4da", "ticks": "", "automargin": True}
+        _TEMPLATE["t"] = go.layout.Template(
+            layout={
+                "colorway": PALETTE,
+                "paper_bgcolor": "white",
+                "plot_bgcolor": "white",
+                "font": {"family": "-apple-system, Segoe UI, Roboto, Helvetica Neue, Arial, sans-serif", "color": "#1f2933"},
+                "xaxis": axis,
+                "yaxis": axis,
+                "hoverlabel": {"align": "left"},
+            }
+        )
+    return _TEMPLATE["t"]
+
+
 def _layout(fig: Any, *, title: str = "", height: int = 380, ytitle: str = "", xtitle: str = "") -> Any:
     fig.update_layout(
-        template="plotly_white",
+        template=template(),
         title={"text": title, "x": 0.01, "font": {"size": 14}} if title else None,
         height=height,
         margin={"l": 60, "r": 20, "t": 40 if title else 16, "b": 40},

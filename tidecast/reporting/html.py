@@ -60,7 +60,8 @@ footer.report { color: var(--muted); font-size: 12px; padding: 0 32px 24px; }
   body { background: #fff; }
   nav.toc { display: none; }
   main { padding: 0 6mm; max-width: none; }
-  section.part { border: none; padding: 4mm 0; margin: 0; page-break-inside: auto; }
+  section.part { border: none; padding: 4mm 0; margin: 0; break-inside: avoid; }
+  h2, h3, p.intro { break-after: avoid; }
   div.figure, table.data { page-break-inside: avoid; }
   header.report { padding: 6mm; }
 }

@@ -29,6 +29,8 @@ import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -154,11 +156,9 @@ def create_app(
     admin_token = token if token is not None else (os.environ.get(settings.token_env) or None)
     predlog: PredictionLogger | None = None
     if settings.log_predictions:
-        from tidecast.monitoring.store import store_for
+        from tidecast.monitoring.store import default_url
 
-        predlog = PredictionLogger(
-            lambda: store_for(spec), on_drop=metrics.log_dropped.inc, on_error=metrics.log_errors.inc
-        )
+        predlog = PredictionLogger(spec.predictions.url or default_url(spec.state_dir))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -187,6 +187,8 @@ def create_app(
         ),
         lifespan=lifespan,
     )
+    # forecasts are CPU-bound and mostly hold the GIL: more threads than cores only add contention
+    compute = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
     app.state.holder = holder
     app.state.metrics = metrics
     app.state.prediction_log = predlog
@@ -213,13 +215,16 @@ def create_app(
         responses={200: {"model": ForecastResponse, "description": "The forecasts, in the order of the series."},
                    **_ERRORS},
     )
-    def forecast(payload: ForecastRequest, request: Request) -> Response:
+    async def forecast(payload: ForecastRequest, request: Request) -> Response:
         """Send each series' recent history (at least the model's input window, on its frequency) and,
         for models with future-known inputs, those inputs for the history and the horizon. A single
         series may be sent as ``{"timestamps": [...], "values": [...]}``."""
         model = holder.current  # this request finishes on this model, whatever swaps meanwhile
         if model is None:
             return _no_model()
+        return await anyio.to_thread.run_sync(_forecast, model, payload, request, limiter=compute)
+
+    def _forecast(model: Any, payload: ForecastRequest, request: Request) -> Response:
         try:
             prepared = fast.prepare(model, payload, max_series=settings.max_series)
             out = fast.predict_frames(model, prepared.history, prepared.future, prepared.horizon, prepared.quantiles)
@@ -263,7 +268,8 @@ def create_app(
         from tidecast.tracking.pyfunc import forecast_with
 
         try:
-            out = await run_in_threadpool(forecast_with, model.forecaster, model.card, frame, params)
+            out = await anyio.to_thread.run_sync(forecast_with, model.forecaster, model.card, frame, params,
+                                                 limiter=compute)
         except (ValueError, TypeError, KeyError, TidecastError) as exc:
             return json_response(InvocationError(str(exc)).to_dict(), status=400)
         metrics.series.labels("/invocations").inc(int(out["unique_id"].nunique()) if len(out) else 0)
@@ -318,6 +324,8 @@ def create_app(
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
         metrics.ready.set(1 if holder.readiness()[0] else 0)
+        if predlog is not None:
+            metrics.sync_prediction_log(dropped=predlog.dropped, failed=predlog.failed, pending=predlog.pending())
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     # ----------------------------------------------------------------------------------- admin

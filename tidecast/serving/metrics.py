@@ -5,7 +5,8 @@
 * ``tidecast_requests_total{endpoint, method, status}`` and ``tidecast_request_seconds{endpoint}``;
 * ``tidecast_model_version{model}`` (the served version number), ``tidecast_model_info{model, version, alias}``,
   ``tidecast_model_ready``, ``tidecast_model_swaps_total``, ``tidecast_registry_poll_errors_total``;
-* ``tidecast_forecast_series_total``, ``tidecast_prediction_log_dropped_total``, ``tidecast_prediction_log_errors_total``.
+* ``tidecast_forecast_series_total``, ``tidecast_prediction_log_dropped_total``, ``tidecast_prediction_log_errors_total``,
+  ``tidecast_prediction_log_pending``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,11 @@ class ServingMetrics:
         self.log_errors = prom.Counter(
             "tidecast_prediction_log_errors", "Forecasts the prediction store failed to write.", registry=r
         )
+        self.log_pending = prom.Gauge(
+            "tidecast_prediction_log_pending", "Forecasts queued for the prediction store.", registry=r
+        )
         self._info_labels: tuple[str, str, str] | None = None
+        self._log_seen = {"dropped": 0, "failed": 0}
 
     def observe(self, path: str, method: str, status: int, seconds: float) -> None:
         endpoint = endpoint_label(path)
@@ -77,6 +82,15 @@ class ServingMetrics:
         with contextlib.suppress(ValueError):
             self.model_version.labels(new.name).set(float(new.version))
         self.ready.set(1)
+
+    def sync_prediction_log(self, *, dropped: int, failed: int, pending: int) -> None:
+        """Bring the prediction-log counters up to the writer's own counts (read at scrape time)."""
+        for key, counter, value in (("dropped", self.log_dropped, dropped), ("failed", self.log_errors, failed)):
+            delta = value - self._log_seen[key]
+            if delta > 0:
+                counter.inc(delta)
+                self._log_seen[key] = value
+        self.log_pending.set(pending)
 
     def render(self) -> bytes:
         return prom.generate_latest(self.registry)

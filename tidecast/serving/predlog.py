@@ -1,103 +1,324 @@
 """Served forecasts written to the prediction store off the request path.
 
-Requests put their forecast on a bounded queue and return; one daemon thread writes them with
+A request puts its forecast (as arrays) on a bounded queue and returns; a writer calls
 :meth:`PredictionStore.log_forecast` (``source="serve"``). A full queue drops the forecast (counted),
-and a failing or slow store never fails or slows a request beyond the cost of a queue put.
+and a failing or slow store never fails a request, nor slows it beyond the cost of a queue put. When
+forecasts arrive faster than single writes keep up with, the writer takes the backlog in one
+transaction per model version.
+
+The writer is a child process by default (``python -m tidecast.serving.predlog``, fed through a
+pipe): writing 288 rows through SQLAlchemy costs about as much CPU as the forecast itself, and in
+a thread it would hold the GIL the requests need. It is a plain subprocess rather than a
+``multiprocessing`` one so that it never re-imports the server's ``__main__``. An in-memory SQLite
+URL (``sqlite://``) cannot be shared with another process, so it gets a thread.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
+import pickle
 import queue
+import select
+import struct
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
-from typing import Any
+import time
+from typing import Any, BinaryIO
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger("tidecast.serving")
 
-_STOP = object()
+_BATCH = 64  # forecasts written per transaction at most, when a backlog builds up
+_HEADER = struct.Struct("!Q")
+_STOP = None
+
+
+def _pack(forecast: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The forecast's columns as arrays (cheap to pickle)."""
+    return {c: forecast[c].to_numpy() for c in forecast.columns}
+
+
+def _write(store: Any, batch: list[tuple[Any, ...]], source: str) -> None:
+    """Log ``batch``: one call (one transaction) per run of forecasts of the same model version.
+
+    A forecast alone keeps its request id as the batch id; a backlog of several is written as one batch.
+    """
+    group: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        if not group:
+            return
+        _, name, version, alias, batch_id = group[0]
+        frames = [pd.DataFrame(g[0]) for g in group]
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        store.log_forecast(frame, model_name=name, model_version=version, alias=alias, source=source,
+                           batch_id=batch_id if len(group) == 1 else None)
+        group.clear()
+
+    for item in batch:
+        if group and item[1:4] != group[0][1:4]:
+            flush()
+        group.append(item)
+    flush()
 
 
 class PredictionLogger:
-    """A queue and a writer thread in front of a prediction store (created lazily, in the thread)."""
+    """A bounded queue in front of a prediction store at ``url`` (see the module docstring).
 
-    def __init__(
-        self,
-        store_factory: Callable[[], Any],
-        *,
-        maxsize: int = 1000,
-        source: str = "serve",
-        on_drop: Callable[[], None] | None = None,
-        on_error: Callable[[], None] | None = None,
-    ) -> None:
-        self._factory = store_factory
-        self._store: Any = None
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+    ``written``/``failed``/``dropped`` count forecasts; :meth:`flush` waits for the queue to drain.
+    """
+
+    def __init__(self, url: str, *, maxsize: int = 1000, source: str = "serve", process: bool | None = None) -> None:
+        self.url = url
         self.source = source
-        self._on_drop = on_drop
-        self._on_error = on_error
-        self._thread: threading.Thread | None = None
-        self.written = 0
+        memory = url in ("sqlite://", "sqlite:///:memory:") or ":memory:" in url
+        self.process = (not memory) if process is None else process
+        self.submitted = 0
         self.dropped = 0
+        self.written = 0
         self.failed = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+        self._threads: list[threading.Thread] = []
+        self._child: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._restarts = 0
+        self._running = False
 
+    # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="tidecast-prediction-log", daemon=True)
-            self._thread.start()
-
-    def submit(self, forecast: pd.DataFrame, *, model_name: str, model_version: str, alias: str | None,
-               batch_id: str | None = None) -> bool:
-        """Queue a forecast for the store; False (and counted) when the queue is full."""
-        try:
-            self._queue.put_nowait((forecast, model_name, model_version, alias, batch_id))
-            return True
-        except queue.Full:
-            self.dropped += 1
-            if self._on_drop is not None:
-                self._on_drop()
-            return False
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is _STOP:
-                    return
-                forecast, name, version, alias, batch_id = item
-                if self._store is None:
-                    self._store = self._factory()
-                self._store.log_forecast(
-                    forecast, model_name=name, model_version=version, alias=alias, source=self.source, batch_id=batch_id
+        with self._lock:
+            if self._running:
+                return
+            if self.process:
+                self._child = subprocess.Popen(
+                    [sys.executable, "-m", "tidecast.serving.predlog", "--url", self.url, "--source", self.source],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    close_fds=True,
                 )
-                self.written += 1
-            except Exception as exc:
-                self.failed += 1
-                if self._on_error is not None:
-                    self._on_error()
-                log.warning("prediction store: a served forecast was not logged (%s: %s)", type(exc).__name__, exc)
-            finally:
-                self._queue.task_done()
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until the queued forecasts are written (True) or ``timeout`` passes (False)."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not self._queue.unfinished_tasks
+                self._threads = [
+                    threading.Thread(target=self._feed, args=(self._child,), name="tidecast-prediction-feed", daemon=True),
+                    threading.Thread(target=self._acks, args=(self._child,), name="tidecast-prediction-acks", daemon=True),
+                ]
+            else:
+                self._threads = [threading.Thread(target=self._thread_main, name="tidecast-prediction-log", daemon=True)]
+            self._running = True
+            for thread in self._threads:
+                thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Write what is queued (up to ``timeout``), then end the thread."""
-        if self._thread is None:
+        """Write what is queued (up to ``timeout``), then end the writer."""
+        if not self._running:
             return
         self.flush(timeout)
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put(_STOP, timeout=1.0)
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+        child = self._child
+        if child is not None:
+            try:
+                child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                child.terminate()
+                child.wait(timeout=5)
+            for stream in (child.stdin, child.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+        self._child = None
+        self._threads = []
+        self._running = False
+
+    def _alive(self) -> bool:
+        if not self._running:
+            return False
+        if self._child is not None:
+            return self._child.poll() is None
+        return all(t.is_alive() for t in self._threads)
+
+    # -- requests --------------------------------------------------------------------------------
+    def submit(self, forecast: pd.DataFrame, *, model_name: str, model_version: str, alias: str | None,
+               batch_id: str | None = None) -> bool:
+        """Queue a forecast for the store; False (and counted as dropped) when the queue is full."""
+        if not self._alive() and not self._revive():
+            self.dropped += 1
+            return False
+        try:
+            self._queue.put_nowait((_pack(forecast), model_name, str(model_version), alias, batch_id))
         except queue.Full:
+            self.dropped += 1
+            return False
+        self.submitted += 1
+        return True
+
+    def _revive(self) -> bool:
+        """Start a writer that is not running (at most 5 restarts: one that keeps dying is a bug to look at)."""
+        if self._running and self._restarts >= 5:
+            return False
+        if self._running:
+            self._restarts += 1
+            log.warning("prediction store writer died; restarting it (attempt %d)", self._restarts)
+            self._abandon()
+        try:
+            self.start()
+        except Exception as exc:
+            log.warning("prediction store writer cannot start: %s", exc)
+            return False
+        return True
+
+    def _abandon(self) -> None:
+        """Forget a dead writer; what it had not acknowledged counts as failed."""
+        lost = self.pending() - self._queue.qsize()
+        self._count_failed(max(0, lost))
+        with self._lock:
+            if self._child is not None and self._child.poll() is None:
+                self._child.kill()
+            self._child = None
+            self._running = False
+
+    # -- state -----------------------------------------------------------------------------------
+    def _count_failed(self, count: int) -> None:
+        with self._lock:
+            self.failed += count
+
+    def pending(self) -> int:
+        return max(0, self.submitted - self.written - self.failed)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every submitted forecast is written or failed (True), or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while self.pending() and time.monotonic() < deadline:
+            if not self._alive():
+                return False
+            time.sleep(0.01)
+        return not self.pending()
+
+    # -- process mode: the parent's side ---------------------------------------------------------
+    def _feed(self, child: subprocess.Popen[bytes]) -> None:
+        """Pickle queued forecasts into the child's stdin (this thread, not requests, waits on the pipe)."""
+        stdin = child.stdin
+        assert stdin is not None
+        while True:
+            item = self._queue.get()
+            if child.poll() is not None:  # a dead writer's feeder: hand the item to its successor
+                with contextlib.suppress(queue.Full):
+                    self._queue.put_nowait(item)
+                return
+            try:
+                if item is _STOP:
+                    stdin.close()
+                    return
+                payload = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+                stdin.write(_HEADER.pack(len(payload)) + payload)
+                stdin.flush()
+            except (OSError, ValueError):  # the child is gone
+                self._count_failed(1)
+                return
+
+    def _acks(self, child: subprocess.Popen[bytes]) -> None:
+        """Count what the child reports: ``done N`` or ``failed N <reason>`` lines."""
+        stdout = child.stdout
+        assert stdout is not None
+        for raw in stdout:
+            kind, _, rest = raw.decode("utf-8", "replace").strip().partition(" ")
+            count, _, reason = rest.partition(" ")
+            if kind == "done":
+                self.written += int(count)
+            elif kind == "failed":
+                self._count_failed(int(count))
+                log.warning("prediction store: %s served forecast(s) not logged (%s)", count, reason)
+
+    # -- thread mode -----------------------------------------------------------------------------
+    def _thread_main(self) -> None:
+        from tidecast.monitoring.store import PredictionStore
+
+        store = None
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < _BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                    break
+                batch.append(more)
+            try:
+                store = store or PredictionStore(self.url)
+                _write(store, batch, self.source)
+                self.written += len(batch)
+            except Exception as exc:
+                self._count_failed(len(batch))
+                log.warning("prediction store: %d served forecast(s) not logged (%s: %s)", len(batch),
+                            type(exc).__name__, exc)
+            if stop:
+                return
+
+
+# ------------------------------------------------------------------------------ the child process
+def _read_exact(stream: BinaryIO, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_item(stream: BinaryIO) -> Any:
+    header = _read_exact(stream, _HEADER.size)
+    if header is None:
+        return _STOP
+    body = _read_exact(stream, _HEADER.unpack(header)[0])
+    return _STOP if body is None else pickle.loads(body)
+
+
+def _child_main(argv: list[str] | None = None) -> None:
+    """``python -m tidecast.serving.predlog --url URL``: write forecasts read from stdin until it closes."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which drains and stops us
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--source", default="serve")
+    args = parser.parse_args(argv)
+    from tidecast.monitoring.store import PredictionStore
+
+    stdin, stdout = sys.stdin.buffer.raw, sys.stdout  # unbuffered: select() then tells what is waiting
+    store = None
+    while True:
+        item = _read_item(stdin)
+        if item is _STOP:
             return
-        self._thread.join(timeout=timeout)
-        self._thread = None
+        batch = [item]
+        # take what else has arrived already (stdin is a pipe: select says whether more is waiting)
+        while len(batch) < _BATCH and select.select([stdin], [], [], 0)[0]:
+            more = _read_item(stdin)
+            if more is _STOP:
+                break
+            batch.append(more)
+        try:
+            store = store or PredictionStore(args.url)
+            _write(store, batch, args.source)
+            stdout.write(f"done {len(batch)}\n")
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
+            stdout.write(f"failed {len(batch)} {reason}\n")
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    _child_main()
