@@ -295,8 +295,8 @@ class DriftSpec(_Model):
     )
     calibrate: bool = Field(
         True,
-        description="Also require each statistic to exceed calibration_margin times its worst value on windows "
-        "of the training history (a column is judged against its own day-to-day variation).",
+        description="Also require each statistic to exceed calibration_margin times its worst value on the "
+        "windows of the reference stretch (a column is judged against its own day-to-day variation).",
     )
     calibration_margin: float = Field(1.5, ge=1.0, description="Margin over the calibrated thresholds.")
     min_tests: int = Field(2, ge=1, le=4, description="Tests (PSI, KS, Wasserstein, profile) that must fire for a column to drift.")
@@ -320,8 +320,8 @@ class MonitoringSpec(_Model):
     retrain_on_drift: bool = True
     retrain_after: Duration = Field(
         0,
-        description="Data drift must have lasted this long before it triggers a retrain, so that the gate's "
-        "held-out stretch and backtest folds see the new regime (0: retrain at once).",
+        description="Drift (data or model) must have lasted this long before it triggers a retrain, so that the "
+        "gate's held-out stretch and backtest folds see the new regime (0: retrain at once).",
     )
     retrain_cooldown: Duration | None = Field(
         "7d", description="Least time between two retrains triggered by data drift alone (None: no limit)."

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from tests.conftest import make_project
 from tidecast.errors import DataError, TrackingError
+from tidecast.monitoring.drift import clear_reference_cache
 from tidecast.monitoring.pipeline import monitor, read_history, retrain
 from tidecast.monitoring.store import store_for
 from tidecast.spec import load_spec
@@ -168,6 +169,7 @@ def test_a_champion_without_reference_profile_is_named(trained) -> None:
     files = sorted((spec.state_dir / "mlartifacts").rglob("reference_profile.json"))
     assert files, "the logged models carry their reference profile"
     saved = {f: f.read_bytes() for f in files}
+    clear_reference_cache()  # read references are cached per version: forget them, as a new process would
     try:
         for f in files:
             f.unlink()

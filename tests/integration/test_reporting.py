@@ -77,7 +77,8 @@ def browser() -> Any:
     from selenium.webdriver.chrome.service import Service
 
     options = Options()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1000"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1000",
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):  # offline: no CDN can answer
         options.add_argument(arg)
     options.binary_location = CHROMIUM
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -96,14 +97,31 @@ return [...document.querySelectorAll('.js-plotly-plot')].map(d => ({
 """
 
 
+def external_resources(html: str) -> list[str]:
+    """Scripts, styles and images the page would fetch (script bodies are not parsed as markup)."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            for name, value in attrs:
+                if name in ("src", "href") and value and not value.startswith(("data:", "#")):
+                    found.append(f"<{tag} {name}={value}>")
+
+    Parser().feed(html)
+    return found
+
+
 def severe_console_errors(driver: Any) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if entry.get("level") == "SEVERE"]
 
 
 def full_page_screenshot(driver: Any, path: Path, width: int = 1400) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
-    driver.set_window_size(width, min(max(height, 600), 16000))
+    height = int(driver.execute_script(
+        "return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)"))
+    driver.set_window_size(width, min(max(height, 600) + 200, 16000))
     time.sleep(0.5)
     driver.save_screenshot(str(path))
     return path
@@ -179,7 +197,7 @@ def test_run_writes_a_self_contained_report_logged_to_mlflow(project: Spec) -> N
     assert info["warnings"] == []
     assert info["sections"] == ["summary", "data", "leaderboard", "backtest", "horizon", "residuals", "coverage", "explain"]
     html = Path(info["html"]).read_text(encoding="utf-8")
-    assert "<script src=" not in html and "cdn.plot.ly" not in html  # opens offline: plotly.js is inline
+    assert external_resources(html) == []  # opens offline: plotly.js is inline
     for marker in ('data-chart="series-recent"', 'data-chart="leaderboard"', 'data-chart="backtest-folds"',
                    'data-chart="error-by-step"', 'data-chart="residuals"', 'data-chart="coverage"',
                    'data-chart="permutation-importance"', 'data-chart="shap-summary"', 'data-chart="shap-dependence"'):

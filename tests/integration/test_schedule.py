@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -80,7 +81,7 @@ def test_schedule_runs_the_monitor_and_stops_on_sigterm(trained: Path) -> None:
     runs = [h for h in history(trained) if h.get("status") in ("ok", "failed")]
     assert all(h["finished"] >= h["started"] for h in runs)
     spans = sorted((h["started"], h["finished"]) for h in runs)
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
     monitor_history = (trained / ".tidecast" / "monitor-history.jsonl").read_text().splitlines()
     assert len(monitor_history) == len(runs)
     # the project lock was released

@@ -328,6 +328,8 @@ def test_invocations_errors_are_mlflow_style(client: httpx.Client, data: pd.Data
     assert response.status_code == 400 and "exactly one of the input fields" in response.json()["message"]
     response = client.post("/invocations", content=b"x", headers={"content-type": "application/xml"})
     assert response.status_code == 415
+    response = client.post("/invocations", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "valid JSON" in response.json()["message"]
 
 
 # ------------------------------------------------------------------------------------- operations

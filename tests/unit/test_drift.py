@@ -102,7 +102,7 @@ def test_reference_profile_round_trips_and_holds_calibration(tmp_path: Path) -> 
     path = write_reference(ref, tmp_path / "ref.json")
     assert read_reference(path) == ref
     (tmp_path / "old.json").write_text('{"version": 0}')
-    with pytest.raises(TrackingError, match="version 0.*retrain it"):
+    with pytest.raises(TrackingError, match=r"version 0.*retrain it"):
         read_reference(tmp_path / "old.json")
 
 

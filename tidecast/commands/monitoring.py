@@ -41,7 +41,7 @@ def render_monitor(console: Console, result: Any) -> None:
     for col in data["columns"]:
         tests = col.get("tests") or {}
 
-        def cell(name: str) -> str:
+        def cell(name: str, tests: dict[str, Any] = tests) -> str:
             t = tests.get(name)
             if not t:
                 return ""

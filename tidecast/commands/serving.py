@@ -41,6 +41,9 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast serve --model champion --port 8000[/bold]
         """
+        # one forecast is small: parallelise across requests (--workers), not inside one with OpenMP
+        # threads that spin between requests and take the CPU the next request needs
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
         import uvicorn
 
         from tidecast.cli import _STATE, _load

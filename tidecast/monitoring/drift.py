@@ -29,7 +29,7 @@ series, else pooled) holds:
 
 A test fires when its statistic passes the spec's threshold (``monitoring.data_drift``, with
 per-column overrides) *and* the calibrated one (``calibration_margin`` times the worst value seen
-on the training windows): a column whose day-to-day variation is large (weather) is judged
+on the windows of the reference stretch): a column whose day-to-day variation is large (weather) is judged
 against its own variation, not against a fixed number. A column drifts when ``min_tests`` of its
 tests fire.
 
@@ -41,9 +41,11 @@ tests fire.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -271,7 +273,7 @@ def _window_stats(
 
 
 def _calibrate(ref: dict[str, Any], values: np.ndarray, cells: np.ndarray, window: int) -> dict[str, Any]:
-    """The worst value of each statistic over the non-overlapping windows of the training history
+    """The worst value of each statistic over the non-overlapping windows of the reference stretch
     (aligned on its end), each window holding at least half of its points."""
     worst: dict[str, float] = {"psi": 0.0, "ks": 1.0, "wasserstein": 0.0, "profile": 0.0}
     count = 0
@@ -324,25 +326,25 @@ def reference_profile(features: pd.DataFrame, spec: Spec) -> dict[str, Any]:
     ids = data[ID].astype(str)
     n_series = ids.nunique()
     pooled = n_series > MAX_SERIES_PROFILES
-    cells_all = seasonal_cells(data[TIME], kind, tz, country)
-    recent = _trailing(data, spec)
-    recent_mask = data.index.isin(recent.index)
+    stretch = _trailing(data, spec).reset_index(drop=True)  # the reference stretch, still sorted
+    cells = seasonal_cells(stretch[TIME], kind, tz, country)
+    stretch_ids = stretch[ID].astype(str)
     groups: dict[str, dict[str, Any]] = {}
-    keys = [(POOLED, np.ones(len(data), dtype=bool))] if pooled else [
-        (str(uid), (ids == uid).to_numpy()) for uid in pd.unique(ids)
+    keys = [(POOLED, np.ones(len(stretch), dtype=bool))] if pooled else [
+        (str(uid), (stretch_ids == uid).to_numpy()) for uid in pd.unique(ids)
     ]
     for key, mask in keys:
         entry: dict[str, Any] = {}
         for column in columns:
-            values = data[column].to_numpy(dtype="float64")
-            ref = _column_reference(values[mask & recent_mask], cells_all[mask & recent_mask], kind)
+            values = stretch[column].to_numpy(dtype="float64")
+            ref = _column_reference(values[mask], cells[mask], kind)
             if ref is None:
                 continue
             # windows of the reference stretch, one series at a time (pooled: the pooled sequence in time order)
-            order = np.flatnonzero(mask & recent_mask)
+            order = np.flatnonzero(mask)
             if pooled:
-                order = order[np.argsort(data[TIME].to_numpy()[order], kind="stable")]
-            ref["calibration"] = _calibrate(ref, values[order], cells_all[order], window * (n_series if pooled else 1))
+                order = order[np.argsort(stretch[TIME].to_numpy()[order], kind="stable")]
+            ref["calibration"] = _calibrate(ref, values[order], cells[order], window * (n_series if pooled else 1))
             entry[column] = ref
         groups[key] = entry
     m = season_length(spec)
@@ -396,6 +398,10 @@ def load_reference(model_uri: str, *, spec: Spec | None = None, label: str | Non
     from tidecast.tracking.store import active_uris
 
     label = label or model_uri
+    # a numbered version's artifacts never change: read each once per process
+    key = (str(getattr(spec, "state_dir", "")), model_uri) if re.search(r"^models:/[^@]+/\d+$", model_uri) else None
+    if key is not None and key in _LOADED:
+        return copy.deepcopy(_LOADED[key])
     context = active_uris(spec) if spec is not None else contextlib.nullcontext()
     with context, tempfile.TemporaryDirectory(prefix="tidecast-ref-") as tmp:
         try:
@@ -407,7 +413,20 @@ def load_reference(model_uri: str, *, spec: Spec | None = None, label: str | Non
                 f"model {label} has no reference profile (trained before monitoring existed): retrain it "
                 "(tidecast run --force track)"
             ) from None
-        return read_reference(local, label=label)
+        reference = read_reference(local, label=label)
+    if key is not None:
+        if len(_LOADED) > 32:
+            _LOADED.clear()
+        _LOADED[key] = copy.deepcopy(reference)
+    return reference
+
+
+_LOADED: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def clear_reference_cache() -> None:
+    """Forget the reference profiles read so far in this process (they are cached per model version)."""
+    _LOADED.clear()
 
 
 def read_reference(path: str | Path, *, label: str | None = None) -> dict[str, Any]:
@@ -635,6 +654,7 @@ __all__ = [
     "ColumnDrift",
     "DriftReport",
     "TestResult",
+    "clear_reference_cache",
     "column_thresholds",
     "detect_drift",
     "drift_columns",

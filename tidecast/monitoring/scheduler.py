@@ -20,6 +20,7 @@ accepted for tests), read in ``schedule.timezone``. The process (APScheduler):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -176,10 +177,11 @@ def configured_jobs(spec: Any) -> dict[str, str]:
 
 # ------------------------------------------------------------------------ crontab and systemd
 def _command(spec: Any, job: str, executable: str | None = None) -> list[str]:
-    exe = executable or str(Path(sys.executable).with_name("tidecast"))
+    script = Path(sys.executable).with_name("tidecast")
+    exe = [executable] if executable else [str(script)] if script.exists() else [sys.executable, "-m", "tidecast.cli"]
     spec_file = str(Path(spec.source_file).resolve()) if spec.source_file else str(Path(spec.root).resolve() / "tidecast.yaml")
     sub = "run" if job == "train" else "monitor"
-    return [exe, sub, "--spec", spec_file]
+    return [*exe, sub, "--spec", spec_file]
 
 
 def cron_lines(spec: Any, *, executable: str | None = None) -> str:
@@ -387,10 +389,8 @@ class Scheduler:
             finally:
                 os.close(fd)
         if self.on_event is not None:
-            try:
+            with contextlib.suppress(Exception):  # a front end's printing must not break the scheduler
                 self.on_event(entry)
-            except Exception:  # a front end's printing must not break the scheduler
-                pass
 
     # -- running ------------------------------------------------------------------------------
     def _acquire(self, name: str) -> Any:

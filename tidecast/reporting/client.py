@@ -110,7 +110,12 @@ def gather(
         actuals = actuals[actuals[ID].isin(set(predictions[ID].astype(str)))]
     has_predictions, has_actuals = not predictions.empty, not actuals.empty
     if until is not None:
-        end = pd.Timestamp(until)
+        try:
+            end = pd.Timestamp(until)
+        except (ValueError, TypeError):
+            raise TidecastError(f"--until: cannot read {until!r} as a time (write e.g. 2024-07-01 or 2024-07-01T06:00)") from None
+        if end.tzinfo is not None:
+            end = end.tz_convert("UTC").tz_localize(None)
     elif has_actuals:
         end = pd.Timestamp(actuals[TIME].max())
     elif has_predictions:

@@ -69,7 +69,8 @@ table.grid th, table.grid td { border-bottom: 1px solid #e3e8ee; padding: 4px 8p
 table.grid th { background: #f6f8fa; }
 tr.serving td { font-weight: 600; background: #eef7f0; }
 .empty { padding: 10px 12px; background: #fff8e5; border: 1px solid #f0d58c; border-radius: 6px; font-size: 13px; }
-.admin input { margin-right: 8px; padding: 4px 6px; }
+.admin { display: flex; gap: 8px; align-items: center; }
+.admin input { padding: 4px 6px; width: 180px; border: 1px solid #ced4da; border-radius: 4px; }
 .admin button { padding: 4px 10px; }
 .status { font-size: 12px; color: #61707f; margin-top: 8px; }
 """
@@ -97,8 +98,10 @@ class Snapshot:
     errors: list[str] = field(default_factory=list)
 
 
-def load_snapshot(spec: Any, *, alias: str | None = None, client: Any = None) -> Snapshot:
-    """Read everything the page shows; a store that fails is recorded in ``errors``, the rest still shows."""
+def load_snapshot(spec: Any, *, alias: str | None = None, client: Any = None, db: Any = None) -> Snapshot:
+    """Read everything the page shows; a store that fails is recorded in ``errors``, the rest still shows.
+
+    ``client`` (an MlflowClient) and ``db`` (a PredictionStore) are made from the spec when not given."""
     errors: list[str] = []
     alias = alias or str(spec.serving.model or "champion")
     name = spec.model_name
@@ -109,7 +112,7 @@ def load_snapshot(spec: Any, *, alias: str | None = None, client: Any = None) ->
         model_error = str(exc)
     forecast, actuals, daily, live, batch = pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, {}
     try:
-        db = store(spec)
+        db = db or store(spec)
         predictions = db.predictions(name)
         forecast = latest_batch(predictions)
         if not forecast.empty:
@@ -186,7 +189,7 @@ def accuracy_figure(snap: Snapshot) -> Any:
     if snap.daily["coverage"].notna().any():
         fig.add_trace(go.Scatter(x=snap.daily["period"], y=snap.daily["coverage"], name="interval coverage", mode="lines+markers",
                                  line={"color": charts.PALETTE[2]}), secondary_y=True)
-        fig.update_yaxes(range=[0, 1.05], tickformat=".0%", secondary_y=True, title_text="coverage")
+        fig.update_yaxes(range=[0, 1.05], dtick=0.2, tickformat=".0%", secondary_y=True, title_text="coverage")
     baseline = snap.model.backtest("mae") if snap.model is not None else None
     if baseline is not None:
         fig.add_hline(y=baseline, line={"dash": "dash", "color": charts.PALETTE[1]}, annotation_text=f"backtest MAE {baseline:.3g}")
@@ -277,7 +280,7 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
         include_assets_files=False,
         index_string=INDEX,
     )
-    state: dict[str, Any] = {"client": None}
+    state: dict[str, Any] = {"client": None, "db": None}
     lock = threading.Lock()
 
     def client() -> Any:
@@ -288,22 +291,35 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
                 state["client"] = client_for(spec)
             return state["client"]
 
+    def db() -> Any:
+        with lock:
+            if state["db"] is None:
+                state["db"] = store(spec)
+            return state["db"]
+
     graph_config = {"displaylogo": False, "responsive": True}
     app.layout = html.Div(
         [
             html.Div(
-                [html.H1(f"{spec.project}: {spec.model_name}@{alias}"), html.Div(id="updated", className="meta")],
+                [html.H1(f"{spec.project} · {spec.model_name}@{alias}"), html.Div(id="updated", className="meta")],
                 className="top",
             ),
             html.Div(
                 [
                     dcc.Interval(id="tick", interval=max(0.5, float(refresh)) * 1000, n_intervals=0),
                     html.Div(id="kpis", className="kpis"),
-                    html.Div([html.Div([dcc.Graph(id="forecast-graph", config=graph_config)], className="card")], className="row"),
+                    html.Div(
+                        [html.Div([dcc.Graph(id="forecast-graph", config=graph_config, style={"height": "400px"})], className="card")],
+                        className="row",
+                    ),
                     html.Div(
                         [
-                            html.Div([dcc.Graph(id="accuracy-graph", config=graph_config)], className="card"),
-                            html.Div([html.Div(id="drift-status"), dcc.Graph(id="drift-graph", config=graph_config)], className="card"),
+                            html.Div([dcc.Graph(id="accuracy-graph", config=graph_config, style={"height": "330px"})], className="card"),
+                            html.Div(
+                                [html.H2("Drift"), html.Div(id="drift-status"),
+                                 dcc.Graph(id="drift-graph", config=graph_config, style={"height": "240px"})],
+                                className="card",
+                            ),
                         ],
                         className="row",
                     ),
@@ -357,7 +373,11 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
             snap_error = str(exc)
         else:
             snap_error = ""
-        snap = load_snapshot(spec, alias=alias, client=mlflow_client) if mlflow_client is not None else None
+        try:
+            handle = db()
+        except Exception:  # load_snapshot records the store's error
+            handle = None
+        snap = load_snapshot(spec, alias=alias, client=mlflow_client, db=handle) if mlflow_client is not None else None
         if snap is None:
             empty = _empty_figure("the tracking store is unreachable")
             return (f"read failed {datetime.now(UTC):%H:%M:%S} UTC", [], empty, empty, empty, "", "", "", snap_error)
@@ -432,6 +452,18 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
     return app
 
 
+def _quiet_handler() -> type:
+    from werkzeug.serving import WSGIRequestHandler
+
+    class Quiet(WSGIRequestHandler):
+        """Requests are not logged to the terminal (the library never prints); errors still are."""
+
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            return None
+
+    return Quiet
+
+
 class DashboardServer:
     """The app on a werkzeug server: ``serve()`` blocks (the CLI), ``start()``/``stop()`` run it in a thread (tests)."""
 
@@ -440,8 +472,10 @@ class DashboardServer:
 
         from tidecast.errors import TidecastError
 
+        handler = _quiet_handler()
+
         try:
-            self._server = make_server(host, port, app.server, threaded=True)
+            self._server = make_server(host, port, app.server, threaded=True, request_handler=handler)
         except OSError as exc:
             raise TidecastError(f"dashboard: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.host = host

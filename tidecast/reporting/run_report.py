@@ -126,7 +126,7 @@ def build_run_report(
             (f"held-out {metric.upper()}", fmt_number(holdout), f"backtest {fmt_number((select.get('backtest_metrics') or {}).get(metric))}", ""),
         ]
         if improvement is not None and select.get("baseline"):
-            cards.append(("vs baseline", f"{float(improvement):+.1%}", f"baseline {select.get('baseline')}", "good" if improvement > 0 else "warn"))
+            cards.append(("backtest vs baseline", f"{float(improvement):+.1%}", f"baseline {select.get('baseline')}", "good" if improvement > 0 else "warn"))
         if registration:
             cards.append(
                 ("registry", f"v{registration.get('version')} → {alias}", str(registration.get("model_name") or ""),

@@ -72,9 +72,11 @@ except ImportError:  # pragma: no cover - orjson makes answers faster, the stdli
 
     def _default(value: Any) -> Any:
         if isinstance(value, _np.ndarray):
-            if value.dtype.kind == "M":
-                return [str(v).replace(" ", "T") for v in _np.datetime_as_string(value)]
-            return value.tolist()
+            if value.dtype.kind == "M":  # as orjson writes them: seconds, or microseconds when needed
+                ns = value.astype("datetime64[ns]").view("int64")
+                unit = "s" if not (ns % 1_000_000_000).any() else "us"
+                return _np.datetime_as_string(value, unit=unit).tolist()
+            return [None if v != v else v for v in value.tolist()] if value.dtype.kind == "f" else value.tolist()
         if isinstance(value, _np.generic):
             return value.item()
         raise TypeError(type(value).__name__)
@@ -260,17 +262,19 @@ def create_app(
         model = holder.current
         if model is None:
             return _no_model()
-        try:
-            frame, params = parse_request(body, request.headers.get("content-type"))
-            frame = coerce(frame, model.card)
-        except InvocationError as exc:
-            return json_response(exc.to_dict(), status=exc.status)
+        content_type = request.headers.get("content-type")
+        return await anyio.to_thread.run_sync(_invoke, model, body, content_type, request, limiter=compute)
+
+    def _invoke(model: Any, body: bytes, content_type: str | None, request: Request) -> Response:
         from tidecast.tracking.pyfunc import forecast_with
 
         try:
-            out = await anyio.to_thread.run_sync(forecast_with, model.forecaster, model.card, frame, params,
-                                                 limiter=compute)
-        except (ValueError, TypeError, KeyError, TidecastError) as exc:
+            frame, params = parse_request(body, content_type)
+            frame = coerce(frame, model.card)
+            out = forecast_with(model.forecaster, model.card, frame, params)
+        except InvocationError as exc:
+            return json_response(exc.to_dict(), status=exc.status)
+        except (ValueError, TypeError, KeyError, TidecastError) as exc:  # the pyfunc refused this input
             return json_response(InvocationError(str(exc)).to_dict(), status=400)
         metrics.series.labels("/invocations").inc(int(out["unique_id"].nunique()) if len(out) else 0)
         _log(out, model, request)

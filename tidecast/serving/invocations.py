@@ -40,13 +40,14 @@ class InvocationError(Exception):
 def _loads(body: bytes) -> Any:
     try:
         import orjson
-
-        return orjson.loads(body)
-    except ImportError:  # pragma: no cover
-        return json.loads(body)
-    except ValueError:
-        pass
-    try:  # orjson refuses NaN/Infinity, which MLflow's json.loads accepts
+    except ImportError:  # pragma: no cover - orjson is faster, the stdlib is enough
+        orjson = None
+    if orjson is not None:
+        try:
+            return orjson.loads(body)
+        except ValueError:
+            pass  # orjson refuses NaN/Infinity, which MLflow's json.loads accepts: try that
+    try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvocationError(f"Ensure that input is a valid JSON formatted string. Error: {exc}") from None
