@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/power
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-scale test lint format clean bench
+.PHONY: help install system-deps demo demo-scale test lint format clean bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -28,7 +28,16 @@ demo-scale: $(STAMP) ## The 1,000-meter example (EXECUTOR=dask runs it on a loca
 	$(BIN)/python examples/meters/make_data.py
 	cd examples/meters && ../../$(BIN)/tidecast $(if $(filter dask,$(EXECUTOR)),--env dask) run $(if $(filter dask,$(EXECUTOR)),--force backtest)
 
-test: $(STAMP) ## Install the test extras and run the whole test suite
+APT_PACKAGES := chromium chromium-driver poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
+
+system-deps: ## Debian packages for the browser test and PDF reports (chromium, chromedriver, poppler, pango)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v pdftoppm >/dev/null \
+	    && ldconfig -p | grep -q libpangoft2; then echo "system packages present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	else echo "install these Debian packages for the browser/PDF tests: $(APT_PACKAGES)"; fi
+
+test: $(STAMP) system-deps ## Install the test extras (and system packages) and run the whole test suite
 	$(BIN)/ruff check tidecast tests
 	$(BIN)/python -m pytest -q
 

@@ -175,8 +175,9 @@ def same_answers(forecast_url: str, forecast_body: dict, invocations_url: str, i
     import numpy as np
 
     ours = httpx.post(forecast_url, json=forecast_body, timeout=60)
-    theirs = httpx.post(invocations_url, content=json.dumps(invocations_body), timeout=60,
-                        headers={"content-type": "application/json"})
+    theirs = httpx.post(
+        invocations_url, content=json.dumps(invocations_body), timeout=60, headers={"content-type": "application/json"}
+    )
     if ours.status_code != 200 or theirs.status_code != 200:
         return f"not compared (HTTP {ours.status_code} / {theirs.status_code})"
     [fc] = ours.json()["forecasts"]
@@ -195,14 +196,30 @@ def drive(url: str, body_file: Path, duration: float, connections: int, tool: st
         script.write_text(WRK_SCRIPT.format(body=body_file))
         threads = max(1, min(connections, 2))
         done = subprocess.run(
-            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--latency", "--timeout", "30s",
-             "-s", str(script), url],
-            capture_output=True, text=True, timeout=duration + 60, check=True,
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{int(duration)}s",
+                "--latency",
+                "--timeout",
+                "30s",
+                "-s",
+                str(script),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+            check=True,
         )
         return parse_wrk(done.stdout)
     done = subprocess.run(
         [sys.executable, "-c", LOAD_CLIENT, url, str(body_file), str(duration), str(connections)],
-        capture_output=True, text=True, timeout=duration + 120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=duration + 120,
+        check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -282,13 +299,34 @@ def main() -> None:
         env = child_env(store_uri)
         p_ours, p_theirs = free_port(), free_port()
         commands = {
-            "tidecast serve": [str(BIN / "tidecast"), "serve", "--spec", str(work / "tidecast.yaml"),
-                               "--host", "127.0.0.1", "--port", str(p_ours)],
-            "mlflow models serve": [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{args.model}@champion",
-                                    "--env-manager", "local", "-h", "127.0.0.1", "-p", str(p_theirs)],
+            "tidecast serve": [
+                str(BIN / "tidecast"),
+                "serve",
+                "--spec",
+                str(work / "tidecast.yaml"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p_ours),
+            ],
+            "mlflow models serve": [
+                str(BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                f"models:/{args.model}@champion",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(p_theirs),
+            ],
         }
-        print(f"starting: {' '.join(commands['tidecast serve'])}\nstarting: {' '.join(commands['mlflow models serve'])}",
-              flush=True)
+        print(
+            f"starting: {' '.join(commands['tidecast serve'])}\nstarting: {' '.join(commands['mlflow models serve'])}",
+            flush=True,
+        )
         ours = start(commands["tidecast serve"], env, work / "tidecast.log", work)
         procs.append(ours)
         theirs = start(commands["mlflow models serve"], env, work / "mlflow.log", work)
@@ -299,8 +337,9 @@ def main() -> None:
             "tidecast serve": (f"http://127.0.0.1:{p_ours}/forecast", ours_file, forecast_body),
             "mlflow models serve": (f"http://127.0.0.1:{p_theirs}/invocations", theirs_file, invocations_body),
         }
-        verdict = same_answers(targets["tidecast serve"][0], forecast_body, targets["mlflow models serve"][0],
-                               invocations_body)
+        verdict = same_answers(
+            targets["tidecast serve"][0], forecast_body, targets["mlflow models serve"][0], invocations_body
+        )
         print(f"answers of the two servers: {verdict}", flush=True)
         for url, _, body in targets.values():
             for _ in range(args.warmup):
@@ -312,8 +351,11 @@ def main() -> None:
             for repeat in range(args.repeat):  # alternate the servers, so both see the same background load
                 order = list(targets.items()) if repeat % 2 == 0 else list(targets.items())[::-1]
                 for name, (url, body_file, _) in order:
-                    print(f"loading {name} with {c} connection(s) for {args.duration:g} s ({tool}), "
-                          f"run {repeat + 1}/{args.repeat}...", flush=True)
+                    print(
+                        f"loading {name} with {c} connection(s) for {args.duration:g} s ({tool}), "
+                        f"run {repeat + 1}/{args.repeat}...",
+                        flush=True,
+                    )
                     runs.setdefault((name, c), []).append(drive(url, body_file, args.duration, c, tool))
                     loads.append(os.getloadavg()[0])
         results = [(name, c, median_run(found)) for (name, c), found in runs.items()]
@@ -327,11 +369,22 @@ def main() -> None:
     for name, c, r in results:
         base = next(x for n, k, x in results if n == "mlflow models serve" and k == c)
         ratio = r["rps"] / base["rps"] if base["rps"] else float("nan")
-        rows.append([name, str(c), f"{r['rps']:.1f}", f"{r['p50'] * 1000:.1f}", f"{r['p99'] * 1000:.1f}",
-                     f"{int(r['errors'])}", f"{ratio:.2f}×"])
-    print(f"\nmachine: {platform.node()} ({os.cpu_count()} cores), python {platform.python_version()}, "
-          f"load tool: {tool}, {args.duration:g} s per run, median of {args.repeat} run(s), answers {verdict}; "
-          f"1-min load average during the runs: {min(loads):.1f}-{max(loads):.1f}")
+        rows.append(
+            [
+                name,
+                str(c),
+                f"{r['rps']:.1f}",
+                f"{r['p50'] * 1000:.1f}",
+                f"{r['p99'] * 1000:.1f}",
+                f"{int(r['errors'])}",
+                f"{ratio:.2f}×",
+            ]
+        )
+    print(
+        f"\nmachine: {platform.node()} ({os.cpu_count()} cores), python {platform.python_version()}, "
+        f"load tool: {tool}, {args.duration:g} s per run, median of {args.repeat} run(s), answers {verdict}; "
+        f"1-min load average during the runs: {min(loads):.1f}-{max(loads):.1f}"
+    )
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "|".join("---" for _ in header) + "|")

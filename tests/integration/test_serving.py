@@ -51,7 +51,11 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> 
         spec = load_spec(root)
         result = run(Pipeline([*TRAINING_STEPS, track]), spec)  # training + registry, without the report
         registration = result.outputs["track"]["registration"]
-        assert (registration["model_name"], registration["version"], registration["alias"]) == ("small", "1", "champion")
+        assert (registration["model_name"], registration["version"], registration["alias"]) == (
+            "small",
+            "1",
+            "champion",
+        )
         yield spec
 
 
@@ -114,8 +118,9 @@ def client(server: Server) -> Iterator[httpx.Client]:
         yield c
 
 
-def series_body(data: pd.DataFrame, *, n: int = WINDOW, horizon: int = HORIZON, cut: int = 48,
-                aware: bool = False, **extra: Any) -> dict[str, Any]:
+def series_body(
+    data: pd.DataFrame, *, n: int = WINDOW, horizon: int = HORIZON, cut: int = 48, aware: bool = False, **extra: Any
+) -> dict[str, Any]:
     """One series: ``n`` points of history ending ``cut`` rows before the end, temperature for history + horizon."""
     end = len(data) - cut
     hist = data.iloc[end - n : end]
@@ -178,7 +183,9 @@ def test_forecast_equals_the_mlflow_pyfunc(client: httpx.Client, data: pd.DataFr
     np.testing.assert_array_equal(got["yhat"], want["yhat"].to_numpy())
 
 
-def test_more_history_than_the_window_and_the_default_horizon(client: httpx.Client, data: pd.DataFrame, pyfunc: Any) -> None:
+def test_more_history_than_the_window_and_the_default_horizon(
+    client: httpx.Client, data: pd.DataFrame, pyfunc: Any
+) -> None:
     response = client.post("/forecast", json=series_body(data, n=3 * WINDOW))
     assert response.status_code == 200, response.text
     [got] = response.json()["forecasts"]
@@ -200,7 +207,9 @@ def _mutate(data: pd.DataFrame, case: str) -> dict[str, Any] | str:
     elif case == "unsorted":
         body["timestamps"][4], body["timestamps"][5] = body["timestamps"][5], body["timestamps"][4]
     elif case == "frequency":
-        body["timestamps"] = pd.date_range("2024-01-01", periods=WINDOW, freq="2h").strftime("%Y-%m-%dT%H:%M:%S").tolist()
+        body["timestamps"] = (
+            pd.date_range("2024-01-01", periods=WINDOW, freq="2h").strftime("%Y-%m-%dT%H:%M:%S").tolist()
+        )
     elif case == "irregular":
         body["timestamps"] = body["timestamps"][:10] + body["timestamps"][11:] + ["2030-01-01T00:00:00"]
     elif case == "short":
@@ -245,7 +254,9 @@ def _mutate(data: pd.DataFrame, case: str) -> dict[str, Any] | str:
         ("empty", "at least 1 item"),
     ],
 )
-def test_bad_requests_answer_422_naming_the_problem(client: httpx.Client, data: pd.DataFrame, case: str, message: str) -> None:
+def test_bad_requests_answer_422_naming_the_problem(
+    client: httpx.Client, data: pd.DataFrame, case: str, message: str
+) -> None:
     response = client.post("/forecast", content=_mutate(data, case), headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
@@ -269,7 +280,9 @@ def test_body_over_the_cap_is_refused_before_parsing(client: httpx.Client) -> No
     assert client.get("/health").status_code == 200
 
 
-def test_an_unexpected_error_is_a_500_without_a_traceback(server: Server, client: httpx.Client, data: pd.DataFrame) -> None:
+def test_an_unexpected_error_is_a_500_without_a_traceback(
+    server: Server, client: httpx.Client, data: pd.DataFrame
+) -> None:
     model = server.app.state.holder.current
 
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -296,7 +309,9 @@ def test_invocations_answer_as_mlflow_serving(client: httpx.Client, data: pd.Dat
     params = {"horizon": 12, "quantiles": [0.1, 0.9]}
     as_json = _frame_json(frame)
     if fmt == "csv":
-        response = client.post("/invocations", content=as_json.to_csv(index=False), headers={"content-type": "text/csv"})
+        response = client.post(
+            "/invocations", content=as_json.to_csv(index=False), headers={"content-type": "text/csv"}
+        )
         params = {}
     else:
         split = json.loads(as_json.to_json(orient="split", index=False))
@@ -307,8 +322,11 @@ def test_invocations_answer_as_mlflow_serving(client: httpx.Client, data: pd.Dat
             "inputs": {c: [row[i] for row in split["data"]] for i, c in enumerate(split["columns"])},
             "instances": rows,
         }[fmt]
-        response = client.post("/invocations", content=json.dumps({fmt: data_part, "params": params}),
-                               headers={"content-type": "application/json"})
+        response = client.post(
+            "/invocations",
+            content=json.dumps({fmt: data_part, "params": params}),
+            headers={"content-type": "application/json"},
+        )
     assert response.status_code == 200, response.text
     got = pd.DataFrame(response.json()["predictions"])
     want = pyfunc.predict(frame, params=params or None)
@@ -366,8 +384,9 @@ def test_metrics_parse(client: httpx.Client, data: pd.DataFrame) -> None:
     assert "tidecast_model_swaps" in families
 
 
-def test_served_forecasts_are_logged_to_the_prediction_store(server: Server, project: Spec, client: httpx.Client,
-                                                              data: pd.DataFrame) -> None:
+def test_served_forecasts_are_logged_to_the_prediction_store(
+    server: Server, project: Spec, client: httpx.Client, data: pd.DataFrame
+) -> None:
     from tidecast.monitoring.store import store_for
 
     assert server.app.state.prediction_log.flush(timeout=20)  # idle writer: this forecast is a batch of its own
@@ -404,8 +423,9 @@ def test_admin_endpoints_need_the_token(client: httpx.Client, project: Spec) -> 
 
 
 # --------------------------------------------------------------------------------- batch prediction
-def test_predict_cli_writes_csv_and_png_and_logs(project: Spec, data: pd.DataFrame, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_cli_writes_csv_and_png_and_logs(
+    project: Spec, data: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from PIL import Image
 
     from tidecast.monitoring.store import store_for
@@ -416,8 +436,23 @@ def test_predict_cli_writes_csv_and_png_and_logs(project: Spec, data: pd.DataFra
     raw.to_csv(future, index=False)
     out, png = tmp_path / "fc.csv", tmp_path / "fc.png"
     before = len(store_for(project).predictions("small"))
-    code = _cli("predict", "--model", "small", "--version", "1", "--spec", str(project.root), "--input", str(future),
-                "--history", "2d", "--output", str(out), "--plot", str(png))
+    code = _cli(
+        "predict",
+        "--model",
+        "small",
+        "--version",
+        "1",
+        "--spec",
+        str(project.root),
+        "--input",
+        str(future),
+        "--history",
+        "2d",
+        "--output",
+        str(out),
+        "--plot",
+        str(png),
+    )
     assert code == 0, capsys.readouterr()
     forecast = pd.read_csv(out, parse_dates=["ds"])
     assert list(forecast.columns) == ["unique_id", "ds", "yhat", "q0.1", "q0.9"] and len(forecast) == HORIZON
@@ -457,8 +492,9 @@ def _cli(*args: str) -> int:
 
 
 # ----------------------------------------------------------------------------------- hot swap (last)
-def test_hot_swap_under_load_fails_no_request(server: Server, project: Spec, client: httpx.Client,
-                                              data: pd.DataFrame) -> None:
+def test_hot_swap_under_load_fails_no_request(
+    server: Server, project: Spec, client: httpx.Client, data: pd.DataFrame
+) -> None:
     from tidecast.tracking.registry import register_version
     from tidecast.tracking.store import active_uris, connect
 

@@ -47,8 +47,14 @@ class HourOfDay:
         self.last = df.groupby(ID)[TIME].max().reset_index()
         return self
 
-    def predict(self, h: int, *, history: pd.DataFrame | None = None, X_future: pd.DataFrame | None = None,
-                quantiles: Sequence[float] = ()) -> pd.DataFrame:
+    def predict(
+        self,
+        h: int,
+        *,
+        history: pd.DataFrame | None = None,
+        X_future: pd.DataFrame | None = None,
+        quantiles: Sequence[float] = (),
+    ) -> pd.DataFrame:
         base = history[[ID, TIME]] if history is not None else self.last
         out = future_index(base, h, self.freq)
         out[POINT] = self.means.reindex(out[TIME].dt.hour).to_numpy()
@@ -101,8 +107,9 @@ def test_shap_on_a_lightgbm_model_and_feature_groups(tmp_path: Path) -> None:
 
     spec = _spec(tmp_path)
     frame = _frame(days=15)
-    ctx = FitContext(freq=FREQ, horizon=24, input_window=48, exog_future=("temperature",),
-                     features=FeatureSpec(calendar=["hour"]))
+    ctx = FitContext(
+        freq=FREQ, horizon=24, input_window=48, exog_future=("temperature",), features=FeatureSpec(calendar=["hour"])
+    )
     model = LightGBMModel(n_estimators=20, num_leaves=7, lags=[1, 24]).fit(frame, ctx)
     assert is_tree_model(model)
     result = shap_values(model, frame, spec, rows=200)
@@ -115,15 +122,19 @@ def test_shap_on_a_lightgbm_model_and_feature_groups(tmp_path: Path) -> None:
     predicted = estimator.predict(result.data)
     assert np.allclose(result.values.sum(axis=1) + result.base_value, predicted, atol=1e-6)
     assert feature_groups(["rolling_mean_lag1_window_size3", "fourier_24_sin1", "other"], spec) == {
-        "rolling_mean_lag1_window_size3": "lags", "fourier_24_sin1": "calendar", "other": "other"}
+        "rolling_mean_lag1_window_size3": "lags",
+        "fourier_24_sin1": "calendar",
+        "other": "other",
+    }
 
 
 def test_autocorrelation_sees_structure_and_not_noise() -> None:
     from tidecast.reporting.analysis import autocorrelation
 
     rng = np.random.default_rng(1)
-    noise = pd.DataFrame({ID: "a", "fold": 0, TIME: pd.date_range("2024", periods=2000, freq="h"),
-                          "residual": rng.normal(size=2000)})
+    noise = pd.DataFrame(
+        {ID: "a", "fold": 0, TIME: pd.date_range("2024", periods=2000, freq="h"), "residual": rng.normal(size=2000)}
+    )
     acf = autocorrelation(noise, 10)
     assert (acf["acf"].abs() < 3 * acf["bound"]).all()
     ar = noise.copy()
@@ -144,8 +155,9 @@ def test_coverage_table_names_the_pairs_as_the_metrics_do() -> None:
         evaluation = type("E", (), {"aggregate": {"coverage_80": 0.7, "width_80": 3.0}})()
 
     table = coverage_table({"m": Result()}, ["m"], [0.1, 0.9])
-    assert table.to_dict("records") == [{"candidate": "m", "interval": "80 %", "nominal": pytest.approx(0.8),
-                                         "coverage": 0.7, "width": 3.0}]
+    assert table.to_dict("records") == [
+        {"candidate": "m", "interval": "80 %", "nominal": pytest.approx(0.8), "coverage": 0.7, "width": 3.0}
+    ]
 
 
 def test_html_document_is_self_contained() -> None:
@@ -161,7 +173,7 @@ def test_html_document_is_self_contained() -> None:
     part.empty("nothing yet")
     html = doc.render()
     assert html.count("Plotly.newPlot") == 2
-    assert html.count("<script type=\"text/javascript\">") == 1  # plotly.js inlined once
+    assert html.count('<script type="text/javascript">') == 1  # plotly.js inlined once
     assert "<script src=" not in html and "T &lt;1&gt;" in html and "1.23" in html and 'data-empty="1"' in html
 
 
@@ -173,8 +185,13 @@ def test_drift_history_reads_the_monitor_history(tmp_path: Path) -> None:
     spec.state_dir.mkdir(parents=True)
     lines = [
         {"as_of": "2024-07-01T00:00:00Z", "status": "ok", "verdict": "ok", "data_drift": False, "model_drift": False},
-        {"as_of": "2024-07-02T00:00:00Z", "status": "drift", "verdict": "power_kw: PSI 0.4 > 0.2",
-         "data_drift": True, "model_drift": False},
+        {
+            "as_of": "2024-07-02T00:00:00Z",
+            "status": "drift",
+            "verdict": "power_kw: PSI 0.4 > 0.2",
+            "data_drift": True,
+            "model_drift": False,
+        },
     ]
     (spec.state_dir / "monitor-history.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + "not json\n")
     view = drift_history(spec)

@@ -43,19 +43,29 @@ def test_metrics_from_version_tags() -> None:
 
 def test_request_shorthand_times_and_quantiles() -> None:
     request = ForecastRequest.model_validate(
-        {"timestamps": ["2024-01-01T00:00:00Z", "2024-01-01T02:00:00+01:00"], "values": [1, 2], "quantiles": [0.9, 0.1, 0.9]}
+        {
+            "timestamps": ["2024-01-01T00:00:00Z", "2024-01-01T02:00:00+01:00"],
+            "values": [1, 2],
+            "quantiles": [0.9, 0.1, 0.9],
+        }
     )
     assert len(request.series) == 1 and request.quantiles == [0.1, 0.9]
     series = request.series[0]
     assert series._aware and np.diff(series._ns).tolist() == [3_600_000_000_000]  # both in UTC
     with pytest.raises(ValidationError, match=r"timestamps\[1\] .* repeats timestamps\[0\]"):
-        ForecastRequest.model_validate({"timestamps": ["2024-01-01T00:00:00Z", "2024-01-01T01:00:00+01:00"], "values": [1, 2]})
+        ForecastRequest.model_validate(
+            {"timestamps": ["2024-01-01T00:00:00Z", "2024-01-01T01:00:00+01:00"], "values": [1, 2]}
+        )
 
 
 def _forecast(n: int = 24) -> pd.DataFrame:
     return pd.DataFrame(
-        {"unique_id": "s", "ds": pd.date_range("2025-01-01", periods=n, freq="h"), "yhat": np.arange(n, dtype=float),
-         "q0.1": np.arange(n, dtype=float) - 1}
+        {
+            "unique_id": "s",
+            "ds": pd.date_range("2025-01-01", periods=n, freq="h"),
+            "yhat": np.arange(n, dtype=float),
+            "q0.1": np.arange(n, dtype=float) - 1,
+        }
     )
 
 

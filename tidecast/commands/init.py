@@ -28,7 +28,9 @@ def register(app: typer.Typer, console: Console) -> None:
         from tidecast.templates import scaffold
 
         result = scaffold(name, template=template, force=force)
-        console.print(f"[green]✓[/green] created {result.path} ({result.template} template, project '{result.project}'):")
+        console.print(
+            f"[green]✓[/green] created {result.path} ({result.template} template, project '{result.project}'):"
+        )
         for path in sorted(result.files):
             console.print(f"  {path.relative_to(result.path)}")
         console.print(f"next: [bold]cd {name} && tidecast run[/bold]")

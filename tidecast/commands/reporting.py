@@ -23,8 +23,12 @@ def register(app: typer.Typer, console: Console) -> None:
         model: Annotated[
             str | None, typer.Option("--model", "-m", help="Registered model name (default: the spec's).")
         ] = None,
-        alias: Annotated[str, typer.Option("--alias", "-a", help="Alias (or version number) of the model.")] = "champion",
-        period: Annotated[str, typer.Option("--period", "-p", help="How far back the report looks: 7d, 24h, 2w.")] = "7d",
+        alias: Annotated[
+            str, typer.Option("--alias", "-a", help="Alias (or version number) of the model.")
+        ] = "champion",
+        period: Annotated[
+            str, typer.Option("--period", "-p", help="How far back the report looks: 7d, 24h, 2w.")
+        ] = "7d",
         fmt: Annotated[str, typer.Option("--format", "-f", help="html or pdf.")] = "html",
         output: Annotated[
             Path | None, typer.Option("--output", "-o", help="File to write (default: .tidecast/reports/client-...).")
@@ -49,7 +53,9 @@ def register(app: typer.Typer, console: Console) -> None:
         path = write(data, output or default_path(loaded, data, fmt), fmt=fmt)
         console.print(f"[green]✓[/green] {data.model.label}: wrote {path}")
         if not data.has_predictions:
-            console.print(f"[yellow]note:[/yellow] no forecasts of '{data.model.name}' in the prediction store yet; the report says so")
+            console.print(
+                f"[yellow]note:[/yellow] no forecasts of '{data.model.name}' in the prediction store yet; the report says so"
+            )
         elif not data.has_actuals:
             console.print("[yellow]note:[/yellow] no actuals in the prediction store yet; the report says so")
 
@@ -72,7 +78,9 @@ def register(app: typer.Typer, console: Console) -> None:
 
         loaded = _load(spec)
         server = DashboardServer(create_app(loaded, refresh=refresh, alias=alias), host=host, port=port)
-        admin = "admin actions need the token" if admin_token(loaded) else f"read-only ({loaded.serving.token_env} unset)"
+        admin = (
+            "admin actions need the token" if admin_token(loaded) else f"read-only ({loaded.serving.token_env} unset)"
+        )
         console.print(
             f"dashboard for [bold]{loaded.project}[/bold] on {server.url} (refresh every {refresh:g} s, {admin}; Ctrl-C to stop)"
         )

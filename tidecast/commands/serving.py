@@ -30,7 +30,9 @@ def register(app: typer.Typer, console: Console) -> None:
             str | None,
             typer.Option("--model", "-m", help="Alias (champion) or version number to serve (default: serving.model)."),
         ] = None,
-        host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default: serving.host).")] = None,
+        host: Annotated[
+            str | None, typer.Option("--host", help="Address to listen on (default: serving.host).")
+        ] = None,
         port: Annotated[int | None, typer.Option("--port", "-p", help="Port (default: serving.port).")] = None,
         workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
         access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = False,
@@ -60,8 +62,13 @@ def register(app: typer.Typer, console: Console) -> None:
             f"serving [bold]{ref.uri}[/bold] (now v{version.version}) on http://{bind_host}:{bind_port} "
             f"with {workers} worker{'s' if workers > 1 else ''}; docs at /docs; admin endpoints {token}"
         )
-        options = {"host": bind_host, "port": bind_port, "access_log": access_log,
-                   "log_level": "debug" if _STATE["debug"] else "info", "timeout_graceful_shutdown": 15}
+        options = {
+            "host": bind_host,
+            "port": bind_port,
+            "access_log": access_log,
+            "log_level": "debug" if _STATE["debug"] else "info",
+            "timeout_graceful_shutdown": 15,
+        }
         if workers == 1:
             from tidecast.serving.app import create_app
 
@@ -84,12 +91,15 @@ def register(app: typer.Typer, console: Console) -> None:
             Path | None, typer.Option("--input", "-i", help="Data file (default: the spec's data source).")
         ] = None,
         history: Annotated[
-            str | None, typer.Option("--history", help="History per series, e.g. 24h (default: the model's input window).")
+            str | None,
+            typer.Option("--history", help="History per series, e.g. 24h (default: the model's input window)."),
         ] = None,
         horizon: Annotated[
             str | None, typer.Option("--horizon", help="Forecast length, e.g. 24h (default: the model's horizon).")
         ] = None,
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the forecasts (.csv or .parquet).")] = None,
+        output: Annotated[
+            Path | None, typer.Option("--output", "-o", help="Write the forecasts (.csv or .parquet).")
+        ] = None,
         plot: Annotated[Path | None, typer.Option("--plot", help="Draw history + forecast (.png or .html).")] = None,
         no_log: Annotated[bool, typer.Option("--no-log", help="Do not log to the prediction store.")] = False,
     ) -> None:
@@ -115,15 +125,21 @@ def register(app: typer.Typer, console: Console) -> None:
         )
         m = result.model
         label = f"{m.name} v{m.version}" + (f" (@{m.alias})" if m.alias else "")
-        table = Table(title=f"{label}: {result.horizon} steps ahead, from {escape(result.source)}", title_justify="left")
+        table = Table(
+            title=f"{label}: {result.horizon} steps ahead, from {escape(result.source)}", title_justify="left"
+        )
         for column in ("series", "history", "forecast from", "to (UTC)", "mean yhat", "mean width"):
             table.add_column(column, justify="right" if column in ("history", "mean yhat", "mean width") else "left")
         summary = result.summary()
         for _, row in summary.head(20).iterrows():
             width = "" if row["mean_width"] != row["mean_width"] else f"{row['mean_width']:.3g}"
             table.add_row(
-                escape(str(row["series"])), str(row["history"]), f"{row['from']:%Y-%m-%d %H:%M}",
-                f"{row['to']:%Y-%m-%d %H:%M}", f"{row['mean_yhat']:.4g}", width,
+                escape(str(row["series"])),
+                str(row["history"]),
+                f"{row['from']:%Y-%m-%d %H:%M}",
+                f"{row['to']:%Y-%m-%d %H:%M}",
+                f"{row['mean_yhat']:.4g}",
+                width,
             )
         console.print(table)
         if len(summary) > 20:

@@ -37,13 +37,22 @@ def template() -> Any:
     if "t" not in _TEMPLATE:
         import plotly.graph_objects as go
 
-        axis = {"gridcolor": "#e9ecef", "linecolor": "#adb5bd", "zerolinecolor": "#ced4da", "ticks": "", "automargin": True}
+        axis = {
+            "gridcolor": "#e9ecef",
+            "linecolor": "#adb5bd",
+            "zerolinecolor": "#ced4da",
+            "ticks": "",
+            "automargin": True,
+        }
         _TEMPLATE["t"] = go.layout.Template(
             layout={
                 "colorway": PALETTE,
                 "paper_bgcolor": "white",
                 "plot_bgcolor": "white",
-                "font": {"family": "-apple-system, Segoe UI, Roboto, Helvetica Neue, Arial, sans-serif", "color": "#1f2933"},
+                "font": {
+                    "family": "-apple-system, Segoe UI, Roboto, Helvetica Neue, Arial, sans-serif",
+                    "color": "#1f2933",
+                },
                 "xaxis": axis,
                 "yaxis": axis,
                 "hoverlabel": {"align": "left"},
@@ -58,8 +67,14 @@ def _layout(fig: Any, *, title: str = "", height: int = 380, ytitle: str = "", x
         title={"text": title, "x": 0.01, "font": {"size": 14}} if title else None,
         height=height,
         margin={"l": 60, "r": 20, "t": 40 if title else 16, "b": 40},
-        legend={"orientation": "h", "y": -0.12 if not xtitle else -0.22, "yanchor": "top", "x": 0, "xanchor": "left",
-                "font": {"size": 11}},
+        legend={
+            "orientation": "h",
+            "y": -0.12 if not xtitle else -0.22,
+            "yanchor": "top",
+            "x": 0,
+            "xanchor": "left",
+            "font": {"size": 11},
+        },
         hovermode="x unified",
         font={"size": 12},
     )
@@ -70,15 +85,25 @@ def _layout(fig: Any, *, title: str = "", height: int = 380, ytitle: str = "", x
     return fig
 
 
-def band_traces(x: Any, lo: Any, hi: Any, *, colour_hex: str, name: str, legend: bool = True, group: str = "") -> list[Any]:
+def band_traces(
+    x: Any, lo: Any, hi: Any, *, colour_hex: str, name: str, legend: bool = True, group: str = ""
+) -> list[Any]:
     """Two traces drawing a shaded interval between ``lo`` and ``hi``."""
     go = _go()
     rgba = _rgba(colour_hex, 0.18)
     return [
         go.Scatter(x=x, y=hi, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip", legendgroup=group),
         go.Scatter(
-            x=x, y=lo, mode="lines", line={"width": 0}, fill="tonexty", fillcolor=rgba, name=name,
-            showlegend=legend, hoverinfo="skip", legendgroup=group,
+            x=x,
+            y=lo,
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor=rgba,
+            name=name,
+            showlegend=legend,
+            hoverinfo="skip",
+            legendgroup=group,
         ),
     ]
 
@@ -94,28 +119,50 @@ def cleaned_series(view: SeriesView, target: str = "y") -> tuple[Any, Any]:
     """(overview figure, recent-stretch figure with the cleaning marks) of one series."""
     go = _go()
     overview = go.Figure(
-        go.Scatter(x=view.overview[TIME], y=view.overview[TARGET], mode="lines", name=view.overview_label,
-                   line={"color": ACTUAL, "width": 1})
+        go.Scatter(
+            x=view.overview[TIME],
+            y=view.overview[TARGET],
+            mode="lines",
+            name=view.overview_label,
+            line={"color": ACTUAL, "width": 1},
+        )
     )
     _layout(overview, title=f"{view.unique_id}: the whole series ({view.overview_label})", height=260, ytitle=target)
     overview.update_layout(hovermode="closest")
     recent = go.Figure(
-        go.Scatter(x=view.recent[TIME], y=view.recent[TARGET], mode="lines", name="cleaned", line={"color": ACTUAL, "width": 1})
+        go.Scatter(
+            x=view.recent[TIME], y=view.recent[TARGET], mode="lines", name="cleaned", line={"color": ACTUAL, "width": 1}
+        )
     )
     for kind, (hex_colour, symbol, label) in KIND_STYLE.items():
         marks = view.changes[view.changes["kind"] == kind] if not view.changes.empty else view.changes
         if marks.empty:
             continue
         recent.add_trace(
-            go.Scatter(x=marks[TIME], y=marks[TARGET], mode="markers", name=f"{label} ({len(marks)})",
-                       marker={"color": hex_colour, "symbol": symbol, "size": 8, "line": {"width": 1.5}})
+            go.Scatter(
+                x=marks[TIME],
+                y=marks[TARGET],
+                mode="markers",
+                name=f"{label} ({len(marks)})",
+                marker={"color": hex_colour, "symbol": symbol, "size": 8, "line": {"width": 1.5}},
+            )
         )
         if kind == "outlier" and marks["original"].notna().any():
             recent.add_trace(
-                go.Scatter(x=marks[TIME], y=marks["original"], mode="markers", name="outlier's original value",
-                           marker={"color": hex_colour, "symbol": "circle", "size": 6, "opacity": 0.6})
+                go.Scatter(
+                    x=marks[TIME],
+                    y=marks["original"],
+                    mode="markers",
+                    name="outlier's original value",
+                    marker={"color": hex_colour, "symbol": "circle", "size": 6, "opacity": 0.6},
+                )
             )
-    _layout(recent, title=f"{view.unique_id}: last weeks at full resolution, with what cleaning changed", height=340, ytitle=target)
+    _layout(
+        recent,
+        title=f"{view.unique_id}: last weeks at full resolution, with what cleaning changed",
+        height=340,
+        ytitle=target,
+    )
     recent.update_layout(hovermode="closest")
     return overview, recent
 
@@ -128,11 +175,18 @@ def leaderboard(board: pd.DataFrame, metric: str, winner: str | None) -> Any:
     colours = ["#1a7f37" if str(c) == str(winner) else "#8ca0b3" for c in ok["candidate"]]
     fig = go.Figure(
         go.Bar(
-            x=ok[metric], y=ok["candidate"].astype(str), orientation="h", marker={"color": colours},
-            text=[f"{v:.3g}" for v in ok[metric]], textposition="outside", name=metric.upper(),
+            x=ok[metric],
+            y=ok["candidate"].astype(str),
+            orientation="h",
+            marker={"color": colours},
+            text=[f"{v:.3g}" for v in ok[metric]],
+            textposition="outside",
+            name=metric.upper(),
         )
     )
-    _layout(fig, title=f"{metric.upper()} over the backtest folds (lower is better)", height=max(220, 46 * len(ok) + 80))
+    _layout(
+        fig, title=f"{metric.upper()} over the backtest folds (lower is better)", height=max(220, 46 * len(ok) + 80)
+    )
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(hovermode="closest", showlegend=False)
     return fig
@@ -149,13 +203,30 @@ def backtest_folds(forecasts: pd.DataFrame, name: str, uid: str, *, index: int =
         chunk = part[part["fold"] == fold] if "fold" in part else part
         hex_colour = colour(index + i)
         if band is not None:
-            for trace in band_traces(chunk[TIME], chunk[band[0]], chunk[band[1]], colour_hex=hex_colour,
-                                     name=f"fold {fold} {band[0]}–{band[1]}", legend=i == 0, group=f"f{fold}"):
+            for trace in band_traces(
+                chunk[TIME],
+                chunk[band[0]],
+                chunk[band[1]],
+                colour_hex=hex_colour,
+                name=f"fold {fold} {band[0]}–{band[1]}",
+                legend=i == 0,
+                group=f"f{fold}",
+            ):
                 fig.add_trace(trace)
-        fig.add_trace(go.Scatter(x=chunk[TIME], y=chunk[POINT], mode="lines", name=f"fold {fold} forecast",
-                                 line={"color": hex_colour, "width": 1.6}, legendgroup=f"f{fold}"))
+        fig.add_trace(
+            go.Scatter(
+                x=chunk[TIME],
+                y=chunk[POINT],
+                mode="lines",
+                name=f"fold {fold} forecast",
+                line={"color": hex_colour, "width": 1.6},
+                legendgroup=f"f{fold}",
+            )
+        )
     actual = part.drop_duplicates(TIME)
-    fig.add_trace(go.Scatter(x=actual[TIME], y=actual[TARGET], mode="lines", name="actual", line={"color": ACTUAL, "width": 1}))
+    fig.add_trace(
+        go.Scatter(x=actual[TIME], y=actual[TARGET], mode="lines", name="actual", line={"color": ACTUAL, "width": 1})
+    )
     _layout(fig, title=f"{name} · {uid}: backtest folds", height=330)
     return fig
 
@@ -166,9 +237,15 @@ def error_by_step(series: dict[str, pd.Series], metric: str, *, smooth_points: i
     fig = go.Figure()
     for i, (name, values) in enumerate(series.items()):
         shown = smooth(values, smooth_points) if smooth_points > 1 else values
-        fig.add_trace(go.Scatter(x=shown.index, y=shown.to_numpy(), mode="lines", name=name, line={"color": colour(i), "width": 1.6}))
+        fig.add_trace(
+            go.Scatter(
+                x=shown.index, y=shown.to_numpy(), mode="lines", name=name, line={"color": colour(i), "width": 1.6}
+            )
+        )
     caption = f" (centred mean over {smooth_points} steps)" if smooth_points > 1 else ""
-    _layout(fig, title=f"{metric.upper()} by horizon step{caption}", height=340, xtitle="steps ahead", ytitle=metric.upper())
+    _layout(
+        fig, title=f"{metric.upper()} by horizon step{caption}", height=340, xtitle="steps ahead", ytitle=metric.upper()
+    )
     return fig
 
 
@@ -181,12 +258,28 @@ def residual_diagnostics(forecasts: pd.DataFrame, name: str, *, nlags: int, inde
     res = residuals(forecasts)
     acf = autocorrelation(res, nlags)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("residuals (y − ŷ)", "autocorrelation of the residuals"))
-    fig.add_trace(go.Histogram(x=res["residual"], nbinsx=50, marker={"color": colour(index)}, name="residuals", showlegend=False), 1, 1)
-    fig.add_trace(go.Bar(x=acf["lag"], y=acf["acf"], marker={"color": colour(index)}, name="ACF", showlegend=False), 1, 2)
+    fig.add_trace(
+        go.Histogram(x=res["residual"], nbinsx=50, marker={"color": colour(index)}, name="residuals", showlegend=False),
+        1,
+        1,
+    )
+    fig.add_trace(
+        go.Bar(x=acf["lag"], y=acf["acf"], marker={"color": colour(index)}, name="ACF", showlegend=False), 1, 2
+    )
     bound = float(acf["bound"].iloc[0]) if len(acf) else 0.0
     for sign in (1, -1):
-        fig.add_trace(go.Scatter(x=acf["lag"], y=np.full(len(acf), sign * bound), mode="lines",
-                                 line={"color": "#868e96", "dash": "dash", "width": 1}, showlegend=False, hoverinfo="skip"), 1, 2)
+        fig.add_trace(
+            go.Scatter(
+                x=acf["lag"],
+                y=np.full(len(acf), sign * bound),
+                mode="lines",
+                line={"color": "#868e96", "dash": "dash", "width": 1},
+                showlegend=False,
+                hoverinfo="skip",
+            ),
+            1,
+            2,
+        )
     mean = float(res["residual"].mean()) if len(res) else float("nan")
     _layout(fig, title=f"{name}: mean residual {mean:.3g}, {len(res):,} points", height=320)
     fig.update_layout(hovermode="closest")
@@ -199,12 +292,26 @@ def coverage(table: pd.DataFrame) -> Any:
     go = _go()
     fig = go.Figure()
     for i, (interval, part) in enumerate(table.groupby("interval", sort=False)):
-        fig.add_trace(go.Bar(x=part["candidate"], y=part["coverage"], name=f"{interval} interval", marker={"color": colour(i)},
-                             text=[f"{v:.0%}" for v in part["coverage"]], textposition="outside"))
+        fig.add_trace(
+            go.Bar(
+                x=part["candidate"],
+                y=part["coverage"],
+                name=f"{interval} interval",
+                marker={"color": colour(i)},
+                text=[f"{v:.0%}" for v in part["coverage"]],
+                textposition="outside",
+            )
+        )
         nominal = float(part["nominal"].iloc[0])
-        fig.add_hline(y=nominal, line={"dash": "dash", "color": colour(i)}, annotation_text=f"nominal {nominal:.0%}",
-                      annotation_position="top left")
-    _layout(fig, title="Empirical interval coverage on the backtest vs the nominal level", height=340, ytitle="coverage")
+        fig.add_hline(
+            y=nominal,
+            line={"dash": "dash", "color": colour(i)},
+            annotation_text=f"nominal {nominal:.0%}",
+            annotation_position="top left",
+        )
+    _layout(
+        fig, title="Empirical interval coverage on the backtest vs the nominal level", height=340, ytitle="coverage"
+    )
     fig.update_yaxes(range=[0, 1.1], tickformat=".0%")
     fig.update_layout(hovermode="closest", barmode="group")
     return fig
@@ -217,8 +324,13 @@ def coverage_by_step(series: dict[str, pd.Series], nominal: float, *, smooth_poi
         shown = smooth(values, smooth_points)
         fig.add_trace(go.Scatter(x=shown.index, y=shown.to_numpy(), mode="lines", name=name, line={"color": colour(i)}))
     fig.add_hline(y=nominal, line={"dash": "dash", "color": "#868e96"}, annotation_text=f"nominal {nominal:.0%}")
-    _layout(fig, title=f"Coverage by horizon step (centred mean over {smooth_points} steps)", height=300,
-            xtitle="steps ahead", ytitle="coverage")
+    _layout(
+        fig,
+        title=f"Coverage by horizon step (centred mean over {smooth_points} steps)",
+        height=300,
+        xtitle="steps ahead",
+        ytitle="coverage",
+    )
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
     return fig
 
@@ -231,13 +343,21 @@ def permutation(tables: dict[str, pd.DataFrame]) -> Any:
     for i, (name, table) in enumerate(tables.items()):
         fig.add_trace(
             go.Bar(
-                x=table["group"], y=table["importance"], name=name, marker={"color": colour(i)},
+                x=table["group"],
+                y=table["importance"],
+                name=name,
+                marker={"color": colour(i)},
                 error_y={"type": "data", "array": table["std"].fillna(0).to_numpy(), "visible": True},
-                text=[f"{v:+.0%}" for v in table["importance"]], textposition="outside",
+                text=[f"{v:+.0%}" for v in table["importance"]],
+                textposition="outside",
             )
         )
-    _layout(fig, title="Permutation importance: MAE increase when a feature group is scrambled (last fold)", height=360,
-            ytitle="relative MAE increase")
+    _layout(
+        fig,
+        title="Permutation importance: MAE increase when a feature group is scrambled (last fold)",
+        height=360,
+        ytitle="relative MAE increase",
+    )
     fig.update_yaxes(tickformat=".0%")
     fig.update_layout(barmode="group", hovermode="closest")
     return fig
@@ -264,16 +384,37 @@ def shap_summary(result: Any, *, top: int = 15, max_rows: int = 1000) -> Any:
         y = len(order) - 1 - rank + rng.uniform(-0.3, 0.3, len(values))
         fig.add_trace(
             go.Scatter(
-                x=values, y=y, mode="markers", name=feature, showlegend=False,
-                marker={"size": 4, "color": scaled, "colorscale": "RdBu_r", "cmin": 0, "cmax": 1, "opacity": 0.7,
-                        "showscale": rank == 0, "colorbar": {"title": {"text": "feature value"}, "tickvals": [0, 1],
-                                                             "ticktext": ["low", "high"], "len": 0.6}},
-                customdata=raw, hovertemplate=f"{feature}=%{{customdata:.3g}}<br>SHAP %{{x:.3g}}<extra></extra>",
+                x=values,
+                y=y,
+                mode="markers",
+                name=feature,
+                showlegend=False,
+                marker={
+                    "size": 4,
+                    "color": scaled,
+                    "colorscale": "RdBu_r",
+                    "cmin": 0,
+                    "cmax": 1,
+                    "opacity": 0.7,
+                    "showscale": rank == 0,
+                    "colorbar": {
+                        "title": {"text": "feature value"},
+                        "tickvals": [0, 1],
+                        "ticktext": ["low", "high"],
+                        "len": 0.6,
+                    },
+                },
+                customdata=raw,
+                hovertemplate=f"{feature}=%{{customdata:.3g}}<br>SHAP %{{x:.3g}}<extra></extra>",
             )
         )
     fig.update_yaxes(tickvals=list(range(len(order))), ticktext=list(reversed(order)))
-    _layout(fig, title=f"SHAP values of {len(result.values):,} rows ({result.model})", height=max(300, 26 * len(order) + 90),
-            xtitle="contribution to the forecast")
+    _layout(
+        fig,
+        title=f"SHAP values of {len(result.values):,} rows ({result.model})",
+        height=max(300, 26 * len(order) + 90),
+        xtitle="contribution to the forecast",
+    )
     fig.update_layout(hovermode="closest")
     return fig
 
@@ -283,11 +424,18 @@ def shap_bar(result: Any, *, top: int = 15) -> Any:
     shown = result.importance.head(top).iloc[::-1]
     groups = {g: colour(i) for i, g in enumerate(["lags", "calendar", "exogenous", "static", "other"])}
     fig = go.Figure(
-        go.Bar(x=shown["mean_abs_shap"], y=shown["feature"], orientation="h",
-               marker={"color": [groups.get(g, "#868e96") for g in shown["group"]]},
-               customdata=shown["group"], hovertemplate="%{y} (%{customdata}): %{x:.3g}<extra></extra>")
+        go.Bar(
+            x=shown["mean_abs_shap"],
+            y=shown["feature"],
+            orientation="h",
+            marker={"color": [groups.get(g, "#868e96") for g in shown["group"]]},
+            customdata=shown["group"],
+            hovertemplate="%{y} (%{customdata}): %{x:.3g}<extra></extra>",
+        )
     )
-    _layout(fig, title="Mean |SHAP| per feature (colour: lags, calendar, exogenous)", height=max(260, 22 * len(shown) + 90))
+    _layout(
+        fig, title="Mean |SHAP| per feature (colour: lags, calendar, exogenous)", height=max(260, 22 * len(shown) + 90)
+    )
     fig.update_layout(hovermode="closest", showlegend=False)
     return fig
 
@@ -296,8 +444,13 @@ def shap_dependence(result: Any, feature: str, *, index: int = 0) -> Any:
     go = _go()
     j = list(result.data.columns).index(feature)
     fig = go.Figure(
-        go.Scatter(x=result.data[feature], y=result.values[:, j], mode="markers",
-                     marker={"size": 4, "color": colour(index), "opacity": 0.6}, name=feature)
+        go.Scatter(
+            x=result.data[feature],
+            y=result.values[:, j],
+            mode="markers",
+            marker={"size": 4, "color": colour(index), "opacity": 0.6},
+            name=feature,
+        )
     )
     _layout(fig, title=f"SHAP dependence: {feature}", height=280, xtitle=feature, ytitle="SHAP value")
     fig.update_layout(hovermode="closest", showlegend=False)
@@ -313,8 +466,18 @@ def components(frame: pd.DataFrame, name: str, uid: str) -> Any:
     columns = [c for c in part.columns if c not in ("unique_id", TIME)]
     fig = make_subplots(rows=len(columns), cols=1, shared_xaxes=True, subplot_titles=columns, vertical_spacing=0.04)
     for i, column in enumerate(columns, start=1):
-        fig.add_trace(go.Scatter(x=part[TIME], y=part[column], mode="lines", line={"color": colour(i - 1), "width": 1},
-                                 name=column, showlegend=False), i, 1)
+        fig.add_trace(
+            go.Scatter(
+                x=part[TIME],
+                y=part[column],
+                mode="lines",
+                line={"color": colour(i - 1), "width": 1},
+                name=column,
+                showlegend=False,
+            ),
+            i,
+            1,
+        )
     _layout(fig, title=f"{name} · {uid}: fitted components", height=150 * len(columns) + 60)
     fig.update_layout(hovermode="x unified")
     return fig
@@ -327,15 +490,30 @@ def forecast_over_actuals(actuals: pd.DataFrame, forecast: pd.DataFrame, *, titl
     fig = go.Figure()
     band = widest_band(forecast) if not forecast.empty else None
     if band is not None:
-        for trace in band_traces(forecast[TIME], forecast[band[0]], forecast[band[1]], colour_hex=PALETTE[0],
-                                 name=f"interval {band[0]}–{band[1]}"):
+        for trace in band_traces(
+            forecast[TIME],
+            forecast[band[0]],
+            forecast[band[1]],
+            colour_hex=PALETTE[0],
+            name=f"interval {band[0]}–{band[1]}",
+        ):
             fig.add_trace(trace)
     if not forecast.empty:
-        fig.add_trace(go.Scatter(x=forecast[TIME], y=forecast[POINT], mode="lines", name="forecast",
-                                 line={"color": PALETTE[0], "width": 2}))
+        fig.add_trace(
+            go.Scatter(
+                x=forecast[TIME],
+                y=forecast[POINT],
+                mode="lines",
+                name="forecast",
+                line={"color": PALETTE[0], "width": 2},
+            )
+        )
     if not actuals.empty:
-        fig.add_trace(go.Scatter(x=actuals[TIME], y=actuals[TARGET], mode="lines", name="actual",
-                                 line={"color": ACTUAL, "width": 1.2}))
+        fig.add_trace(
+            go.Scatter(
+                x=actuals[TIME], y=actuals[TARGET], mode="lines", name="actual", line={"color": ACTUAL, "width": 1.2}
+            )
+        )
     _layout(fig, title=title, height=380)
     return fig
 

@@ -113,7 +113,9 @@ def gather(
         try:
             end = pd.Timestamp(until)
         except (ValueError, TypeError):
-            raise TidecastError(f"--until: cannot read {until!r} as a time (write e.g. 2024-07-01 or 2024-07-01T06:00)") from None
+            raise TidecastError(
+                f"--until: cannot read {until!r} as a time (write e.g. 2024-07-01 or 2024-07-01T06:00)"
+            ) from None
         if end.tzinfo is not None:
             end = end.tz_convert("UTC").tz_localize(None)
     elif has_actuals:
@@ -176,7 +178,9 @@ def _largest_misses(joined: pd.DataFrame, n: int = MISSES) -> pd.DataFrame:
     frame["abs_error"] = frame["error"].abs()
     band = widest_band(frame)
     if band is not None:
-        frame["inside interval"] = np.where((frame[TARGET] >= frame[band[0]]) & (frame[TARGET] <= frame[band[1]]), "yes", "no")
+        frame["inside interval"] = np.where(
+            (frame[TARGET] >= frame[band[0]]) & (frame[TARGET] <= frame[band[1]]), "yes", "no"
+        )
     top = frame.sort_values("abs_error", ascending=False).head(n)
     columns = [TIME, ID, POINT, TARGET, "error"] + (["inside interval"] if band is not None else []) + ["model_version"]
     return top[[c for c in columns if c in top.columns]].reset_index(drop=True)
@@ -217,14 +221,29 @@ def render_html(report: ClientReport, *, figure_format: str = "svg") -> str:
         if "coverage" in metrics:
             nominal = metrics.get("nominal", float("nan"))
             gap = metrics["coverage"] - nominal
-            cards.append(("inside the interval", f"{metrics['coverage']:.0%}", f"expected {nominal:.0%}",
-                          "good" if abs(gap) <= 0.1 else "warn"))
+            cards.append(
+                (
+                    "inside the interval",
+                    f"{metrics['coverage']:.0%}",
+                    f"expected {nominal:.0%}",
+                    "good" if abs(gap) <= 0.1 else "warn",
+                )
+            )
         cards.append(("forecasts checked", f"{int(metrics['n']):,}", "timestamps with an actual", ""))
     else:
         cards.append(("accuracy", "n/a", "nothing to compare yet", "warn"))
-    drift_tone = "" if report.drift.empty else ("bad" if any(
-        (row := report.drift.latest(k)) is not None and bool(row["drifted"]) for k in ("data", "model")) else "good")
-    cards.append(("drift", "no checks yet" if report.drift.empty else report.drift.status_line().split(";")[0], "", drift_tone))
+    drift_tone = (
+        ""
+        if report.drift.empty
+        else (
+            "bad"
+            if any((row := report.drift.latest(k)) is not None and bool(row["drifted"]) for k in ("data", "model"))
+            else "good"
+        )
+    )
+    cards.append(
+        ("drift", "no checks yet" if report.drift.empty else report.drift.status_line().split(";")[0], "", drift_tone)
+    )
     cards.append(("model in use", f"v{model.version}", f"{model.alias or ''} · {model.winner or ''}", ""))
     summary.kpis(cards)
     if not report.has_predictions:
@@ -243,10 +262,15 @@ def render_html(report: ClientReport, *, figure_format: str = "svg") -> str:
         for uid in list(dict.fromkeys(report.joined[ID].astype(str)))[:MAX_SERIES_CHARTS]:
             part = report.joined[report.joined[ID].astype(str) == uid]
             misses = report.misses[report.misses[ID].astype(str) == uid] if not report.misses.empty else None
-            last.matplotlib(static.forecast_vs_actual(part, title=f"{uid}: forecast vs actual", misses=misses),
-                            fmt=figure_format, name="forecast-vs-actual")
+            last.matplotlib(
+                static.forecast_vs_actual(part, title=f"{uid}: forecast vs actual", misses=misses),
+                fmt=figure_format,
+                name="forecast-vs-actual",
+            )
         if report.joined[ID].nunique() > MAX_SERIES_CHARTS:
-            last.note(f"Charts for {MAX_SERIES_CHARTS} of {report.joined[ID].nunique()} series; the numbers cover all of them.")
+            last.note(
+                f"Charts for {MAX_SERIES_CHARTS} of {report.joined[ID].nunique()} series; the numbers cover all of them."
+            )
         if len(report.daily) > 1:
             last.matplotlib(static.daily_error(report.daily, base), fmt=figure_format, name="daily-error")
         if report.versions_used:
@@ -255,22 +279,39 @@ def render_html(report: ClientReport, *, figure_format: str = "svg") -> str:
         last.empty("Nothing to show: " + _missing_reason(report))
 
     # ------------------------------------------------------------------------------ accuracy
-    acc = doc.section("accuracy", "Accuracy against the model's baseline",
-                      "The period's errors next to what the backtest and the held-out check measured before deployment.")
+    acc = doc.section(
+        "accuracy",
+        "Accuracy against the model's baseline",
+        "The period's errors next to what the backtest and the held-out check measured before deployment.",
+    )
     if metrics:
         rows = []
-        for key, label in (("mae", "MAE"), ("rmse", "RMSE"), ("wape", "WAPE"), ("bias", "bias (forecast − actual)"),
-                           ("coverage", "interval coverage")):
+        for key, label in (
+            ("mae", "MAE"),
+            ("rmse", "RMSE"),
+            ("wape", "WAPE"),
+            ("bias", "bias (forecast − actual)"),
+            ("coverage", "interval coverage"),
+        ):
             if key in metrics:
                 live = metrics[key]
                 backtest = model.backtest(key)
                 holdout = model.holdout(key)
-                rows.append({"metric": label, "this period": live, "backtest": backtest, "held-out": holdout,
-                             "ratio to backtest": live / backtest if backtest else None})
+                rows.append(
+                    {
+                        "metric": label,
+                        "this period": live,
+                        "backtest": backtest,
+                        "held-out": holdout,
+                        "ratio to backtest": live / backtest if backtest else None,
+                    }
+                )
         acc.table(pd.DataFrame(rows), text_columns=["metric"])
         if base:
             ratio = metrics["mae"] / base
-            verdict = ("in line with" if ratio <= 1.2 else "somewhat worse than" if ratio <= 1.5 else "clearly worse than")
+            verdict = (
+                "in line with" if ratio <= 1.2 else "somewhat worse than" if ratio <= 1.5 else "clearly worse than"
+            )
             acc.note(f"The error this period is {verdict} the backtest ({ratio:.2f}× its MAE).")
     else:
         acc.empty("No accuracy yet: " + _missing_reason(report))
@@ -278,8 +319,9 @@ def render_html(report: ClientReport, *, figure_format: str = "svg") -> str:
     # -------------------------------------------------------------------------------- misses
     miss = doc.section("misses", "Largest misses", "The timestamps where the forecast was furthest from what happened.")
     if not report.misses.empty:
-        shown = report.misses.rename(columns={TIME: "time (UTC)", ID: "series", POINT: "forecast", TARGET: "actual",
-                                              "model_version": "version"})
+        shown = report.misses.rename(
+            columns={TIME: "time (UTC)", ID: "series", POINT: "forecast", TARGET: "actual", "model_version": "version"}
+        )
         shown["time (UTC)"] = shown["time (UTC)"].dt.strftime("%Y-%m-%d %H:%M")
         miss.table(shown, text_columns=["time (UTC)", "series", "inside interval", "version"])
     else:
@@ -294,16 +336,23 @@ def render_html(report: ClientReport, *, figure_format: str = "svg") -> str:
         history = report.drift.history.tail(10).copy()
         history["checked_at"] = pd.to_datetime(history["checked_at"]).dt.strftime("%Y-%m-%d %H:%M")
         history["drifted"] = np.where(history["drifted"], "yes", "no")
-        drift.table(history[[c for c in history.columns if c in ("checked_at", "kind", "drifted", "detail")]],
-                    text_columns=["checked_at", "kind", "drifted", "detail"])
+        drift.table(
+            history[[c for c in history.columns if c in ("checked_at", "kind", "drifted", "detail")]],
+            text_columns=["checked_at", "kind", "drifted", "detail"],
+        )
 
     # --------------------------------------------------------------------------------- model
     mdl = doc.section("model", "Model in use")
     facts = [
-        ("registered model", model.name), ("version", f"v{model.version}"), ("alias", model.alias or ""),
-        ("algorithm", model.winner or ""), ("trained on data up to", model.trained_until or ""),
-        ("registered", _when(model.created)), ("promoted", model.tags.get("tidecast.promoted_at", "")),
-        ("promotion check", model.tags.get("tidecast.gate_reason", "")), ("training run", model.run_id or ""),
+        ("registered model", model.name),
+        ("version", f"v{model.version}"),
+        ("alias", model.alias or ""),
+        ("algorithm", model.winner or ""),
+        ("trained on data up to", model.trained_until or ""),
+        ("registered", _when(model.created)),
+        ("promoted", model.tags.get("tidecast.promoted_at", "")),
+        ("promotion check", model.tags.get("tidecast.gate_reason", "")),
+        ("training run", model.run_id or ""),
     ]
     mdl.table(pd.DataFrame([(k, v) for k, v in facts if v], columns=["", "value"]), text_columns=["", "value"])
 
@@ -314,12 +363,17 @@ def render_html(report: ClientReport, *, figure_format: str = "svg") -> str:
         for uid in list(dict.fromkeys(report.ahead[ID].astype(str)))[:MAX_SERIES_CHARTS]:
             part = report.ahead[report.ahead[ID].astype(str) == uid]
             hist = report.recent[report.recent[ID].astype(str) == uid] if not report.recent.empty else pd.DataFrame()
-            nxt.matplotlib(static.forecast_ahead(hist, part, title=f"{uid}: forecast from {_when(first)} UTC"),
-                           fmt=figure_format, name="forecast-ahead")
+            nxt.matplotlib(
+                static.forecast_ahead(hist, part, title=f"{uid}: forecast from {_when(first)} UTC"),
+                fmt=figure_format,
+                name="forecast-ahead",
+            )
         covered = final - first
         if covered + pd.Timedelta(hours=1) < report.period:
-            nxt.note(f"The stored forecast covers {_when(first)} → {_when(final)} UTC, less than the full period "
-                     "(the model forecasts its trained horizon at a time).")
+            nxt.note(
+                f"The stored forecast covers {_when(first)} → {_when(final)} UTC, less than the full period "
+                "(the model forecasts its trained horizon at a time)."
+            )
         nxt.table(_daily_outlook(report.ahead), text_columns=["day"])
     else:
         nxt.empty("No forecast beyond the last actual is in the prediction store yet.")

@@ -75,9 +75,13 @@ tr.serving td { font-weight: 600; background: #eef7f0; }
 .status { font-size: 12px; color: #61707f; margin-top: 8px; }
 """
 
-INDEX = """<!DOCTYPE html>
-<html><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>""" + STYLE + """</style></head>
+INDEX = (
+    """<!DOCTYPE html>
+<html><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>"""
+    + STYLE
+    + """</style></head>
 <body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></body></html>"""
+)
 
 
 @dataclass
@@ -150,9 +154,18 @@ def load_snapshot(spec: Any, *, alias: str | None = None, client: Any = None, db
         drift = DriftView(pd.DataFrame(columns=["checked_at", "kind", "drifted", "detail"]))
         errors.append(f"drift checks: {exc}")
     return Snapshot(
-        model=model, model_error=model_error, forecast=forecast, batch=batch, actuals=actuals, daily=daily,
-        live=live, drift=drift, versions=versions, trainings=trainings,
-        read_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), errors=errors,
+        model=model,
+        model_error=model_error,
+        forecast=forecast,
+        batch=batch,
+        actuals=actuals,
+        daily=daily,
+        live=live,
+        drift=drift,
+        versions=versions,
+        trainings=trainings,
+        read_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        errors=errors,
     )
 
 
@@ -161,9 +174,16 @@ def _empty_figure(text: str) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 14, "color": "#61707f"})
-    fig.update_layout(template=charts.template(), height=300, xaxis={"visible": False}, yaxis={"visible": False},
-                      margin={"l": 20, "r": 20, "t": 20, "b": 20})
+    fig.add_annotation(
+        text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 14, "color": "#61707f"}
+    )
+    fig.update_layout(
+        template=charts.template(),
+        height=300,
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        margin={"l": 20, "r": 20, "t": 20, "b": 20},
+    )
     return fig
 
 
@@ -175,7 +195,9 @@ def forecast_figure(snap: Snapshot) -> Any:
     acts = snap.actuals[snap.actuals[ID].astype(str) == uid] if not snap.actuals.empty else snap.actuals
     made = snap.batch.get("created_at")
     title = f"{uid}: latest forecast (v{snap.batch.get('version')}, made {pd.Timestamp(made):%Y-%m-%d %H:%M} UTC)"
-    return charts.forecast_over_actuals(acts if not acts.empty else pd.DataFrame(columns=[TIME, TARGET]), part, title=title)
+    return charts.forecast_over_actuals(
+        acts if not acts.empty else pd.DataFrame(columns=[TIME, TARGET]), part, title=title
+    )
 
 
 def accuracy_figure(snap: Snapshot) -> Any:
@@ -185,16 +207,35 @@ def accuracy_figure(snap: Snapshot) -> Any:
     if snap.daily.empty:
         return _empty_figure("no forecast has a matching actual yet")
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Bar(x=snap.daily["period"], y=snap.daily["mae"], name="daily MAE", marker={"color": charts.PALETTE[0]}))
+    fig.add_trace(
+        go.Bar(x=snap.daily["period"], y=snap.daily["mae"], name="daily MAE", marker={"color": charts.PALETTE[0]})
+    )
     if snap.daily["coverage"].notna().any():
-        fig.add_trace(go.Scatter(x=snap.daily["period"], y=snap.daily["coverage"], name="interval coverage", mode="lines+markers",
-                                 line={"color": charts.PALETTE[2]}), secondary_y=True)
+        fig.add_trace(
+            go.Scatter(
+                x=snap.daily["period"],
+                y=snap.daily["coverage"],
+                name="interval coverage",
+                mode="lines+markers",
+                line={"color": charts.PALETTE[2]},
+            ),
+            secondary_y=True,
+        )
         fig.update_yaxes(range=[0, 1.05], dtick=0.2, tickformat=".0%", secondary_y=True, title_text="coverage")
     baseline = snap.model.backtest("mae") if snap.model is not None else None
     if baseline is not None:
-        fig.add_hline(y=baseline, line={"dash": "dash", "color": charts.PALETTE[1]}, annotation_text=f"backtest MAE {baseline:.3g}")
-    fig.update_layout(template=charts.template(), height=320, margin={"l": 50, "r": 50, "t": 30, "b": 40},
-                      legend={"orientation": "h", "y": -0.15, "x": 0}, title={"text": "Rolling accuracy", "x": 0.01, "font": {"size": 14}})
+        fig.add_hline(
+            y=baseline,
+            line={"dash": "dash", "color": charts.PALETTE[1]},
+            annotation_text=f"backtest MAE {baseline:.3g}",
+        )
+    fig.update_layout(
+        template=charts.template(),
+        height=320,
+        margin={"l": 50, "r": 50, "t": 30, "b": 40},
+        legend={"orientation": "h", "y": -0.15, "x": 0},
+        title={"text": "Rolling accuracy", "x": 0.01, "font": {"size": 14}},
+    )
     fig.update_yaxes(title_text="MAE", secondary_y=False)
     return fig
 
@@ -209,13 +250,26 @@ def drift_figure(snap: Snapshot) -> Any:
     for kind, part in history.groupby("kind", sort=True):
         fig.add_trace(
             go.Scatter(
-                x=part["checked_at"], y=[kind] * len(part), mode="markers", name=f"{kind} drift",
-                marker={"size": 12, "symbol": "square", "color": ["#cf222e" if d else "#1a7f37" for d in part["drifted"]]},
-                customdata=part["detail"], hovertemplate="%{x}<br>%{customdata}<extra></extra>",
+                x=part["checked_at"],
+                y=[kind] * len(part),
+                mode="markers",
+                name=f"{kind} drift",
+                marker={
+                    "size": 12,
+                    "symbol": "square",
+                    "color": ["#cf222e" if d else "#1a7f37" for d in part["drifted"]],
+                },
+                customdata=part["detail"],
+                hovertemplate="%{x}<br>%{customdata}<extra></extra>",
             )
         )
-    fig.update_layout(template=charts.template(), height=220, margin={"l": 60, "r": 20, "t": 30, "b": 30}, showlegend=False,
-                      title={"text": "Drift checks (red: drift)", "x": 0.01, "font": {"size": 14}})
+    fig.update_layout(
+        template=charts.template(),
+        height=220,
+        margin={"l": 60, "r": 20, "t": 30, "b": 30},
+        showlegend=False,
+        title={"text": "Drift checks (red: drift)", "x": 0.01, "font": {"size": 14}},
+    )
     return fig
 
 
@@ -247,7 +301,8 @@ def _kpi(label: str, value: str, detail: str = "", tone: str = "", kpi_id: str =
 
     return html.Div(
         [html.Div(label, className="label"), html.Div(value, className="value"), html.Div(detail, className="detail")],
-        className=f"kpi {tone}", id=kpi_id or None,
+        className=f"kpi {tone}",
+        id=kpi_id or None,
     )
 
 
@@ -309,15 +364,26 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
                     dcc.Interval(id="tick", interval=max(0.5, float(refresh)) * 1000, n_intervals=0),
                     html.Div(id="kpis", className="kpis"),
                     html.Div(
-                        [html.Div([dcc.Graph(id="forecast-graph", config=graph_config, style={"height": "400px"})], className="card")],
+                        [
+                            html.Div(
+                                [dcc.Graph(id="forecast-graph", config=graph_config, style={"height": "400px"})],
+                                className="card",
+                            )
+                        ],
                         className="row",
                     ),
                     html.Div(
                         [
-                            html.Div([dcc.Graph(id="accuracy-graph", config=graph_config, style={"height": "330px"})], className="card"),
                             html.Div(
-                                [html.H2("Drift"), html.Div(id="drift-status"),
-                                 dcc.Graph(id="drift-graph", config=graph_config, style={"height": "240px"})],
+                                [dcc.Graph(id="accuracy-graph", config=graph_config, style={"height": "330px"})],
+                                className="card",
+                            ),
+                            html.Div(
+                                [
+                                    html.H2("Drift"),
+                                    html.Div(id="drift-status"),
+                                    dcc.Graph(id="drift-graph", config=graph_config, style={"height": "240px"}),
+                                ],
                                 className="card",
                             ),
                         ],
@@ -335,8 +401,16 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
                             html.H2("Admin"),
                             html.Div(
                                 [
-                                    dcc.Input(id="admin-token", type="password", placeholder="admin token", autoComplete="off"),
-                                    dcc.Input(id="admin-version", type="text", placeholder="version", size="6"),
+                                    dcc.Input(
+                                        id="admin-token",
+                                        type="password",
+                                        placeholder="admin token",
+                                        autoComplete="off",
+                                        style={"width": "220px"},
+                                    ),
+                                    dcc.Input(
+                                        id="admin-version", type="text", placeholder="version", style={"width": "90px"}
+                                    ),
                                     html.Button("Make champion", id="admin-promote", n_clicks=0),
                                 ],
                                 className="admin",
@@ -383,49 +457,99 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
             return (f"read failed {datetime.now(UTC):%H:%M:%S} UTC", [], empty, empty, empty, "", "", "", snap_error)
         kpis = []
         if snap.model is not None:
-            kpis.append(_kpi("serving", f"v{snap.model.version}", f"{alias} · {snap.model.winner or ''}", "good", "kpi-serving"))
+            kpis.append(
+                _kpi("serving", f"v{snap.model.version}", f"{alias} · {snap.model.winner or ''}", "good", "kpi-serving")
+            )
         else:
             kpis.append(_kpi("serving", "none", snap.model_error or "", "warn", "kpi-serving"))
         if snap.batch:
-            kpis.append(_kpi("latest forecast", f"{pd.Timestamp(snap.batch['created_at']):%m-%d %H:%M}",
-                             f"{snap.batch['start']:%m-%d %H:%M} → {snap.batch['end']:%m-%d %H:%M} · {snap.batch['id'][:8]}",
-                             "", "kpi-latest"))
+            kpis.append(
+                _kpi(
+                    "latest forecast",
+                    f"{pd.Timestamp(snap.batch['created_at']):%m-%d %H:%M}",
+                    f"{snap.batch['start']:%m-%d %H:%M} → {snap.batch['end']:%m-%d %H:%M} · {snap.batch['id'][:8]}",
+                    "",
+                    "kpi-latest",
+                )
+            )
         else:
             kpis.append(_kpi("latest forecast", "none", "no forecasts logged yet", "warn", "kpi-latest"))
         if snap.live:
             base = snap.model.backtest("mae") if snap.model is not None else None
             ratio = snap.live["mae"] / base if base else None
             tone = "" if ratio is None else ("good" if ratio <= 1.2 else "warn" if ratio <= 1.5 else "bad")
-            kpis.append(_kpi("MAE, last 24 h", fmt_number(snap.live["mae"]),
-                             f"backtest {fmt_number(base)}" + (f" · {ratio:.2f}×" if ratio else ""), tone, "kpi-mae"))
+            kpis.append(
+                _kpi(
+                    "MAE, last 24 h",
+                    fmt_number(snap.live["mae"]),
+                    f"backtest {fmt_number(base)}" + (f" · {ratio:.2f}×" if ratio else ""),
+                    tone,
+                    "kpi-mae",
+                )
+            )
             if "coverage" in snap.live:
-                kpis.append(_kpi("coverage, last 24 h", f"{snap.live['coverage']:.0%}", f"nominal {snap.live.get('nominal', 0):.0%}",
-                                 "", "kpi-coverage"))
+                kpis.append(
+                    _kpi(
+                        "coverage, last 24 h",
+                        f"{snap.live['coverage']:.0%}",
+                        f"nominal {snap.live.get('nominal', 0):.0%}",
+                        "",
+                        "kpi-coverage",
+                    )
+                )
         else:
             kpis.append(_kpi("live accuracy", "n/a", "no actuals for the forecasts yet", "warn", "kpi-mae"))
         drifted = any((row := snap.drift.latest(k)) is not None and bool(row["drifted"]) for k in ("data", "model"))
-        kpis.append(_kpi("drift", "no checks" if snap.drift.empty else ("DRIFT" if drifted else "ok"),
-                         snap.drift.status_line()[:80], "warn" if snap.drift.empty else ("bad" if drifted else "good"), "kpi-drift"))
+        kpis.append(
+            _kpi(
+                "drift",
+                "no checks" if snap.drift.empty else ("DRIFT" if drifted else "ok"),
+                snap.drift.status_line()[:80],
+                "warn" if snap.drift.empty else ("bad" if drifted else "good"),
+                "kpi-drift",
+            )
+        )
         serving_version = snap.model.version if snap.model is not None else None
         registry = _table(
             snap.versions,
-            [("version", "version"), ("aliases", "aliases"), ("created", "registered"), ("winner", "model"),
-             ("gate", "gate"), ("holdout", "held-out"), ("metric", "metric")],
+            [
+                ("version", "version"),
+                ("aliases", "aliases"),
+                ("created", "registered"),
+                ("winner", "model"),
+                ("gate", "gate"),
+                ("holdout", "held-out"),
+                ("metric", "metric"),
+            ],
             highlight=lambda row: serving_version is not None and str(row.get("version")) == str(serving_version),
             table_id="registry-table",
         )
         runs = _table(
             snap.trainings,
-            [("started", "started"), ("status", "status"), ("winner", "winner"), ("holdout", "held-out"),
-             ("version", "version"), ("verdict", "verdict")],
+            [
+                ("started", "started"),
+                ("status", "status"),
+                ("winner", "winner"),
+                ("holdout", "held-out"),
+                ("version", "version"),
+                ("verdict", "verdict"),
+            ],
             table_id="runs-table",
         )
         batch_note = f" · latest forecast batch {snap.batch['id']}" if snap.batch else ""
-        updated = html.Span(f"updated {snap.read_at}{batch_note}", id="updated-text",
-                            **{"data-batch": snap.batch.get("id", "")})
+        updated = html.Span(
+            f"updated {snap.read_at}{batch_note}", id="updated-text", **{"data-batch": snap.batch.get("id", "")}
+        )
         return (
-            updated, kpis, forecast_figure(snap), accuracy_figure(snap), drift_figure(snap),
-            html.Div(snap.drift.status_line(), className="status"), registry, runs, "; ".join(snap.errors),
+            updated,
+            kpis,
+            forecast_figure(snap),
+            accuracy_figure(snap),
+            drift_figure(snap),
+            html.Div("" if snap.drift.empty else snap.drift.status_line(), className="status"),
+            registry,
+            runs,
+            "; ".join(snap.errors),
         )
 
     @app.callback(
@@ -447,7 +571,9 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
             action = promote(spec, str(version).strip(), reason="promoted from the dashboard")
         except Exception as exc:
             return f"not promoted: {exc}"
-        return f"{action.model_name}@champion → v{action.to_version}" + (f" (was v{action.from_version})" if action.from_version else "")
+        return f"{action.model_name}@champion → v{action.to_version}" + (
+            f" (was v{action.from_version})" if action.from_version else ""
+        )
 
     return app
 

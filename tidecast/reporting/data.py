@@ -84,7 +84,9 @@ def registered_names(client: Any) -> list[str]:
     return sorted(m.name for m in retry_locked(lambda: client.search_registered_models(max_results=1000)))
 
 
-def resolve_model(spec: Any, name: str | None = None, alias: str | None = CHAMPION, *, client: Any = None) -> ModelInUse:
+def resolve_model(
+    spec: Any, name: str | None = None, alias: str | None = CHAMPION, *, client: Any = None
+) -> ModelInUse:
     """The version ``name@alias`` points at (``alias`` may also be a version number).
 
     Raises :class:`TrackingError` naming the known models or aliases when either is unknown.
@@ -102,8 +104,13 @@ def resolve_model(spec: Any, name: str | None = None, alias: str | None = CHAMPI
         except MlflowException:
             known = registered_names(client)
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else (f" (registered: {', '.join(known)})" if known else
-                                                                   " (none is registered yet: run 'tidecast run')")
+            hint = (
+                f" (did you mean '{close[0]}'?)"
+                if close
+                else (
+                    f" (registered: {', '.join(known)})" if known else " (none is registered yet: run 'tidecast run')"
+                )
+            )
             raise TrackingError(f"no registered model named '{name}'{hint}") from None
         aliases = {str(k): str(v) for k, v in (getattr(registered, "aliases", None) or {}).items()}
         if alias in aliases:
@@ -120,7 +127,9 @@ def resolve_model(spec: Any, name: str | None = None, alias: str | None = CHAMPI
     return ModelInUse(
         name=name,
         version=str(mv.version),
-        alias=alias if not str(alias).isdigit() else next((a for a, v in aliases.items() if v == str(mv.version)), None),
+        alias=alias
+        if not str(alias).isdigit()
+        else next((a for a, v in aliases.items() if v == str(mv.version)), None),
         run_id=getattr(mv, "run_id", None),
         created=_ms(getattr(mv, "creation_timestamp", None)),
         tags=dict(getattr(mv, "tags", None) or {}),

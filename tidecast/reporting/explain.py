@@ -195,7 +195,8 @@ def _shift_steps(rng: np.random.Generator, minimum: int, freq: str) -> int:
     """A shift (in steps) above ``minimum`` that is not a whole number of days, weeks or years."""
     step = freq_timedelta(freq)
     periods = [
-        int(p / step) for p in (pd.Timedelta(days=1), pd.Timedelta(days=7), pd.Timedelta(days=364))
+        int(p / step)
+        for p in (pd.Timedelta(days=1), pd.Timedelta(days=7), pd.Timedelta(days=364))
         if p >= step and p % step == pd.Timedelta(0)
     ]
     week = max(periods) if periods else 7
@@ -207,8 +208,10 @@ def _shift_steps(rng: np.random.Generator, minimum: int, freq: str) -> int:
 
 
 def _mae(forecast: pd.DataFrame, test: pd.DataFrame) -> float:
-    joined = forecast[[ID, TIME, POINT]].assign(**{ID: forecast[ID].astype(str)}).merge(
-        test[[ID, TIME, TARGET]].assign(**{ID: test[ID].astype(str)}), on=[ID, TIME], how="inner"
+    joined = (
+        forecast[[ID, TIME, POINT]]
+        .assign(**{ID: forecast[ID].astype(str)})
+        .merge(test[[ID, TIME, TARGET]].assign(**{ID: test[ID].astype(str)}), on=[ID, TIME], how="inner")
     )
     errors = (joined[TARGET] - joined[POINT]).abs().to_numpy(float)
     errors = errors[np.isfinite(errors)]
@@ -341,7 +344,9 @@ def feature_matrix(model: Any, data: pd.DataFrame, *, rows: int = SHAP_ROWS, see
     return matrix.reset_index(drop=True)
 
 
-def shap_values(model: Any, data: pd.DataFrame, spec: Any, *, rows: int = SHAP_ROWS, seed: int = 0, label: str = "") -> ShapResult:
+def shap_values(
+    model: Any, data: pd.DataFrame, spec: Any, *, rows: int = SHAP_ROWS, seed: int = 0, label: str = ""
+) -> ShapResult:
     """SHAP values of a tree model on a sample of its feature matrix built from ``data``."""
     import shap
 
@@ -354,13 +359,17 @@ def shap_values(model: Any, data: pd.DataFrame, spec: Any, *, rows: int = SHAP_R
     base = explainer.expected_value
     base_value = float(np.ravel(base)[0]) if np.ndim(base) else float(base)
     groups = feature_groups(list(matrix.columns), spec)
-    importance = pd.DataFrame(
-        {
-            "feature": list(matrix.columns),
-            "group": [groups[c] for c in matrix.columns],
-            "mean_abs_shap": np.abs(values).mean(axis=0),
-        }
-    ).sort_values("mean_abs_shap", ascending=False, kind="stable").reset_index(drop=True)
+    importance = (
+        pd.DataFrame(
+            {
+                "feature": list(matrix.columns),
+                "group": [groups[c] for c in matrix.columns],
+                "mean_abs_shap": np.abs(values).mean(axis=0),
+            }
+        )
+        .sort_values("mean_abs_shap", ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )
     return ShapResult(values=values, data=matrix, base_value=base_value, importance=importance, model=label)
 
 
@@ -395,7 +404,9 @@ def _candidate_spec(spec: Any, name: str) -> Any:
     return next((c for c in spec.models if c.name == name), None)
 
 
-def plan(backtest: dict[str, Any], select: dict[str, Any], spec: Any, *, top: int = PERMUTATION_TOP) -> list[tuple[str, set[str]]]:
+def plan(
+    backtest: dict[str, Any], select: dict[str, Any], spec: Any, *, top: int = PERMUTATION_TOP
+) -> list[tuple[str, set[str]]]:
     """Which candidates to explain and how: ``[(name, {"permutation", "shap", "components"}), ...]``.
 
     The best ``top`` candidates get permutation importance; every tree model gets SHAP and every
@@ -467,7 +478,9 @@ def explain_candidates(
             continue
         if "permutation" in wants:
             try:
-                explanation.permutation = permutation_importance(model, train, test, spec, repeats=repeats, seed=spec.seed)
+                explanation.permutation = permutation_importance(
+                    model, train, test, spec, repeats=repeats, seed=spec.seed
+                )
             except Exception as exc:
                 explanation.notes.append(f"permutation importance failed: {type(exc).__name__}: {exc}")
         if "shap" in wants and is_tree_model(model):

@@ -141,7 +141,9 @@ class Section:
                     cells.append(f"<td>{esc(fmt_number(value, digits))}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
         more = f'<p class="note">{len(frame) - max_rows} more rows not shown</p>' if len(frame) > max_rows else ""
-        self.parts.append(f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>{more}')
+        self.parts.append(
+            f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>{more}'
+        )
 
     def plotly(self, fig: Any, *, caption: str = "", height: int | None = None, name: str = "") -> None:
         """A plotly figure, drawn by the document's inline plotly.js."""
@@ -210,7 +212,11 @@ class Document:
             scripts = f'<script type="text/javascript">{get_plotlyjs()}</script>'
         nav = ""
         if toc and len(self.sections) > 1:
-            nav = '<nav class="toc">' + "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in self.sections) + "</nav>"
+            nav = (
+                '<nav class="toc">'
+                + "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in self.sections)
+                + "</nav>"
+            )
         body = "".join(s.render() for s in self.sections)
         footer = f'<footer class="report">{esc(self.footer)}</footer>' if self.footer else ""
         subtitle = f'<div class="subtitle">{esc(self.subtitle)}</div>' if self.subtitle else ""

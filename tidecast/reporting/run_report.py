@@ -104,9 +104,13 @@ def build_run_report(
     doc = Document(
         f"{spec.project}: training report",
         subtitle=" · ".join(
-            part for part in (
-                f"run {run_id[:12]}" if run_id else "", f"winner {winner}" if winner else "", f"generated {generated}"
-            ) if part
+            part
+            for part in (
+                f"run {run_id[:12]}" if run_id else "",
+                f"winner {winner}" if winner else "",
+                f"generated {generated}",
+            )
+            if part
         ),
     )
     warnings: list[str] = []
@@ -123,17 +127,38 @@ def build_run_report(
         alias = registration.get("alias")
         cards = [
             ("winner", str(winner), str(select.get("kind") or ""), "good"),
-            (f"held-out {metric.upper()}", fmt_number(holdout), f"backtest {fmt_number((select.get('backtest_metrics') or {}).get(metric))}", ""),
+            (
+                f"held-out {metric.upper()}",
+                fmt_number(holdout),
+                f"backtest {fmt_number((select.get('backtest_metrics') or {}).get(metric))}",
+                "",
+            ),
         ]
         if improvement is not None and select.get("baseline"):
-            cards.append(("backtest vs baseline", f"{float(improvement):+.1%}", f"baseline {select.get('baseline')}", "good" if improvement > 0 else "warn"))
+            cards.append(
+                (
+                    "backtest vs baseline",
+                    f"{float(improvement):+.1%}",
+                    f"baseline {select.get('baseline')}",
+                    "good" if improvement > 0 else "warn",
+                )
+            )
         if registration:
             cards.append(
-                ("registry", f"v{registration.get('version')} → {alias}", str(registration.get("model_name") or ""),
-                 "good" if alias == "champion" else "warn")
+                (
+                    "registry",
+                    f"v{registration.get('version')} → {alias}",
+                    str(registration.get("model_name") or ""),
+                    "good" if alias == "champion" else "warn",
+                )
             )
         cards.append(
-            ("data", f"{clean[ID].nunique():,} series", f"{len(clean):,} rows, {clean[TIME].min():%Y-%m-%d} → {clean[TIME].max():%Y-%m-%d}", "")
+            (
+                "data",
+                f"{clean[ID].nunique():,} series",
+                f"{len(clean):,} rows, {clean[TIME].min():%Y-%m-%d} → {clean[TIME].max():%Y-%m-%d}",
+                "",
+            )
         )
         summary.kpis(cards)
         if registration.get("reason"):
@@ -147,7 +172,8 @@ def build_run_report(
 
     # ------------------------------------------------------------------------------------- data
     data = doc.section(
-        "data", "Data and cleaning",
+        "data",
+        "Data and cleaning",
         "The cleaned series the models were trained on. Marks show what cleaning changed: gaps filled, "
         "outliers clipped (with the original value) and duplicated timestamps merged.",
     )
@@ -155,10 +181,14 @@ def build_run_report(
     def draw_data() -> None:
         counts = clean_summary or {}
         rows = [
-            ("rows read", counts.get("rows_in")), ("rows after cleaning", counts.get("rows_out", len(clean))),
-            ("gaps filled", counts.get("gaps_filled")), ("longest gap (steps)", counts.get("longest_gap_steps")),
-            ("outliers", counts.get("outliers")), ("duplicates", counts.get("duplicates")),
-            ("readings moved onto the grid", counts.get("regularized")), ("rows trimmed", counts.get("trimmed")),
+            ("rows read", counts.get("rows_in")),
+            ("rows after cleaning", counts.get("rows_out", len(clean))),
+            ("gaps filled", counts.get("gaps_filled")),
+            ("longest gap (steps)", counts.get("longest_gap_steps")),
+            ("outliers", counts.get("outliers")),
+            ("duplicates", counts.get("duplicates")),
+            ("readings moved onto the grid", counts.get("regularized")),
+            ("rows trimmed", counts.get("trimmed")),
         ]
         table = pd.DataFrame([(k, v) for k, v in rows if v is not None], columns=["", "count"])
         if not table.empty:
@@ -184,18 +214,36 @@ def build_run_report(
     def draw_leaderboard() -> None:
         lb.plotly(charts.leaderboard(board, metric, winner), name="leaderboard")
         figures["leaderboard"] = static.leaderboard(board, metric, winner)
-        columns = [c for c in ("rank", "candidate", "kind", metric, "mae", "rmse", "wape", "bias", "coverage", "fit_seconds", "status")
-                   if c in board.columns]
+        columns = [
+            c
+            for c in (
+                "rank",
+                "candidate",
+                "kind",
+                metric,
+                "mae",
+                "rmse",
+                "wape",
+                "bias",
+                "coverage",
+                "fit_seconds",
+                "status",
+            )
+            if c in board.columns
+        ]
         lb.table(board[list(dict.fromkeys(columns))], text_columns=["candidate", "kind", "status"])
         failed = board[board["status"] != "ok"] if "status" in board else board.iloc[0:0]
         for _, row in failed.iterrows():
-            lb.note(f"{row['candidate']} failed: {str(row.get('error') or '').splitlines()[0] if row.get('error') else 'no detail'}")
+            lb.note(
+                f"{row['candidate']} failed: {str(row.get('error') or '').splitlines()[0] if row.get('error') else 'no detail'}"
+            )
 
     _guard(lb, warnings, "the leaderboard", draw_leaderboard)
 
     # ------------------------------------------------------------------------------- backtest
     bt = doc.section(
-        "backtest", "Backtest folds",
+        "backtest",
+        "Backtest folds",
         f"Each fold's forecast of the best {len(names)} candidates against what happened, with the widest prediction interval.",
     )
 
@@ -239,7 +287,8 @@ def build_run_report(
 
     # ------------------------------------------------------------------------------- residuals
     rs = doc.section(
-        "residuals", "Residual diagnostics",
+        "residuals",
+        "Residual diagnostics",
         "Backtest residuals (actual − forecast): their spread, and their autocorrelation (bars outside the dashed band "
         "are structure the model left on the table).",
     )
@@ -261,7 +310,8 @@ def build_run_report(
 
     # -------------------------------------------------------------------------------- coverage
     cv = doc.section(
-        "coverage", "Interval coverage",
+        "coverage",
+        "Interval coverage",
         "The share of actuals inside each prediction interval on the backtest, against its nominal level.",
     )
 
@@ -269,7 +319,9 @@ def build_run_report(
         ok_names = _top(board, len(board))
         table = analysis.coverage_table(results, ok_names, quantiles)
         if table.empty:
-            cv.empty("The spec asks for no symmetric quantile pair (e.g. 0.1 and 0.9): there are no intervals to check.")
+            cv.empty(
+                "The spec asks for no symmetric quantile pair (e.g. 0.1 and 0.9): there are no intervals to check."
+            )
             return
         cv.plotly(charts.coverage(table), name="coverage")
         figures["coverage"] = static.coverage(table)
@@ -282,13 +334,17 @@ def build_run_report(
             if values is not None:
                 series[name] = values
         if series:
-            cv.plotly(charts.coverage_by_step(series, nominal, smooth_points=max(3, _step_smoothing(horizon))), name="coverage-by-step")
+            cv.plotly(
+                charts.coverage_by_step(series, nominal, smooth_points=max(3, _step_smoothing(horizon))),
+                name="coverage-by-step",
+            )
 
     _guard(cv, warnings, "the interval coverage", draw_coverage)
 
     # --------------------------------------------------------------------------------- explain
     ex = doc.section(
-        "explain", "Explainability",
+        "explain",
+        "Explainability",
         "Which inputs the models rely on. Permutation importance: how much worse the last backtest fold gets when a "
         "group of inputs is scrambled. SHAP: each feature's contribution to a tree model's forecasts. Components: "
         "what statistical models fitted.",
@@ -299,7 +355,9 @@ def build_run_report(
         if not explanations:
             ex.empty("Nothing was explained in this run.")
             return
-        perm = {n: e.permutation for n, e in explanations.items() if e.permutation is not None and not e.permutation.empty}
+        perm = {
+            n: e.permutation for n, e in explanations.items() if e.permutation is not None and not e.permutation.empty
+        }
         if perm:
             ex.heading("Permutation importance of feature groups")
             ex.plotly(charts.permutation(perm), name="permutation-importance")
@@ -343,8 +401,12 @@ def build_run_report(
     doc.footer = f"tidecast {tidecast.__version__} · {spec.project} · report built in {seconds:.1f} s · {generated}"
     html = doc.render()
     return RunReport(
-        html=html, figures=figures, tables=tables, warnings=warnings,
-        sections=[s.id for s in doc.sections], charts=doc.plotly_figures,
+        html=html,
+        figures=figures,
+        tables=tables,
+        warnings=warnings,
+        sections=[s.id for s in doc.sections],
+        charts=doc.plotly_figures,
     )
 
 

@@ -55,8 +55,17 @@ def cleaned_series(view: SeriesView) -> Any:
     for kind, (hex_colour, symbol, label) in KIND_STYLE.items():
         marks = view.changes[view.changes["kind"] == kind] if not view.changes.empty else view.changes
         if not marks.empty:
-            ax.scatter(marks[TIME], marks[TARGET], s=22, marker=_MARKERS.get(symbol, "o"), facecolors="none" if symbol.endswith("open") else hex_colour,
-                       edgecolors=hex_colour, label=f"{label} ({len(marks)})", linewidths=1.2, zorder=3)
+            ax.scatter(
+                marks[TIME],
+                marks[TARGET],
+                s=22,
+                marker=_MARKERS.get(symbol, "o"),
+                facecolors="none" if symbol.endswith("open") else hex_colour,
+                edgecolors=hex_colour,
+                label=f"{label} ({len(marks)})",
+                linewidths=1.2,
+                zorder=3,
+            )
     _style(ax, f"{view.unique_id}: recent data, with what cleaning changed")
     ax.legend(fontsize=7, loc="upper right")
     return fig
@@ -124,7 +133,15 @@ def permutation(tables: dict[str, pd.DataFrame]) -> Any:
     x = np.arange(len(groups))
     for i, (name, table) in enumerate(tables.items()):
         part = table.set_index("group").reindex(groups)
-        ax.bar(x + i * width, part["importance"], width=width, yerr=part["std"].fillna(0), color=colour(i), label=name, capsize=2)
+        ax.bar(
+            x + i * width,
+            part["importance"],
+            width=width,
+            yerr=part["std"].fillna(0),
+            color=colour(i),
+            label=name,
+            capsize=2,
+        )
     ax.set_xticks(x + width * (len(tables) - 1) / 2, groups)
     ax.axhline(0, color="#495057", linewidth=0.8)
     _style(ax, "Permutation importance (relative MAE increase, last fold)")
@@ -145,7 +162,9 @@ def shap_summary(result: Any, *, top: int = 15, max_rows: int = 1000) -> Any:
         raw = result.data[feature].to_numpy(float)[rows]
         scaled = pd.Series(raw).rank(pct=True).fillna(0.5).to_numpy()
         y = len(order) - 1 - rank + rng.uniform(-0.3, 0.3, len(rows))
-        scatter = ax.scatter(result.values[rows, j], y, c=scaled, cmap="RdBu_r", vmin=0, vmax=1, s=5, alpha=0.7, linewidths=0)
+        scatter = ax.scatter(
+            result.values[rows, j], y, c=scaled, cmap="RdBu_r", vmin=0, vmax=1, s=5, alpha=0.7, linewidths=0
+        )
     ax.set_yticks(range(len(order)), list(reversed(order)))
     ax.axvline(0, color="#495057", linewidth=0.6)
     _style(ax, "SHAP values (colour: feature value, low → high)", xlabel="contribution to the forecast")
@@ -172,13 +191,28 @@ def forecast_vs_actual(joined: pd.DataFrame, *, title: str, misses: pd.DataFrame
     fig, ax = figure(10, 3.3)
     band = widest_band(joined)
     if band is not None:
-        ax.fill_between(joined[TIME], joined[band[0]], joined[band[1]], color=PALETTE[0], alpha=0.18, linewidth=0,
-                        label=f"interval {band[0]}–{band[1]}")
+        ax.fill_between(
+            joined[TIME],
+            joined[band[0]],
+            joined[band[1]],
+            color=PALETTE[0],
+            alpha=0.18,
+            linewidth=0,
+            label=f"interval {band[0]}–{band[1]}",
+        )
     ax.plot(joined[TIME], joined[POINT], color=PALETTE[0], linewidth=1.2, label="forecast")
     ax.plot(joined[TIME], joined[TARGET], color=ACTUAL, linewidth=0.9, label="actual")
     if misses is not None and not misses.empty:
-        ax.scatter(misses[TIME], misses[TARGET], s=28, facecolors="none", edgecolors="#cf222e", linewidths=1.4,
-                   label="largest misses", zorder=3)
+        ax.scatter(
+            misses[TIME],
+            misses[TARGET],
+            s=28,
+            facecolors="none",
+            edgecolors="#cf222e",
+            linewidths=1.4,
+            label="largest misses",
+            zorder=3,
+        )
     _style(ax, title)
     ax.legend(fontsize=8, loc="upper right", ncols=4)
     fig.autofmt_xdate()
@@ -202,8 +236,15 @@ def forecast_ahead(history: pd.DataFrame, forecast: pd.DataFrame, *, title: str)
         ax.plot(history[TIME], history[TARGET], color=ACTUAL, linewidth=0.9, label="recent actuals")
     band = widest_band(forecast)
     if band is not None:
-        ax.fill_between(forecast[TIME], forecast[band[0]], forecast[band[1]], color=PALETTE[0], alpha=0.2, linewidth=0,
-                        label=f"interval {band[0]}–{band[1]}")
+        ax.fill_between(
+            forecast[TIME],
+            forecast[band[0]],
+            forecast[band[1]],
+            color=PALETTE[0],
+            alpha=0.2,
+            linewidth=0,
+            label=f"interval {band[0]}–{band[1]}",
+        )
     ax.plot(forecast[TIME], forecast[POINT], color=PALETTE[0], linewidth=1.4, label="forecast")
     _style(ax, title)
     ax.legend(fontsize=8, loc="upper right", ncols=3)

@@ -23,7 +23,11 @@ from tidecast.tracking.step import TRACK_SPEC_SECTIONS, clean_summary, upstream_
 
 _EXPLAIN_CODE = source_hash("data", "models", "evaluation", "training.py", "reporting/explain.py")
 _REPORT_CODE = source_hash(
-    "reporting/run_report.py", "reporting/charts.py", "reporting/static.py", "reporting/analysis.py", "reporting/html.py"
+    "reporting/run_report.py",
+    "reporting/charts.py",
+    "reporting/static.py",
+    "reporting/analysis.py",
+    "reporting/html.py",
 )
 EXPLAIN_SPEC_SECTIONS = ("data", "target", "features", "forecast", "backtest", "models", "selection", "seed")
 #: Where a run's report lands, under the project's state folder.
@@ -32,7 +36,9 @@ ARTIFACT_PATH = "report"
 
 
 @step(spec=EXPLAIN_SPEC_SECTIONS, version=_EXPLAIN_CODE, kind="joblib")
-def explain(backtest: dict[str, Any], select: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
+def explain(
+    backtest: dict[str, Any], select: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any
+) -> dict[str, Any]:
     """Permutation importance of the feature groups, SHAP for tree models, fitted components of statistical ones."""
     from tidecast.reporting.explain import explain_candidates
 

@@ -90,7 +90,9 @@ except ImportError:  # pragma: no cover - orjson makes answers faster, the stdli
         return text.encode()
 
 
-def json_response(payload: Any, status: int = 200, *, aware: bool = False, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    payload: Any, status: int = 200, *, aware: bool = False, headers: dict[str, str] | None = None
+) -> Response:
     return Response(dumps(payload, aware=aware), status_code=status, media_type="application/json", headers=headers)
 
 
@@ -166,7 +168,9 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
         poller = threading.Thread(
-            target=_poll_loop, args=(holder, settings.poll_interval, stop, metrics), name="tidecast-registry-poll",
+            target=_poll_loop,
+            args=(holder, settings.poll_interval, stop, metrics),
+            name="tidecast-registry-poll",
             daemon=True,
         )
         poller.start()
@@ -205,8 +209,13 @@ def create_app(
 
     def _log(out: Any, model: Any, request: Request) -> None:
         if predlog is not None:
-            predlog.submit(out, model_name=model.name, model_version=model.version, alias=model.alias,
-                           batch_id=request.state.request_id if len(request.state.request_id) <= 36 else None)
+            predlog.submit(
+                out,
+                model_name=model.name,
+                model_version=model.version,
+                alias=model.alias,
+                batch_id=request.state.request_id if len(request.state.request_id) <= 36 else None,
+            )
 
     # ------------------------------------------------------------------------------ forecasting
     @app.post(
@@ -214,8 +223,10 @@ def create_app(
         tags=["forecast"],
         summary="Forecast one or more series",
         response_model=None,
-        responses={200: {"model": ForecastResponse, "description": "The forecasts, in the order of the series."},
-                   **_ERRORS},
+        responses={
+            200: {"model": ForecastResponse, "description": "The forecasts, in the order of the series."},
+            **_ERRORS,
+        },
     )
     async def forecast(payload: ForecastRequest, request: Request) -> Response:
         """Send each series' recent history (at least the model's input window, on its frequency) and,
@@ -247,7 +258,9 @@ def create_app(
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": InvocationsRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+                    "application/json": {
+                        "schema": InvocationsRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+                    },
                     "text/csv": {"schema": {"type": "string"}},
                 },
             }
@@ -285,15 +298,21 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["operations"], summary="A model is loaded and its artifacts are there",
-             responses={503: {"description": "Not ready; `reason` says why."}})
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        summary="A model is loaded and its artifacts are there",
+        responses={503: {"description": "Not ready; `reason` says why."}},
+    )
     async def ready() -> Response:
         ok, reason = holder.readiness()
         metrics.ready.set(1 if ok else 0)
         model = holder.current
         if not ok:
             return json_response({"ready": False, "reason": reason}, status=503)
-        return json_response({"ready": True, "model": {"name": model.name, "version": model.version, "alias": model.alias}})
+        return json_response(
+            {"ready": True, "model": {"name": model.name, "version": model.version, "alias": model.alias}}
+        )
 
     @app.get("/ping", tags=["operations"], summary="MLflow-compatible readiness probe", include_in_schema=False)
     async def ping() -> Response:
@@ -347,8 +366,12 @@ def create_app(
             return json_response({"detail": "invalid admin token"}, status=403)
         return None
 
-    @app.post("/admin/reload", tags=["admin"], summary="Poll the registry now and swap in a new version",
-              responses={401: {"model": ErrorMessage}, 403: {"model": ErrorMessage}, 503: {"model": ErrorMessage}})
+    @app.post(
+        "/admin/reload",
+        tags=["admin"],
+        summary="Poll the registry now and swap in a new version",
+        responses={401: {"model": ErrorMessage}, 403: {"model": ErrorMessage}, 503: {"model": ErrorMessage}},
+    )
     async def reload(request: Request) -> Response:
         refused = _authorize(request)
         if refused is not None:

@@ -163,12 +163,16 @@ def predict_batch(
     window = model.input_window
     history_steps = _steps(history, freq, "--history") or window
     if history_steps < window:
-        raise ServingError(f"--history {history} is {history_steps} steps; the model needs at least {window} (its input window)")
+        raise ServingError(
+            f"--history {history} is {history_steps} steps; the model needs at least {window} (its input window)"
+        )
     steps = _steps(horizon, freq, "--horizon") or model.horizon
     if steps < 1:
         raise ServingError("--horizon must be at least one step")
     if steps > model.horizon:
-        raise ServingError(f"--horizon {horizon} is {steps} steps; model {model.name} v{model.version} forecasts at most {model.horizon}")
+        raise ServingError(
+            f"--horizon {horizon} is {steps} steps; model {model.name} v{model.version} forecasts at most {model.horizon}"
+        )
 
     frame, label = read_frame(spec, input_path)
     observed, future = split_future(frame)
@@ -182,7 +186,9 @@ def predict_batch(
             f"(longest: {int(lengths.max())} steps)"
         )
     if short:
-        log.warning("%s: %d series shorter than the input window are skipped: %s", label, len(short), ", ".join(short[:10]))
+        log.warning(
+            "%s: %d series shorter than the input window are skipped: %s", label, len(short), ", ".join(short[:10])
+        )
         clean_frame = clean_frame[~clean_frame[ID].isin(short)]
         future = future[~future[ID].isin(short)]
     recent = clean_frame.groupby(ID, sort=False).tail(history_steps).reset_index(drop=True)
@@ -190,7 +196,9 @@ def predict_batch(
     exog = [*(model.card.get("exog_past") or []), *(model.card.get("exog_future") or [])]
     missing = [c for c in exog if c not in recent.columns]
     if missing:
-        raise DataError(f"{label}: model {model.name} v{model.version} needs column(s) {', '.join(missing)}, absent from the data")
+        raise DataError(
+            f"{label}: model {model.name} v{model.version} needs column(s) {', '.join(missing)}, absent from the data"
+        )
     columns = [ID, TIME, TARGET, *exog]
     model_input = recent[columns]
     if model.card.get("exog_future"):
@@ -252,21 +260,31 @@ def _bands(quantiles: list[float]) -> list[tuple[float, float]]:
     return [(qs[i], qs[-1 - i]) for i in range(len(qs) // 2)]
 
 
-def draw(history: pd.DataFrame, forecast: pd.DataFrame, path: str | Path, *, title: str,
-         quantiles: list[float]) -> Path:
+def draw(
+    history: pd.DataFrame, forecast: pd.DataFrame, path: str | Path, *, title: str, quantiles: list[float]
+) -> Path:
     """History, forecast and intervals of up to 12 series: a PNG (matplotlib) or an offline HTML (plotly)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ids = list(dict.fromkeys(forecast[ID].astype(str)))[:MAX_PLOTTED_SERIES]
-    bands = [(lo, hi) for lo, hi in _bands(quantiles)
-             if quantile_column(lo) in forecast.columns and quantile_column(hi) in forecast.columns]
+    bands = [
+        (lo, hi)
+        for lo, hi in _bands(quantiles)
+        if quantile_column(lo) in forecast.columns and quantile_column(hi) in forecast.columns
+    ]
     if PLOT_FORMATS[path.suffix.lower()] == "html":
         return _draw_html(history, forecast, path, ids, bands, title)
     return _draw_png(history, forecast, path, ids, bands, title)
 
 
-def _draw_png(history: pd.DataFrame, forecast: pd.DataFrame, path: Path, ids: list[str],
-              bands: list[tuple[float, float]], title: str) -> Path:
+def _draw_png(
+    history: pd.DataFrame,
+    forecast: pd.DataFrame,
+    path: Path,
+    ids: list[str],
+    bands: list[tuple[float, float]],
+    title: str,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -279,8 +297,15 @@ def _draw_png(history: pd.DataFrame, forecast: pd.DataFrame, path: Path, ids: li
             fc = forecast[forecast[ID] == uid]
             ax.plot(hist[TIME], hist[TARGET], color="#444444", linewidth=1.0, label="history")
             for k, (lo, hi) in enumerate(bands):
-                ax.fill_between(fc[TIME], fc[quantile_column(lo)], fc[quantile_column(hi)], color="#1f77b4",
-                                alpha=0.15 + 0.1 * k, linewidth=0, label=f"{lo:g}–{hi:g}")
+                ax.fill_between(
+                    fc[TIME],
+                    fc[quantile_column(lo)],
+                    fc[quantile_column(hi)],
+                    color="#1f77b4",
+                    alpha=0.15 + 0.1 * k,
+                    linewidth=0,
+                    label=f"{lo:g}–{hi:g}",
+                )
             ax.plot(fc[TIME], fc[POINT], color="#1f77b4", linewidth=1.4, label="forecast")
             ax.set_title(f"{title} — {uid}", fontsize=10, loc="left")
             ax.set_xlabel("UTC", fontsize=8)
@@ -296,8 +321,14 @@ def _draw_png(history: pd.DataFrame, forecast: pd.DataFrame, path: Path, ids: li
     return path
 
 
-def _draw_html(history: pd.DataFrame, forecast: pd.DataFrame, path: Path, ids: list[str],
-               bands: list[tuple[float, float]], title: str) -> Path:
+def _draw_html(
+    history: pd.DataFrame,
+    forecast: pd.DataFrame,
+    path: Path,
+    ids: list[str],
+    bands: list[tuple[float, float]],
+    title: str,
+) -> Path:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -306,16 +337,48 @@ def _draw_html(history: pd.DataFrame, forecast: pd.DataFrame, path: Path, ids: l
         hist = history[history[ID].astype(str) == uid]
         fc = forecast[forecast[ID] == uid]
         first = row == 1
-        fig.add_trace(go.Scatter(x=hist[TIME], y=hist[TARGET], name="history", line={"color": "#444"},
-                                 legendgroup="history", showlegend=first), row=row, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=hist[TIME],
+                y=hist[TARGET],
+                name="history",
+                line={"color": "#444"},
+                legendgroup="history",
+                showlegend=first,
+            ),
+            row=row,
+            col=1,
+        )
         for k, (lo, hi) in enumerate(bands):
             x = np.concatenate([fc[TIME].to_numpy(), fc[TIME].to_numpy()[::-1]])
             y = np.concatenate([fc[quantile_column(hi)].to_numpy(), fc[quantile_column(lo)].to_numpy()[::-1]])
-            fig.add_trace(go.Scatter(x=x, y=y, fill="toself", fillcolor=f"rgba(31,119,180,{0.15 + 0.1 * k})",
-                                     line={"width": 0}, name=f"{lo:g}–{hi:g}", legendgroup=f"band{k}",
-                                     showlegend=first, hoverinfo="skip"), row=row, col=1)
-        fig.add_trace(go.Scatter(x=fc[TIME], y=fc[POINT], name="forecast", line={"color": "#1f77b4"},
-                                 legendgroup="forecast", showlegend=first), row=row, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    fill="toself",
+                    fillcolor=f"rgba(31,119,180,{0.15 + 0.1 * k})",
+                    line={"width": 0},
+                    name=f"{lo:g}–{hi:g}",
+                    legendgroup=f"band{k}",
+                    showlegend=first,
+                    hoverinfo="skip",
+                ),
+                row=row,
+                col=1,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=fc[TIME],
+                y=fc[POINT],
+                name="forecast",
+                line={"color": "#1f77b4"},
+                legendgroup="forecast",
+                showlegend=first,
+            ),
+            row=row,
+            col=1,
+        )
     fig.update_layout(title=title, height=320 * len(ids) + 80, template="plotly_white")
     try:
         fig.write_html(path, include_plotlyjs=True, full_html=True)

@@ -145,7 +145,9 @@ def _iso(ns: int) -> str:
     return pd.Timestamp(int(ns)).isoformat()
 
 
-def check_series(model: LoadedModel, series: list[SeriesArrays], horizon: int, loc0: tuple = ("body", "series")) -> None:
+def check_series(
+    model: LoadedModel, series: list[SeriesArrays], horizon: int, loc0: tuple = ("body", "series")
+) -> None:
     """Raise :class:`InputProblems` for what the served model cannot forecast from ``series``."""
     card = model.card
     freq = model.freq
@@ -163,10 +165,7 @@ def check_series(model: LoadedModel, series: list[SeriesArrays], horizon: int, l
             off = steps != step
             if off.any():
                 if (steps == steps[0]).all():
-                    msg = (
-                        f"{label}: timestamps are {_human_step(steps[0])} apart, "
-                        f"the model's frequency is {freq}"
-                    )
+                    msg = f"{label}: timestamps are {_human_step(steps[0])} apart, the model's frequency is {freq}"
                 else:
                     j = int(np.flatnonzero(off)[0]) + 1
                     msg = (
@@ -217,7 +216,9 @@ def check_series(model: LoadedModel, series: list[SeriesArrays], horizon: int, l
         raise InputProblems(problems)
 
 
-def build_frames(model: LoadedModel, series: list[SeriesArrays], horizon: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def build_frames(
+    model: LoadedModel, series: list[SeriesArrays], horizon: int
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(history, X_future) as ``forecast_with`` hands them to the forecaster (checked input assumed)."""
     card = model.card
     window = model.input_window

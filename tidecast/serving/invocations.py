@@ -101,7 +101,9 @@ def parse_request(body: bytes, content_type: str | None) -> tuple[pd.DataFrame, 
         elif isinstance(data, list):  # inputs: records
             frame = pd.DataFrame(data=data)
         else:
-            raise InvocationError(f"inputs must be a dictionary of columns or a list of records, got {type(data).__name__}")
+            raise InvocationError(
+                f"inputs must be a dictionary of columns or a list of records, got {type(data).__name__}"
+            )
     except InvocationError:
         raise
     except Exception as exc:
@@ -143,4 +145,3 @@ def records(out: pd.DataFrame) -> list[dict[str, Any]]:
         else:
             arrays.append(values.tolist())
     return [dict(zip(columns, row, strict=True)) for row in zip(*arrays, strict=True)]
-

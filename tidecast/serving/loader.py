@@ -283,7 +283,9 @@ def load_version(
         temporary = Path(tempfile.mkdtemp(prefix="tidecast-serving-"))
         try:
             with active_uris(spec):
-                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(download_uri), dst_path=str(temporary)))
+                local = Path(
+                    mlflow.artifacts.download_artifacts(artifact_uri=str(download_uri), dst_path=str(temporary))
+                )
         except Exception as exc:
             shutil.rmtree(temporary, ignore_errors=True)
             raise ServingError(f"model {label}: cannot download its artifacts from {download_uri} ({exc})") from None
@@ -328,8 +330,9 @@ def load_version(
     return loaded
 
 
-def load_model(spec: Spec, ref: str | ModelRef | None = None, *, client: MlflowClient | None = None,
-               warmup: bool = True) -> LoadedModel:
+def load_model(
+    spec: Spec, ref: str | ModelRef | None = None, *, client: MlflowClient | None = None, warmup: bool = True
+) -> LoadedModel:
     """Load ``ref`` (``"champion"``, ``"3"``, ``models:/NAME@alias``, ``models:/NAME/3``; default: ``serving.model``).
 
     >>> model = load_model(spec, "champion")          # doctest: +SKIP
@@ -361,8 +364,10 @@ class ModelHolder:
         on_swap: Callable[[LoadedModel | None, LoadedModel], None] | None = None,
     ) -> None:
         self.spec = spec
-        self.ref = ref if isinstance(ref, ModelRef) else parse_model_ref(
-            ref if ref is not None else spec.serving.model, spec.model_name
+        self.ref = (
+            ref
+            if isinstance(ref, ModelRef)
+            else parse_model_ref(ref if ref is not None else spec.serving.model, spec.model_name)
         )
         self.warmup = warmup
         self.on_swap = on_swap

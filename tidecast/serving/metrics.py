@@ -20,8 +20,20 @@ except ImportError:  # pragma: no cover - prometheus_client is a dependency of s
     prom = None
 
 ENDPOINTS = frozenset(
-    {"/forecast", "/invocations", "/health", "/ready", "/metadata", "/metrics", "/admin/reload", "/ping", "/version",
-     "/docs", "/openapi.json", "/redoc"}
+    {
+        "/forecast",
+        "/invocations",
+        "/health",
+        "/ready",
+        "/metadata",
+        "/metrics",
+        "/admin/reload",
+        "/ping",
+        "/version",
+        "/docs",
+        "/openapi.json",
+        "/redoc",
+    }
 )
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -47,11 +59,18 @@ class ServingMetrics:
         self.latency = prom.Histogram(
             "tidecast_request_seconds", "Time to answer a request.", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r
         )
-        self.model_version = prom.Gauge("tidecast_model_version", "Version number of the served model.", ["model"], registry=r)
-        self.model_info = prom.Gauge(
-            "tidecast_model_info", "The served model (1 for the current one).", ["model", "version", "alias"], registry=r
+        self.model_version = prom.Gauge(
+            "tidecast_model_version", "Version number of the served model.", ["model"], registry=r
         )
-        self.ready = prom.Gauge("tidecast_model_ready", "1 when a model is loaded and its artifacts are there.", registry=r)
+        self.model_info = prom.Gauge(
+            "tidecast_model_info",
+            "The served model (1 for the current one).",
+            ["model", "version", "alias"],
+            registry=r,
+        )
+        self.ready = prom.Gauge(
+            "tidecast_model_ready", "1 when a model is loaded and its artifacts are there.", registry=r
+        )
         self.swaps = prom.Counter("tidecast_model_swaps", "Hot swaps to a new model version.", registry=r)
         self.poll_errors = prom.Counter("tidecast_registry_poll_errors", "Failed registry polls or loads.", registry=r)
         self.series = prom.Counter("tidecast_forecast_series", "Series forecast.", ["endpoint"], registry=r)

@@ -29,7 +29,9 @@ class BodyTooLarge(HTTPException):
     """Raised from ``receive`` when the streamed body passes the cap (FastAPI re-raises HTTPExceptions)."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(status_code=413, detail=f"request body too large: the limit is {limit} bytes (serving.max_body_bytes)")
+        super().__init__(
+            status_code=413, detail=f"request body too large: the limit is {limit} bytes (serving.max_body_bytes)"
+        )
 
 
 def _json(status: int, payload: dict[str, Any], request_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -117,5 +119,6 @@ class ServingMiddleware:
                 await reply(500, {"detail": "internal error", "request_id": request_id})
         finally:
             if self.metrics is not None:
-                self.metrics.observe(scope.get("path", ""), scope.get("method", ""), state["status"],
-                                     time.perf_counter() - started)
+                self.metrics.observe(
+                    scope.get("path", ""), scope.get("method", ""), state["status"], time.perf_counter() - started
+                )

@@ -56,8 +56,14 @@ def _write(store: Any, batch: list[tuple[Any, ...]], source: str) -> None:
         _, name, version, alias, batch_id = group[0]
         frames = [pd.DataFrame(g[0]) for g in group]
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        store.log_forecast(frame, model_name=name, model_version=version, alias=alias, source=source,
-                           batch_id=batch_id if len(group) == 1 else None)
+        store.log_forecast(
+            frame,
+            model_name=name,
+            model_version=version,
+            alias=alias,
+            source=source,
+            batch_id=batch_id if len(group) == 1 else None,
+        )
         group.clear()
 
     for item in batch:
@@ -102,11 +108,17 @@ class PredictionLogger:
                     close_fds=True,
                 )
                 self._threads = [
-                    threading.Thread(target=self._feed, args=(self._child,), name="tidecast-prediction-feed", daemon=True),
-                    threading.Thread(target=self._acks, args=(self._child,), name="tidecast-prediction-acks", daemon=True),
+                    threading.Thread(
+                        target=self._feed, args=(self._child,), name="tidecast-prediction-feed", daemon=True
+                    ),
+                    threading.Thread(
+                        target=self._acks, args=(self._child,), name="tidecast-prediction-acks", daemon=True
+                    ),
                 ]
             else:
-                self._threads = [threading.Thread(target=self._thread_main, name="tidecast-prediction-log", daemon=True)]
+                self._threads = [
+                    threading.Thread(target=self._thread_main, name="tidecast-prediction-log", daemon=True)
+                ]
             self._running = True
             for thread in self._threads:
                 thread.start()
@@ -143,8 +155,15 @@ class PredictionLogger:
         return all(t.is_alive() for t in self._threads)
 
     # -- requests --------------------------------------------------------------------------------
-    def submit(self, forecast: pd.DataFrame, *, model_name: str, model_version: str, alias: str | None,
-               batch_id: str | None = None) -> bool:
+    def submit(
+        self,
+        forecast: pd.DataFrame,
+        *,
+        model_name: str,
+        model_version: str,
+        alias: str | None,
+        batch_id: str | None = None,
+    ) -> bool:
         """Queue a forecast for the store; False (and counted as dropped) when the queue is full."""
         if not self._alive() and not self._revive():
             self.dropped += 1
@@ -260,8 +279,9 @@ class PredictionLogger:
                 self.written += len(batch)
             except Exception as exc:
                 self._count_failed(len(batch))
-                log.warning("prediction store: %d served forecast(s) not logged (%s: %s)", len(batch),
-                            type(exc).__name__, exc)
+                log.warning(
+                    "prediction store: %d served forecast(s) not logged (%s: %s)", len(batch), type(exc).__name__, exc
+                )
             if stop:
                 return
 

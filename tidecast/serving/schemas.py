@@ -43,7 +43,9 @@ def finite_array(values: list[float | None], field: str) -> np.ndarray:
         first = int(np.flatnonzero(~finite)[0])
         bad = int((~finite).sum())
         more = f" (and {bad - 1} more)" if bad > 1 else ""
-        raise ValueError(f"{field}[{first}] is {_describe_bad(values[first])}{more}: every value must be a finite number")
+        raise ValueError(
+            f"{field}[{first}] is {_describe_bad(values[first])}{more}: every value must be a finite number"
+        )
     return array
 
 
@@ -111,9 +113,7 @@ class ForecastRequest(BaseModel):
 
     series: list[SeriesInput] = Field(min_length=1, description="The series to forecast.")
     horizon: int | None = Field(None, description="Steps to forecast (default: the model's horizon).")
-    quantiles: list[float] | None = Field(
-        None, description="Quantiles in (0, 1) (default: the model's; [] for none)."
-    )
+    quantiles: list[float] | None = Field(None, description="Quantiles in (0, 1) (default: the model's; [] for none).")
 
     @model_validator(mode="before")
     @classmethod

@@ -36,7 +36,9 @@ def _retail_sample(stores: int = 4, days: int = 730, seed: int = 5) -> pd.DataFr
 
     rng = np.random.default_rng(seed)
     dates = pd.date_range("2023-01-01", periods=days, freq="D")
-    closed = dates.isin(pd.DatetimeIndex([pd.Timestamp(d) for d in holidays.country_holidays("US", years=range(2023, 2026))]))
+    closed = dates.isin(
+        pd.DatetimeIndex([pd.Timestamp(d) for d in holidays.country_holidays("US", years=range(2023, 2026))])
+    )
     weekday = np.array([0.85, 0.8, 0.85, 0.95, 1.2, 1.45, 1.1])[dates.weekday]
     yearly = 1 + 0.15 * np.sin(2 * np.pi * (dates.dayofyear.to_numpy() - 80) / 365.25)
     frames = []
@@ -47,7 +49,11 @@ def _retail_sample(stores: int = 4, days: int = 730, seed: int = 5) -> pd.DataFr
         promo = np.maximum(promo, np.roll(promo, 1))  # promotions last two days
         mean = level * weekday * yearly * trend * (1 + 0.35 * promo) * np.where(closed, 0.35, 1.0)
         units = rng.poisson(mean).astype(float)
-        frames.append(pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "store": f"store_{k + 1}", "units": units, "promo": promo}))
+        frames.append(
+            pd.DataFrame(
+                {"date": dates.strftime("%Y-%m-%d"), "store": f"store_{k + 1}", "units": units, "promo": promo}
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 

@@ -77,7 +77,9 @@ class SeasonalProfile:
                 raise ValueError(f"series {uid!r}: needs at least {m} readings of history, got {len(y)}")
             table = y[len(y) - n * m :].reshape(n, m)  # one row per past season
             columns = table[:, np.arange(h) % m]  # the past values of each forecast step
-            out = pd.DataFrame({"unique_id": str(uid), "ds": pd.date_range(group["ds"].max() + step, periods=h, freq=self._freq)})
+            out = pd.DataFrame(
+                {"unique_id": str(uid), "ds": pd.date_range(group["ds"].max() + step, periods=h, freq=self._freq)}
+            )
             out["yhat"] = columns.mean(axis=0)
             spread = columns - columns.mean(axis=0)
             for q in quantiles:
