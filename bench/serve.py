@@ -9,6 +9,7 @@ and errors of each, and the throughput ratio; the two servers' answers are check
     make demo                        # once: trains and registers examples/power's champion
     python bench/serve.py            # 15 s per server and connection count
     python bench/serve.py --duration 15 --connections 1,4 --repeat 3 --markdown
+    python bench/serve.py --in-process       # CPU per step of one request, tidecast's path and MLflow's
 
 The prediction log of the tidecast server goes to a temporary SQLite file (not the example's store).
 Loopback only; every process started here is stopped before the script ends.
@@ -260,6 +261,89 @@ def parse_wrk(text: str) -> dict[str, float]:
     return out
 
 
+def in_process(example: Path, model: str, store_uri: str, calls: int = 30) -> None:
+    """CPU per request in this process, step by step, for tidecast's hot path and MLflow's (a Markdown table)."""
+    from io import StringIO
+
+    import cloudpickle
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    import torch
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data, predictions_to_json
+
+    from tidecast.serving import fast
+    from tidecast.serving.app import dumps
+    from tidecast.serving.loader import load_model
+    from tidecast.serving.schemas import ForecastRequest
+    from tidecast.spec import load_spec
+    from tidecast.tracking.pyfunc import forecast_with
+
+    os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = store_uri
+    loaded = load_model(load_spec(example), f"models:/{model}@champion")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{model}@champion")
+    with open(loaded.artifact_files[0], "rb") as handle:
+        plain = cloudpickle.load(handle)  # not memoised
+    forecast_body, invocations_body = request_bodies(store_uri, model)
+    body, inv = json.dumps(forecast_body), json.dumps(invocations_body)
+    split = invocations_body["dataframe_split"]
+    frame = pd.DataFrame(split["data"], columns=split["columns"])
+    request = ForecastRequest.model_validate(json.loads(body))
+    prepared = fast.prepare(loaded, request, max_series=1000)
+    out = fast.predict_frames(loaded, prepared.history, prepared.future, prepared.horizon, prepared.quantiles)
+    inner = getattr(loaded.forecaster, "inner", loaded.forecaster)
+
+    def ours() -> bytes:
+        req = ForecastRequest.model_validate(json.loads(body))
+        p = fast.prepare(loaded, req, max_series=1000)
+        result = fast.predict_frames(loaded, p.history, p.future, p.horizon, p.quantiles)
+        return dumps(fast.answer(loaded, p, result))
+
+    def theirs() -> None:
+        payload = json.loads(inv)
+        data = infer_and_parse_data({"dataframe_split": payload["dataframe_split"]}, pyfunc.metadata.get_input_schema())
+        predictions_to_json(pyfunc.predict(data, params=payload["params"]), StringIO())
+
+    steps = [
+        (
+            "tidecast: parse + validate the JSON body (pydantic)",
+            lambda: ForecastRequest.model_validate(json.loads(body)),
+        ),
+        ("tidecast: checks + model frames (numpy)", lambda: fast.prepare(loaded, request, max_series=1000)),
+        (
+            "tidecast: forecaster.predict (conformal offsets memoised)",
+            lambda: fast.predict_frames(
+                loaded, prepared.history, prepared.future, prepared.horizon, prepared.quantiles
+            ),
+        ),
+        ("tidecast: answer + orjson", lambda: dumps(fast.answer(loaded, prepared, out))),
+        ("tidecast: whole request", ours),
+        (
+            "— of which the inner model's `predict`",
+            lambda: inner.predict(prepared.horizon, history=prepared.history, X_future=prepared.future),
+        ),
+        (
+            "the pyfunc's `forecast_with`, offsets not memoised",
+            lambda: forecast_with(plain, loaded.card, frame, invocations_body["params"]),
+        ),
+        ("MLflow: parse + schema enforcement + pyfunc predict + JSON", theirs),
+    ]
+    net = getattr(inner, "_net", None)
+    if callable(net):
+        width = next(net().parameters()).shape[1]
+        x = torch.zeros((1, width))
+        steps.insert(6, ("— of which the network's forward pass", lambda: net()(x)))
+    print(f"1-min load average {os.getloadavg()[0]:.1f}; {calls} calls per step\n")
+    print("| step | min ms | median ms |\n|---|---|---|")
+    for label, fn in steps:
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - started) * 1000)
+        print(f"| {label} | {min(times):.1f} | {float(np.median(times)):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--example", default=str(ROOT / "examples" / "power"))
@@ -271,6 +355,7 @@ def main() -> None:
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-log-predictions", action="store_true", help="Serve without the prediction log.")
     parser.add_argument("--markdown", action="store_true", help="Print the table as Markdown.")
+    parser.add_argument("--in-process", action="store_true", help="Only time each step of one request in this process.")
     args = parser.parse_args()
 
     import httpx
@@ -279,6 +364,9 @@ def main() -> None:
     example = Path(args.example).resolve()
     ensure_champion(example, args.model)
     store_uri = f"sqlite:///{example / '.tidecast' / 'mlflow.db'}"
+    if args.in_process:
+        in_process(example, args.model, store_uri)
+        return
     tool = args.tool if args.tool != "auto" else ("wrk" if shutil.which("wrk") else "python")
     connections = [int(c) for c in args.connections.split(",") if c.strip()]
 

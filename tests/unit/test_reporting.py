@@ -100,6 +100,7 @@ def test_permutation_importance_leaves_out_groups_the_data_lacks(tmp_path: Path)
     assert list(table["group"]) == ["lags", "calendar"]
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # shap's own colormap set-up
 def test_shap_on_a_lightgbm_model_and_feature_groups(tmp_path: Path) -> None:
     from tidecast.models.ml import LightGBMModel
     from tidecast.reporting.explain import feature_groups, is_tree_model, shap_values

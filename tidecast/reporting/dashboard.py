@@ -266,9 +266,8 @@ def drift_figure(snap: Snapshot) -> Any:
     fig.update_layout(
         template=charts.template(),
         height=220,
-        margin={"l": 60, "r": 20, "t": 30, "b": 30},
+        margin={"l": 60, "r": 20, "t": 34, "b": 30},
         showlegend=False,
-        title={"text": "Drift checks (red: drift)", "x": 0.01, "font": {"size": 14}},
     )
     return fig
 
@@ -380,7 +379,7 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
                             ),
                             html.Div(
                                 [
-                                    html.H2("Drift"),
+                                    html.H2("Drift checks (red: drift)"),
                                     html.Div(id="drift-status"),
                                     dcc.Graph(id="drift-graph", config=graph_config, style={"height": "240px"}),
                                 ],
@@ -504,7 +503,9 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
             _kpi(
                 "drift",
                 "no checks" if snap.drift.empty else ("DRIFT" if drifted else "ok"),
-                snap.drift.status_line()[:80],
+                "no drift checks yet"
+                if snap.drift.empty
+                else f"last check {pd.Timestamp(snap.drift.latest()['checked_at']):%Y-%m-%d %H:%M}",
                 "warn" if snap.drift.empty else ("bad" if drifted else "good"),
                 "kpi-drift",
             )
