@@ -222,12 +222,11 @@ class StatsForecastModel:
         # of the columns used instead of checking, copying and sorting everything (same rows)
         data = _checked_tail(df, used, self.fit_window)
         if data is None:
-            data = check_frame(df[used], self.name)
+            data = tail_per_series(check_frame(df[used], self.name)[[ID, TIME, TARGET, *self._exog]], self.fit_window)
         self._freq = ctx.freq
         self._season = (
             _season_list(self.season_length) if self.season_length is not None else [default_season_length(ctx.freq)]
         )
-        data = tail_per_series(data[[ID, TIME, TARGET, *self._exog]], self.fit_window)
         self._fitted = {}
         for uid, g in data.groupby(ID, sort=False):
             y, X = self._arrays(g, str(uid), "history")
