@@ -68,6 +68,18 @@ def series_views(
     return views
 
 
+def thin(frame: pd.DataFrame, points: int = 2500) -> pd.DataFrame:
+    """At most about ``points`` rows: consecutive blocks averaged (the first timestamp of each kept)."""
+    if len(frame) <= points:
+        return frame
+    size = -(-len(frame) // points)
+    block = np.arange(len(frame)) // size
+    numeric = [c for c in frame.columns if c != TIME and pd.api.types.is_numeric_dtype(frame[c])]
+    out = frame[numeric].groupby(block).mean()
+    out.insert(0, TIME, frame[TIME].to_numpy()[::size][: len(out)])
+    return out.reset_index(drop=True)
+
+
 def quantile_columns(frame: pd.DataFrame) -> list[str]:
     """``q…`` columns of a forecast frame, by increasing quantile."""
     cols = []
@@ -186,5 +198,6 @@ __all__ = [
     "series_views",
     "smooth",
     "step_metric",
+    "thin",
     "widest_band",
 ]

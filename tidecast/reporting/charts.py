@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.models.base import POINT, TARGET, TIME
-from tidecast.reporting.analysis import SeriesView, autocorrelation, residuals, smooth, widest_band
+from tidecast.reporting.analysis import SeriesView, autocorrelation, residuals, smooth, thin, widest_band
 
 PALETTE = ["#1f6feb", "#d9480f", "#2f9e44", "#ae3ec9", "#e8590c", "#0c8599", "#c2255c", "#5c940d", "#495057"]
 ACTUAL = "#1f2933"
@@ -363,7 +363,7 @@ def permutation(tables: dict[str, pd.DataFrame]) -> Any:
     return fig
 
 
-def shap_summary(result: Any, *, top: int = 15, max_rows: int = 1000) -> Any:
+def shap_summary(result: Any, *, top: int = 15, max_rows: int = 800) -> Any:
     """A beeswarm of SHAP values (one dot per row and feature, coloured by the feature's value)."""
     go = _go()
     order = list(result.importance["feature"].head(top))
@@ -462,8 +462,8 @@ def components(frame: pd.DataFrame, name: str, uid: str) -> Any:
     from plotly.subplots import make_subplots
 
     go = _go()
-    part = frame[frame["unique_id"].astype(str) == str(uid)]
-    columns = [c for c in part.columns if c not in ("unique_id", TIME)]
+    part = thin(frame[frame["unique_id"].astype(str) == str(uid)].drop(columns=["unique_id"]))
+    columns = [c for c in part.columns if c != TIME]
     fig = make_subplots(rows=len(columns), cols=1, shared_xaxes=True, subplot_titles=columns, vertical_spacing=0.04)
     for i, column in enumerate(columns, start=1):
         fig.add_trace(

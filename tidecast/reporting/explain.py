@@ -53,8 +53,8 @@ SHAP_DEPENDENCE = 3
 MAX_FIT_SECONDS = 300.0
 #: Statistical kinds whose fitted components may be exposed.
 STATISTICAL_KINDS = ("autoets", "autoarima", "autotheta", "mstl")
-#: Trailing points of the components kept for the report.
-COMPONENT_POINTS = 8 * 7 * 288
+#: Trailing stretch of the fitted components kept for the report (enough to see a weekly season twice).
+COMPONENT_DAYS = 21
 
 Progress = Callable[..., None]
 
@@ -374,7 +374,7 @@ def shap_values(
 
 
 # ----------------------------------------------------------------------------- components
-def fitted_components(model: Any, *, max_series: int = 3, points: int = COMPONENT_POINTS) -> pd.DataFrame | None:
+def fitted_components(model: Any, *, max_series: int = 3, days: int = COMPONENT_DAYS) -> pd.DataFrame | None:
     """Trend/seasonal/remainder of the fitted series where the statistical library exposes them
     (statsforecast MSTL, also under deseasonalised ETS/ARIMA), else None."""
     inner = unwrap(model)
@@ -393,7 +393,7 @@ def fitted_components(model: Any, *, max_series: int = 3, points: int = COMPONEN
         frame = parts.reset_index(drop=True).copy()
         frame.insert(0, TIME, stamps)
         frame.insert(0, ID, str(uid))
-        frames.append(frame.tail(points))
+        frames.append(frame[frame[TIME] > frame[TIME].max() - pd.Timedelta(days=days)])
     if not frames:
         return None
     return pd.concat(frames, ignore_index=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.models.base import POINT, TARGET, TIME
-from tidecast.reporting.analysis import SeriesView, autocorrelation, residuals, smooth, widest_band
+from tidecast.reporting.analysis import SeriesView, autocorrelation, residuals, smooth, thin, widest_band
 from tidecast.reporting.charts import ACTUAL, KIND_STYLE, PALETTE, colour
 
 _MARKERS = {"circle-open": "o", "x": "x", "diamond-open": "D"}
@@ -55,16 +55,21 @@ def cleaned_series(view: SeriesView) -> Any:
     for kind, (hex_colour, symbol, label) in KIND_STYLE.items():
         marks = view.changes[view.changes["kind"] == kind] if not view.changes.empty else view.changes
         if not marks.empty:
+            marker = _MARKERS.get(symbol, "o")
+            style = (
+                {"color": hex_colour}
+                if marker == "x"
+                else {"facecolors": "none" if symbol.endswith("open") else hex_colour, "edgecolors": hex_colour}
+            )
             ax.scatter(
                 marks[TIME],
                 marks[TARGET],
                 s=22,
-                marker=_MARKERS.get(symbol, "o"),
-                facecolors="none" if symbol.endswith("open") else hex_colour,
-                edgecolors=hex_colour,
+                marker=marker,
                 label=f"{label} ({len(marks)})",
                 linewidths=1.2,
                 zorder=3,
+                **style,
             )
     _style(ax, f"{view.unique_id}: recent data, with what cleaning changed")
     ax.legend(fontsize=7, loc="upper right")
@@ -149,7 +154,7 @@ def permutation(tables: dict[str, pd.DataFrame]) -> Any:
     return fig
 
 
-def shap_summary(result: Any, *, top: int = 15, max_rows: int = 1000) -> Any:
+def shap_summary(result: Any, *, top: int = 15, max_rows: int = 800) -> Any:
     order = list(result.importance["feature"].head(top))
     fig, ax = figure(9, max(2.5, 0.32 * len(order) + 0.9))
     rng = np.random.default_rng(0)
@@ -175,8 +180,8 @@ def shap_summary(result: Any, *, top: int = 15, max_rows: int = 1000) -> Any:
 
 
 def components(frame: pd.DataFrame, name: str, uid: str) -> Any:
-    part = frame[frame["unique_id"].astype(str) == str(uid)]
-    columns = [c for c in part.columns if c not in ("unique_id", TIME)]
+    part = thin(frame[frame["unique_id"].astype(str) == str(uid)].drop(columns=["unique_id"]))
+    columns = [c for c in part.columns if c != TIME]
     fig, axes = figure(10, 1.5 * len(columns) + 0.5, rows=len(columns), cols=1, sharex=True)
     axes = np.atleast_1d(axes).ravel()
     for i, column in enumerate(columns):
