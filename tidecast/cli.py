@@ -242,6 +242,13 @@ def _render_run_outputs(result: Any) -> None:
                 f"[{colour}]{alias}[/{colour}]" + (f" ({escape(str(registration.get('reason')))})" if registration.get("reason") else "")
             )
         console.print(f"[dim]MLflow run {tracked.get('run_id')} (tidecast ui to browse)[/dim]")
+    if "report" in outputs:
+        made = outputs["report"]
+        warnings = made.get("warnings") or []
+        console.print(
+            f"[bold]report:[/bold] {made.get('html')}"
+            + (f" [yellow]({len(warnings)} chart(s) not drawn)[/yellow]" if warnings else "")
+        )
 
 
 def leaderboard_table(board: Any, metric: str) -> Table:
