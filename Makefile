@@ -34,7 +34,7 @@ system-deps: ## Debian packages for the browser test and PDF reports (chromium, 
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v pdftoppm >/dev/null \
 	    && ldconfig -p | grep -q libpangoft2; then echo "system packages present"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	else echo "install these Debian packages for the browser/PDF tests: $(APT_PACKAGES)"; fi
 
 test: $(STAMP) system-deps ## Install the test extras (and system packages) and run the whole test suite
