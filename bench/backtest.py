@@ -31,6 +31,7 @@ Each side is warmed up once (imports, numba compilation), then the two sides alt
 checks that the cut-offs match and reports the largest absolute difference of the forecasts.
 
     .venv/bin/python bench/backtest.py [--models autoets,mstl,lightgbm] [--repeat N] [--markdown]
+    .venv/bin/python bench/backtest.py --models lightgbm --lightgbm-jobs 1 --repeat 5   # steadier timings
 """
 
 from __future__ import annotations
@@ -328,12 +329,16 @@ def profile(label: str, fn: Callable[[], Any], top: int) -> None:
     pstats.Stats(prof).sort_stats("cumulative").print_stats(top)
 
 
-def bench_model(name: str, s: Setup, repeat: int, point_only: bool, do_profile: bool) -> list[Row]:
+def bench_model(
+    name: str, s: Setup, repeat: int, point_only: bool, do_profile: bool, lightgbm_jobs: int | None = None
+) -> list[Row]:
     from tidecast.models.conformal import needs_conformal
     from tidecast.training import factory_for
 
     cand = candidate(s.spec, name)
     params = dict(cand.params)
+    if name == "lightgbm" and lightgbm_jobs is not None:  # both sides: LGBMRegressor(n_jobs=...)
+        params["n_jobs"] = lightgbm_jobs
     factory = factory_for(cand, params, s.spec)
     spec_q = list(s.spec.forecast.quantiles)
     native = not needs_conformal(factory())
@@ -470,6 +475,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--point-only", action="store_true", help="statistical models: skip the quantile variant")
     parser.add_argument("--profile", action="store_true", help="also cProfile one run of the tidecast side")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    parser.add_argument(
+        "--lightgbm-jobs",
+        type=int,
+        default=None,
+        help="n_jobs for LightGBM on both sides (default: the spec's, i.e. every core); 1 gives steadier "
+        "timings on a busy machine",
+    )
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
@@ -494,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         repeat = args.repeat or (1 if name in STATISTICAL else 3)
         repeat_of[name] = repeat
         print(f"timing {name} (best of {repeat}) ...", flush=True)
-        rows += bench_model(name, s, repeat, args.point_only, args.profile)
+        rows += bench_model(name, s, repeat, args.point_only, args.profile, args.lightgbm_jobs)
     print_table(rows, s, repeat_of)
     if args.markdown:
         print()

@@ -186,7 +186,9 @@ class MLForecastModel:
     def fit(self, df: pd.DataFrame, ctx: FitContext) -> MLForecastModel:
         from mlforecast import MLForecast
 
-        data = check_frame(df, self.name)
+        # the columns used only (the time features are recomputed below): no copying and sorting of the rest
+        used = [c for c in dict.fromkeys((ID, TIME, TARGET, *ctx.exog_future, *ctx.static)) if c in df.columns]
+        data = check_frame(df[used], self.name)
         self._resolve_features(ctx)
         self._ctx = ctx
         self._exog = [c for c in ctx.exog_future if c in data.columns]
