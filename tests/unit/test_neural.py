@@ -109,3 +109,41 @@ def test_mlp_bad_params() -> None:
         build_forecaster("m", "mlp", {"dropout": 1.5}, freq="h")
     with pytest.raises(ModelError, match="mlp does not accept parameter 'hiden'"):
         build_forecaster("m", "mlp", {"hiden": [3]}, freq="h")
+
+
+def test_mlp_predict_ignores_row_order_duplicates_and_extra_rows(model, data) -> None:
+    fut = future(data)
+    fc = model.predict(H, history=data, X_future=fut)
+    shuffled = data.sample(frac=1.0, random_state=1)
+    noisy = pd.concat([
+        fut.assign(temp=fut["temp"] + 99.0),  # overwritten below: the last duplicate wins
+        fut,
+        fut.assign(unique_id="unknown"),  # a series the request does not forecast
+        fut.assign(ds=fut["ds"] - pd.Timedelta("30min")),  # off the grid: ignored
+    ]).sample(frac=1.0, random_state=2)
+    wrong = noisy["temp"] > fut["temp"].max() + 50
+    noisy = pd.concat([noisy[wrong], noisy[~wrong]])  # the wrong duplicates come first
+    pd.testing.assert_frame_equal(fc, model.predict(H, history=shuffled, X_future=noisy))
+    # each series alone gives what it gets in the batch (time features are computed per distinct end)
+    for uid, g in data.groupby("unique_id"):
+        alone = model.predict(H, history=g, X_future=fut[fut["unique_id"] == uid])
+        pd.testing.assert_frame_equal(alone, fc[fc["unique_id"] == uid].reset_index(drop=True))
+
+
+def test_mlp_predict_with_series_ending_apart_and_tz_aware_history(model, data) -> None:
+    a = data[data["unique_id"] == "A"]
+    b = data[data["unique_id"] == "B"].iloc[:-7]  # ends 7 hours earlier
+    both = pd.concat([a, b], ignore_index=True)
+    fc = model.predict(5, history=both, X_future=future(both, 5))
+    assert fc.groupby("unique_id")["ds"].min().to_dict() == {
+        "A": a["ds"].max() + pd.Timedelta("1h"), "B": b["ds"].max() + pd.Timedelta("1h")
+    }
+    aware = both.assign(ds=both["ds"].dt.tz_localize("UTC"))
+    fut = future(both, 5)
+    fc_aware = model.predict(5, history=aware, X_future=fut.assign(ds=fut["ds"].dt.tz_localize("UTC")))
+    assert str(fc_aware["ds"].dt.tz) == "UTC"
+    np.testing.assert_allclose(fc_aware["yhat"], fc["yhat"])
+    hole = fut[~((fut["unique_id"] == "B") & (fut["ds"] == fut["ds"].max()))]
+    hole = hole[~((hole["unique_id"] == "B") & (hole["ds"] == b["ds"].max() + pd.Timedelta("3h")))]
+    with pytest.raises(ModelError, match=r"X_future has no value for temp at .* of series 'B'"):
+        model.predict(5, history=both, X_future=hole)

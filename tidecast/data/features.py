@@ -9,6 +9,7 @@ rolling statistics cover ``y[t-w] .. y[t-1]``, past-only exogenous columns becom
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 
@@ -26,6 +27,7 @@ __all__ = [
     "add_time_features",
     "build_features",
     "lag_feature_names",
+    "time_feature_columns",
     "time_feature_names",
 ]
 
@@ -68,18 +70,67 @@ def _utc_naive(ds: pd.Series) -> pd.Series:
     return ds.astype("datetime64[ns]")
 
 
-def _holidays(local_days: pd.Series, country: str | None) -> np.ndarray:
+@functools.lru_cache(maxsize=64)
+def _holiday_days(country: str, first_year: int, last_year: int) -> np.ndarray:
+    """The sorted holiday dates of ``country`` in the years given, as ``datetime64[D]`` (cached: building a
+    calendar costs milliseconds, and serving asks for the same years on every request)."""
     import holidays
 
-    if not country:
-        raise SpecError("features.holidays_country: needed for the 'holiday' calendar part (e.g. FR, US, DE)")
-    years = range(int(local_days.dt.year.min()), int(local_days.dt.year.max()) + 1) if len(local_days) else []
     try:
-        calendar = holidays.country_holidays(country, years=years)
+        calendar = holidays.country_holidays(country, years=range(first_year, last_year + 1))
     except NotImplementedError:
         raise SpecError(f"features.holidays_country: unknown country code '{country}' (use e.g. FR, US, DE)") from None
-    days = pd.DatetimeIndex(sorted(pd.Timestamp(d) for d in calendar))
-    return local_days.isin(days).to_numpy()
+    days = np.array(sorted(calendar), dtype="datetime64[D]")
+    days.setflags(write=False)
+    return days
+
+
+def _holidays(local: pd.DatetimeIndex, country: str | None) -> np.ndarray:
+    if not country:
+        raise SpecError("features.holidays_country: needed for the 'holiday' calendar part (e.g. FR, US, DE)")
+    if not len(local):
+        return np.zeros(0, dtype=bool)
+    day = local.to_numpy().astype("datetime64[D]")
+    years = local.year
+    return np.isin(day, _holiday_days(country, int(years.min()), int(years.max())))
+
+
+def time_feature_columns(ds: pd.DatetimeIndex, spec: FeatureSpec, *, timezone: str | None, freq: str) -> dict[str, np.ndarray]:
+    """The calendar and Fourier columns of :func:`add_time_features` for the UTC-naive timestamps ``ds``
+    (arrays, in the order of :func:`time_feature_names`): the array form serving uses on its hot path."""
+    out: dict[str, np.ndarray] = {}
+    parts = list(dict.fromkeys(spec.calendar))
+    if parts:
+        local = ds
+        if timezone:
+            try:
+                local = ds.tz_localize("UTC").tz_convert(timezone).tz_localize(None)
+            except Exception as exc:  # zoneinfo/pytz raise several types for unknown zones
+                raise SpecError(f"data.timezone: unknown time zone '{timezone}' ({exc})") from None
+        accessors = {
+            "minute": lambda: local.minute,
+            "hour": lambda: local.hour,
+            "weekday": lambda: local.weekday,
+            "day": lambda: local.day,
+            "month": lambda: local.month,
+            "dayofyear": lambda: local.dayofyear,
+            "weekend": lambda: local.weekday >= 5,
+            "holiday": lambda: _holidays(local, spec.holidays_country),
+        }
+        for part in parts:
+            out[part] = np.asarray(accessors[part](), dtype="int64")
+    terms = _fourier_terms(spec, freq)
+    if terms:
+        step_ns = freq_timedelta(freq).value
+        ns = ds.to_numpy().astype("int64")
+        for period, order in terms:
+            span = period * step_ns
+            phase = np.mod(ns, span).astype("float64") / span  # exact modulo in integers
+            for k in range(1, order + 1):
+                angle = 2.0 * np.pi * k * phase
+                out[f"fourier_{period}_sin{k}"] = np.sin(angle)
+                out[f"fourier_{period}_cos{k}"] = np.cos(angle)
+    return out
 
 
 def add_time_features(df: pd.DataFrame, spec: FeatureSpec, *, timezone: str | None, freq: str) -> pd.DataFrame:
@@ -98,38 +149,9 @@ def add_time_features(df: pd.DataFrame, spec: FeatureSpec, *, timezone: str | No
     if TIME not in df.columns:
         raise DataError(f"features: the frame has no column '{TIME}'")
     out = df.copy()
-    ds = _utc_naive(out[TIME])
-    parts = list(dict.fromkeys(spec.calendar))
-    if parts:
-        local = ds
-        if timezone:
-            try:
-                local = ds.dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
-            except Exception as exc:  # zoneinfo/pytz raise several types for unknown zones
-                raise SpecError(f"data.timezone: unknown time zone '{timezone}' ({exc})") from None
-        accessors = {
-            "minute": lambda: local.dt.minute,
-            "hour": lambda: local.dt.hour,
-            "weekday": lambda: local.dt.weekday,
-            "day": lambda: local.dt.day,
-            "month": lambda: local.dt.month,
-            "dayofyear": lambda: local.dt.dayofyear,
-            "weekend": lambda: (local.dt.weekday >= 5),
-            "holiday": lambda: _holidays(local.dt.normalize(), spec.holidays_country),
-        }
-        for part in parts:
-            out[part] = np.asarray(accessors[part](), dtype="int64")
-    terms = _fourier_terms(spec, freq)
-    if terms:
-        step_ns = freq_timedelta(freq).value
-        ns = ds.to_numpy().astype("int64")
-        for period, order in terms:
-            span = period * step_ns
-            phase = np.mod(ns, span).astype("float64") / span  # exact modulo in integers
-            for k in range(1, order + 1):
-                angle = 2.0 * np.pi * k * phase
-                out[f"fourier_{period}_sin{k}"] = np.sin(angle)
-                out[f"fourier_{period}_cos{k}"] = np.cos(angle)
+    ds = pd.DatetimeIndex(_utc_naive(out[TIME]))
+    for name, values in time_feature_columns(ds, spec, timezone=timezone, freq=freq).items():
+        out[name] = values
     return out
 
 

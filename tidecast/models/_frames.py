@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from statistics import NormalDist
 
+import numpy as np
 import pandas as pd
+from pandas.tseries.offsets import Tick
 
 from tidecast.durations import freq_timedelta
 from tidecast.errors import ModelError
@@ -37,7 +39,69 @@ def check_frame(df: pd.DataFrame, name: str, *, what: str = "training data", tar
     out[TIME] = pd.to_datetime(out[TIME])
     if target:
         out[TARGET] = out[TARGET].astype(float)
+    if is_sorted(out):  # the usual case (canonical frames, serving): no sort, same result
+        return out.reset_index(drop=True)
     return out.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
+
+
+def history_arrays(df: pd.DataFrame, name: str, *, what: str = "history") -> tuple[np.ndarray, pd.DatetimeIndex, np.ndarray]:
+    """``unique_id`` (str), ``ds`` and ``y`` of ``df`` as arrays sorted by ``unique_id, ds``: what
+    :func:`check_frame` checks, without building a frame (the prediction hot path)."""
+    missing = [c for c in (ID, TIME, TARGET) if c not in df.columns]
+    if missing:
+        raise ModelError(f"candidate '{name}': the {what} lacks column(s) {', '.join(missing)}")
+    if df.empty:
+        raise ModelError(f"candidate '{name}': the {what} is empty")
+    ids = df[ID].to_numpy()
+    if ids.dtype != object or pd.api.types.infer_dtype(ids, skipna=False) != "string":
+        ids = df[ID].astype(str).to_numpy()
+    column = df[TIME]
+    times = pd.DatetimeIndex(column if pd.api.types.is_datetime64_any_dtype(column) else pd.to_datetime(column))
+    try:
+        y = df[TARGET].to_numpy(float)
+    except (TypeError, ValueError):
+        raise ModelError(f"candidate '{name}': the {what}'s column '{TARGET}' is not numeric") from None
+    same = ids[1:] == ids[:-1]
+    ns = times.asi8
+    if not ((same | (ids[1:] > ids[:-1])).all() and (~same | (ns[1:] >= ns[:-1])).all()):
+        codes, _ = pd.factorize(ids, sort=True)
+        order = np.lexsort((ns, codes))  # stable, like sort_values(kind="stable")
+        ids, times, y = ids[order], times[order], y[order]
+    return ids, times, y
+
+
+def is_sorted(df: pd.DataFrame) -> bool:
+    """Whether ``df`` (``unique_id`` as str, ``ds`` timestamps) is already sorted by ``unique_id, ds``."""
+    if len(df) < 2:
+        return True
+    ids = df[ID].to_numpy()
+    same = ids[1:] == ids[:-1]
+    if not (same | (ids[1:] > ids[:-1])).all():
+        return False
+    ns = pd.DatetimeIndex(df[TIME]).asi8  # one unit within a column: comparisons stay valid
+    return bool((~same | (ns[1:] >= ns[:-1])).all())
+
+
+def series_bounds(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop row of each run of equal ids in ``ids`` (rows grouped by series, e.g. sorted)."""
+    if not len(ids):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    return np.r_[0, change], np.r_[change, len(ids)]
+
+
+def future_grid(ends: pd.DatetimeIndex, h: int, freq: str) -> pd.DatetimeIndex:
+    """The ``h`` timestamps after each of ``ends``, flat (``len(ends) * h``, series-major), like
+    :func:`tidecast.models.base.future_index` but without a frame per series."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    if isinstance(offset, Tick):
+        ends = ends.as_unit("ns")
+        steps = np.arange(1, h + 1, dtype=np.int64) * offset.nanos
+        flat = (ends.asi8[:, None] + steps[None, :]).reshape(-1)
+        grid = pd.DatetimeIndex(flat.view("datetime64[ns]"))
+        return grid.tz_localize("UTC").tz_convert(ends.tz) if ends.tz is not None else grid
+    parts = [pd.date_range(end + offset, periods=h, freq=freq) for end in ends]
+    return parts[0].append(parts[1:]) if parts else pd.DatetimeIndex([], tz=ends.tz)
 
 
 def tail_per_series(df: pd.DataFrame, steps: int | None) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import ModelError
-from tidecast.models._frames import check_quantiles, finish
+from tidecast.models._frames import check_quantiles, finish, is_sorted, series_bounds
 from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, Forecaster, quantile_column
 
 STEP = "step"
@@ -116,7 +116,19 @@ class ConformalForecaster:
         return np.concatenate(by_step[lo:hi])
 
     def offsets(self, quantiles: Sequence[float], uid: str | None = None) -> np.ndarray:
-        """Offsets to add to the point forecast: shape ``(horizon, len(quantiles))``."""
+        """Offsets to add to the point forecast: shape ``(horizon, len(quantiles))`` (cached: they depend
+        only on the fitted residuals, and serving asks for the same ones on every request)."""
+        key = (tuple(float(q) for q in quantiles), uid)
+        cache: dict[tuple[tuple[float, ...], str | None], np.ndarray] = self.__dict__.setdefault("_offsets", {})
+        if key not in cache:
+            if len(cache) >= 4096:  # many series x many quantile sets: keep it bounded
+                cache.clear()
+            out = self._compute_offsets(key[0], uid)
+            out.setflags(write=False)
+            cache[key] = out
+        return cache[key]
+
+    def _compute_offsets(self, quantiles: Sequence[float], uid: str | None) -> np.ndarray:
         qs = np.asarray(quantiles, dtype=float)
         order = np.argsort(qs)
         own = self._series.get(uid) if uid is not None and self.per_series is not False else None
@@ -128,6 +140,14 @@ class ConformalForecaster:
             row = np.quantile(vals, qs[order]) if len(vals) else np.full(len(qs), np.nan)
             out[k - 1, order] = np.maximum.accumulate(row)
         return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_offsets", None)  # a cache: recomputed on demand after unpickling
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     # -- protocol ------------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -154,22 +174,23 @@ class ConformalForecaster:
         if qs and not self.force and not needs_conformal(self.inner):
             return self.inner.predict(h, history=history, X_future=X_future, quantiles=qs)
         fc = self.inner.predict(h, history=history, X_future=X_future, quantiles=())
-        fc = fc[[ID, TIME, POINT]].sort_values([ID, TIME], kind="stable").reset_index(drop=True)
+        if list(fc.columns) != [ID, TIME, POINT]:
+            fc = fc[[ID, TIME, POINT]]
+        if fc[ID].dtype != object:
+            fc = fc.assign(**{ID: fc[ID].astype(str)})
+        if not is_sorted(fc):
+            fc = fc.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
         if not qs:
             return finish(fc, ())
-        fc[ID] = fc[ID].astype(str)
-        steps = fc.groupby(ID, sort=False).cumcount().to_numpy()
+        ids = fc[ID].to_numpy()
+        starts, stops = series_bounds(ids)
         point = fc[POINT].to_numpy(float)
         values = np.empty((len(fc), len(qs)))
-        pooled: np.ndarray | None = None
-        for uid, idx in fc.groupby(ID, sort=False).indices.items():
-            if self.per_series is False or str(uid) not in self._series:
-                pooled = self.offsets(qs) if pooled is None else pooled
-                off = pooled
-            else:
-                off = self.offsets(qs, str(uid))
-            rows = np.minimum(steps[idx], self.horizon - 1)
-            values[idx] = point[idx, None] + off[rows]
-        for j, q in enumerate(qs):
-            fc[quantile_column(q)] = values[:, j]
-        return finish(fc, qs)
+        for a, b in zip(starts, stops, strict=True):
+            uid = str(ids[a])
+            off = self.offsets(qs, None if self.per_series is False or uid not in self._series else uid)
+            rows = np.minimum(np.arange(b - a), self.horizon - 1)
+            values[a:b] = point[a:b, None] + off[rows]
+        columns = {ID: ids, TIME: fc[TIME].array, POINT: point}
+        columns.update({quantile_column(q): values[:, j] for j, q in enumerate(qs)})
+        return pd.DataFrame(columns)

@@ -42,9 +42,10 @@ from tidecast.errors import ModelError
 from tidecast.models._frames import (
     check_frame,
     check_quantiles,
-    finish,
-    future_frame,
+    future_grid,
+    history_arrays,
     no_intervals,
+    series_bounds,
     tail_per_series,
 )
 from tidecast.models._time import add_time
@@ -167,6 +168,7 @@ class MLPForecaster:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_module"] = None
+        state.pop("_time_cache", None)  # a cache, rebuilt on demand
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -330,45 +332,72 @@ class MLPForecaster:
         W, H = int(ctx.input_window), int(ctx.horizon)
         if h > H:
             raise ModelError(f"candidate '{self.name}': trained for a horizon of {H} steps, asked for {h}")
-        if history is not None:
-            data = check_frame(history, self.name, what="history")[[ID, TIME, TARGET]]
+        # numpy from here on: a forecast is a few hundred microseconds of work around the network's pass
+        ids, times, y_all = history_arrays(self._tail if history is None else history, self.name)
+        starts, stops = series_bounds(ids)
+        uids = [str(ids[i]) for i in starts]
+        short = np.flatnonzero(stops - starts < W)
+        if len(short):
+            i = int(short[0])
+            raise ModelError(
+                f"candidate '{self.name}': needs at least {W} readings of history, got {int(stops[i] - starts[i])}"
+                + (f" for series '{uids[i]}'" if len(uids) > 1 else "")
+            )
+        windows = np.stack([y_all[stop - W : stop] for stop in stops])
+        holes = np.flatnonzero(np.isnan(windows).any(axis=1))
+        if len(holes):
+            raise ModelError(f"candidate '{self.name}': the history of series '{uids[int(holes[0])]}' has missing values")
+        n = len(uids)
+        fut = future_grid(times[stops - 1], H, ctx.freq)  # features need the whole trained horizon
+        if self._time:
+            T = self._time_inputs(times[stops - 1], H)  # (n, H, k), standardised
+            t_first, t_mean = T[:, 0, :], T.mean(axis=1)
         else:
-            data = self._tail
-        ends = data.groupby(ID, sort=False).tail(1)[[ID, TIME]]
-        fut = future_frame(ends, H, ctx.freq)  # features need the whole trained horizon
+            t_first = t_mean = np.zeros((n, 0))
         if self._exog:
-            fut = self._future_exog(fut, X_future, h)
-        fut, _ = add_time(fut, ctx.features, timezone=ctx.timezone, freq=ctx.freq, name=self.name)
-        windows, t_first, t_mean, x_fut, frames = [], [], [], [], []
-        fut_groups = dict(tuple(fut.groupby(ID, sort=False)))
-        for uid, g in data.groupby(ID, sort=False):
-            y = g[TARGET].to_numpy(float)
-            if len(y) < W:
-                raise ModelError(
-                    f"candidate '{self.name}': needs at least {W} readings of history, got {len(y)}"
-                    + (f" for series '{uid}'" if data[ID].nunique() > 1 else "")
-                )
-            if np.isnan(y[-W:]).any():
-                raise ModelError(f"candidate '{self.name}': the history of series '{uid}' has missing values")
-            f = fut_groups[uid].reset_index(drop=True)
-            windows.append(y[-W:])
-            T = ((f[self._time].to_numpy(float) - self._tm) / self._ts) if self._time else np.zeros((H, 0))
-            t_first.append(T[0])
-            t_mean.append(T.mean(axis=0))
-            X = ((f[self._exog].to_numpy(float) - self._xm) / self._xs) if self._exog else np.zeros((H, 0))
-            x_fut.append(_flatten_like_train(X))
-            frames.append(f[[ID, TIME]].iloc[:h])
-        inputs, mu, sd = self._inputs(np.asarray(windows), np.asarray(t_first), np.asarray(t_mean), np.asarray(x_fut))
+            X = (self._future_exog(uids, fut, X_future, h) - self._xm) / self._xs  # (n, H, e)
+            x_fut = X.transpose(0, 2, 1).reshape(n, -1)  # like _flatten_like_train, series by series
+        else:
+            x_fut = np.zeros((n, 0))
+        inputs, mu, sd = self._inputs(windows, t_first, t_mean, x_fut)
         torch = _torch(self.name)
         with torch.no_grad():
             out = self._net()(torch.from_numpy(inputs)).numpy().astype(float)
         out = out[:, :h] * sd[:, None] + mu[:, None]
-        frame = pd.concat(frames, ignore_index=True)
-        frame[POINT] = out.reshape(-1)
-        return finish(frame, ())
+        keep = (np.arange(H) < h)[None, :].repeat(n, axis=0).reshape(-1)
+        return pd.DataFrame({ID: np.repeat(np.array(uids, dtype=object), h), TIME: fut[keep], POINT: out.reshape(-1)})
 
-    def _future_exog(self, fut: pd.DataFrame, X_future: pd.DataFrame | None, h: int) -> pd.DataFrame:
-        """Join the exogenous columns; steps after ``h`` reuse the last given value (not forecast)."""
+    def _time_inputs(self, ends: pd.DatetimeIndex, H: int) -> np.ndarray:
+        """Standardised time features of the ``H`` steps after each of ``ends``: ``(n, H, k)``.
+
+        Computed once per distinct end (many series usually end together) and kept for the next
+        calls (serving forecasts from the same end until the next reading arrives)."""
+        from tidecast.data.features import time_feature_columns  # lazily: tidecast.data imports the models
+
+        ctx = self._ctx
+        assert ctx is not None
+        cache: dict[int, np.ndarray] = self.__dict__.setdefault("_time_cache", {})
+        ends = ends.as_unit("ns")
+        keys = ends.asi8  # UTC instants
+        todo = sorted({int(k) for k in keys if int(k) not in cache})
+        if todo:
+            fresh = pd.DatetimeIndex(np.array(todo, dtype=np.int64).view("datetime64[ns]"))
+            if ends.tz is not None:
+                fresh = fresh.tz_localize("UTC").tz_convert(ends.tz)
+            fut = future_grid(fresh, H, ctx.freq)
+            ds = fut.tz_convert("UTC").tz_localize(None) if fut.tz is not None else fut
+            columns = time_feature_columns(ds, ctx.features, timezone=ctx.timezone, freq=ctx.freq)
+            T = (np.column_stack([columns[c] for c in self._time]).astype(float) - self._tm) / self._ts
+            if len(cache) + len(todo) > 1024:
+                cache.clear()
+            for key, block in zip(todo, T.reshape(len(todo), H, -1), strict=True):
+                block.setflags(write=False)
+                cache[key] = block
+        return np.stack([cache[int(k)] for k in keys])
+
+    def _future_exog(self, uids: list[str], fut: pd.DatetimeIndex, X_future: pd.DataFrame | None, h: int) -> np.ndarray:
+        """The exogenous values at the ``H`` future steps of each series, ``(n, H, e)``; steps after
+        ``h`` reuse the last given value (they only feed the network, which was trained on ``H``)."""
         if X_future is None:
             raise ModelError(
                 f"candidate '{self.name}': X_future with column(s) {', '.join(self._exog)} is needed for the forecast horizon"
@@ -376,20 +405,33 @@ class MLPForecaster:
         missing = [c for c in self._exog if c not in X_future.columns]
         if missing:
             raise ModelError(f"candidate '{self.name}': X_future lacks column(s) {', '.join(missing)}")
-        xf = X_future[[ID, TIME, *self._exog]].copy()
-        xf[ID] = xf[ID].astype(str)
-        xf[TIME] = pd.to_datetime(xf[TIME])
-        out = fut.merge(xf.drop_duplicates([ID, TIME], keep="last"), on=[ID, TIME], how="left")
-        step = out.groupby(ID, sort=False).cumcount()
-        head = out[step < h]
-        if head[self._exog].isna().any().any():
-            first = head[head[self._exog].isna().any(axis=1)].iloc[0]
+        n, e = len(uids), len(self._exog)
+        H = len(fut) // max(n, 1)
+        fut_ns = fut.asi8.reshape(n, H)
+        xf_ns = pd.DatetimeIndex(pd.to_datetime(X_future[TIME])).as_unit("ns").asi8
+        values = np.column_stack([X_future[c].to_numpy(float) for c in self._exog])
+        series = pd.Index(uids).get_indexer(X_future[ID].astype(str))
+        grid = np.full((n, H, e), np.nan)
+        rows = np.flatnonzero(series >= 0)
+        rows = rows[np.argsort(series[rows], kind="stable")]
+        for chunk in np.split(rows, np.flatnonzero(np.diff(series[rows])) + 1) if len(rows) else []:
+            i = series[chunk[0]]
+            pos = np.searchsorted(fut_ns[i], xf_ns[chunk])
+            hit = pos < H
+            hit[hit] = fut_ns[i, pos[hit]] == xf_ns[chunk[hit]]
+            pos, chunk = pos[hit], chunk[hit]
+            last = len(pos) - 1 - np.unique(pos[::-1], return_index=True)[1]  # duplicates: the last row wins
+            grid[i, pos[last]] = values[chunk[last]]
+        head = np.isnan(grid[:, :h]).any(axis=2)
+        if head.any():
+            i, k = np.argwhere(head)[0]
             raise ModelError(
                 f"candidate '{self.name}': X_future has no value for {', '.join(self._exog)} at "
-                f"{first[TIME]} of series '{first[ID]}'"
+                f"{fut[i * H + k]} of series '{uids[i]}'"
             )
-        out[self._exog] = out.groupby(ID, sort=False)[self._exog].ffill()
-        return out
+        filled = np.where(np.isnan(grid), 0, np.arange(H)[None, :, None])
+        np.maximum.accumulate(filled, axis=1, out=filled)
+        return np.take_along_axis(grid, filled, axis=1)
 
 
 def _flatten_like_train(X: np.ndarray) -> np.ndarray:

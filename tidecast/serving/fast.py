@@ -281,7 +281,10 @@ def predict_frames(
     missing = [c for c in columns if c not in out.columns]
     if missing:
         raise ValueError(f"the forecaster returned no column(s) {', '.join(missing)}")
-    out = out[columns].reset_index(drop=True)
+    if list(out.columns) != columns:
+        out = out[columns]
+    if not isinstance(out.index, pd.RangeIndex) or out.index.start != 0 or out.index.step != 1:
+        out = out.reset_index(drop=True)
     if out[ID].dtype != object:
         out[ID] = out[ID].astype(str)
     return out
