@@ -67,6 +67,18 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Write-ahead log and ``synchronous=NORMAL`` on a SQLite file: a commit appends to the log without
+    an fsync (a power cut can lose the last commits, never corrupt the file), and the monitor's reads
+    do not block the server's writes. Both are SQLite's recommended settings for this kind of log."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
 class PredictionStore:
     """Append-only forecasts and upserted actuals in two SQL tables (created on first use)."""
 
@@ -77,6 +89,8 @@ class PredictionStore:
         try:
             connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
             self.engine = sa.create_engine(url, connect_args=connect_args, future=True)
+            if url.startswith("sqlite:///") and ":memory:" not in url:
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             _metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise TrackingError(f"prediction store {url}: cannot open: {str(exc).splitlines()[0]}") from None
