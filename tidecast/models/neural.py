@@ -408,9 +408,15 @@ class MLPForecaster:
         n, e = len(uids), len(self._exog)
         H = len(fut) // max(n, 1)
         fut_ns = fut.asi8.reshape(n, H)
-        xf_ns = pd.DatetimeIndex(pd.to_datetime(X_future[TIME])).as_unit("ns").asi8
+        column = X_future[TIME]
+        stamps = column if pd.api.types.is_datetime64_any_dtype(column) else pd.to_datetime(column)
+        xf_ns = pd.DatetimeIndex(stamps).as_unit("ns").asi8
         values = np.column_stack([X_future[c].to_numpy(float) for c in self._exog])
-        series = pd.Index(uids).get_indexer(X_future[ID].astype(str))
+        xf_ids = X_future[ID].to_numpy()
+        if xf_ids.dtype != object or pd.api.types.infer_dtype(xf_ids, skipna=False) != "string":
+            xf_ids = X_future[ID].astype(str).to_numpy()
+        # the usual request holds one series: a comparison instead of a hash table
+        series = np.where(xf_ids == uids[0], 0, -1) if n == 1 else pd.Index(uids).get_indexer(xf_ids)
         grid = np.full((n, H, e), np.nan)
         rows = np.flatnonzero(series >= 0)
         rows = rows[np.argsort(series[rows], kind="stable")]
