@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tidecast.durations import Duration, freq_timedelta, to_steps
 from tidecast.errors import SpecError
@@ -33,7 +33,18 @@ SPEC_FILENAME = "tidecast.yaml"
 class _Model(BaseModel):
     """Base for every spec section: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _check_zone(value: str) -> str:
+    """``value`` if it names an IANA time zone, else a ValueError (pydantic turns it into a field error)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use e.g. 'UTC' or 'Europe/Paris')") from None
+    return value
 
 
 # --------------------------------------------------------------------------------------- data
@@ -240,6 +251,37 @@ class SelectionSpec(_Model):
     )
 
 
+ReconcileMethod = Literal["bottom_up", "min_trace_ols", "min_trace_wls_struct", "min_trace_shrink"]
+
+
+class HierarchySpec(_Model):
+    """Series that add up: each bottom series (the data's series) names its parent at every level in
+    a column of the data; a ``total`` node sits on top. Every candidate forecasts every node, and its
+    forecasts are reconciled (made to add up) by each method, as extra candidates."""
+
+    levels: list[str] = Field(
+        min_length=1,
+        description="Columns naming each series' parent, finest level first, e.g. [feeder, substation].",
+    )
+    methods: list[ReconcileMethod] = Field(
+        default_factory=lambda: ["bottom_up", "min_trace_ols", "min_trace_wls_struct"],
+        min_length=1,
+        description="Reconciliation methods; each reconciled candidate is named <candidate>/<method>.",
+    )
+    total: str = Field("total", description="The series id of the top node (the sum of every series).")
+    tolerance: float = Field(
+        1e-3, ge=0, description="Relative tolerance when the data's own aggregate rows are checked against their children's sum."
+    )
+
+    @field_validator("levels", "methods")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        repeated = sorted({v for v in value if value.count(v) > 1})
+        if repeated:
+            raise ValueError(f"repeated: {', '.join(repeated)}")
+        return value
+
+
 # ---------------------------------------------------------------------------- tracking/registry
 class TrackingSpec(_Model):
     uri: str | None = Field(None, description="MLflow tracking URI (default: SQLite under .tidecast/).")
@@ -335,6 +377,23 @@ class ScheduleSpec(_Model):
     timezone: str = "UTC"
     misfire_grace: int = Field(600, ge=1, description="Seconds a late job may still start.")
 
+    @field_validator("train", "monitor", "report")
+    @classmethod
+    def _check_cron(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from tidecast.monitoring.scheduler import parse_cron
+
+        if value is not None:
+            try:
+                parse_cron(value, field=f"schedule.{info.field_name}")
+            except SpecError as exc:
+                raise ValueError(exc.message.removeprefix(f"schedule.{info.field_name}: ")) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        return _check_zone(value)
+
 
 # --------------------------------------------------------------------------------------- root
 class Spec(_Model):
@@ -349,6 +408,7 @@ class Spec(_Model):
     backtest: BacktestSpec = Field(default_factory=BacktestSpec)
     models: list[CandidateSpec] = Field(default_factory=list)
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
+    hierarchy: HierarchySpec | None = Field(None, description="Series that add up (meter -> feeder -> substation -> total).")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
@@ -390,7 +450,28 @@ class Spec(_Model):
             raise ValueError("forecast.horizon must be at least one step")
         if w < 1:
             raise ValueError("forecast.input_window must be at least one step")
+        if self.data.timezone is not None:  # checked here, not on DataSpec, so that a bare DataSpec can be built
+            try:
+                _check_zone(self.data.timezone)
+            except ValueError as exc:
+                raise ValueError(f"data.timezone: {exc}") from None
+        if self.hierarchy is not None:
+            self._check_hierarchy(self.hierarchy)
         return self
+
+    def _check_hierarchy(self, hierarchy: HierarchySpec) -> None:
+        data = self.data
+        if not data.series_column:
+            raise ValueError("hierarchy.levels: a hierarchy needs long-format data (set data.series_column)")
+        taken = {data.series_column: "data.series_column", data.time_column: "data.time_column",
+                 data.target_column: "data.target_column"}
+        taken.update({c.name: "data.exogenous" for c in data.exogenous_columns})
+        taken.update({c: "data.static_columns" for c in data.static_columns})
+        for level in hierarchy.levels:
+            if level in taken:
+                raise ValueError(f"hierarchy.levels: column '{level}' is already {taken[level]}")
+        if self.selection.scope != "global":
+            raise ValueError("selection.scope: a hierarchy needs scope 'global' (per-series winners would not add up)")
 
     # -- derived values ---------------------------------------------------------------------
     def steps(self, value: Duration, field: str) -> int:
@@ -440,31 +521,61 @@ class _LineLoader(yaml.SafeLoader):
     """A safe YAML loader that also records the line of every mapping key."""
 
 
-def _compose_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+def _compose_lines(
+    node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], source: str,
+    seen: set[int] | None = None, stack: set[int] | None = None,
+) -> None:
+    """Record the line of every key below ``node``. A node reached again through an alias is walked
+    once (aliases cannot blow the walk up); an alias inside its own anchor (a cycle) is an error."""
+    seen = set() if seen is None else seen
+    stack = set() if stack is None else stack
+    if id(node) in stack:
+        raise SpecError(f"{source}:{node.start_mark.line + 1}: not valid here: a YAML alias refers to its own anchor")
     lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    stack.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):  # a list or mapping as a key: the loader refuses it
+                _compose_lines(key_node, (*path, "?"), lines, source, seen, stack)
+                continue
             key = key_node.value
             lines[(*path, key)] = key_node.start_mark.line + 1
-            _compose_lines(value_node, (*path, key), lines)
+            _compose_lines(value_node, (*path, key), lines, source, seen, stack)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _compose_lines(item, (*path, index), lines)
+            _compose_lines(item, (*path, index), lines, source, seen, stack)
+    stack.discard(id(node))
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
 
 
 def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    loader = _LineLoader(text)
+    lines: dict[tuple[Any, ...], int] = {}
+    data = None
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=_LineLoader)
+        node = loader.get_single_node()  # what yaml.load does, with the key lines read off the nodes
+        if node is not None:
+            _compose_lines(node, (), lines, source)  # first: a cyclic alias must not reach the constructor
+            data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{source}:{mark.line + 1}" if mark else source
-        raise SpecError(f"{where}: not valid YAML: {exc.problem}") from None
+        raise SpecError(f"{where}: not valid YAML: {_one_line(exc.problem or exc.context)}") from None
+    except yaml.reader.ReaderError as exc:  # a control character or bad byte: no mark, a position
+        line = text.count("\n", 0, max(0, exc.position)) + 1
+        char = exc.character
+        code = char[0] if isinstance(char, bytes) else ord(char) if isinstance(char, str) else int(char)
+        raise SpecError(f"{source}:{line}: not valid YAML: unacceptable character #x{code:04x}: {_one_line(exc.reason)}") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{source}: not valid YAML: {exc}") from None
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _compose_lines(node, (), lines)
+        raise SpecError(f"{source}: not valid YAML: {_one_line(exc)}") from None
+    finally:
+        loader.dispose()
     return data, lines
 
 
@@ -483,7 +594,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         if current is None:
             return []
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
+        return [name for name, info in current.model_fields.items() if not info.exclude]  # not root, source_file
     return []
 
 
@@ -611,6 +722,11 @@ def parse_spec(
             raise SpecError(f"{source}: envs: no environment {env!r} (known: {known})")
         data = _deep_merge({k: v for k, v in data.items() if k != "envs"}, envs[env])
         data["envs"] = envs
+    for private in ("root", "source_file"):  # fields of the loaded Spec, set from where it was read
+        if private in data:
+            line = lines.get((private,))
+            where = f"{source}:{line}" if line else source
+            raise SpecError(f"{where}: {private}: unknown key (allowed: {', '.join(_allowed_keys(Spec, (private,)))})")
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:

@@ -48,10 +48,14 @@ def min_history(spec: Spec) -> int:
 def validate_history(frame: pd.DataFrame, spec: Spec) -> None:
     """Fail at ingest, before anything is cached, when the data cannot serve the spec: readings
     spaced unlike ``data.frequency``, or too little history for the input window, the backtest
-    folds and the held-out stretch."""
-    from tidecast.data.clean import check_spacing
+    folds and the held-out stretch; with ``clean.duplicates: error``, a repeated (series, time) pair."""
+    from tidecast.data.clean import check_duplicates, check_spacing
     from tidecast.evaluation.folds import folds_for_spec
 
+    if spec.clean.duplicates == "error":
+        from tidecast.data.sources import source_label
+
+        check_duplicates(frame, label=source_label(spec.data.source))
     ordered = frame.sort_values([ID, TIME], kind="stable")
     check_spacing(ordered, freq_timedelta(spec.data.frequency), spec.data.frequency)
     window, _ = spec.forecast_steps()
@@ -62,8 +66,14 @@ def validate_history(frame: pd.DataFrame, spec: Spec) -> None:
 
 
 def preflight(spec: Spec) -> None:
-    """Cheap checks before any step runs: every candidate can be built from its kind and params."""
+    """Cheap checks before any step runs: every candidate can be built from its kind and params, and
+    a Dask scheduler named by ``executor.address`` answers (so that a wrong address fails in seconds,
+    before the data steps, not when the backtest starts)."""
     validate_candidates(spec)
+    if spec.executor.kind == "dask" and spec.executor.address:
+        from tidecast.pipeline.executors import check_address
+
+        check_address(spec.executor.address)
 
 
 def fit_context(spec: Spec, frame: pd.DataFrame | None = None) -> FitContext:
@@ -241,6 +251,7 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
     from tidecast.pipeline.executors import make_executor
 
     validate_candidates(spec)
+    frame = with_aggregates(frame, spec)
     ctx = fit_context(spec, frame)
     window, horizon = spec.forecast_steps()
     bt = spec.backtest
@@ -328,6 +339,10 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
             details[candidate.name] = {"params": params, "trials": trials, "seconds": seconds}
     finally:
         executor.close()
+    reconciled = None
+    if spec.hierarchy is not None:
+        progress(total, total, "reconciling")
+        entries, reconciled = _with_reconciled(entries, frame, spec)
     progress(total, total, "ranked")
     board = leaderboard(entries, metric)
     out = {
@@ -338,11 +353,64 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
         "results": {e.name: e for e in entries},
         "details": details,
     }
+    if reconciled is not None:
+        out["hierarchy"] = reconciled
     if spec.selection.scope == "per_series":
         out["per_series"] = per_series_selection(entries, board, frame, spec)
         counts = out["per_series"]["counts"]
         board.insert(board.columns.get_loc("fit_seconds"), "series_won", [int(counts.get(c, 0)) for c in board["candidate"]])
     return out
+
+
+def hierarchy_of(frame: pd.DataFrame, spec: Spec) -> Any:
+    """The :class:`~tidecast.data.hierarchy.Hierarchy` of a frame with the spec's level columns."""
+    from tidecast.data.hierarchy import Hierarchy
+
+    assert spec.hierarchy is not None
+    return Hierarchy.from_frame(frame, spec.hierarchy.levels, spec.hierarchy.total)
+
+
+def with_aggregates(frame: pd.DataFrame, spec: Spec) -> pd.DataFrame:
+    """With ``hierarchy:``, ``frame`` holding every aggregate node (the clean step adds them; a frame
+    of bottom series only, as a caller may pass, gets them summed here). Unchanged otherwise."""
+    if spec.hierarchy is None:
+        return frame
+    structure = hierarchy_of(frame, spec)
+    if set(structure.aggregates) <= set(pd.unique(frame[ID].astype(str))):
+        return frame
+    return structure.expand(frame)
+
+
+def _with_reconciled(entries: list[Any], frame: pd.DataFrame, spec: Spec) -> tuple[list[Any], dict[str, Any]]:
+    """``hierarchy:``: the base candidates plus each one reconciled by every method, and the
+    per-level scores of all of them (see :mod:`tidecast.evaluation.reconcile`)."""
+    from tidecast.evaluation.reconcile import per_level_table, reconciled_entries
+
+    assert spec.hierarchy is not None
+    structure = hierarchy_of(frame, spec)
+    m, quantiles = season_length(spec), list(spec.forecast.quantiles)
+    entries = [*entries, *reconciled_entries(
+        entries, frame, structure, list(spec.hierarchy.methods), season_length=m, quantiles=quantiles
+    )]
+    table = per_level_table(entries, frame, structure, season_length=m, quantiles=quantiles)
+    return entries, {"structure": structure.to_dict(), "methods": list(spec.hierarchy.methods), "per_level": table}
+
+
+def _reconciled_factory(winner: str, backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec) -> tuple[Any, str] | None:
+    """For a reconciled winner (``<candidate>/<method>``): the factory of its model and its kind."""
+    from tidecast.evaluation.reconcile import split_name
+    from tidecast.models.reconciled import ReconciledFactory
+
+    parts = split_name(winner) if spec.hierarchy is not None else None
+    if parts is None:
+        return None
+    base, method = parts
+    entry = backtested["results"][base]
+    candidate = next(c for c in spec.models if c.name == base)
+    make_base = _with_intervals(factory_for(candidate, entry.params, spec), entry, list(spec.forecast.quantiles))
+    errors = entry.backtest.forecasts[[ID, "fold", TIME, TARGET, POINT]].copy()
+    factory = ReconciledFactory(make_base, hierarchy_of(frame, spec), method, errors=errors, name=winner)
+    return factory, f"{candidate.kind}/{method}"
 
 
 def per_series_selection(entries: list[Any], board: pd.DataFrame, frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
@@ -421,10 +489,15 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
     metric = backtested["metric"]
     if backtested.get("per_series") is not None:
         return _select_per_series(backtested, frame, spec, progress=progress)
+    frame = with_aggregates(frame, spec)
     winner = select_winner(board, metric)
     entry = backtested["results"][winner]
-    candidate = next(c for c in spec.models if c.name == winner)
-    factory = factory_for(candidate, entry.params, spec)
+    reconciled = _reconciled_factory(winner, backtested, frame, spec)
+    if reconciled is not None:
+        factory, kind = reconciled
+    else:
+        candidate = next(c for c in spec.models if c.name == winner)
+        factory, kind = factory_for(candidate, entry.params, spec), candidate.kind
     ctx = fit_context(spec, frame)
     _, horizon = spec.forecast_steps()
     quantiles = list(spec.forecast.quantiles)
@@ -445,9 +518,9 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
     model = _with_intervals(factory, entry, quantiles)().fit(frame, ctx)
     refit_seconds = time.perf_counter() - started
     progress(3, 3, f"{winner} refit in {refit_seconds:.1f} s")
-    return {
+    out = {
         "winner": winner,
-        "kind": candidate.kind,
+        "kind": kind,
         "params": entry.params,
         "metric": metric,
         "backtest_metrics": dict(entry.evaluation.aggregate),
@@ -464,6 +537,9 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
         "n_series": int(frame[ID].nunique()),
         "series_ids": sorted(str(u) for u in pd.unique(frame[ID])),
     }
+    if reconciled is not None:  # the model card tells callers to send every bottom series
+        out["hierarchy"] = {**model.hierarchy.to_dict(), "method": model.method}  # type: ignore[attr-defined]
+    return out
 
 
 def _select_per_series(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> dict[str, Any]:
@@ -548,7 +624,7 @@ def _with_intervals(factory: Callable[[], Forecaster], entry: Any, quantiles: li
     return factory
 
 
-def holdout_scores(factory: ModelFactory, frame: pd.DataFrame, ctx: FitContext, spec: Spec, entry: Any) -> dict[str, float]:
+def holdout_scores(factory: Callable[[], Forecaster], frame: pd.DataFrame, ctx: FitContext, spec: Spec, entry: Any) -> dict[str, float]:
     """Metrics of a candidate on the final held-out horizon (the same stretch for every series),
     trained on everything before it."""
     from tidecast.evaluation.backtest import holdout_forecast
@@ -559,7 +635,8 @@ def holdout_scores(factory: ModelFactory, frame: pd.DataFrame, ctx: FitContext, 
     make = _with_intervals(factory, entry, quantiles)
     result = holdout_forecast(make, frame, ctx, horizon, quantiles=quantiles, min_train=window)
     if result.errors:
-        raise ModelError(f"candidate '{factory.candidate.name}': held-out forecast failed: {result.errors[0]}")
+        name = getattr(getattr(factory, "candidate", None), "name", None) or getattr(factory, "name", "?")
+        raise ModelError(f"candidate '{name}': held-out forecast failed: {result.errors[0]}")
     m = season_length(spec)
     evaluation = evaluate(result.forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles)
     return {k: float(v) for k, v in evaluation.aggregate.items()}

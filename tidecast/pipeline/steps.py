@@ -36,7 +36,7 @@ def _data_fingerprint(spec: Spec) -> str:
     return content_fingerprint(spec.data)
 
 
-@step(spec=("data", "target"), fingerprint=_data_fingerprint, version=_DATA_CODE)
+@step(spec=("data", "target", "hierarchy"), fingerprint=_data_fingerprint, version=_DATA_CODE)
 def ingest(spec: Spec, ctx: Any) -> pd.DataFrame:
     """Read the source and bring it to the canonical long format (unique_id, ds, y, exogenous...).
 
@@ -50,13 +50,20 @@ def ingest(spec: Spec, ctx: Any) -> pd.DataFrame:
     ctx.progress(0, 2, "reading")
     raw = read_source(spec.data)
     ctx.progress(1, 2, f"{len(raw):,} rows read")
-    frame = to_long(raw, spec.data, spec.target, source_name=source_label(spec.data.source))
+    if spec.hierarchy is not None:  # checks the levels (and any aggregate rows) and keeps the bottom series
+        from tidecast.data.hierarchy import ingest_hierarchy
+
+        frame = ingest_hierarchy(
+            raw, spec.data, spec.target, spec.hierarchy, source_name=source_label(spec.data.source)
+        )
+    else:
+        frame = to_long(raw, spec.data, spec.target, source_name=source_label(spec.data.source))
     validate_history(frame, spec)
     ctx.progress(2, 2, f"{frame['unique_id'].nunique():,} series, {len(frame):,} rows")
     return frame
 
 
-@step(spec=("data", "clean", "forecast"), version=_DATA_CODE)
+@step(spec=("data", "clean", "forecast", "hierarchy"), version=_DATA_CODE)
 def clean(ingest: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
     """Sort, de-duplicate, regularise, fill gaps and treat outliers; keep a summary of what changed."""
     from tidecast.data.clean import clean as clean_frame
@@ -69,6 +76,10 @@ def clean(ingest: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
     frame = result.frame
     if too_short:
         frame = frame[~frame["unique_id"].isin(too_short)].reset_index(drop=True)
+    if spec.hierarchy is not None:  # every aggregate node, summed from the clean series
+        from tidecast.data.hierarchy import add_aggregates
+
+        frame = add_aggregates(frame, spec.hierarchy.levels, spec.hierarchy.total)
     ctx.progress(1, 1, f"{result.summary.get('gaps_filled', 0)} gaps filled, {result.summary.get('outliers', 0)} outliers")
     return frame
 
@@ -84,13 +95,17 @@ def features(clean: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------- model steps
-@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed", "plugin_paths"), version=_MODEL_CODE)
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), version=_MODEL_CODE)
 def backtest(features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
-    """Backtest every candidate on rolling origins (searching its hyper-parameters) and rank them."""
-    return candidate_results(features, spec, progress=ctx.progress)
+    """Backtest every candidate on rolling origins (searching its hyper-parameters) and rank them;
+    with a hierarchy, also their reconciled variants, and each one's scores per level (per_level.csv)."""
+    out = candidate_results(features, spec, progress=ctx.progress)
+    if out.get("hierarchy") is not None:
+        out["hierarchy"]["per_level"].to_csv(ctx.artifact_dir / "per_level.csv", index=False)
+    return out
 
 
-@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "seed", "plugin_paths"), version=_MODEL_CODE)
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), version=_MODEL_CODE)
 def select(backtest: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Pick the winner by the spec's metric, score it on the held-out stretch, refit it on all data."""
     return select_and_refit(backtest, features, spec, progress=ctx.progress)

@@ -61,6 +61,7 @@ def model_card(select: dict[str, Any], spec: Spec | None = None) -> dict[str, An
     time_columns = _time_feature_names(features, ctx.freq)
     exog_future_declared = [c for c in ctx.exog_future if c not in time_columns]
     series = select.get("series_ids")
+    routes = select.get("per_series") or {}
     return {
         "card_version": CARD_VERSION,
         "model": select.get("winner"),
@@ -79,7 +80,12 @@ def model_card(select: dict[str, Any], spec: Spec | None = None) -> dict[str, An
         "holidays_country": ctx.holidays_country or features_dump.get("holidays_country"),
         "trained_until": select.get("trained_until"),
         "n_series": select.get("n_series"),
+        # selection.scope per_series: which candidate forecasts each series (any other: the fallback)
+        "per_series": (
+            {"mapping": dict(routes.get("mapping") or {}), "fallback": routes.get("fallback")} if routes else None
+        ),
         "series_ids": list(series) if series is not None else None,
+        "hierarchy": select.get("hierarchy"),  # a reconciled model: callers send every bottom series
         "target_transform": spec.target.transform if spec is not None else None,
         "project": spec.project if spec is not None else None,
     }
@@ -271,6 +277,9 @@ class TidecastModel(PythonModel):
     def load_context(self, context: Any) -> None:
         import cloudpickle
 
+        from tidecast.faults import fault_point
+
+        fault_point("pyfunc.load")
         with open(context.artifacts["forecaster"], "rb") as handle:
             self.forecaster = cloudpickle.load(handle)
         self.card = json.loads(Path(context.artifacts["model_card"]).read_text(encoding="utf-8"))
@@ -284,13 +293,16 @@ class TidecastModel(PythonModel):
 
 # ------------------------------------------------------------------------------- input example
 def input_example(features: pd.DataFrame, card: dict[str, Any], *, max_series: int = 1) -> pd.DataFrame:
-    """A valid model input built from the training frame: the last input_window rows of a series,
-    plus ``horizon`` future rows (with ``y`` empty) when the model needs future exogenous values."""
+    """A valid model input built from the training frame: the last input_window rows of a series
+    (of every bottom series for a reconciled hierarchical model), plus ``horizon`` future rows
+    (with ``y`` empty) when the model needs future exogenous values."""
     window, horizon = int(card["input_window"]), int(card["horizon"])
     exog = [*card.get("exog_past", []), *card.get("exog_future", [])]
     columns = [ID, TIME, TARGET, *[c for c in exog if c in features.columns]]
     frames = []
-    for _, part in list(features.groupby(ID, sort=False, observed=True))[:max_series]:
+    groups = list(features.groupby(ID, sort=False, observed=True))
+    bottom = set((card.get("hierarchy") or {}).get("parents") or ())
+    for _, part in [g for g in groups if str(g[0]) in bottom] if bottom else groups[:max_series]:
         part = part.sort_values(TIME)
         if card.get("exog_future"):
             history = part.iloc[-(window + horizon) : -horizon][columns]

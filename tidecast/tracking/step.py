@@ -27,7 +27,14 @@ TRACK_SPEC_SECTIONS = (
     "features",
     "clean",
     "target",
+    "hierarchy",
 )
+
+
+NOT_UPSTREAM = frozenset({"track", "explain", "report"})
+"""Steps of ``tidecast.lock`` that do not feed ``track``. Every other step's peak memory (the lock's
+``peak_rss_mb``: that of the run of the step that produced the output used) is logged on the
+training run as ``peak_rss_mb.<step>``."""
 
 
 def upstream_records(spec: Spec) -> dict[str, Any]:
@@ -80,6 +87,7 @@ def track(
         data_fingerprint=fingerprint,
         lock_hashes={name: record.key for name, record in records.items()},
         progress=ctx.progress,
+        step_peaks={name: record.peak_rss_mb for name, record in records.items() if name not in NOT_UPSTREAM},
     )
     out = result.to_dict()
     (Path(ctx.artifact_dir) / "tracking.json").write_text(json.dumps(out, indent=2, default=str), encoding="utf-8")
