@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/power
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo demo-scale test lint format clean bench
+.PHONY: help install system-deps demo demo-scale test lint format clean bench audit
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ format: $(STAMP) ## ruff format + fix imports
 
 bench: $(STAMP) ## Run the benchmarks (minutes) and print their tables
 	$(BIN)/python bench/backtest.py
+
+audit: $(STAMP) ## pip-audit of .venv (exit 0 with one line when the vulnerability service is unreachable)
+	PYTHON=$(BIN)/python scripts/audit.sh
 
 clean: ## Remove caches and the example's state (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache .hypothesis $(EXAMPLE)/.tidecast $(EXAMPLE)/tidecast.lock

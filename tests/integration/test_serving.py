@@ -553,5 +553,7 @@ def test_hot_swap_under_load_fails_no_request(
     response = client.post("/admin/reload", headers={"authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 503 and f"still serving v{v2.version}" in response.json()["detail"]
     assert client.post("/forecast", json=body).json()["model"]["version"] == str(v2.version)
-    assert client.get("/ready").status_code == 200
+    ready = client.get("/ready")  # not ready: the champion it should serve cannot be loaded
+    assert ready.status_code == 503 and f"is v{v3.version}, which cannot be loaded" in ready.json()["reason"]
+    assert f"still serving v{v2.version}" in ready.json()["reason"]
     assert "MLmodel" in client.get("/metadata").json()["serving"]["last_error"]

@@ -11,8 +11,9 @@ Endpoints (``/docs`` shows them with examples):
 
 A background thread loads the model, then polls the registry every ``serving.poll_interval``
 seconds and swaps a new version in atomically: a request takes the model reference once when it
-starts and finishes on it. Served forecasts go to the prediction store from a queue
-(``serving.log_predictions``), never on the request's time.
+starts and finishes on it. The app's startup waits for the first model (up to ``startup_wait``
+seconds), so a (re)started server accepts connections once it can answer them. Served forecasts
+go to the prediction store from a queue (``serving.log_predictions``), never on the request's time.
 
 >>> app = create_app(load_spec("examples/power"))          # doctest: +SKIP
 >>> uvicorn.run(app, port=8000)                            # doctest: +SKIP
@@ -118,8 +119,37 @@ _ERRORS = {
 }
 
 
-def _poll_loop(holder: ModelHolder, interval: float, stop: threading.Event, metrics: ServingMetrics) -> None:
-    """Load the model (retrying until it loads), then poll the registry every ``interval`` seconds."""
+def _with_routes(body: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
+    """For a per-series model: each forecast says which candidate made it, and whether that is the
+    fallback (a series the mapping does not know); ``warnings`` lists the fallback series."""
+    from tidecast.serving.batch import route_of
+
+    if not card.get("per_series"):
+        return body
+    unknown = []
+    for item in body["forecasts"]:
+        name, fallback = route_of(card, item["id"])  # type: ignore[misc]
+        item["model"], item["fallback"] = name, fallback
+        if fallback:
+            unknown.append(item["id"])
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+        fallback_name = (card.get("per_series") or {}).get("fallback")
+        body["warnings"] = [
+            f"{len(unknown)} series without a per-series winner ({shown}): forecast by the fallback '{fallback_name}'"
+        ]
+    return body
+
+
+def _poll_loop(
+    holder: ModelHolder,
+    interval: float,
+    stop: threading.Event,
+    metrics: ServingMetrics,
+    loaded: threading.Event | None = None,
+) -> None:
+    """Load the model (retrying until it loads; then ``loaded`` is set), then poll the registry every
+    ``interval`` seconds."""
     delay = 1.0
     while not stop.is_set():
         try:
@@ -129,6 +159,8 @@ def _poll_loop(holder: ModelHolder, interval: float, stop: threading.Event, metr
             metrics.poll_errors.inc()
             stop.wait(min(delay, interval) if interval > 0 else delay)
             delay = min(delay * 2, 30.0)
+    if loaded is not None and holder.current is not None:
+        loaded.set()
     if interval <= 0:
         return
     while not stop.wait(interval):
@@ -144,12 +176,15 @@ def create_app(
     model: str | None = None,
     token: str | None = None,
     holder: ModelHolder | None = None,
+    startup_wait: float = 30.0,
 ) -> FastAPI:
     """A FastAPI app serving ``model`` (an alias such as ``champion``, a version number, or a
     ``models:/`` URI; default ``serving.model``) of the spec's registered model.
 
-    ``token`` is the admin bearer token (default: the environment variable ``serving.token_env``).
-    The model is loaded in the background when the app starts (``/ready`` answers 503 until then).
+    ``token`` is the admin bearer token (default: the environment variable ``serving.token_env``;
+    it is never logged). The model is loaded in the background when the app starts; the startup
+    waits up to ``startup_wait`` seconds for it (uvicorn listens only after the startup), then the
+    server answers anyway: ``/ready`` and the forecast endpoints say 503 until a model is loaded.
     """
     settings = spec.serving
     metrics = ServingMetrics()
@@ -166,16 +201,18 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        stop = threading.Event()
+        stop, loaded = threading.Event(), threading.Event()
         poller = threading.Thread(
             target=_poll_loop,
-            args=(holder, settings.poll_interval, stop, metrics),
+            args=(holder, settings.poll_interval, stop, metrics, loaded),
             name="tidecast-registry-poll",
             daemon=True,
         )
         poller.start()
         if predlog is not None:
             predlog.start()
+        if startup_wait > 0 and holder.current is None:
+            await anyio.to_thread.run_sync(loaded.wait, startup_wait)
         try:
             yield
         finally:
@@ -205,7 +242,9 @@ def create_app(
         return _problem_response(_clean_errors(exc.errors()))
 
     def _no_model() -> Response:
-        return json_response({"detail": f"no model loaded: {holder.reason or 'loading'}"}, status=503)
+        return json_response(
+            {"detail": f"no model loaded: {holder.reason or 'loading'}"}, status=503, headers={"Retry-After": "1"}
+        )
 
     def _log(out: Any, model: Any, request: Request) -> None:
         if predlog is not None:
@@ -247,7 +286,7 @@ def create_app(
             return _problem_response([{"loc": ["body"], "msg": str(exc), "type": "model_error"}])
         metrics.series.labels("/forecast").inc(len(prepared.series))
         _log(out, model, request)
-        return json_response(fast.answer(model, prepared, out), aware=prepared.aware)
+        return json_response(_with_routes(fast.answer(model, prepared, out), model.card), aware=prepared.aware)
 
     @app.post(
         "/invocations",
@@ -283,6 +322,12 @@ def create_app(
 
         try:
             frame, params = parse_request(body, content_type)
+            count = int(frame["unique_id"].nunique()) if "unique_id" in frame.columns else 1
+            if count > settings.max_series:  # the same bound on one request's work as /forecast's
+                raise InvocationError(
+                    f"too many series: {count}, at most {settings.max_series} per request (serving.max_series)",
+                    status=422,
+                )
             frame = coerce(frame, model.card)
             out = forecast_with(model.forecaster, model.card, frame, params)
         except InvocationError as exc:

@@ -249,10 +249,15 @@ def _artifact_paths(model_dir: Path, label: str) -> tuple[Path, Path]:
     flavor = (meta.get("flavors") or {}).get("python_function") or {}
     artifacts = flavor.get("artifacts") or {}
     paths = {}
+    root = model_dir.resolve()
     for key, default in (("forecaster", f"artifacts/{MODEL_FILE}"), ("model_card", f"artifacts/{CARD_FILE}")):
         entry = artifacts.get(key)
         relative = entry.get("path") if isinstance(entry, dict) else None
-        paths[key] = model_dir / (relative or default)
+        path = model_dir / str(relative or default)
+        # the MLmodel file names the pickle: it must lie inside the version's own artifact folder
+        if not path.resolve().is_relative_to(root):
+            raise ServingError(f"model {label}: artifact {key} ({relative}) lies outside its artifact folder {root}")
+        paths[key] = path
     if not artifacts and not paths["forecaster"].is_file():
         raise ServingError(f"model {label} is not a tidecast model (its pyfunc has no forecaster artifact)")
     for key, path in paths.items():
@@ -352,7 +357,10 @@ class ModelHolder:
 
     ``current`` is read without a lock (one attribute read); :meth:`swap` assigns it under a lock.
     ``ready`` is False, with ``reason``, until a model is loaded; a failed reload keeps the old
-    model (and records ``last_error``).
+    model (and records ``last_error``). :meth:`readiness` is also False while the version the
+    reference points at cannot be loaded (``target_error``: its artifacts vanished, say) although
+    the last good model is still served, and while the served model's own files are missing; a
+    registry that cannot be reached leaves it as it was (the served model is still the right one).
     """
 
     def __init__(
@@ -377,6 +385,7 @@ class ModelHolder:
         self._client: MlflowClient | None = None
         self.reason: str | None = "no model loaded yet"
         self.last_error: str | None = None
+        self.target_error: str | None = None  # the version the reference points at, which cannot be loaded
         self.last_poll: float | None = None
         self.swaps = 0
 
@@ -393,6 +402,9 @@ class ModelHolder:
         model = self._current
         if model is None:
             return False, self.reason or "no model loaded"
+        pending = self.target_error
+        if pending is not None:
+            return False, f"{pending}; still serving v{model.version}"
         return model.artifacts_present()
 
     def swap(self, new: LoadedModel) -> LoadedModel | None:
@@ -401,6 +413,7 @@ class ModelHolder:
             old, self._current = self._current, new
             self.swaps += 1 if old is not None else 0
             self.reason = None
+            self.target_error = None
         if self.on_swap is not None:
             try:
                 self.on_swap(old, new)
@@ -426,17 +439,21 @@ class ModelHolder:
         """
         with self._poll_lock:
             self.last_poll = time.time()
+            mv = None
             try:
                 client = self._registry()
                 mv = resolve_version(client, self.ref)
                 current = self._current
                 if current is not None and str(mv.version) == current.version and current.name == str(mv.name):
                     self.last_error = None
+                    self.target_error = None
                     return False
                 loaded = load_version(self.spec, client, mv, alias=self.ref.alias, warmup=self.warmup)
             except Exception as exc:
                 message = exc.message if isinstance(exc, TidecastError) else f"{type(exc).__name__}: {exc}"
                 self.last_error = message
+                if mv is not None:  # the registry answered: the version it names cannot be served
+                    self.target_error = f"{self.ref.uri} is v{mv.version}, which cannot be loaded: {message}"
                 if self._current is None:
                     self.reason = f"cannot load {self.ref.uri}: {message}"
                 log.warning("registry poll for %s failed: %s", self.ref.uri, message)
