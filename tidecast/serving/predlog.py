@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import pickle
 import queue
 import select
@@ -333,11 +334,17 @@ def _child_main(argv: list[str] | None = None) -> None:
         try:
             store = store or PredictionStore(args.url)
             _write(store, batch, args.source)
-            stdout.write(f"done {len(batch)}\n")
+            status = f"done {len(batch)}\n"
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
-            stdout.write(f"failed {len(batch)} {reason}\n")
-        stdout.flush()
+            status = f"failed {len(batch)} {reason}\n"
+        try:
+            stdout.write(status)
+            stdout.flush()
+        except OSError:  # the server is gone (killed): what it sent is written, nobody reads the status
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - interpreter exit must not flush a dead pipe
+            return
 
 
 if __name__ == "__main__":
