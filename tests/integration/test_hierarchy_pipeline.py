@@ -96,3 +96,47 @@ def test_pipeline_ranks_reconciled_candidates_and_serves_coherent_forecasts(
     # the same as the refit model in-process
     want = select["model"].predict(horizon, history=history, quantiles=[0.1, 0.9])
     pd.testing.assert_frame_equal(got, want[got.columns].reset_index(drop=True), check_dtype=False)
+
+    # served over HTTP (a real uvicorn server): the request holds the meters, the answer every node
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from tidecast.serving.app import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(spec), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        body = {
+            "horizon": horizon,
+            "series": [
+                {"id": uid, "timestamps": g["ds"].dt.strftime("%Y-%m-%dT%H:%M:%S").tolist(), "values": g["y"].tolist()}
+                for uid, g in history.groupby("unique_id")
+            ],
+        }
+        answer = httpx.post(f"{base}/forecast", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        served = {f["id"]: np.asarray(f["yhat"]) for f in answer.json()["forecasts"]}
+        assert set(served) == set(h.nodes)  # the meters asked for, then the feeders, substations and total
+        np.testing.assert_allclose(served["total"], sum(served[m] for m in h.bottom), rtol=1e-9)
+        np.testing.assert_allclose(served["total"], wide.loc["total"].to_numpy(), rtol=1e-9)
+        partial = httpx.post(f"{base}/forecast", json={**body, "series": body["series"][:3]}, timeout=60)
+        assert partial.status_code == 422 and "bottom series" in partial.text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

@@ -335,13 +335,17 @@ def answer(model: LoadedModel, prepared: Prepared, out: pd.DataFrame) -> dict[st
     else:
         groups = out.groupby(ID, sort=False).indices
     forecasts = []
-    for s in prepared.series:
-        idx = groups.get(s.id)
+    requested = [s.id for s in prepared.series]
+    # series the model adds to the request's (a reconciled model's aggregates: feeders, total...) come after
+    known = set(requested)
+    added = [str(uid) for uid in groups if uid not in known] if len(groups) > len(requested) else []
+    for sid in requested + added:
+        idx = groups.get(sid)
         if idx is None:
             idx = slice(0, 0)
         forecasts.append(
             {
-                "id": s.id,
+                "id": sid,
                 "timestamps": np.ascontiguousarray(times[idx]),
                 "yhat": np.ascontiguousarray(point[idx]),
                 "quantiles": {name: np.ascontiguousarray(values[idx]) for name, values in qcols},
