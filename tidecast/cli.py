@@ -62,6 +62,10 @@ def _main(
     _STATE["debug"] = debug
     _STATE["env"] = env
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        # MLflow logs a traceback of every SQLAlchemy error it re-raises (a full disk, a read-only store):
+        # tidecast reports that error on one line, the traceback is for --debug
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def _load(spec_path: Path | None):
@@ -109,18 +113,27 @@ def status(spec: SpecOpt = None) -> None:
     Example: [bold]tidecast status[/bold]
     """
     from tidecast.pipeline import status as pipeline_status
+    from tidecast.pipeline.lock import LOCK_FILENAME, LockFile
     from tidecast.pipeline.steps import training_pipeline
 
     loaded = _load(spec)
     plans = pipeline_status(training_pipeline(), loaded)
+    records = LockFile(Path(loaded.root) / LOCK_FILENAME).records
     table = Table(title=f"{loaded.project}: pipeline status", title_justify="left")
     table.add_column("step")
     table.add_column("status")
     table.add_column("why")
+    table.add_column("last run", justify="right")
+    table.add_column("peak MB", justify="right")
     table.add_column("key", style="dim")
     colours = {"fresh": "green", "stale": "yellow", "missing": "red"}
     for plan in plans:
-        table.add_row(plan.name, f"[{colours.get(plan.status, 'white')}]{plan.status}[/]", plan.reason, plan.key[:12])
+        rec = records.get(plan.name)
+        seconds = f"{rec.duration_s:.1f} s" if rec is not None and rec.duration_s is not None else ""
+        peak = f"{rec.peak_rss_mb:,.0f}" if rec is not None and rec.peak_rss_mb is not None else ""
+        table.add_row(
+            plan.name, f"[{colours.get(plan.status, 'white')}]{plan.status}[/]", plan.reason, seconds, peak, plan.key[:12]
+        )
     console.print(table)
 
 
@@ -221,7 +234,11 @@ def _render_run_outputs(result: Any) -> None:
     """Print what the last steps produced: the leaderboard and the selection verdict."""
     outputs = result.outputs
     if "backtest" in outputs:
-        console.print(leaderboard_table(outputs["backtest"]["leaderboard"], outputs["backtest"]["metric"]))
+        backtested = outputs["backtest"]
+        per_series = backtested.get("per_series")
+        console.print(leaderboard_table(backtested["leaderboard"], backtested["metric"], per_series=per_series))
+        if per_series:
+            console.print(per_series_summary(per_series, backtested["metric"]))
     if "select" in outputs:
         chosen = outputs["select"]
         holdout = chosen["holdout_metrics"].get(chosen["metric"])
@@ -251,13 +268,19 @@ def _render_run_outputs(result: Any) -> None:
         )
 
 
-def leaderboard_table(board: Any, metric: str) -> Table:
-    """The leaderboard as a rich table: rank, candidate, the metrics, times, status."""
+def leaderboard_table(board: Any, metric: str, *, per_series: dict[str, Any] | None = None) -> Table:
+    """The leaderboard as a rich table: rank, candidate, the metrics, times, status.
+
+    With ``selection.scope: per_series`` (``per_series``: the backtest's per-series choice), a
+    ``series won`` column tells how many series each candidate forecasts (the fallback's unjudged
+    series included), and a last row gives the aggregate metrics of the per-series choice, to
+    compare with each candidate used for every series."""
     import pandas as pd
 
     table = Table(title=f"Leaderboard (ranked by {metric.upper()}, mean over backtest folds)", title_justify="left")
     metric_cols = [c for c in ("mase", "mae", "rmse", "smape", "wape", "bias", "pinball", "coverage") if c in board]
-    for column in ["#", "candidate", "kind", *metric_cols, "fit s", "predict s", "status"]:
+    won = "series_won" in board
+    for column in ["#", "candidate", "kind", *metric_cols, *(["series won"] if won else []), "fit s", "predict s", "status"]:
         table.add_column(column, justify="right" if column not in {"candidate", "kind", "status"} else "left")
     for _, row in board.iterrows():
         ok = row["status"] == "ok"
@@ -266,12 +289,43 @@ def leaderboard_table(board: Any, metric: str) -> Table:
         for column in metric_cols:
             value = row[column]
             cells.append("" if value is None or pd.isna(value) else f"{value:.3f}")
+        if won:
+            cells.append(str(int(row["series_won"])))
         cells += [f"{row['fit_seconds']:.1f}", f"{row['predict_seconds']:.2f}"]
         error = str(row.get("error") or "").splitlines()[0] if not ok else ""
         cells.append("[green]ok[/green]" if ok else f"[red]failed[/red]: {escape(error[:200])}")
         style = "bold" if str(row["rank"]) == "1" and ok else None
         table.add_row(*cells, style=style)
+    if per_series:
+        aggregate = per_series.get("aggregate") or {}
+        cells = ["", "per-series choice", "per_series"]
+        cells += [f"{aggregate[c]:.3f}" if c in aggregate else "" for c in metric_cols]
+        if won:
+            cells.append(str(sum(int(v) for v in (per_series.get("counts") or {}).values())))
+        cells += ["", "", "[green]selected[/green]"]
+        table.add_section()
+        table.add_row(*cells, style="bold")
     return table
+
+
+def per_series_summary(per_series: dict[str, Any], metric: str) -> str:
+    """Two lines for ``selection.scope: per_series``: how the series' winners are distributed, and
+    the aggregate metric both ways (each series by its own winner vs the best single candidate)."""
+    counts = {k: int(v) for k, v in (per_series.get("counts") or {}).items() if int(v)}
+    unjudged = list(per_series.get("unjudged") or [])
+    fallback = per_series.get("fallback")
+    spread = ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    line = f"[bold]series won:[/bold] {spread}"
+    if unjudged:
+        shown = ", ".join(unjudged[:5]) + (f" and {len(unjudged) - 5} more" if len(unjudged) > 5 else "")
+        line += f" (of which {len(unjudged)} too short to judge, given the fallback {fallback}: {escape(shown)})"
+    ours = (per_series.get("aggregate") or {}).get(metric)
+    glob = (per_series.get("global_aggregate") or {}).get(metric)
+    both = f"[bold]{metric.upper()}:[/bold] per-series choice " + ("n/a" if ours is None else f"{ours:.3f}")
+    both += f" vs best global candidate {per_series.get('global_winner')} " + ("n/a" if glob is None else f"{glob:.3f}")
+    if ours is not None and glob:
+        both += f" ({(glob - ours) / abs(glob):+.1%})"
+    return line + "\n" + both
 
 
 def _register_command_groups() -> None:

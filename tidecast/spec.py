@@ -132,7 +132,11 @@ class OutlierSpec(_Model):
 
 
 class CleanSpec(_Model):
-    duplicates: Literal["mean", "last", "first", "error"] = "mean"
+    duplicates: Literal["mean", "last", "first", "error"] = Field(
+        "mean",
+        description="Rows repeating a (series, time) pair: merged by their mean (counted in the clean step's "
+        "summary and change log), the first or last kept, or 'error' (the first pair and the count, at ingest).",
+    )
     regularize_agg: Literal["mean", "sum", "last", "first", "median"] = Field(
         "mean", description="Aggregation used when several readings fall in one step."
     )
@@ -555,10 +559,11 @@ def _one_line(text: Any) -> str:
 
 
 def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
-    loader = _LineLoader(text)
+    loader: _LineLoader | None = None
     lines: dict[tuple[Any, ...], int] = {}
     data = None
     try:
+        loader = _LineLoader(text)  # checks the characters already
         node = loader.get_single_node()  # what yaml.load does, with the key lines read off the nodes
         if node is not None:
             _compose_lines(node, (), lines, source)  # first: a cyclic alias must not reach the constructor
@@ -575,7 +580,8 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: not valid YAML: {_one_line(exc)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 

@@ -146,6 +146,20 @@ def register(app: typer.Typer, console: Console) -> None:
             console.print(f"[dim]… and {len(summary) - 20} more series[/dim]")
         if result.skipped:
             console.print(f"[yellow]skipped {len(result.skipped)} series shorter than the input window[/yellow]")
+        if "model" in result.forecast.columns:  # a per-series model: who forecast what
+            from tidecast.serving.batch import route_of
+
+            ids = [str(u) for u in result.forecast["unique_id"].unique()]
+            spread = result.forecast.drop_duplicates("unique_id")["model"].value_counts()
+            console.print("per-series model: " + ", ".join(f"{name} {n}" for name, n in spread.items()) + " series")
+            unknown = [u for u in ids if route_of(m.card, u)[1]]  # type: ignore[index]
+            if unknown:
+                shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+                fallback = (m.card.get("per_series") or {}).get("fallback")
+                console.print(
+                    f"[yellow]{len(unknown)} series without a per-series winner, forecast by the fallback "
+                    f"{fallback}: {escape(shown)}[/yellow]"
+                )
         if result.output:
             console.print(f"[green]✓[/green] wrote {result.output} ({len(result.forecast)} rows)")
         if result.plot:

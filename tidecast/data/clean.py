@@ -28,7 +28,7 @@ from tidecast.errors import DataError
 from tidecast.models.base import ID, TARGET, TIME
 from tidecast.spec import CleanSpec
 
-__all__ = ["CHANGE_KINDS", "CleanResult", "clean"]
+__all__ = ["CHANGE_KINDS", "CleanResult", "check_duplicates", "clean"]
 
 CHANGE_KINDS = ("filled", "outlier", "duplicate")
 _MAX_LISTED = 50
@@ -113,6 +113,8 @@ def clean(df: pd.DataFrame, spec: CleanSpec, freq: str, *, min_length: int | Non
     if not pd.api.types.is_datetime64_any_dtype(df[TIME]):
         raise DataError(f"clean: column '{TIME}' must hold timestamps, not {df[TIME].dtype}")
     step = freq_timedelta(freq)
+    if spec.duplicates == "error":
+        check_duplicates(df)
     ordered = df.sort_values([ID, TIME], kind="stable")
     check_spacing(ordered, step, freq)
     extra = [c for c in df.columns if c not in (ID, TIME, TARGET)]
@@ -172,6 +174,25 @@ def clean(df: pd.DataFrame, spec: CleanSpec, freq: str, *, min_length: int | Non
     if out[TARGET].isna().any():  # pragma: no cover - a bug, not a data problem
         raise DataError("clean: y still holds NaN after cleaning")
     return CleanResult(frame=out, changes=change_frame, summary=summary)
+
+
+def check_duplicates(df: pd.DataFrame, *, label: str | None = None) -> None:
+    """For ``clean.duplicates: error``: a :class:`DataError` naming the first repeated (series, time)
+    pair (in series, then time order), how often it appears and how many rows repeat a pair in all."""
+    repeated = df.duplicated([ID, TIME], keep="first")
+    if not repeated.any():
+        return
+    extra = df.loc[repeated, [ID, TIME]]
+    order = np.lexsort((extra[TIME].to_numpy(), extra[ID].astype(str).to_numpy()))
+    uid, ts = extra.iloc[int(order[0])]
+    times = int(((df[ID] == uid) & (df[TIME] == ts)).sum())
+    pairs = len(extra.drop_duplicates())
+    prefix = f"{label}: " if label else ""
+    raise DataError(
+        f"{prefix}series '{uid}': timestamp {_when(ts)} appears {times} times; {int(repeated.sum())} duplicated "
+        f"row(s) over {pairs} (series, time) pair(s) in all (clean.duplicates is 'error'; "
+        "use mean, first or last to merge them)"
+    )
 
 
 def check_spacing(ordered: pd.DataFrame, step: pd.Timedelta, freq: str) -> None:

@@ -51,6 +51,9 @@ _NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "-", "--", "?", 
 _AWARE_RE = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?|UTC|GMT)\s*$")
 _DAY_FIRST_RE = re.compile(r"^\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}\b")
 _CHUNK = 1 << 20
+MAX_ABS_VALUE = 1e150
+"""Largest magnitude of a target or exogenous value: beyond it, sums, interpolations and squared errors
+of float64 overflow to infinity."""
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -162,6 +165,8 @@ def read_source(data: DataSpec) -> pd.DataFrame:
     else:
         fmt = _detect_format(data)
         options, storage = _split_options(data)
+        if data.series_column and fmt in ("csv", "json"):
+            _ids_as_written(options, data.series_column)
         _fs, _path, is_dir = _check_exists(data.source, storage)
         if fmt == "parquet":
             frame = _read_parquet(data.source, options, storage, label)
@@ -174,6 +179,15 @@ def read_source(data: DataSpec) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{label}: no data rows")
     return frame
+
+
+def _ids_as_written(options: dict[str, Any], column: str) -> None:
+    """Read the series column as it is written: pandas would make ids such as ``007`` the number 7."""
+    dtype = options.get("dtype")
+    if dtype is None:
+        options["dtype"] = {column: object}
+    elif isinstance(dtype, dict):
+        options["dtype"] = {column: object, **dtype}
 
 
 def _read_csv(source: str, options: dict[str, Any], storage: dict[str, Any], label: str) -> pd.DataFrame:
@@ -388,6 +402,11 @@ def _missing_column(label: str, name: str, field: str, columns: Sequence[str]) -
     return DataError(f"{label}: no column '{name}' for {field} ({hint}columns: {shown})")
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (``inf``, not ``np.float64(inf)``, in messages)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _as_float(values: pd.Series, column: str, label: str, rows: _Rows) -> pd.Series:
     """``values`` as float64; non-numbers and infinities are errors naming the first bad line."""
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
@@ -406,13 +425,57 @@ def _as_float(values: pd.Series, column: str, label: str, rows: _Rows) -> pd.Ser
     inf = np.isinf(out.to_numpy())
     if inf.any():
         pos = int(np.flatnonzero(inf)[0])
-        raise DataError(f"{label}: {rows(pos)}: column '{column}': value {values.iloc[pos]!r} is infinite")
+        raise DataError(f"{label}: {rows(pos)}: column '{column}': value {_plain(values.iloc[pos])!r} is infinite")
+    with np.errstate(invalid="ignore"):
+        huge = np.abs(out.to_numpy()) > MAX_ABS_VALUE
+    if huge.any():
+        pos = int(np.flatnonzero(huge)[0])
+        raise DataError(
+            f"{label}: {rows(pos)}: column '{column}': value {_plain(values.iloc[pos])!r} is too large to compute with "
+            f"(at most {MAX_ABS_VALUE:g} in magnitude: means, gaps and errors of larger values overflow)"
+        )
     return out
 
 
 def _epoch_unit(values: pd.Series) -> str:
     top = float(np.nanmax(np.abs(values.to_numpy(dtype="float64")))) if len(values) else 0.0
     return "s" if top < 1e11 else "ms" if top < 1e14 else "us" if top < 1e17 else "ns"
+
+
+def _parse_iso(values: pd.Series) -> pd.Series:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+
+
+def _parse_text(text: pd.Series) -> pd.Series:
+    """Timestamps written as text, as UTC (NaT where unreadable): the format pandas infers, then ISO 8601
+    for the rest (several formats in one column), then day-first when only that reads every value."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(text, errors="coerce", utc=True)
+        failed = parsed.isna()
+        if failed.any():
+            parsed = parsed.where(~failed, _parse_iso(text[failed]))
+            failed = parsed.isna()
+        if failed.any() and text.str.match(_DAY_FIRST_RE).all():  # day-first dates such as 13/02/2024
+            dayfirst = pd.to_datetime(text, errors="coerce", utc=True, dayfirst=True)
+            if dayfirst.notna().all():
+                parsed = dayfirst
+    return parsed
+
+
+def _apart(values: pd.Series, aware: np.ndarray, parse: Any) -> pd.Series:
+    """``parse`` the values with an offset and those without one separately: parsed together, pandas
+    gives a naive time the offset of an aware one read before it (``10:00-05:00`` then ``09:00`` reads
+    the second as 14:00 UTC)."""
+    if aware.all() or not aware.any():
+        return parse(values)
+    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    for mask in (aware, ~aware):
+        part = parse(values[mask])
+        parsed[mask] = part.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    return parsed
 
 
 def _parse_times(values: pd.Series, column: str, label: str, rows: _Rows) -> tuple[pd.Series, np.ndarray]:
@@ -438,26 +501,13 @@ def _parse_times(values: pd.Series, column: str, label: str, rows: _Rows) -> tup
         if is_text.all():
             text = values.astype("string").str.strip()
             aware = text.str.contains(_AWARE_RE, regex=True).fillna(False).to_numpy(dtype=bool)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                parsed = pd.to_datetime(text, errors="coerce", utc=True)
-                failed = parsed.isna()
-                if failed.any():  # several formats in one column: retry the rest as ISO 8601
-                    retry = pd.to_datetime(text[failed], errors="coerce", utc=True, format="ISO8601")
-                    parsed = parsed.where(~failed, retry)
-                    failed = parsed.isna()
-                if failed.any() and text.str.match(_DAY_FIRST_RE).all():  # day-first dates such as 13/02/2024
-                    dayfirst = pd.to_datetime(text, errors="coerce", utc=True, dayfirst=True)
-                    if dayfirst.notna().all():
-                        parsed = dayfirst
+            parsed = _apart(text, aware, _parse_text)
         else:  # python datetimes / Timestamps (JSON, SQL drivers), maybe mixed with strings
             aware = np.array([getattr(v, "tzinfo", None) is not None or (isinstance(v, str) and bool(
                 _AWARE_RE.search(v.strip()))) for v in values], dtype=bool)
             text = values.astype("string")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                parsed = pd.to_datetime(values.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v),
-                                        errors="coerce", utc=True, format="ISO8601")
+            iso = values.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v)
+            parsed = _apart(iso, aware, _parse_iso)
     failed = parsed.isna().to_numpy()
     if failed.any():
         pos = int(np.flatnonzero(failed)[0])
@@ -502,10 +552,17 @@ def _series_ids(values: pd.Series, column: str, label: str, rows: _Rows) -> pd.S
     if values.isna().all():
         raise DataError(f"{label}: column '{column}' (data.series_column) is empty")
     if values.isna().any():
-        pos = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise DataError(f"{label}: {rows(pos)}: column '{column}' (data.series_column) is empty")
+        positions = np.flatnonzero(values.isna().to_numpy())
+        named = ", ".join(rows(int(p)) for p in positions[:5])
+        more = f" and {len(positions) - 5} more" if len(positions) > 5 else ""
+        raise DataError(
+            f"{label}: {named}{more}: column '{column}' (data.series_column) is empty "
+            f"({len(positions)} of {len(values)} rows have no series id)"
+        )
     if pd.api.types.is_float_dtype(values) and np.all(np.mod(values.to_numpy(), 1) == 0):
         values = values.astype("int64")
+    elif values.dtype == object:  # numbers from a typed source (JSON): 7.0 is the id 7, as in a float column
+        values = values.map(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
     return values.astype(str).str.strip().astype(object)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tidecast.errors import PipelineError, TidecastError
+from tidecast.faults import fault_point
 
 META = "meta.json"
 ARTIFACTS = "artifacts"
@@ -129,6 +130,7 @@ class PendingEntry:
         kind: str = "auto",
         duration_s: float | None = None,
         extra_dir: str | os.PathLike[str] | None = None,
+        peak_rss_mb: float | None = None,
     ) -> Path:
         """Write ``value`` (and the files of ``extra_dir``, if given, into ``artifacts/``), then
         rename the folder to ``<step>/<key>/``. Returns the entry's path. On any error nothing is
@@ -154,8 +156,10 @@ class PendingEntry:
                 "sizes": sizes,
                 "bytes": sum(sizes.values()),
                 "duration_s": None if duration_s is None else round(float(duration_s), 6),
+                "peak_rss_mb": peak_rss_mb,
             }
             (self.tmp / META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            fault_point(f"cache.{self.step}.before-rename")
             final = self.cache.path(self.step, self.key)
             if final.exists():
                 if (final / META).is_file():  # written meanwhile with the same key: same content

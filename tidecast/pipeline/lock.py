@@ -15,6 +15,7 @@ status`` can say *why* a step is stale. It is always rewritten whole, atomically
         outputs: .tidecast/cache/clean/3f1c0e9a7b2d4c51
         duration_s: 0.42
         finished_at: '2025-01-01T12:00:00Z'
+        peak_rss_mb: 312.5
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import yaml
 
 from tidecast.errors import LockedError, PipelineError
+from tidecast.faults import fault_point
 
 LOCK_FILENAME = "tidecast.lock"
 RUN_LOCK_FILENAME = "run.lock"
@@ -53,6 +55,8 @@ class StepRecord:
     """The cache entry, relative to the project folder (None for ``cache=False`` steps)."""
     duration_s: float | None = None
     finished_at: str | None = None
+    peak_rss_mb: float | None = None
+    """Peak resident memory of the step's run, this process plus its local workers (MiB)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,6 +133,27 @@ class LockFile:
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "steps": {name: rec.to_dict() for name, rec in self.records.items()}}
 
+    def clean_tmp(self) -> list[Path]:
+        """Remove the temporary files of writes whose process died before ``os.replace`` (a killed run
+        leaves ``.tidecast.lock.<pid>-<random>.tmp`` beside the lock file). Call it while holding the
+        project lock. Returns the removed files."""
+        from tidecast.pipeline.cache import _pid_alive
+
+        removed: list[Path] = []
+        prefix = f".{self.path.name}."
+        try:
+            candidates = list(self.path.parent.glob(f"{prefix}*.tmp"))
+        except OSError:
+            return removed
+        for file in candidates:
+            pid_text = file.name[len(prefix) : -len(".tmp")].split("-", 1)[0]
+            if pid_text.isdigit() and int(pid_text) != os.getpid() and _pid_alive(int(pid_text)):
+                continue
+            with contextlib.suppress(OSError):
+                file.unlink()
+                removed.append(file)
+        return removed
+
     def write(self) -> None:
         """Rewrite the whole file: a temporary file in the same folder, then ``os.replace``."""
         text = _HEADER + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False, allow_unicode=True)
@@ -139,6 +164,7 @@ class LockFile:
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
+            fault_point("lock.before-replace")
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -227,9 +253,11 @@ class ProjectLock:
         while not _try_lock(fd):
             if deadline is not None and time.monotonic() >= deadline:
                 os.close(fd)
+                # no "remove the file" advice: the kernel drops the lock with its process, and deleting
+                # a held lock file would let a second run lock a new file beside the first
                 raise LockedError(
-                    f"another tidecast run holds {self.path} (pid {self._holder()}); "
-                    "wait for it or remove the file if that process is gone"
+                    f"project locked: another tidecast run holds {self.path} (pid {self._holder()}); "
+                    "wait for it to finish (a run that dies releases the lock by itself)"
                 )
             time.sleep(self.poll_s)
         try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from tidecast.errors import PipelineError, TidecastError
+from tidecast.faults import fault_point
 from tidecast.pipeline.cache import ArtifactCache
 from tidecast.pipeline.dag import Pipeline, StepDef, _did_you_mean
 from tidecast.pipeline.hashing import stable_hash
@@ -147,6 +148,9 @@ class RunResult:
     durations: dict[str, float]
     """Seconds per executed step."""
     plans: list[StepPlan] = field(default_factory=list)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    """Peak resident memory (MiB) per executed step: this process plus its local workers
+    (:class:`~tidecast.pipeline.memory.PeakRSS`)."""
 
     @property
     def keys(self) -> dict[str, str]:
@@ -320,10 +324,13 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _record(p: StepPlan, outputs: str | None, duration_s: float | None, finished_at: str | None) -> StepRecord:
+def _record(
+    p: StepPlan, outputs: str | None, duration_s: float | None, finished_at: str | None, peak_rss_mb: float | None = None
+) -> StepRecord:
     return StepRecord(
         key=p.key, code=p.code, spec=dict(p.spec), inputs=dict(p.inputs), fingerprint=p.fingerprint,
         outputs=outputs, duration_s=None if duration_s is None else round(duration_s, 4), finished_at=finished_at,
+        peak_rss_mb=peak_rss_mb,
     )
 
 
@@ -353,6 +360,7 @@ def run(
     with ProjectLock(state, timeout=lock_timeout):
         cache.clean_tmp()
         lockfile = _default_lockfile(spec)
+        lockfile.clean_tmp()
         plans = plan(pipeline, spec, cache, lockfile, until=until, force=force)
         sub = pipeline.subgraph(until)
         if cb.on_plan:
@@ -370,7 +378,10 @@ def run(
                 meta = cache.meta(p.name, p.key)
                 lockfile.record(
                     p.name,
-                    _record(p, _relative(cache.path(p.name, p.key), root), meta.get("duration_s"), meta.get("created")),
+                    _record(
+                        p, _relative(cache.path(p.name, p.key), root), meta.get("duration_s"), meta.get("created"),
+                        meta.get("peak_rss_mb"),
+                    ),
                     write=False,
                 )
                 stale_records = True
@@ -387,6 +398,7 @@ def run(
         executed: list[str] = []
         skipped: list[str] = []
         durations: dict[str, float] = {}
+        peaks: dict[str, float] = {}
         total = len(plans)
         for index, p in enumerate(plans, start=1):
             if cb.on_step_start:
@@ -397,14 +409,17 @@ def run(
                     cb.on_step_end(p.name, "cached", 0.0)
                 continue
             d = sub[p.name]
-            seconds, value = _execute(d, p, spec, state, cache, value_of, cb)
+            seconds, value = _execute(d, p, spec, state, cache, value_of, cb, peaks=peaks)
+            fault_point(f"step.{p.name}.committed")
             if d.cache:
                 if cache.meta(p.name, p.key).get("format") == "parquet":
                     # hand downstream steps exactly what a later run would load from the cache
                     value = cache.load(p.name, p.key)
-                lockfile.record(p.name, _record(p, _relative(cache.path(p.name, p.key), root), seconds, _now()))
+                lockfile.record(
+                    p.name, _record(p, _relative(cache.path(p.name, p.key), root), seconds, _now(), peaks.get(p.name))
+                )
             else:
-                lockfile.record(p.name, _record(p, None, seconds, _now()))
+                lockfile.record(p.name, _record(p, None, seconds, _now(), peaks.get(p.name)))
             values[p.name] = value
             executed.append(p.name)
             durations[p.name] = seconds
@@ -414,6 +429,7 @@ def run(
                     values.pop(parent, None)
             if readers[p.name] <= 0 and d.cache:
                 values.pop(p.name, None)
+            fault_point(f"step.{p.name}.end")
             if cb.on_step_end:
                 cb.on_step_end(p.name, "ran", seconds)
 
@@ -429,6 +445,7 @@ def run(
         outputs=Outputs([p.name for p in plans], kept, load_output),
         durations=durations,
         plans=plans,
+        peak_rss_mb=peaks,
     )
 
 
@@ -440,8 +457,13 @@ def _execute(
     cache: ArtifactCache,
     value_of: Callable[[str], Any],
     cb: _Hooks,
+    *,
+    peaks: dict[str, float] | None = None,
 ) -> tuple[float, Any]:
-    """Run one step into a pending cache entry; commit it if the step is cached."""
+    """Run one step into a pending cache entry; commit it if the step is cached. Its peak memory
+    (this process and its local workers, MiB) goes into ``peaks``, the cache entry's meta and the lock."""
+    from tidecast.pipeline.memory import PeakRSS
+
     pending = cache.begin(d.name, p.key)
     try:
         ctx = StepContext(
@@ -457,17 +479,21 @@ def _execute(
         for param in d.params:
             kwargs[param] = spec if param == "spec" else ctx if param == "ctx" else value_of(param)
         log.debug("running step %s (key %s)", d.name, p.key)
+        fault_point(f"step.{d.name}.start")
         started = time.perf_counter()
         try:
-            value = d.fn(**kwargs)
+            with PeakRSS() as peak:
+                value = d.fn(**kwargs)
         except TidecastError:
             raise
         except Exception as exc:
             raise PipelineError(f"step '{d.name}' failed: {type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - started
+        if peaks is not None:
+            peaks[d.name] = peak.mb
         if d.cache:
             try:
-                pending.commit(value, kind=d.kind, duration_s=seconds)
+                pending.commit(value, kind=d.kind, duration_s=seconds, peak_rss_mb=peak.mb)
             except TidecastError:
                 raise
             except Exception as exc:

@@ -216,6 +216,7 @@ def predict_batch(
             )
         raise DataError(f"{label}: {message}") from None
 
+    forecast = with_routes(forecast, model.card)
     result = BatchResult(
         model=model,
         forecast=forecast,
@@ -237,6 +238,25 @@ def predict_batch(
             forecast, model_name=model.name, model_version=model.version, alias=model.alias, source="predict"
         )
     return result
+
+
+def route_of(card: dict[str, Any], uid: str) -> tuple[str, bool] | None:
+    """For a per-series model (``selection.scope: per_series``): (the candidate that forecasts series
+    ``uid``, whether it is the fallback because the mapping does not know ``uid``); None otherwise."""
+    routes = card.get("per_series") or {}
+    if not routes:
+        return None
+    mapping = routes.get("mapping") or {}
+    name = mapping.get(str(uid))
+    return (str(name), False) if name is not None else (str(routes.get("fallback")), True)
+
+
+def with_routes(forecast: pd.DataFrame, card: dict[str, Any]) -> pd.DataFrame:
+    """``forecast`` plus, for a per-series model, a ``model`` column: the candidate of each row's series."""
+    if not card.get("per_series") or ID not in forecast.columns:
+        return forecast
+    names = {u: route_of(card, u)[0] for u in pd.unique(forecast[ID].astype(str))}  # type: ignore[index]
+    return forecast.assign(model=forecast[ID].astype(str).map(names))
 
 
 def write_forecast(forecast: pd.DataFrame, path: str | Path) -> Path:

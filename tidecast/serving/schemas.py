@@ -177,6 +177,12 @@ class SeriesForecast(BaseModel):
     quantiles: dict[str, list[float]] = Field(
         default_factory=dict, description='Quantile forecasts by quantile, e.g. {"0.1": [...], "0.9": [...]}.'
     )
+    model: str | None = Field(None, description="Per-series models only: the candidate that forecast this series.")
+    fallback: bool | None = Field(
+        None,
+        description="Per-series models only: true when the series is unknown to the model's mapping "
+        "(or was too short to judge in training) and the fallback candidate forecast it.",
+    )
 
 
 class ForecastResponse(BaseModel):
@@ -200,6 +206,9 @@ class ForecastResponse(BaseModel):
 
     model: ModelInfo
     forecasts: list[SeriesForecast]
+    warnings: list[str] | None = Field(
+        None, description="Per-series models only: the series the fallback candidate forecast, and why."
+    )
 
 
 class InvocationsRequest(BaseModel):

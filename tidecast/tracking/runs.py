@@ -36,12 +36,14 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import TrackingError
+from tidecast.faults import fault_point
 from tidecast.tracking.store import (
     active_uris,
     connect,
     experiment_id,
     experiment_name,
     retry_locked,
+    storage_error,
     tracking_uri,
 )
 
@@ -502,6 +504,16 @@ def _parent_artifacts(
             )
 
 
+def _log_parent_artifacts(client: MlflowClient, run_id: str, folder: Path) -> None:
+    """Upload the parent's files, then its ``plots/`` folder (the bulk), each retried while SQLite is locked."""
+    files = [p for p in sorted(folder.iterdir()) if p.is_file()]
+    for file in files:
+        retry_locked(lambda file=file: client.log_artifact(run_id, str(file)))
+    fault_point("track.artifacts-partial")
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        retry_locked(lambda sub=sub: client.log_artifacts(run_id, str(sub), sub.name))
+
+
 def _parent_metrics(backtest: dict[str, Any], select: dict[str, Any]) -> list[Any]:
     board: pd.DataFrame = backtest["leaderboard"]
     metrics = _metrics(select.get("backtest_metrics") or {}, prefix="backtest_")
@@ -551,9 +563,12 @@ def track_training(
     lock_hashes: dict[str, Any] | None = None,
     register: bool = True,
     progress: Any = None,
+    step_peaks: dict[str, float | None] | None = None,
 ) -> TrackingResult:
     """Record one training in MLflow: a parent run, nested candidate/trial runs, the pyfunc model, and
     (``register=True``) a registered model version promoted or not by the spec's gate.
+    ``step_peaks`` (step name -> peak RSS in MiB, as the pipeline runner recorded it) become the
+    parent run's ``peak_rss_mb.<step>`` metrics.
 
     Any exception ends every run it opened as FAILED (with the error as the ``tidecast.error`` tag)
     and is raised again; MLflow's own errors are raised as :class:`TrackingError`.
@@ -589,6 +604,7 @@ def track_training(
         "mlflow.note.content": _note(select),
     }
     parent = book.create(f"{spec.project}-{stamp}", parent_tags)
+    fault_point("track.run-created")
     result = TrackingResult(
         run_id=parent, experiment_id=exp_id, experiment=experiment_name(spec), tracking_uri=tracking_uri(spec)
     )
@@ -612,17 +628,23 @@ def track_training(
                     ranks.get(name),
                 )
                 result.candidate_runs[name] = run_id
+                fault_point("track.candidate-logged")
                 if trial_ids:
                     result.trial_runs[name] = trial_ids
                 report(index, len(order) + 3, f"logged {name}")
             log_batch(
-                client, parent, metrics=_parent_metrics(backtest, select), params=_parent_params(spec, backtest, select)
+                client,
+                parent,
+                metrics=_parent_metrics(backtest, select) + _metrics(step_peaks or {}, prefix="peak_rss_mb."),
+                params=_parent_params(spec, backtest, select),
             )
+            fault_point("track.metrics-logged")
             with tempfile.TemporaryDirectory(prefix="tidecast-run-") as tmp:
                 _parent_artifacts(
                     Path(tmp), spec, backtest, select, features, clean_summary, data_fingerprint, lock_hashes, commit
                 )
-                retry_locked(lambda: client.log_artifacts(parent, tmp))
+                _log_parent_artifacts(client, parent, Path(tmp))
+            fault_point("track.artifacts-logged")
             # log_input and log_model speak MLflow's fluent API: make the parent the active run (ended below)
             mlflow.start_run(run_id=parent, nested=mlflow.active_run() is not None)
             resumed = True
@@ -632,6 +654,7 @@ def track_training(
 
             result.model_uri = log_forecaster(select, spec, features=features)
             retry_locked(lambda: client.set_tag(parent, "tidecast.model_uri", result.model_uri))
+            fault_point("track.model-logged")
             if register:
                 report(len(order) + 2, len(order) + 3, "registering")
                 from tidecast.tracking.registry import register_and_gate
@@ -646,6 +669,7 @@ def track_training(
                     data_fingerprint=data_fingerprint,
                 )
                 result.registration = decision
+                fault_point("track.registered")
                 log_batch(
                     client,
                     parent,
@@ -662,12 +686,18 @@ def track_training(
             mlflow.end_run("FINISHED")
             resumed = False
         book.end(parent, "FINISHED")
+        fault_point("track.finished")
         report(len(order) + 3, len(order) + 3, "tracked")
     except BaseException as exc:
         if resumed:
             with contextlib.suppress(Exception), active_uris(spec):
                 mlflow.end_run("FAILED")
         book.fail_all(f"{type(exc).__name__}: {exc}")
+        refused = None
+        if isinstance(exc, Exception):  # not KeyboardInterrupt
+            refused = storage_error(exc, spec, doing=f"record training run {parent}")
+        if refused is not None:
+            raise refused from exc
         if isinstance(exc, MlflowException):
             raise TrackingError(f"tracking run {parent} in {tracking_uri(spec)} failed: {exc.message}") from exc
         raise

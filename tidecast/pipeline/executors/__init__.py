@@ -14,6 +14,7 @@ the loky backend, which uses cloudpickle).
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -46,6 +47,58 @@ class Executor(Protocol):
         ...
 
 
+PROBE_TIMEOUT_S = 3.0
+
+
+def check_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """A :class:`PipelineError` unless a Dask scheduler answers at ``address`` (``tcp://host:port``
+    or ``host:port``) within ``timeout`` seconds: nothing listening, a connection that opens but
+    stays silent (a firewall, a proxy) and a server of another kind (an HTTP port) are each one
+    clear line. Cheap (a socket, no Dask import): a scheduler writes its handshake first, whose
+    8-byte length prefix is read and checked. :func:`tidecast.training.preflight` calls it before
+    any step runs. ``tls://`` is checked for a TCP connection only; other schemes are left to Dask."""
+    import socket
+    import struct
+    from urllib.parse import urlsplit
+
+    text = address.strip()
+    scheme = text.split("://", 1)[0].lower() if "://" in text else "tcp"
+    if scheme not in {"tcp", "tls"}:
+        return
+    try:
+        parts = urlsplit(text if "://" in text else f"tcp://{text}")
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise PipelineError(f"executor.address: '{address}' is not a scheduler address ({exc})") from None
+    if not host or port is None:
+        raise PipelineError(f"executor.address: '{address}' is not a scheduler address (tcp://host:8786)")
+    hint = "start one with `dask scheduler`, or drop executor.address to use a local cluster"
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if scheme == "tls":
+                return
+            head = b""
+            while len(head) < 8:
+                sock.settimeout(max(0.05, deadline - time.monotonic()))
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    raise PipelineError(
+                        f"executor.address: {address} closed the connection without a Dask handshake", hint=hint
+                    )
+                head += chunk
+    except OSError as exc:
+        why = "nothing answered" if isinstance(exc, TimeoutError) else exc.strerror or type(exc).__name__
+        raise PipelineError(
+            f"executor.address: cannot reach the Dask scheduler at {address} within {timeout:g} s ({why})", hint=hint
+        ) from None
+    (size,) = struct.unpack("<Q", head)
+    if not 0 < size < 1 << 26:
+        raise PipelineError(
+            f"executor.address: {address} answers, but not as a Dask scheduler (it sent {head!r})", hint=hint
+        )
+
+
 def make_executor(spec: Any = None, n_jobs: int = 1) -> Executor:
     """The executor for ``spec`` (a :class:`tidecast.spec.ExecutorSpec`, or ``None`` for local).
 
@@ -64,4 +117,4 @@ def make_executor(spec: Any = None, n_jobs: int = 1) -> Executor:
     raise PipelineError(f"executor.kind: unknown executor {kind!r} (use 'local' or 'dask')")
 
 
-__all__ = ["Executor", "LocalExecutor", "OnResult", "SequentialExecutor", "make_executor"]
+__all__ = ["Executor", "LocalExecutor", "OnResult", "SequentialExecutor", "check_address", "make_executor"]

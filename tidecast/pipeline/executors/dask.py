@@ -14,6 +14,7 @@ other workers (up to ``distributed.scheduler.allowed-failures`` times). An excep
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import uuid
@@ -53,6 +54,9 @@ class DaskExecutor:
         if address:
             if "://" not in address and ":" not in address:
                 raise PipelineError(f"executor.address: '{address}' is not a scheduler address (tcp://host:8786)")
+            from tidecast.pipeline.executors import check_address
+
+            check_address(address, CONNECT_TIMEOUT_S)  # one clear line for a wrong address, not Dask's errors
             try:
                 self._client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
             except (OSError, TimeoutError) as exc:
@@ -65,6 +69,10 @@ class DaskExecutor:
                 raise PipelineError(f"executor.address: '{address}': {exc}") from None
         else:
             workers = n_workers or max(1, os.cpu_count() or 1)
+            # the scheduler runs in this process: its INFO lines (workers registering...) are not ours to print
+            scheduler_log = logging.getLogger("distributed")
+            if scheduler_log.getEffectiveLevel() < logging.WARNING:
+                scheduler_log.setLevel(logging.WARNING)
             try:
                 self._cluster = LocalCluster(
                     n_workers=workers,

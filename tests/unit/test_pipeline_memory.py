@@ -1,0 +1,31 @@
+"""Peak memory of a step: this process's own peak, and its worker processes' memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tidecast.pipeline.memory import PeakRSS, rss_mb
+
+MB = 1024 * 1024
+
+
+def test_a_transient_allocation_in_this_process_counts() -> None:
+    before = rss_mb()
+    with PeakRSS() as peak:
+        block = bytearray(96 * MB)  # touched (zeroed), then freed before the block ends
+        del block
+    assert peak.mb >= before + 90, (before, peak.mb)
+
+
+def test_a_child_process_counts() -> None:
+    child = "b = bytearray(128 * 1024 * 1024); import time; time.sleep(1.5)"
+    with PeakRSS(interval=0.1, children_every=2) as peak:
+        subprocess.run([sys.executable, "-c", child], check=True)
+    assert peak.children_peak_bytes >= 120 * MB and peak.mb >= 120 + rss_mb() * 0.5, peak.mb
+
+
+def test_a_quiet_block_stays_near_the_current_size() -> None:
+    with PeakRSS() as peak:
+        pass
+    assert 0 < peak.mb < rss_mb() + 50
