@@ -236,7 +236,9 @@ def _render_run_outputs(result: Any) -> None:
     if "backtest" in outputs:
         backtested = outputs["backtest"]
         per_series = backtested.get("per_series")
-        console.print(leaderboard_table(backtested["leaderboard"], backtested["metric"], per_series=per_series))
+        console.print(
+            leaderboard_table(backtested["leaderboard"], backtested["metric"], per_series=per_series, width=console.width)
+        )
         if per_series:
             console.print(per_series_summary(per_series, backtested["metric"]))
     if "select" in outputs:
@@ -268,41 +270,75 @@ def _render_run_outputs(result: Any) -> None:
         )
 
 
-def leaderboard_table(board: Any, metric: str, *, per_series: dict[str, Any] | None = None) -> Table:
+def leaderboard_table(
+    board: Any, metric: str, *, per_series: dict[str, Any] | None = None, width: int | None = None
+) -> Table:
     """The leaderboard as a rich table: rank, candidate, the metrics, times, status.
 
     With ``selection.scope: per_series`` (``per_series``: the backtest's per-series choice), a
     ``series won`` column tells how many series each candidate forecasts (the fallback's unjudged
     series included), and a last row gives the aggregate metrics of the per-series choice, to
-    compare with each candidate used for every series."""
+    compare with each candidate used for every series.
+
+    ``width`` (the terminal's): columns are left out, least useful first (kind, then the metrics
+    other than the ranking one, times), rather than squeezing every cell to an ellipsis."""
     import pandas as pd
 
     table = Table(title=f"Leaderboard (ranked by {metric.upper()}, mean over backtest folds)", title_justify="left")
     metric_cols = [c for c in ("mase", "mae", "rmse", "smape", "wape", "bias", "pinball", "coverage") if c in board]
+    if metric in board and metric not in metric_cols:
+        metric_cols.insert(0, metric)
     won = "series_won" in board
-    for column in ["#", "candidate", "kind", *metric_cols, *(["series won"] if won else []), "fit s", "predict s", "status"]:
-        table.add_column(column, justify="right" if column not in {"candidate", "kind", "status"} else "left")
+    show_kind, show_times = True, True
+    if width:
+        longest = max([len(str(c)) for c in board["candidate"]] + [len("per-series choice") if per_series else 9])
+        kind_width = max([len(str(k)) for k in board["kind"]] + [4]) + 3
+
+        def needed() -> int:
+            cols = 4 + longest + 3 + len(metric_cols) * 9 + (13 if won else 0) + 10  # #, candidate, metrics, status
+            return cols + (kind_width if show_kind else 0) + (22 if show_times else 0)
+
+        for item in ("kind", "bias", "pinball", "wape", "smape", "times", "rmse", "coverage", "mae", "mase"):
+            if needed() <= width:
+                break
+            if item == "kind":
+                show_kind = False
+            elif item == "times":
+                show_times = False
+            elif item != metric and item in metric_cols:
+                metric_cols.remove(item)
+    columns = ["#", "candidate", *(["kind"] if show_kind else []), *metric_cols, *(["series won"] if won else [])]
+    columns += [*(["fit s", "predict s"] if show_times else []), "status"]
+    for column in columns:
+        table.add_column(
+            column,
+            justify="right" if column not in {"candidate", "kind", "status"} else "left",
+            no_wrap=column in {"candidate", "kind"},
+        )
     for _, row in board.iterrows():
         ok = row["status"] == "ok"
         rank = row["rank"]
-        cells = ["–" if rank is None or pd.isna(rank) else str(rank), str(row["candidate"]), str(row["kind"])]
+        cells = ["–" if rank is None or pd.isna(rank) else str(rank), str(row["candidate"])]
+        if show_kind:
+            cells.append(str(row["kind"]))
         for column in metric_cols:
             value = row[column]
             cells.append("" if value is None or pd.isna(value) else f"{value:.3f}")
         if won:
             cells.append(str(int(row["series_won"])))
-        cells += [f"{row['fit_seconds']:.1f}", f"{row['predict_seconds']:.2f}"]
+        if show_times:
+            cells += [f"{row['fit_seconds']:.1f}", f"{row['predict_seconds']:.2f}"]
         error = str(row.get("error") or "").splitlines()[0] if not ok else ""
         cells.append("[green]ok[/green]" if ok else f"[red]failed[/red]: {escape(error[:200])}")
         style = "bold" if str(row["rank"]) == "1" and ok else None
         table.add_row(*cells, style=style)
     if per_series:
         aggregate = per_series.get("aggregate") or {}
-        cells = ["", "per-series choice", "per_series"]
+        cells = ["", "per-series choice", *(["per_series"] if show_kind else [])]
         cells += [f"{aggregate[c]:.3f}" if c in aggregate else "" for c in metric_cols]
         if won:
             cells.append(str(sum(int(v) for v in (per_series.get("counts") or {}).values())))
-        cells += ["", "", "[green]selected[/green]"]
+        cells += [*(["", ""] if show_times else []), "[green]selected[/green]"]
         table.add_section()
         table.add_row(*cells, style="bold")
     return table
