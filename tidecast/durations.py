@@ -9,12 +9,33 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated, Any
 
 import pandas as pd
+from pydantic import BeforeValidator
 
 from tidecast.errors import SpecError
 
-Duration = int | str
+
+def _check_duration(value: Any) -> Any:
+    """A spec field's duration, checked when the spec is read (its fit to the frequency is checked where
+    it is used): a step count that is not negative, or text such as ``24h``. Other types go on to
+    pydantic's own type check."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a step count or a duration, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value}")
+        return value
+    if isinstance(value, str) and not value.strip().isdigit():
+        try:
+            to_timedelta(str(value), field="\0")
+        except SpecError as exc:
+            raise ValueError(exc.message.removeprefix("\0: ")) from None
+    return value
+
+
+Duration = Annotated[int | str, BeforeValidator(_check_duration)]
 
 _UNIT_ALIASES = {
     "s": "s", "sec": "s", "second": "s", "seconds": "s",
@@ -35,9 +56,12 @@ def to_timedelta(value: str, *, field: str = "duration") -> pd.Timedelta:
     unit_norm = _UNIT_ALIASES.get(unit.lower())
     if unit_norm is None:
         raise SpecError(f"{field}: unknown unit {unit!r} in {value!r} (use s, min, h, d or w)")
-    if unit_norm == "W":
-        return pd.Timedelta(days=7 * float(number))
-    return pd.Timedelta(float(number), unit=unit_norm)
+    try:
+        if unit_norm == "W":
+            return pd.Timedelta(days=7 * float(number))
+        return pd.Timedelta(float(number), unit=unit_norm)
+    except (OverflowError, ValueError):  # pandas' OutOfBoundsTimedelta is a ValueError
+        raise SpecError(f"{field}: {value!r} is too long (durations reach at most about 292 years)") from None
 
 
 def freq_timedelta(freq: str, *, field: str = "data.frequency") -> pd.Timedelta:

@@ -629,7 +629,8 @@ def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
             # pydantic inserts union-member tags such as 'RangeParam' or 'list[...]' into locs
             if isinstance(node, dict) and part not in node and not str(part).islower():
                 continue
-            parts.append(("." if parts else "") + str(part))
+            name = str(part) if str(part).isprintable() else repr(str(part))  # a key with a newline: one line
+            parts.append(("." if parts else "") + name)
             node = node.get(part) if isinstance(node, dict) else None
     return "".join(parts) or "(top level)"
 
