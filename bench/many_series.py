@@ -8,19 +8,39 @@ without it, so both forecast the same 3 x 24 steps of every series).
     python bench/many_series.py                      # N = 100, 1000 (LightGBM), 100 (AutoETS)
     BENCH_N=100,1000,10000 BENCH_ETS_N=100,1000 python bench/many_series.py
     BENCH_CMP_PYTHON=/path/to/python-with-darts-and-sktime python bench/many_series.py
+    BENCH_PLAN="autoets:100 lightgbm:100 others lightgbm:1000" BENCH_DEADLINE_S=400 python bench/many_series.py
 
-Prints one table: seconds, seconds per series, the ratio to the direct call, and peak RSS
-(of the process tree: the bench process and its workers) of each run. Every configuration runs
-in its own subprocess so that peak memory is its own.
+``BENCH_PLAN`` orders the work (``model:N`` items, optionally ``:direct+local`` for some runners
+only; ``others``, or one of ``darts``, ``sktime``, ``sktime-ets``: the libraries on a subset of the
+first AutoETS size); with ``BENCH_DEADLINE_S`` a run that would pass the deadline is cut
+and the ones after it are skipped, so that the table always prints. ``BENCH_JSONL`` appends each
+measurement as a JSON line when it completes.
+
+Prints one table: seconds, seconds per series, the ratio to the direct call, peak RSS (of the
+process tree: the bench process and every worker, sampled 5 times a second), the number of
+forecast rows and their MAE (the same work on both sides), and how time grows with N (the
+exponent b of seconds ~ N^b between consecutive sizes: 1 is linear). Every configuration runs in
+its own subprocess so that peak memory is its own.
+
+The comparison libraries (``BENCH_OTHERS``, default ``darts,sktime,sktime-ets``):
+
+* ``darts``: ``darts.models.AutoETS`` (statsforecast's AutoETS inside), ``historical_forecasts``
+  with ``retrain=True`` series by series;
+* ``sktime``: ``StatsForecastAutoETS`` in ``sktime.forecasting.model_evaluation.evaluate``;
+* ``sktime-ets``: sktime's own ``AutoETS(auto=True)`` (statsmodels' ETS), same evaluate loop,
+  on ``BENCH_CMP_ETS_SERIES`` series (default 3: one fit takes tens of seconds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,38 +53,63 @@ DAYS = int(os.environ.get("BENCH_DAYS", "60"))
 LGBM = {"n_estimators": 50, "num_leaves": 31, "learning_rate": 0.1}
 LAGS = [1, 24, 168]
 CMP_SUBSET = int(os.environ.get("BENCH_CMP_SERIES", "10"))
+CMP_ETS_SUBSET = int(os.environ.get("BENCH_CMP_ETS_SERIES", "3"))
 
 
 def make_data(n: int, days: int = DAYS, seed: int = 0) -> pd.DataFrame:
+    """``n`` hourly series (daily cycle of random phase, level 5-100, 5 % noise), sorted by id, time."""
     rng = np.random.default_rng(seed)
     ds = pd.date_range("2024-01-01", periods=days * 24, freq="h")
     hour = np.asarray(ds.hour, float)
-    frames = []
-    for i in range(n):
-        level = rng.uniform(5, 100)
-        y = level * (1 + 0.3 * np.sin(2 * np.pi * (hour - rng.uniform(0, 24)) / 24)) + rng.normal(0, level * 0.05, len(ds))
-        frames.append(pd.DataFrame({"unique_id": f"s{i:05d}", "ds": ds, "y": y}))
-    return pd.concat(frames, ignore_index=True)
+    level = rng.uniform(5, 100, n)[:, None]
+    phase = rng.uniform(0, 24, n)[:, None]
+    y = level * (1 + 0.3 * np.sin(2 * np.pi * (hour[None, :] - phase) / 24)) + rng.normal(0, 1, (n, len(ds))) * level * 0.05
+    ids = np.array([f"s{i:05d}" for i in range(n)], dtype=object)
+    return pd.DataFrame({"unique_id": np.repeat(ids, len(ds)), "ds": np.tile(ds.to_numpy(), n), "y": y.ravel()})
 
 
-def _peak_rss_mb() -> float:
-    """Peak RSS of this process plus its (waited-for or live) children, in MB."""
-    import resource
+class _PeakRss:
+    """Samples the RSS of this process plus all its descendants, keeping the peak of the sum."""
 
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    live = 0.0
-    try:
+    def __init__(self, every: float = 0.2) -> None:
         import psutil
 
-        live = sum(c.memory_info().rss for c in psutil.Process().children(recursive=True)) / 2**20
-    except Exception:
-        pass
-    return own + max(kids, live)
+        self._proc = psutil.Process()
+        self._every = every
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        total = 0
+        for p in [self._proc, *self._proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                total += p.memory_info().rss
+        self.peak = max(self.peak, total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self._sample()
+
+    def __enter__(self) -> _PeakRss:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
 
 
 # ------------------------------------------------------------------------------------- runners
-def run_tidecast(n: int, model: str, executor: str) -> float:
+def run_tidecast(n: int, model: str, executor: str) -> dict[str, Any]:
+    import lightgbm  # noqa: F401  -- the model libraries are imported before the clock starts, as for the direct calls
+    import mlforecast  # noqa: F401
+    import statsforecast.models  # noqa: F401
+
     from tidecast.spec import parse_spec
     from tidecast.training import candidate_results
 
@@ -80,7 +125,7 @@ def run_tidecast(n: int, model: str, executor: str) -> float:
             "data": {"source": "unused.parquet", "frequency": "h", "series_column": "unique_id",
                      "time_column": "ds", "target_column": "y"},
             "features": {"lags": LAGS, "calendar": []},
-            "forecast": {"input_window": "7d", "horizon": f"{H}h"},
+            "forecast": {"input_window": "7d", "horizon": f"{H}h", "quantiles": []},  # point forecasts, as the direct calls
             "backtest": {"folds": FOLDS, "n_jobs": -1},
             "selection": {"metric": "mae"},
             "models": [candidate],
@@ -94,133 +139,254 @@ def run_tidecast(n: int, model: str, executor: str) -> float:
     board = out["leaderboard"]
     if board["status"].iloc[0] != "ok":
         raise RuntimeError(board["error"].iloc[0])
-    return seconds
+    fc = out["results"][candidate["name"]].backtest.forecasts
+    return {"seconds": seconds, "rows": len(fc), "mae": float((fc["y"] - fc["yhat"]).abs().mean())}
 
 
-def run_direct(n: int, model: str) -> float:
+def run_direct(n: int, model: str) -> dict[str, Any]:
     df = make_data(n)
     df = df[df["ds"] <= df["ds"].max() - pd.Timedelta(hours=H)]  # tidecast's holdout
+    from lightgbm import LGBMRegressor  # imports before the clock starts, as for tidecast
+    from mlforecast import MLForecast
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS
+
     started = time.perf_counter()
     if model == "autoets":
-        from statsforecast import StatsForecast
-        from statsforecast.models import AutoETS
-
         sf = StatsForecast(models=[AutoETS(season_length=SEASON)], freq="h", n_jobs=-1)
-        sf.cross_validation(df=df, h=H, n_windows=FOLDS, step_size=H)
+        cv = sf.cross_validation(df=df, h=H, n_windows=FOLDS, step_size=H)
+        col = "AutoETS"
     else:
-        from lightgbm import LGBMRegressor
-        from mlforecast import MLForecast
-
         mlf = MLForecast(models=[LGBMRegressor(verbose=-1, random_state=0, **LGBM)], freq="h", lags=LAGS)
-        mlf.cross_validation(df=df, h=H, n_windows=FOLDS, step_size=H)
-    return time.perf_counter() - started
+        cv = mlf.cross_validation(df=df, h=H, n_windows=FOLDS, step_size=H)
+        col = "LGBMRegressor"
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": len(cv), "mae": float((cv["y"] - cv[col]).abs().mean())}
 
 
 _CMP_CODE = r"""
-import sys, time, numpy as np, pandas as pd, warnings
+import sys, time, json, numpy as np, pandas as pd, warnings, logging
 warnings.filterwarnings("ignore")
+logging.disable(logging.WARNING)
 lib, path, H, FOLDS, SEASON = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 df = pd.read_parquet(path)
 df = df[df["ds"] <= df["ds"].max() - pd.Timedelta(hours=H)]
-started = time.perf_counter()
-if lib == "darts":
+errors = []
+if lib == "darts":  # imports before the clock starts, as for the other runners
+    import darts
     from darts import TimeSeries
     from darts.models import AutoETS
-    for uid, g in df.groupby("unique_id"):
-        s = TimeSeries.from_dataframe(g, time_col="ds", value_cols="y", freq="h")
-        AutoETS(season_length=SEASON).historical_forecasts(
-            s, start=len(s) - FOLDS * H, forecast_horizon=H, stride=H, retrain=True, last_points_only=False, verbose=False)
+    version = darts.__version__
 else:
+    import sktime
     from sktime.forecasting.model_evaluation import evaluate
     from sktime.forecasting.model_selection import ExpandingWindowSplitter
+    from sktime.performance_metrics.forecasting import MeanAbsoluteError
+    from sktime.forecasting.ets import AutoETS
     from sktime.forecasting.statsforecast import StatsForecastAutoETS
+    version = sktime.__version__
+started = time.perf_counter()
+if lib == "darts":
+    for uid, g in df.groupby("unique_id"):
+        s = TimeSeries.from_dataframe(g, time_col="ds", value_cols="y", freq="h")
+        fcs = AutoETS(season_length=SEASON).historical_forecasts(
+            s, start=len(s) - FOLDS * H, forecast_horizon=H, stride=H, retrain=True, last_points_only=False,
+            verbose=False)
+        for fc in fcs:
+            actual = s.slice_intersect(fc)
+            errors.append(np.abs(actual.values().ravel() - fc.values().ravel()))
+else:
+    if lib == "sktime":
+        make = lambda: StatsForecastAutoETS(season_length=SEASON)
+    else:
+        make = lambda: AutoETS(auto=True, sp=SEASON)
     for uid, g in df.groupby("unique_id"):
         y = g.set_index("ds")["y"].asfreq("h")
         cv = ExpandingWindowSplitter(fh=list(range(1, H + 1)), initial_window=len(y) - FOLDS * H, step_length=H)
-        evaluate(StatsForecastAutoETS(season_length=SEASON), cv, y)
-print(time.perf_counter() - started)
+        res = evaluate(make(), cv, y, scoring=MeanAbsoluteError())
+        errors.extend(np.full(H, v) for v in res["test_MeanAbsoluteError"])
+seconds = time.perf_counter() - started
+allerr = np.concatenate(errors)
+print(json.dumps({"seconds": seconds, "rows": int(allerr.size), "mae": float(allerr.mean()), "version": version}))
 """
 
 
-def run_other(lib: str, n: int) -> float:
-    python = os.environ.get("BENCH_CMP_PYTHON", "/tmp/venv_cmp/bin/python")
+def run_other(lib: str, n: int) -> dict[str, Any]:
+    python = os.environ.get("BENCH_CMP_PYTHON") or sys.executable
     if not Path(python).exists():
         raise RuntimeError(f"no python with {lib} at {python} (set BENCH_CMP_PYTHON)")
-    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_cmp_{n}.parquet"
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_cmp_{n}_{os.getpid()}.parquet"
     make_data(n).to_parquet(path, index=False)
-    done = subprocess.run(
-        [python, "-c", _CMP_CODE, lib, str(path), str(H), str(FOLDS), str(SEASON)],
-        capture_output=True, text=True, timeout=1800,
-    )
+    try:
+        done = subprocess.run(
+            [python, "-c", _CMP_CODE, lib, str(path), str(H), str(FOLDS), str(SEASON)],
+            capture_output=True, text=True,
+        )
+    finally:
+        path.unlink(missing_ok=True)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
-    return float(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def child(kind: str, n: int, model: str) -> None:
     """One configuration, in a fresh process: prints a JSON line with seconds and peak RSS."""
-    if kind in ("local", "dask"):
-        seconds = run_tidecast(n, model, kind)
-    elif kind == "direct":
-        seconds = run_direct(n, model)
-    else:
-        seconds = run_other(kind, n)
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}))
+    with _PeakRss() as rss:
+        if kind in ("local", "dask"):
+            out = run_tidecast(n, model, kind)
+        elif kind == "direct":
+            out = run_direct(n, model)
+        else:
+            out = run_other(kind, n)
+    print(json.dumps({**out, "peak_rss_mb": rss.peak / 2**20}))
 
 
-def measure(kind: str, n: int, model: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", kind, str(n), model], capture_output=True, text=True, timeout=3600
+def measure(kind: str, n: int, model: str, timeout: float) -> dict[str, Any]:
+    if timeout <= 5:
+        return {"error": "skipped (deadline)"}
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", kind, str(n), model],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,  # its own process group
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-        return {"error": tail[:120]}
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the child and its workers
+        proc.communicate()
+        return {"error": f"cut at {timeout:.0f} s (deadline)"}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # workers a finished child left behind (loky's idle pool)
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        return {"error": tail[:160]}
     return json.loads(lines[-1])
 
 
-def main() -> None:
-    sizes = [int(x) for x in os.environ.get("BENCH_N", "100,1000").split(",") if x]
-    ets_sizes = [int(x) for x in os.environ.get("BENCH_ETS_N", "100").split(",") if x]
-    others = [x for x in os.environ.get("BENCH_OTHERS", "darts,sktime").split(",") if x]
-    rows = []
-    plan = [("lightgbm", n) for n in sizes] + [("autoets", n) for n in ets_sizes]
-    for model, n in plan:
-        base = measure("direct", n, model)
-        kinds = ["direct", "local", "dask"]
-        results = {"direct": base, "local": measure("local", n, model), "dask": measure("dask", n, model)}
-        if model == "autoets":
-            for lib in others:
-                kinds.append(lib)
-                results[lib] = measure(lib, min(n, CMP_SUBSET), model)
-        for kind in kinds:
-            r = results[kind]
-            series = min(n, CMP_SUBSET) if kind in others else n
-            label = {"direct": "statsforecast" if model == "autoets" else "mlforecast"}.get(kind, kind)
-            if kind in ("local", "dask"):
-                label = f"tidecast {kind}"
-            if "error" in r:
-                rows.append((model, n, label, series, None, None, None, None, r["error"]))
-                continue
-            ratio = r["seconds"] / base["seconds"] if "seconds" in base and kind not in others else None
-            per = r["seconds"] / series
-            rows.append((model, n, label, series, r["seconds"], per, ratio, r["peak_rss_mb"], ""))
-        for row in rows[-len(kinds):]:  # as they come, in case a long run is cut short
-            print("...", row, file=sys.stderr, flush=True)
+# ----------------------------------------------------------------------------------------- table
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    print(f"\nmany-series backtest: {DAYS} days hourly, h={H}, {FOLDS} folds; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    head = f"| {'model':8} | {'N':>6} | {'runner':15} | {'series':>6} | {'seconds':>8} | {'ms/series':>9} | {'x direct':>8} | {'peak RSS MB':>11} | note"
-    print(head)
-    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:]))
-    for model, n, label, series, secs, per, ratio, rss, note in rows:
-        fmt = lambda v, f: (f"{v:{f}}" if v is not None else "–")  # noqa: E731
-        print(f"| {model:8} | {n:>6} | {label:15} | {series:>6} | {fmt(secs, '8.1f'):>8} | "
-              f"{fmt(None if per is None else per * 1000, '9.1f'):>9} | {fmt(ratio, '8.2f'):>8} | {fmt(rss, '11.0f'):>11} | {note}")
+    names = ["statsforecast", "mlforecast", "lightgbm", "dask", "distributed", "pandas", "numpy", "numba"]
+    parts = []
+    for name in names:
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            parts.append(f"{name} -")
+    return f"Python {platform.python_version()}, " + ", ".join(parts)
+
+
+RUNNERS = ("direct", "local", "dask")
+LIBS = ("darts", "sktime", "sktime-ets")
+
+
+def _plan(others: list[str]) -> list[tuple[str, int, list[str]]]:
+    """``(model, N, runners)`` in order: from ``BENCH_PLAN`` (``autoets:100``, ``lightgbm:1000:direct+local``,
+    ``others`` or one library's name), else AutoETS sizes, the libraries, LightGBM sizes."""
+    text = os.environ.get("BENCH_PLAN")
+    if not text:
+        sizes = [int(x) for x in os.environ.get("BENCH_N", "100,1000").split(",") if x]
+        ets_sizes = [int(x) for x in os.environ.get("BENCH_ETS_N", "100").split(",") if x]
+        text = " ".join([*(f"autoets:{n}" for n in ets_sizes), "others", *(f"lightgbm:{n}" for n in sizes)])
+    plan: list[tuple[str, int, list[str]]] = []
+    for item in text.split():
+        if item == "others":
+            plan.append(("others", 0, others))
+        elif item in LIBS:
+            plan.append(("others", 0, [item]))
+        else:
+            model, _, rest = item.partition(":")
+            n, _, kinds = rest.partition(":")
+            plan.append((model, int(n), kinds.split("+") if kinds else list(RUNNERS)))
+    return plan
+
+
+def _row(model: str, n: int, kind: str, series: int, r: dict[str, Any]) -> dict[str, Any]:
+    label = {"direct": "statsforecast" if model == "autoets" else "mlforecast"}.get(kind, kind)
+    if kind in ("local", "dask"):
+        label = f"tidecast {kind}"
+    return {"model": model, "n": n, "kind": kind, "runner": label, "series": series, **r}
+
+
+def main() -> None:
+    others = [x for x in os.environ.get("BENCH_OTHERS", "darts,sktime,sktime-ets").split(",") if x]
+    deadline = time.monotonic() + float(os.environ.get("BENCH_DEADLINE_S", "86400"))
+    jsonl = os.environ.get("BENCH_JSONL")
+    plan = _plan(others)
+    first_ets = next((n for model, n, _ in plan if model == "autoets"), 100)
+    rows: list[dict[str, Any]] = []
+    started = time.strftime("%Y-%m-%d %H:%M")
+    for model, n, kinds in plan:
+        if model == "others":
+            jobs = [(lib, min(first_ets, CMP_ETS_SUBSET if lib == "sktime-ets" else CMP_SUBSET), "autoets") for lib in kinds]
+            group_n = first_ets
+        else:
+            jobs = [(kind, n, model) for kind in kinds]
+            group_n = n
+        for kind, series, what in jobs:
+            r = measure(kind, series, what, deadline - time.monotonic())
+            row = _row(what, group_n, kind, series, r)
+            rows.append(row)
+            print("...", json.dumps(row), file=sys.stderr, flush=True)
+            if jsonl:
+                with open(jsonl, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    print(render(rows, started))
+
+
+def render(rows: list[dict[str, Any]], when: str = "") -> str:
+    """The markdown table of ``rows`` (as ``main`` collects them)."""
+    direct = {(r["model"], r["n"]): r for r in rows if r["kind"] == "direct" and "seconds" in r}
+    local = {(r["model"], r["n"]): r for r in rows if r["kind"] == "local" and "seconds" in r}
+    previous: dict[tuple[str, str], dict[str, Any]] = {}
+    out = [
+        f"many-series backtest: {DAYS} days hourly, h={H}, {FOLDS} folds; {platform.machine()}, "
+        f"{os.cpu_count()} cores, {when}; {_versions()}",
+        "",
+        "| model | N | runner | series | seconds | ms/series | x direct | tidecast faster per series | "
+        "peak RSS MB | growth b (s ~ N^b) | forecasts | MAE | note |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+
+    def fmt(v: Any, f: str) -> str:
+        return "–" if v is None else f"{v:{f}}"
+
+    for r in rows:
+        ok = "seconds" in r
+        secs = r.get("seconds")
+        per = secs / r["series"] if ok else None
+        base = direct.get((r["model"], r["n"]))
+        ratio = secs / base["seconds"] if ok and base and r["kind"] in ("local", "dask") else None
+        faster = None
+        ref = local.get((r["model"], r["n"]))
+        if ok and ref and r["kind"] not in ("direct", "local", "dask"):
+            faster = per / (ref["seconds"] / ref["series"])
+        growth = None
+        key = (r["model"], r["kind"])
+        if ok and key in previous and r["kind"] in ("direct", "local", "dask"):
+            p = previous[key]
+            if r["series"] != p["series"]:
+                growth = math.log(secs / p["seconds"]) / math.log(r["series"] / p["series"])
+        if ok and r["kind"] in ("direct", "local", "dask"):
+            previous[key] = r
+        note = r.get("error", "") or (f"{r['runner']} {r['version']}" if "version" in r else "")
+        out.append(
+            f"| {r['model']} | {r['n']} | {r['runner']} | {r['series']} | {fmt(secs, '.1f')} | "
+            f"{fmt(None if per is None else per * 1000, '.1f')} | {fmt(ratio, '.2f')} | {fmt(faster, '.1f')} | "
+            f"{fmt(r.get('peak_rss_mb'), '.0f')} | {fmt(growth, '.2f')} | {fmt(r.get('rows'), 'd')} | "
+            f"{fmt(r.get('mae'), '.3f')} | {note} |"
+        )
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif len(sys.argv) > 2 and sys.argv[1] == "--render":  # the table again from a BENCH_JSONL file
+        print(render([json.loads(line) for line in Path(sys.argv[2]).read_text().splitlines() if line.strip()]))
     else:
         main()

@@ -36,6 +36,7 @@ ModelError; wrap the model in :class:`tidecast.models.conformal.ConformalForecas
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -273,6 +274,10 @@ class MLForecastModel:
         return finish(preds, ())
 
 
+_THREAD_PARAMS = frozenset({"n_jobs", "num_threads", "num_thread", "nthread", "nthreads"})
+"""LightGBM's names for its thread count: one given by the user wins over ``ctx.threads``."""
+
+
 def _lightgbm_param_names() -> set[str] | None:
     try:
         from lightgbm.basic import _ConfigAliases
@@ -330,6 +335,10 @@ class LightGBMModel(MLForecastModel):
         from lightgbm import LGBMRegressor
 
         kwargs = {"verbose": -1, "random_state": ctx.seed, **self.params}
+        if ctx.threads is not None and not _THREAD_PARAMS & set(self.params):
+            # a parallel backtest's share of the cores (LightGBM's default is every physical core,
+            # in each of the folds running side by side), at most this machine's cores
+            kwargs["n_jobs"] = max(1, min(int(ctx.threads), os.cpu_count() or 1))
         return LGBMRegressor(**kwargs)
 
 
