@@ -90,7 +90,10 @@ class LocalExecutor(_Base):
             return self._sequential(fn, items, on_result)
         from joblib import Parallel, delayed
 
-        parallel = Parallel(n_jobs=self.n_jobs, backend="loky", return_as="generator")
+        n_jobs = self.n_jobs
+        if hasattr(items, "__len__"):  # no more processes than tasks: each costs a start and its imports
+            n_jobs = min(self.n_workers, len(items))  # type: ignore[arg-type]
+        parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")
         out: list[R] = []
         for index, result in enumerate(parallel(delayed(fn)(item) for item in items)):
             out.append(result)
