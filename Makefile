@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/power
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo demo-scale test lint format clean bench audit
+.PHONY: help install system-deps demo demo-scale test test-faults lint format clean bench audit
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ system-deps: ## Debian packages for the browser test and PDF reports (chromium, 
 test: $(STAMP) system-deps ## Install the test extras (and system packages) and run the whole test suite
 	$(BIN)/ruff check tidecast tests
 	$(BIN)/python -m pytest -q
+
+test-faults: $(STAMP) ## The fault suites in full: every kill point, 4 racing runs, full/read-only stores, fuzzing
+	TIDECAST_FAULTS_FULL=1 HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q tests/faults tests/fuzz
 
 lint: $(STAMP) ## ruff check
 	$(BIN)/ruff check tidecast tests bench examples

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from tidecast.faults import fault_point
 from tidecast.pipeline.dag import step
 from tidecast.pipeline.hashing import source_hash
 from tidecast.spec import Spec
@@ -70,15 +71,20 @@ def log_report(spec: Spec, run_id: str, folder: Path) -> None:
     from mlflow.exceptions import MlflowException
 
     from tidecast.errors import TrackingError
-    from tidecast.tracking.store import active_uris, connect, retry_locked
+    from tidecast.tracking.store import active_uris, connect, retry_locked, storage_error
 
     client = connect(spec)
     try:
         with active_uris(spec):
             retry_locked(lambda: client.log_artifacts(run_id, str(folder), ARTIFACT_PATH))
             retry_locked(lambda: client.set_tag(run_id, "tidecast.report", f"{ARTIFACT_PATH}/report.html"))
-    except MlflowException as exc:
-        raise TrackingError(f"cannot log the run report to MLflow run {run_id}: {exc.message}") from None
+    except Exception as exc:
+        refused = storage_error(exc, spec, doing=f"log the run report to MLflow run {run_id}")
+        if refused is not None:
+            raise refused from None
+        if isinstance(exc, MlflowException):
+            raise TrackingError(f"cannot log the run report to MLflow run {run_id}: {exc.message}") from None
+        raise
 
 
 @step(spec=TRACK_SPEC_SECTIONS, version=_REPORT_CODE)
@@ -107,6 +113,7 @@ def report(
         explained=explain,
         tracking=track,
     )
+    fault_point("report.built")
     run_id = str(track.get("run_id") or "")
     folder = reports_dir(spec) / (f"run-{run_id[:12]}" if run_id else time.strftime("run-%Y%m%d-%H%M%S"))
     if folder.exists():
@@ -115,9 +122,11 @@ def report(
     paths = built.write(folder)
     latest = reports_dir(spec) / "latest.html"
     shutil.copyfile(paths["html"], latest)
+    fault_point("report.written")
     if run_id:
         ctx.progress(2, 3, "logging to MLflow")
         log_report(spec, run_id, folder)
+        fault_point("report.logged")
     seconds = time.perf_counter() - started
     ctx.progress(3, 3, f"{paths['html']}")
     out = {

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tidecast.errors import TrackingError
+from tidecast.faults import fault_point
 from tidecast.models.base import ID, TARGET, TIME
 from tidecast.tracking.store import active_uris, connect, experiment_id, retry_locked
 
@@ -159,6 +160,7 @@ def register_version(
     mv = retry_locked(
         lambda: client.create_model_version(name, model_uri, run_id=run_id, tags=clean_tags, model_id=model_id)
     )
+    fault_point("registry.version-created")
     return wait_ready(client, name, mv.version)
 
 
@@ -344,7 +346,9 @@ def _move_champion(client: MlflowClient, name: str, version: str, reason: str | 
     if old is not None:
         retry_locked(lambda: client.set_registered_model_alias(name, PREVIOUS, old))
         retry_locked(lambda: client.set_model_version_tag(name, str(version), PREVIOUS_TAG, old))
+        fault_point("registry.previous-set")
     retry_locked(lambda: client.set_registered_model_alias(name, CHAMPION, str(version)))
+    fault_point("registry.champion-set")
     retry_locked(lambda: client.set_model_version_tag(name, str(version), "tidecast.promoted_at", _now()))
     if reason:
         retry_locked(lambda: client.set_model_version_tag(name, str(version), "tidecast.promotion_reason", reason))
@@ -391,6 +395,7 @@ def register_and_gate(
     mv = register_version(client, name, model_uri, run_id=run_id, tags=tags)
     version = str(mv.version)
     checks = evaluate_gate(spec, select, features, client=client, name=name, exclude_version=version)
+    fault_point("registry.gate-evaluated")
     failed = [c for c in checks if not c.passed]
     if failed:
         reason = "; ".join(c.detail for c in failed)

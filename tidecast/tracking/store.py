@@ -12,6 +12,7 @@ artifacts beside it (``.tidecast/mlartifacts``), so ``tidecast run`` tracks with
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import random
@@ -258,6 +259,51 @@ def experiment_id(spec: Spec, client: MlflowClient, name: str | None = None) -> 
         return retry_locked(get_or_create)
 
 
+#: OSError numbers that mean the storage refuses writes (full, read-only, forbidden), not a bug
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+_STORAGE_MARKERS = {
+    "database or disk is full": "the disk is full",
+    "readonly database": "the database is read-only",
+    "read-only file system": "read-only file system",
+    "disk i/o error": "disk I/O error",
+}
+
+
+def _where(location: str) -> str:
+    return location.removeprefix("file://") if location.startswith("file:///") else location
+
+
+def storage_error(
+    exc: BaseException, spec: Spec, *, doing: str = "write to the tracking store"
+) -> TrackingError | None:
+    """A one-line :class:`TrackingError` for a store that cannot take writes (no space left, read-only,
+    permission denied), naming where, or None when ``exc`` is something else.
+
+    Looks at ``exc`` and its causes: an ``OSError`` with one of :data:`STORAGE_ERRNOS` (the artifact
+    folder), or SQLite's "database or disk is full" / "readonly database" (the tracking database).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in STORAGE_ERRNOS:
+            target = current.filename or artifact_location(spec) or tracking_uri(spec)
+            reason = os.strerror(current.errno).lower()
+            return TrackingError(
+                f"cannot {doing}: {reason} at {_where(str(target))}",
+                hint="free some space or make it writable, then run again",
+            )
+        text = str(current).lower()
+        for marker, reason in _STORAGE_MARKERS.items():
+            if marker in text:
+                return TrackingError(
+                    f"cannot {doing}: {reason} ({tracking_uri(spec)})",
+                    hint="free some space or make it writable, then run again",
+                )
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def is_locked_error(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(marker in text for marker in _LOCKED_MARKERS)
@@ -317,6 +363,7 @@ __all__ = [
     "experiment_name",
     "registry_uri",
     "retry_locked",
+    "storage_error",
     "store_lock",
     "tracking_uri",
 ]
