@@ -52,6 +52,22 @@ actuals_table = sa.Table(
 )
 
 
+_COLUMNS = (
+    "batch_id", "created_at", "model_name", "model_version", "alias", "source", "unique_id", "ds", "step", "yhat",
+    "quantiles",
+)
+_SQLITE_INSERT = f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
+
+
+def _quantile_json(values: np.ndarray, names: list[str]) -> list[str]:
+    """One JSON object ``{"q0.1": v, ...}`` per row (what ``json.dumps`` writes, built faster)."""
+    if not np.isfinite(values).all():
+        return [json.dumps({c: float(v) for c, v in zip(names, row, strict=True)}) for row in values.tolist()]
+    keys = [json.dumps(c) + ": " for c in names]
+    return ["{" + ", ".join(k + repr(v) for k, v in zip(keys, row, strict=True)) + "}" for row in values.tolist()]
+
+
 def default_url(state_dir: Path) -> str:
     """``sqlite:///<state_dir>/predictions.db``."""
     return f"sqlite:///{(Path(state_dir) / 'predictions.db').resolve()}"
@@ -107,40 +123,58 @@ class PredictionStore:
         batch_id: str | None = None,
     ) -> str:
         """Append a forecast frame (``unique_id, ds, yhat`` + ``q…`` columns); returns its batch id."""
+        batch = batch_id or str(uuid.uuid4())
+        self.log_forecasts([(forecast, model_name, str(model_version), alias, source, batch)])
+        return batch
+
+    def log_forecasts(self, items: list[tuple[pd.DataFrame, str, str, str | None, str, str]]) -> None:
+        """Append several forecasts in one transaction: ``(frame, model_name, model_version, alias, source,
+        batch_id)`` each (the serving log's writer, which takes a backlog at once)."""
+        sqlite = self.engine.dialect.name == "sqlite"
+        rows: list[Any] = []
+        for frame, *meta in items:
+            rows += self._rows(frame, tuple(meta), sqlite=sqlite)
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            if sqlite:
+                # one executemany through the driver: SQLAlchemy's per-row parameter processing costs more
+                # than the insert itself
+                conn.exec_driver_sql(_SQLITE_INSERT, rows)
+            else:
+                conn.execute(predictions_table.insert(), rows)
+
+    @staticmethod
+    def _rows(forecast: pd.DataFrame, meta: tuple[Any, ...], *, sqlite: bool) -> list[Any]:
+        """The table rows of one forecast: tuples for SQLite's driver (timestamps as the text SQLAlchemy's
+        SQLite DateTime stores and compares), dicts for SQLAlchemy otherwise."""
         missing = [c for c in (TIME, POINT) if c not in forecast.columns]
         if missing:
             raise DataError(f"prediction store: the forecast lacks column(s) {', '.join(missing)}")
-        batch = batch_id or str(uuid.uuid4())
+        model_name, model_version, alias, source, batch = meta
         frame = forecast.copy()
         if ID not in frame:
             frame[ID] = "series"
         frame = frame.sort_values([ID, TIME], kind="stable")
         qcols = [c for c in frame.columns if c.startswith("q") and c[1:].replace(".", "", 1).isdigit()]
         created = _now()
-        steps = frame.groupby(ID, sort=False).cumcount() + 1
-        rows = [
-            {
-                "batch_id": batch,
-                "created_at": created,
-                "model_name": model_name,
-                "model_version": str(model_version),
-                "alias": alias,
-                "source": source,
-                "unique_id": str(uid),
-                "ds": pd.Timestamp(ds).to_pydatetime(),
-                "step": int(step),
-                "yhat": float(yhat),
-                "quantiles": json.dumps({c: float(row_q[i]) for i, c in enumerate(qcols)}) if qcols else None,
-            }
-            for uid, ds, step, yhat, row_q in zip(
-                frame[ID], frame[TIME], steps, frame[POINT], frame[qcols].to_numpy() if qcols else [[]] * len(frame),
-                strict=True,
-            )
+        ids = frame[ID].astype(str).tolist()
+        steps = (frame.groupby(ID, sort=False).cumcount() + 1).tolist()
+        yhat = frame[POINT].astype(float).tolist()
+        quantiles = _quantile_json(frame[qcols].to_numpy(float), qcols) if qcols else [None] * len(frame)
+        stamps = pd.DatetimeIndex(frame[TIME])
+        if stamps.tz is not None:
+            stamps = stamps.tz_convert("UTC").tz_localize(None)
+        if sqlite:
+            text = np.datetime_as_string(stamps.to_numpy().astype("datetime64[us]"), unit="us")
+            ds = np.char.replace(text, "T", " ").tolist()
+            head = (batch, created.strftime(_SQLITE_TIME), model_name, str(model_version), alias, source)
+            return [(*head, *row) for row in zip(ids, ds, steps, yhat, quantiles, strict=True)]
+        head = (batch, created, model_name, str(model_version), alias, source)
+        return [
+            dict(zip(_COLUMNS, (*head, *row), strict=True))
+            for row in zip(ids, stamps.to_pydatetime().tolist(), steps, yhat, quantiles, strict=True)
         ]
-        with self.engine.begin() as conn:
-            if rows:
-                conn.execute(predictions_table.insert(), rows)
-        return batch
 
     def log_actuals(self, actuals: pd.DataFrame) -> int:
         """Insert or update observed values (``unique_id``, ``ds``, ``y``); returns the row count."""

@@ -1,10 +1,10 @@
 """Served forecasts written to the prediction store off the request path.
 
 A request puts its forecast (as arrays) on a bounded queue and returns; a writer calls
-:meth:`PredictionStore.log_forecast` (``source="serve"``). A full queue drops the forecast (counted),
-and a failing or slow store never fails a request, nor slows it beyond the cost of a queue put. When
-forecasts arrive faster than single writes keep up with, the writer takes the backlog in one
-transaction per model version.
+:meth:`PredictionStore.log_forecasts` (``source="serve"``). A full queue drops the forecast (counted),
+and a failing or slow store never fails a request, nor slows it beyond the cost of a queue put. The
+writer waits up to ``_LINGER_S`` for more forecasts and writes what it has in one transaction (each
+forecast keeps its request id as its batch id), so under load a commit is paid once for several.
 
 The writer is a child process by default (``python -m tidecast.serving.predlog``, fed through a
 pipe): writing 288 rows through SQLAlchemy costs about as much CPU as the forecast itself, and in
@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -35,6 +36,7 @@ import pandas as pd
 log = logging.getLogger("tidecast.serving")
 
 _BATCH = 64  # forecasts written per transaction at most, when a backlog builds up
+_LINGER_S = 0.02  # how long the writer waits for more forecasts to write in the same transaction
 _HEADER = struct.Struct("!Q")
 _STOP = None
 
@@ -45,33 +47,13 @@ def _pack(forecast: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _write(store: Any, batch: list[tuple[Any, ...]], source: str) -> None:
-    """Log ``batch``: one call (one transaction) per run of forecasts of the same model version.
-
-    A forecast alone keeps its request id as the batch id; a backlog of several is written as one batch.
-    """
-    group: list[tuple[Any, ...]] = []
-
-    def flush() -> None:
-        if not group:
-            return
-        _, name, version, alias, batch_id = group[0]
-        frames = [pd.DataFrame(g[0]) for g in group]
-        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        store.log_forecast(
-            frame,
-            model_name=name,
-            model_version=version,
-            alias=alias,
-            source=source,
-            batch_id=batch_id if len(group) == 1 else None,
-        )
-        group.clear()
-
-    for item in batch:
-        if group and item[1:4] != group[0][1:4]:
-            flush()
-        group.append(item)
-    flush()
+    """Log ``batch`` in one transaction, each forecast under its own batch id (its request id, or a new one)."""
+    store.log_forecasts(
+        [
+            (pd.DataFrame(packed), name, version, alias, source, batch_id or str(uuid.uuid4()))
+            for packed, name, version, alias, batch_id in batch
+        ]
+    )
 
 
 class PredictionLogger:
@@ -320,15 +302,19 @@ def _child_main(argv: list[str] | None = None) -> None:
 
     stdin, stdout = sys.stdin.buffer.raw, sys.stdout  # unbuffered: select() then tells what is waiting
     store = None
+    stopping = False
     while True:
         item = _read_item(stdin)
         if item is _STOP:
             return
         batch = [item]
-        # take what else has arrived already (stdin is a pipe: select says whether more is waiting)
-        while len(batch) < _BATCH and select.select([stdin], [], [], 0)[0]:
+        # take what else arrives within _LINGER_S (stdin is a pipe: select says whether more is waiting):
+        # under load a transaction then carries several forecasts, and its commit is paid once
+        deadline = time.monotonic() + _LINGER_S
+        while len(batch) < _BATCH and select.select([stdin], [], [], max(0.0, deadline - time.monotonic()))[0]:
             more = _read_item(stdin)
             if more is _STOP:
+                stopping = True
                 break
             batch.append(more)
         try:
@@ -344,6 +330,8 @@ def _child_main(argv: list[str] | None = None) -> None:
         except OSError:  # the server is gone (killed): what it sent is written, nobody reads the status
             with contextlib.suppress(OSError):
                 sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - interpreter exit must not flush a dead pipe
+            return
+        if stopping:
             return
 
 
