@@ -96,6 +96,12 @@ def test_unchanged_days_are_ok_forecasts_and_actuals_are_logged(trained) -> None
     # the monitor's cache keeps one entry per step
     cache = spec.state_dir / "cache"
     assert len(list((cache / "monitor_ingest").iterdir())) == 1
+    # the monitor records its steps beside its history: the project's tidecast.lock does not churn
+    import yaml
+
+    project_lock = yaml.safe_load((spec.root / "tidecast.lock").read_text())["steps"]
+    assert not [name for name in project_lock if name.startswith("monitor")]
+    assert "monitor_checks" in yaml.safe_load((spec.state_dir / "monitor.lock").read_text())["steps"]
 
 
 def test_a_level_shift_is_flagged_retrained_and_promoted(trained) -> None:

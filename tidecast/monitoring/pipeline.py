@@ -698,7 +698,11 @@ def monitor(
     """
     from tidecast.pipeline import ProjectLock
     from tidecast.pipeline import run as run_pipeline
+    from tidecast.pipeline.lock import LockFile
 
+    # the monitor's steps are recorded beside its history, not in the project's tidecast.lock (which
+    # records the training pipeline, and is committed with the project: it must not churn daily)
+    records = LockFile(Path(spec.state_dir) / "monitor.lock")
     mspec = monitor_spec(spec, as_of=as_of, input=input)
     pipeline = monitor_pipeline()
     started, clock = _now(), time.perf_counter()
@@ -706,7 +710,7 @@ def monitor(
     keys: dict[str, str] = {}
     with ProjectLock(spec.state_dir, timeout=lock_timeout):
         try:
-            first = run_pipeline(pipeline, mspec, until="monitor_checks", callbacks=callbacks)
+            first = run_pipeline(pipeline, mspec, until="monitor_checks", callbacks=callbacks, lockfile=records)
             keys = first.keys
             checks = first.outputs["monitor_checks"]
             data_report = checks["data_drift"]["report"]
@@ -743,7 +747,7 @@ def monitor(
                     error = f"{type(exc).__name__}: {exc}"
                 if error is not None:
                     retrained = {"version": None, "promoted": False, "error": error}
-            second = run_pipeline(pipeline, mspec, until="monitor_predict", callbacks=callbacks)
+            second = run_pipeline(pipeline, mspec, until="monitor_predict", callbacks=callbacks, lockfile=records)
             forecast = second.outputs["monitor_predict"]
             verdict, status = _verdict(
                 data_report, model_report, decision, None if error else retrained, error, champion_before

@@ -343,13 +343,15 @@ def run(
     callbacks: RunCallbacks | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     lock_timeout: float | None = 0.0,
+    lockfile: LockFile | None = None,
 ) -> RunResult:
     """Run the steps up to ``until`` whose output is not cached (plus ``force``d ones).
 
     Holds the project lock (:class:`~tidecast.pipeline.lock.ProjectLock`, waiting up to
     ``lock_timeout`` seconds) for the whole run. Each executed step is saved to the cache
     atomically and recorded in ``tidecast.lock`` as soon as it finishes, so an interrupted run
-    keeps the steps that completed. A failing step raises :class:`PipelineError` ("step 'x'
+    keeps the steps that completed (``lockfile``: another record than the project's
+    ``tidecast.lock``, e.g. the monitor's). A failing step raises :class:`PipelineError` ("step 'x'
     failed: ...", chaining the cause; a :class:`TidecastError` passes through unchanged) and leaves
     nothing of itself in the cache or the lock file.
     """
@@ -359,7 +361,7 @@ def run(
     cache = ArtifactCache(state / "cache")
     with ProjectLock(state, timeout=lock_timeout):
         cache.clean_tmp()
-        lockfile = _default_lockfile(spec)
+        lockfile = lockfile if lockfile is not None else _default_lockfile(spec)
         lockfile.clean_tmp()
         plans = plan(pipeline, spec, cache, lockfile, until=until, force=force)
         sub = pipeline.subgraph(until)
