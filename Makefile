@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/power
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo demo-scale test test-faults lint format clean bench audit
+.PHONY: help install system-deps demo demo-scale test test-faults fuzz lint format clean bench audit
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -41,8 +41,11 @@ test: $(STAMP) system-deps ## Install the test extras (and system packages) and 
 	$(BIN)/ruff check tidecast tests
 	$(BIN)/python -m pytest -q
 
-test-faults: $(STAMP) ## The fault suites in full: every kill point, 4 racing runs, full/read-only stores, fuzzing
-	TIDECAST_FAULTS_FULL=1 HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q tests/faults tests/fuzz
+test-faults: $(STAMP) ## The fault suites in full: every kill point, 4 racing runs, full/read-only stores, server faults
+	TIDECAST_FAULTS_FULL=1 $(BIN)/python -m pytest -q tests/faults
+
+fuzz: $(STAMP) ## Thorough fuzzing: thousands of fresh random specs, data files and requests per test (minutes)
+	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q tests/fuzz
 
 lint: $(STAMP) ## ruff check
 	$(BIN)/ruff check tidecast tests bench examples

@@ -143,13 +143,14 @@ def frames(draw: st.DrawFn) -> tuple[list[Row], bool, bool, list[str], str]:
         ["shuffle", "shuffle", "dup", "dup_conflict", "drop", "offgrid", "bad_ts", "bad_y", "temp_na", "temp_inf",
          "temp_garbage"]
     ), max_size=3, unique=True))
+    # rows are dropped first: a bad reading placed afterwards is sure to be in the file
+    if "drop" in mutations and len(rows) > 3:
+        for _ in range(draw(st.integers(1, 4))):
+            rows.pop(draw(st.integers(1, len(rows) - 2)))
     if "bad_y" in mutations:
         row = rows[draw(st.integers(0, len(rows) - 1))]
         row.y, row.exact, why = _y_value(draw, bad=True)
         fail.append(str(why))
-    if "drop" in mutations and len(rows) > 3:
-        for _ in range(draw(st.integers(1, 4))):
-            rows.pop(draw(st.integers(1, len(rows) - 2)))
     if "dup" in mutations or "dup_conflict" in mutations:
         for _ in range(draw(st.integers(1, 3))):
             source = rows[draw(st.integers(0, len(rows) - 1))]

@@ -225,7 +225,8 @@ def test_near_valid_forecasts_never_5xx(session: requests.Session, base_url: str
         if change == "nasty_value":
             values[data.draw(st.integers(0, 23))] = data.draw(st.sampled_from(NASTY))
         elif change == "nasty_temp":
-            temperature[data.draw(st.integers(0, 47))] = data.draw(st.sampled_from(NASTY))
+            if temperature:  # "no_temp" may have emptied it
+                temperature[data.draw(st.integers(0, len(temperature) - 1))] = data.draw(st.sampled_from(NASTY))
         elif change == "unsorted":
             i = data.draw(st.integers(0, 22))
             times[i], times[i + 1] = times[i + 1], times[i]

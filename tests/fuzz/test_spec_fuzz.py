@@ -134,7 +134,10 @@ def mutated_trees(draw: st.DrawFn) -> dict[str, Any]:
         if op == "unknown":
             where = draw(st.sampled_from(MAPPINGS))
             key = draw(st.one_of(st.sampled_from(["horizn", "sourc", "extra", "modles", "frequncy"]), st.text(min_size=1, max_size=8)))
-            parent = _at(tree, where)
+            try:
+                parent = _at(tree, where)
+            except (KeyError, IndexError, TypeError):
+                continue  # an earlier mutation removed or replaced this branch
             if not isinstance(parent, dict):
                 continue
             parent[key] = draw(values)
