@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_project
-
-CLI = [sys.executable, "-m", "tidecast.cli"]
-
-
-def tidecast(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
-
-
-def assert_clean_failure(result: subprocess.CompletedProcess[str], project: Path, *needles: str) -> None:
-    assert result.returncode == 2, result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not (project / "tidecast.lock").exists()
-    cache = project / ".tidecast" / "cache"
-    committed = [p for p in cache.glob("*/*") if not p.name.startswith(".tmp")] if cache.exists() else []
-    assert committed == []
+from tests.e2e.cli import assert_clean_failure, tidecast
 
 
 @pytest.fixture

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+from tests.e2e.cli import assert_clean_failure, tidecast
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hierarchy"
-CLI = [sys.executable, "-m", "tidecast.cli"]
 
 SPEC = """\
 project: grid-bad
@@ -40,18 +38,7 @@ def _grid() -> pd.DataFrame:
 
 
 def _fails_cleanly(project: Path, *needles: str) -> str:
-    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
-    result = subprocess.run([*CLI, "run"], cwd=project, capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 2, result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not (project / "tidecast.lock").exists()
-    cache = project / ".tidecast" / "cache"
-    assert not cache.exists() or [p for p in cache.glob("*/*") if not p.name.startswith(".tmp")] == []
-    return lines[0]
+    return assert_clean_failure(tidecast("run", cwd=project, timeout=120), project, *needles)
 
 
 def test_aggregate_rows_that_do_not_add_up(tmp_path: Path) -> None:

@@ -9,10 +9,7 @@ counted: the last test checks that it merges and records what it merged.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-CLI = [sys.executable, "-m", "tidecast.cli"]
+from tests.e2e.cli import assert_clean_failure, tidecast
 
 SPEC = """\
 project: meters-bad
@@ -43,11 +40,6 @@ models:
 {extra}"""
 
 
-def tidecast(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
-
-
 def make_meters_project(
     root: Path, *, duplicates: str = "mean", series_column: str = "series_id", extra: str = ""
 ) -> tuple[Path, pd.DataFrame]:
@@ -59,20 +51,6 @@ def make_meters_project(
     frame.to_csv(root / "data" / "meters.csv", index=False)
     (root / "tidecast.yaml").write_text(SPEC.format(duplicates=duplicates, series_column=series_column, extra=extra))
     return root, frame
-
-
-def assert_clean_failure(result: subprocess.CompletedProcess[str], project: Path, *needles: str) -> str:
-    assert result.returncode == 2, result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not (project / "tidecast.lock").exists()
-    cache = project / ".tidecast" / "cache"
-    committed = [p for p in cache.glob("*/*") if not p.name.startswith(".tmp")] if cache.exists() else []
-    assert committed == []
-    return lines[0]
 
 
 def test_duplicated_series_time_rows_are_an_error_when_asked(tmp_path: Path) -> None:
