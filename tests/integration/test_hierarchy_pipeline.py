@@ -98,30 +98,13 @@ def test_pipeline_ranks_reconciled_candidates_and_serves_coherent_forecasts(
     pd.testing.assert_frame_equal(got, want[got.columns].reset_index(drop=True), check_dtype=False)
 
     # served over HTTP (a real uvicorn server): the request holds the meters, the answer every node
-    import socket
-    import threading
-    import time
-
     import httpx
-    import uvicorn
+    from serving_helpers import Server
 
     from tidecast.serving.app import create_app
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(spec), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+    with Server(create_app(spec)) as server:
+        base = server.base
         body = {
             "horizon": horizon,
             "series": [
@@ -137,6 +120,3 @@ def test_pipeline_ranks_reconciled_candidates_and_serves_coherent_forecasts(
         np.testing.assert_allclose(served["total"], wide.loc["total"].to_numpy(), rtol=1e-9)
         partial = httpx.post(f"{base}/forecast", json={**body, "series": body["series"][:3]}, timeout=60)
         assert partial.status_code == 422 and "bottom series" in partial.text
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)

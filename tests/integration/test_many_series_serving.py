@@ -13,10 +13,6 @@ import contextlib
 import io
 import re
 import shutil
-import socket
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +21,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from serving_helpers import Server, run_cli
 
 from tidecast.spec import Spec, load_spec
 
@@ -79,7 +76,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> 
         mp.setattr(cli.console, "_width", 250)  # a wide terminal: no column of the leaderboard is cut
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = _cli("run", "--spec", str(root), "--until", "track")
+            code = run_cli("run", "--spec", str(root), "--until", "track")
         assert code == 0, err.getvalue() + out.getvalue()
         mp.setattr(cli.console, "_width", None)
         yield load_spec(root), out.getvalue()
@@ -136,19 +133,6 @@ def _expected(spec: Spec, history: pd.DataFrame, candidate: str) -> np.ndarray:
     return model.predict(HORIZON, history=history)["yhat"].to_numpy(float)
 
 
-def _cli(*args: str) -> int:
-    from tidecast.cli import main
-
-    argv, sys.argv = sys.argv, ["tidecast", *args]
-    try:
-        main()
-        return 0
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = argv
-
-
 def test_predict_forecasts_every_series_with_its_own_candidate(
     trained: tuple[Spec, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -157,7 +141,7 @@ def test_predict_forecasts_every_series_with_its_own_candidate(
     new = data[data["series_id"] == "walk_2"].assign(series_id="brand_new")  # unknown to the mapping
     source, output = tmp_path / "input.csv", tmp_path / "forecast.csv"
     pd.concat([data, new], ignore_index=True).to_csv(source, index=False)
-    code = _cli("predict", "--model", MODEL, "--spec", str(spec.root), "--input", str(source), "--output", str(output))
+    code = run_cli("predict", "--model", MODEL, "--spec", str(spec.root), "--input", str(source), "--output", str(output))
     printed = capsys.readouterr()
     assert code == 0, printed.err
     said = " ".join(printed.out.split())  # the console wraps long lines
@@ -179,34 +163,6 @@ def test_predict_forecasts_every_series_with_its_own_candidate(
 
 
 # ---------------------------------------------------------------------------------------- serving
-class _Server:
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("the server did not get ready within 60 s")
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
-
 def test_forecast_endpoint_routes_each_series_to_its_model(trained: tuple[Spec, str]) -> None:
     import mlflow
 
@@ -225,7 +181,7 @@ def test_forecast_endpoint_routes_each_series_to_its_model(trained: tuple[Spec, 
             for u, h in histories.items()
         ]
     }
-    with _Server(create_app(spec, token="t")) as server:
+    with Server(create_app(spec, token="t")) as server:
         response = httpx.post(f"{server.base}/forecast", json=body, timeout=60)
     assert response.status_code == 200, response.text
     answer = response.json()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from serving_helpers import Server, run_cli
 
 from tests.conftest import make_project
 from tidecast.spec import Spec, load_spec
@@ -63,39 +63,6 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> 
 def data(project: Spec) -> pd.DataFrame:
     frame = pd.read_csv(project.root / "data" / "power.csv", parse_dates=["timestamp"])
     return frame.rename(columns={"timestamp": "ds", "power_kw": "y"})
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.app = app
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self, timeout: float = 60.0) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"the server did not get ready within {timeout} s")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -436,7 +403,7 @@ def test_predict_cli_writes_csv_and_png_and_logs(
     raw.to_csv(future, index=False)
     out, png = tmp_path / "fc.csv", tmp_path / "fc.png"
     before = len(store_for(project).predictions("small"))
-    code = _cli(
+    code = run_cli(
         "predict",
         "--model",
         "small",
@@ -467,31 +434,14 @@ def test_predict_cli_writes_csv_and_png_and_logs(
 
 
 def test_predict_cli_unknown_model_exits_2(project: Spec, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _cli("predict", "--model", "nope", "--spec", str(project.root)) == 2
+    assert run_cli("predict", "--model", "nope", "--spec", str(project.root)) == 2
     assert "no registered model 'nope'" in capsys.readouterr().err
-    assert _cli("predict", "--model", "small", "--version", "9", "--spec", str(project.root)) == 2
+    assert run_cli("predict", "--model", "small", "--version", "9", "--spec", str(project.root)) == 2
     assert "has no version 9 (versions: 1)" in capsys.readouterr().err
-    assert _cli("predict", "--model", "small", "--alias", "gold", "--spec", str(project.root)) == 2
+    assert run_cli("predict", "--model", "small", "--alias", "gold", "--spec", str(project.root)) == 2
     assert "has no alias 'gold'" in capsys.readouterr().err
 
 
-def _cli(*args: str) -> int:
-    import sys
-
-    from tidecast.cli import main
-
-    argv = sys.argv
-    sys.argv = ["tidecast", *args]
-    try:
-        main()
-        return 0
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = argv
-
-
-# ----------------------------------------------------------------------------------- hot swap (last)
 def test_hot_swap_under_load_fails_no_request(
     server: Server, project: Spec, client: httpx.Client, data: pd.DataFrame
 ) -> None:
