@@ -5,16 +5,13 @@ the last ``input_window`` points of each series as history, the future exogenous
 time features, then ``forecaster.predict``), but builds the frames straight from numpy arrays that
 the request models already checked, instead of validating a caller's DataFrame row by row.
 
-:func:`accelerate` memoises what a fitted forecaster recomputes identically on every call (the
-conformal quantile offsets of a horizon step depend only on the fitted residuals and the
-quantiles asked), so the served answers are the same numbers, sooner.
+What repeats between requests (conformal offsets, holiday calendars, a horizon's time features)
+is cached by the models themselves, so the pyfunc and this path both get it.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import TYPE_CHECKING, Any
@@ -30,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tidecast.serving")
 
-_MEMO_LIMIT = 4096
 
 
 # ---------------------------------------------------------------------------------- problems
@@ -52,48 +48,6 @@ class InputProblems(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("; ".join(p.msg for p in problems))
         self.problems = problems
-
-
-# ---------------------------------------------------------------------------------- speed-ups
-def accelerate(forecaster: Any) -> Any:
-    """Memoise the pure, per-call recomputations of a fitted forecaster (in place; returns it).
-
-    Today: :meth:`ConformalForecaster.offsets` (a quantile of the backtest residuals around each
-    horizon step, for every request) becomes a bounded cache keyed by (quantiles, series). The
-    cached arrays are read-only and are the very values the method returns.
-    """
-    seen: set[int] = set()
-    node = forecaster
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        _memoize_offsets(node)
-        node = getattr(node, "inner", None)
-    return forecaster
-
-
-def _memoize_offsets(node: Any) -> None:
-    from tidecast.models.conformal import ConformalForecaster
-
-    if not isinstance(node, ConformalForecaster) or "offsets" in vars(node):
-        return
-    original = node.offsets
-    cache: dict[tuple[tuple[float, ...], str | None], np.ndarray] = {}
-    lock = threading.Lock()
-
-    def offsets(quantiles: Sequence[float], uid: str | None = None) -> np.ndarray:
-        key = (tuple(float(q) for q in quantiles), uid)
-        found = cache.get(key)
-        if found is None:
-            found = original(quantiles, uid)
-            found.setflags(write=False)
-            with lock:
-                if len(cache) >= _MEMO_LIMIT:
-                    cache.clear()
-                cache[key] = found
-        return found
-
-    offsets.__doc__ = original.__doc__
-    node.offsets = offsets
 
 
 # ------------------------------------------------------------------------------------ frames
@@ -381,7 +335,6 @@ __all__ = [
     "Prepared",
     "Problem",
     "SeriesArrays",
-    "accelerate",
     "answer",
     "build_frames",
     "check_series",

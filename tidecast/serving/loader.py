@@ -309,9 +309,6 @@ def load_version(
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
         raise
-    from tidecast.serving.fast import accelerate
-
-    accelerate(forecaster)
     tags = {str(k): str(v) for k, v in (mv.tags or {}).items()}
     loaded = LoadedModel(
         name=name,
