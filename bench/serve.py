@@ -283,7 +283,7 @@ def in_process(example: Path, model: str, store_uri: str, calls: int = 30) -> No
     loaded = load_model(load_spec(example), f"models:/{model}@champion")
     pyfunc = mlflow.pyfunc.load_model(f"models:/{model}@champion")
     with open(loaded.artifact_files[0], "rb") as handle:
-        plain = cloudpickle.load(handle)  # not memoised
+        plain = cloudpickle.load(handle)
     forecast_body, invocations_body = request_bodies(store_uri, model)
     body, inv = json.dumps(forecast_body), json.dumps(invocations_body)
     split = invocations_body["dataframe_split"]
@@ -311,7 +311,7 @@ def in_process(example: Path, model: str, store_uri: str, calls: int = 30) -> No
         ),
         ("tidecast: checks + model frames (numpy)", lambda: fast.prepare(loaded, request, max_series=1000)),
         (
-            "tidecast: forecaster.predict (conformal offsets memoised)",
+            "tidecast: forecaster.predict (caches warm)",
             lambda: fast.predict_frames(
                 loaded, prepared.history, prepared.future, prepared.horizon, prepared.quantiles
             ),
@@ -323,7 +323,7 @@ def in_process(example: Path, model: str, store_uri: str, calls: int = 30) -> No
             lambda: inner.predict(prepared.horizon, history=prepared.history, X_future=prepared.future),
         ),
         (
-            "the pyfunc's `forecast_with`, offsets not memoised",
+            "the pyfunc's `forecast_with` (the same forecaster, caches warm)",
             lambda: forecast_with(plain, loaded.card, frame, invocations_body["params"]),
         ),
         ("MLflow: parse + schema enforcement + pyfunc predict + JSON", theirs),
