@@ -308,6 +308,34 @@ class ExecutorSpec(_Model):
     kind: Literal["local", "dask"] = "local"
     address: str | None = None
     n_workers: int | None = Field(None, ge=1)
+    partition_rows: int = Field(
+        500_000,
+        ge=1,
+        description="Between the data steps, the data lies on disk as Parquet partitions of whole series of about "
+        "this many rows (at least two per worker once the data is bigger): what a worker holds at a time. "
+        "Data of fewer rows stays one partition. It changes how the work is split, never the results.",
+    )
+    shared_storage: bool = Field(
+        False,
+        description="With executor.address: whether the cluster's workers see this project's folder (a shared "
+        "file system), so that they read and write the data partitions themselves; otherwise the partitions' rows "
+        "travel to the workers and back. Local processes and a local Dask cluster always share it.",
+    )
+    global_models: Literal["auto", "single", "distributed"] = Field(
+        "auto",
+        description="How a global ML model (kind: lightgbm) trains on a Dask executor: 'single' fits it in one "
+        "worker on the gathered data (the same results as executor kind: local); 'distributed' trains it "
+        "through mlforecast's Dask path with LightGBM's Dask estimator, the data spread over the workers; "
+        "'auto' is 'distributed' when executor.address names an existing cluster, else 'single'. Other "
+        "global kinds (sklearn, mlp, plugins) have no library Dask path and always train 'single'.",
+    )
+
+    @field_validator("global_models")
+    @classmethod
+    def _check_global_models(cls, value: str, info: ValidationInfo) -> str:
+        if value == "distributed" and info.data.get("kind", "local") != "dask":
+            raise ValueError("'distributed' needs executor.kind: dask (a local executor trains in one process)")
+        return value
 
 
 # ----------------------------------------------------------------------- serving / monitoring

@@ -220,13 +220,47 @@ def series_partitions(frame: pd.DataFrame, n_workers: int) -> list[list[Any]] | 
     return None if wanted <= 1 else partition_series(ids, wanted)
 
 
+class _Data:
+    """The backtest's data: the partitions on disk (when the features step wrote them), the
+    ``unique_id, ds, y`` columns this process needs for folds and scores, and every column, read
+    only when a global model needs them all."""
+
+    def __init__(self, data: Any, spec: Spec) -> None:
+        from tidecast.data.partitions import PartitionedFrame
+
+        self.source = data if isinstance(data, PartitionedFrame) and spec.hierarchy is None else None
+        self._full = None if self.source is not None else with_aggregates(_as_frame(data), spec)
+        self.light = self.source.to_pandas([ID, TIME, TARGET]) if self.source is not None else self._full
+        self.shared_storage = spec.executor.kind != "dask" or not spec.executor.address or spec.executor.shared_storage
+
+    @property
+    def full(self) -> pd.DataFrame:
+        if self._full is None:
+            self._full = self.source.to_pandas()  # type: ignore[union-attr]
+        return self._full
+
+    def for_kind(self, kind: str) -> Any:
+        """What the backtest of a candidate of ``kind`` reads: the partitions (the workers read
+        their rows there), unless a global model's workers cannot see them."""
+        if self.source is not None and (kind in LOCAL_KINDS or self.shared_storage):
+            return self.source
+        return self.full
+
+
+def _as_frame(data: Any) -> pd.DataFrame:
+    return data.to_pandas() if hasattr(data, "to_pandas") and not isinstance(data, pd.DataFrame) else data
+
+
 def _backtest_one(
-    factory: ModelFactory, frame: pd.DataFrame, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any
+    factory: ModelFactory, data: _Data | pd.DataFrame, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any
 ) -> tuple[Any, Any]:
     from tidecast.evaluation.backtest import backtest as run_backtest
     from tidecast.evaluation.metrics import evaluate
     from tidecast.models.conformal import needs_conformal
 
+    if not isinstance(data, _Data):
+        data = _Data(data, spec)
+    frame = data.light
     quantiles = list(spec.forecast.quantiles)
     conformal = bool(quantiles) and needs_conformal(factory())
     partitions = (
@@ -234,9 +268,19 @@ def _backtest_one(
         if factory.candidate.kind in LOCAL_KINDS
         else None
     )
-    result = run_backtest(
-        factory, frame, ctx, folds, quantiles=() if conformal else quantiles, executor=executor, partitions=partitions
-    )
+    from tidecast.models import distributed  # executor.global_models: lightgbm through mlforecast's Dask path
+
+    if distributed.plan_training(spec, factory.candidate.kind, factory.params, executor).distributed:
+        client = distributed.dask_client(executor)
+        result = distributed.backtest_distributed(
+            factory, distributed.source_for(data, ctx, client), ctx, folds, client=client,
+            quantiles=() if conformal else quantiles,
+        )
+    else:
+        result = run_backtest(
+            factory, data.for_kind(factory.candidate.kind), ctx, folds, quantiles=() if conformal else quantiles,
+            executor=executor, partitions=partitions, shared_storage=data.shared_storage,
+        )
     if result.errors:
         raise ModelError(f"candidate '{factory.candidate.name}': {result.errors[0]}")
     if conformal:
@@ -251,10 +295,12 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
     from tidecast.evaluation.backtest import make_folds
     from tidecast.evaluation.search import grid, is_searched, optuna_search
     from tidecast.evaluation.selection import CandidateResult, leaderboard
+    from tidecast.models.distributed import plan_training
     from tidecast.pipeline.executors import make_executor
 
     validate_candidates(spec)
-    frame = with_aggregates(frame, spec)
+    data = _Data(frame, spec)
+    frame = data.light  # unique_id, ds, y (every column without partitions on disk)
     ctx = fit_context(spec, frame)
     window, horizon = spec.forecast_steps()
     bt = spec.backtest
@@ -283,7 +329,7 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
 
             def score(params: dict[str, Any], candidate: CandidateSpec = candidate) -> tuple[float, Any, Any]:
                 factory = factory_for(candidate, params, spec)
-                result, evaluation = _backtest_one(factory, frame, ctx, folds, spec, executor)
+                result, evaluation = _backtest_one(factory, data, ctx, folds, spec, executor)
                 value = float(evaluation.aggregate[metric])
                 return value, result, evaluation
 
@@ -339,13 +385,16 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
                     trials=len(trials),
                 )
             )
-            details[candidate.name] = {"params": params, "trials": trials, "seconds": seconds}
+            details[candidate.name] = {
+                "params": params, "trials": trials, "seconds": seconds,
+                "training": plan_training(spec, candidate.kind, params, executor).label,
+            }
     finally:
         executor.close()
     reconciled = None
     if spec.hierarchy is not None:
         progress(total, total, "reconciling")
-        entries, reconciled = _with_reconciled(entries, frame, spec)
+        entries, reconciled = _with_reconciled(entries, data.full, spec)
     progress(total, total, "ranked")
     board = leaderboard(entries, metric)
     out = {
@@ -505,25 +554,36 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
     _, horizon = spec.forecast_steps()
     quantiles = list(spec.forecast.quantiles)
 
-    progress(0, 3, f"holdout score of {winner}")
-    holdout = holdout_scores(factory, frame, ctx, spec, entry)
-    baseline = _baseline_name(spec, board)
-    baseline_holdout = None
-    if baseline and baseline != winner:
-        base_entry = backtested["results"][baseline]
-        base_candidate = next(c for c in spec.models if c.name == baseline)
-        baseline_holdout = holdout_scores(factory_for(base_candidate, base_entry.params, spec), frame, ctx, spec, base_entry)
-    elif baseline == winner:
-        baseline_holdout = holdout
+    from tidecast.models.distributed import RefitCluster, fit_distributed
 
-    progress(1, 3, f"refitting {winner} on all data")
-    started = time.perf_counter()
-    model = _with_intervals(factory, entry, quantiles)().fit(frame, ctx)
-    refit_seconds = time.perf_counter() - started
+    cluster = RefitCluster(spec, kind, entry.params)  # a client when the winner trains distributed
+    try:
+        progress(0, 3, f"holdout score of {winner}")
+        holdout = holdout_scores(factory, frame, ctx, spec, entry, client=cluster.client)
+        baseline = _baseline_name(spec, board)
+        baseline_holdout = None
+        if baseline and baseline != winner:
+            base_entry = backtested["results"][baseline]
+            base_candidate = next(c for c in spec.models if c.name == baseline)
+            baseline_holdout = holdout_scores(factory_for(base_candidate, base_entry.params, spec), frame, ctx, spec, base_entry)
+        elif baseline == winner:
+            baseline_holdout = holdout
+
+        progress(1, 3, f"refitting {winner} on all data")
+        started = time.perf_counter()
+        model = _with_intervals(factory, entry, quantiles)()
+        if cluster.client is not None:  # trained over the workers, then an ordinary local LightGBMModel
+            model = fit_distributed(model, frame, ctx, client=cluster.client)
+        else:
+            model = model.fit(frame, ctx)
+        refit_seconds = time.perf_counter() - started
+    finally:
+        cluster.close()
     progress(3, 3, f"{winner} refit in {refit_seconds:.1f} s")
     out = {
         "winner": winner,
         "kind": kind,
+        "training": cluster.label,
         "params": entry.params,
         "metric": metric,
         "backtest_metrics": dict(entry.evaluation.aggregate),
@@ -627,16 +687,23 @@ def _with_intervals(factory: Callable[[], Forecaster], entry: Any, quantiles: li
     return factory
 
 
-def holdout_scores(factory: Callable[[], Forecaster], frame: pd.DataFrame, ctx: FitContext, spec: Spec, entry: Any) -> dict[str, float]:
+def holdout_scores(
+    factory: Callable[[], Forecaster], frame: pd.DataFrame, ctx: FitContext, spec: Spec, entry: Any, *, client: Any = None
+) -> dict[str, float]:
     """Metrics of a candidate on the final held-out horizon (the same stretch for every series),
-    trained on everything before it."""
+    trained on everything before it (through mlforecast's Dask path on ``client``, when given)."""
     from tidecast.evaluation.backtest import holdout_forecast
     from tidecast.evaluation.metrics import evaluate
 
     window, horizon = spec.forecast_steps()
     quantiles = list(spec.forecast.quantiles)
     make = _with_intervals(factory, entry, quantiles)
-    result = holdout_forecast(make, frame, ctx, horizon, quantiles=quantiles, min_train=window)
+    if client is not None:
+        from tidecast.models.distributed import holdout_distributed
+
+        result = holdout_distributed(make, frame, ctx, horizon, client=client, quantiles=quantiles, min_train=window)
+    else:
+        result = holdout_forecast(make, frame, ctx, horizon, quantiles=quantiles, min_train=window)
     if result.errors:
         name = getattr(getattr(factory, "candidate", None), "name", None) or getattr(factory, "name", "?")
         raise ModelError(f"candidate '{name}': held-out forecast failed: {result.errors[0]}")

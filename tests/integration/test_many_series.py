@@ -66,14 +66,19 @@ def _board(backtested: dict[str, Any]) -> pd.DataFrame:
     return board.drop(columns=["fit_seconds", "predict_seconds"]).reset_index(drop=True)
 
 
-def test_local_and_dask_give_identical_leaderboards(meters: Path) -> None:
+def test_local_and_dask_give_identical_leaderboards(meters: Path, tmp_path: Path) -> None:
+    """Local processes on the frame in memory, and a two-worker Dask cluster whose workers read
+    their series from Parquet partitions on disk: the same leaderboard and forecasts."""
+    from tidecast.data.partitions import write_partitions
     from tidecast.training import candidate_results
 
     local = _spec(meters, backtest={"folds": 3, "n_jobs": 2})
     frame = _features(local)
     assert frame["unique_id"].nunique() == 50 and "short_1" not in set(frame["unique_id"])  # skipped, not fatal
     on_local = candidate_results(frame, local)
-    on_dask = candidate_results(frame, _spec(meters, executor={"kind": "dask", "n_workers": 2}))
+    parts = write_partitions(frame, tmp_path / "parts", 3)
+    assert parts.n_partitions == 3
+    on_dask = candidate_results(parts, _spec(meters, executor={"kind": "dask", "n_workers": 2}))
     assert (on_local["leaderboard"]["status"] == "ok").all(), on_local["leaderboard"]["error"].tolist()
     pd.testing.assert_frame_equal(_board(on_local), _board(on_dask))
     for name, entry in on_local["results"].items():

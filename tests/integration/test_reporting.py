@@ -177,10 +177,11 @@ def backfill(spec: Spec, *, days: int = 7) -> dict[str, Any]:
     import mlflow
     import numpy as np
 
+    from tidecast.data.partitions import PartitionedFrame
     from tidecast.monitoring.store import store_for
     from tidecast.tracking.store import active_uris
 
-    frame = pd.read_parquet(_lock_output(spec, "clean") / "output.parquet")[[ID, TIME, TARGET, "temperature"]]
+    frame = PartitionedFrame(_lock_output(spec, "clean") / "output.parts").to_pandas([ID, TIME, TARGET, "temperature"])
     with active_uris(spec):
         model = mlflow.pyfunc.load_model(f"models:/{spec.model_name}@champion")
     card = model.unwrap_python_model().card

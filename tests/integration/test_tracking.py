@@ -44,6 +44,9 @@ def _children(client: MlflowClient, run) -> list:
 def test_one_parent_run_with_nested_candidates_trials_artifacts_and_dataset(new_project, frame: pd.DataFrame) -> None:
     spec = new_project()
     backtest, select = backtest_and_select(frame)
+    # where each model trained (executor.global_models), as the backtest and select steps record it
+    select["training"] = "distributed (mlforecast + LightGBM Dask, 2 workers)"
+    backtest.setdefault("details", {}).setdefault("snaive", {})["training"] = "per series"
     result = track_training(
         spec,
         backtest=backtest,
@@ -63,6 +66,7 @@ def test_one_parent_run_with_nested_candidates_trials_artifacts_and_dataset(new_
     assert tags["tidecast.data_fingerprint"] == "sha256:" + "ab" * 32
     assert tags["tidecast.winner"] == "snaive" and "tidecast.pid" in tags
     assert parent.data.params["winner"] == "snaive" and parent.data.params["metric"] == "mae"
+    assert parent.data.params["winner_training"] == "distributed (mlforecast + LightGBM Dask, 2 workers)"
     assert parent.data.metrics["holdout_mae"] == pytest.approx(select["holdout_metrics"]["mae"])
     assert parent.data.metrics["backtest_mae"] == pytest.approx(select["backtest_metrics"]["mae"])
 
@@ -71,6 +75,7 @@ def test_one_parent_run_with_nested_candidates_trials_artifacts_and_dataset(new_
     assert set(children) == {"snaive", "biased", "broken"}
     assert set(result.candidate_runs) == set(children)
     assert children["broken"].info.status == "FAILED"
+    assert children["snaive"].data.tags["tidecast.training"] == "per series"
     assert children["broken"].data.tags["tidecast.error"] == "candidate 'broken': boom"
     ok = children["snaive"]
     assert ok.info.status == "FINISHED" and ok.data.tags["tidecast.status"] == "ok"

@@ -42,3 +42,20 @@ def test_make_executor() -> None:
     except ModuleNotFoundError:
         with pytest.raises(PipelineError, match="'dask' is not available"):
             make_executor(ExecutorSpec(kind="dask"), 1)
+
+
+def test_a_scope_hands_out_one_executor_per_configuration_and_closes_it_at_the_end() -> None:
+    from tidecast.pipeline.executors import executor_scope, make_executor
+
+    with executor_scope():
+        first = make_executor(None, 2)
+        first.close()  # left to the scope: still usable
+        again = make_executor(None, 2)
+        assert again._inner is first._inner  # type: ignore[attr-defined]
+        assert again.map(abs, [-1, -2, 3]) == [1, 2, 3]
+        assert make_executor(None, 3)._inner is not first._inner  # type: ignore[attr-defined]
+        with executor_scope():  # nested: the outer scope's executors
+            assert make_executor(None, 2)._inner is first._inner  # type: ignore[attr-defined]
+        inner = first._inner  # type: ignore[attr-defined]
+    assert inner._closed
+    assert not hasattr(make_executor(None, 2), "_inner")  # outside a scope: a fresh, unshared one

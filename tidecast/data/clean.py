@@ -28,7 +28,10 @@ from tidecast.errors import DataError
 from tidecast.models.base import ID, TARGET, TIME
 from tidecast.spec import CleanSpec
 
-__all__ = ["CHANGE_KINDS", "CleanResult", "check_duplicates", "clean"]
+__all__ = [
+    "CHANGE_KINDS", "CleanPart", "CleanResult", "check_duplicates", "clean", "clean_part", "resolve_min_length", "summarize",
+    "too_short_series",
+]
 
 CHANGE_KINDS = ("filled", "outlier", "duplicate")
 _MAX_LISTED = 50
@@ -105,6 +108,52 @@ def clean(df: pd.DataFrame, spec: CleanSpec, freq: str, *, min_length: int | Non
     >>> res.frame["y"].tolist(), res.summary["gaps_filled"]
     ([1.0, 2.0, 3.0, 4.0], 1)
     """
+    length = resolve_min_length(spec, freq, min_length)
+    part = clean_part(df, spec, freq)
+    summary = summarize([part], length, from_spec=min_length is None and spec.min_length is not None)
+    if part.frame is None:  # pragma: no cover - summarize raised
+        raise DataError("clean: no data rows")
+    return CleanResult(frame=part.frame, changes=part.changes, summary=summary)
+
+
+def resolve_min_length(spec: CleanSpec, freq: str, min_length: int | None) -> int | None:
+    """``min_length`` (steps) if given, else ``clean.min_length`` in steps (or ``None``)."""
+    if min_length is None and spec.min_length is not None:
+        return to_steps(spec.min_length, freq, field="clean.min_length")
+    return min_length
+
+
+@dataclass(frozen=True)
+class CleanPart:
+    """What :func:`clean_part` returns for some whole series: the cleaned rows (``None``: no
+    series had a value), the change log, one stats dict per series, the series without any value."""
+
+    frame: pd.DataFrame | None
+    changes: pd.DataFrame
+    stats: list[dict[str, Any]]
+    empty_series: list[str]
+    rows_in: int
+    rows_out: int
+
+    def light(self) -> CleanPart:
+        """The same without its rows (what a worker sends back for the summary)."""
+        return CleanPart(None, self.changes, self.stats, self.empty_series, self.rows_in, self.rows_out)
+
+    def without(self, drop: set[str]) -> pd.DataFrame | None:
+        """The cleaned rows without the series ``drop`` (the too-short ones)."""
+        if self.frame is None or not drop:
+            return self.frame
+        return self.frame[~self.frame[ID].astype(str).isin(drop)].reset_index(drop=True)
+
+
+def too_short_series(stats: list[dict[str, Any]], min_length: int | None) -> list[dict[str, Any]]:
+    """The stats of the series with values but fewer than ``min_length`` rows."""
+    return [s for s in stats if s["rows_out"] and min_length is not None and s["rows_out"] < min_length]
+
+
+def clean_part(df: pd.DataFrame, spec: CleanSpec, freq: str) -> CleanPart:
+    """Clean some whole series of a canonical long frame, with nothing that depends on the other
+    series (so partitions of the data can be cleaned apart); :func:`summarize` then judges them together."""
     missing = [c for c in (ID, TIME, TARGET) if c not in df.columns]
     if missing:
         raise DataError(f"clean: the frame has no column '{missing[0]}' (columns: {', '.join(map(str, df.columns))})")
@@ -133,9 +182,6 @@ def clean(df: pd.DataFrame, spec: CleanSpec, freq: str, *, min_length: int | Non
         numeric=tuple(numeric),
         other=tuple(c for c in extra if c not in numeric),
     )
-    need_from_spec = min_length is None and spec.min_length is not None
-    if need_from_spec:
-        min_length = to_steps(spec.min_length, freq, field="clean.min_length")  # type: ignore[arg-type]
 
     frames: list[pd.DataFrame] = []
     changes: list[pd.DataFrame] = []
@@ -150,10 +196,16 @@ def clean(df: pd.DataFrame, spec: CleanSpec, freq: str, *, min_length: int | Non
         frames.append(frame)
         changes.append(change)
     if not frames:
-        raise DataError(f"clean: no series has any target value (series: {', '.join(empty_series[:10])})")
+        return CleanPart(None, _change_frame([]), stats, empty_series, len(df), 0)
+    out = _restore_dtypes(pd.concat(frames, ignore_index=True), df)
+    if out[TARGET].isna().any():  # pragma: no cover - a bug, not a data problem
+        raise DataError("clean: y still holds NaN after cleaning")
+    return CleanPart(out, _change_frame(changes), stats, empty_series, len(df), len(out))
 
-    out = pd.concat(frames, ignore_index=True)
-    out = _restore_dtypes(out, df)
+
+def _change_frame(changes: list[pd.DataFrame]) -> pd.DataFrame:
+    if not changes:
+        changes = [pd.DataFrame({ID: [], TIME: [], "kind": [], "original": []})]
     change_frame = (
         pd.concat(changes, ignore_index=True)
         .sort_values([ID, TIME, "kind"], kind="stable")
@@ -162,18 +214,25 @@ def clean(df: pd.DataFrame, spec: CleanSpec, freq: str, *, min_length: int | Non
     change_frame[ID] = change_frame[ID].astype(object)
     change_frame[TIME] = change_frame[TIME].astype("datetime64[ns]")
     change_frame["original"] = change_frame["original"].astype("float64")
+    return change_frame
 
-    too_short = [s for s in stats if s["rows_out"] and min_length is not None and s["rows_out"] < min_length]
-    summary = _summary(df, out, stats, too_short, empty_series, min_length)
+
+def summarize(parts: list[CleanPart], min_length: int | None, *, from_spec: bool = False) -> dict[str, Any]:
+    """The summary of every part's cleaning (see :func:`clean`); a :class:`DataError` when no
+    series has a value or every series is shorter than ``min_length``."""
+    stats = [s for p in parts for s in p.stats]
+    empty_series = [u for p in parts for u in p.empty_series]
+    if not any(p.rows_out for p in parts):
+        raise DataError(f"clean: no series has any target value (series: {', '.join(empty_series[:10])})")
+    too_short = too_short_series(stats, min_length)
+    summary = _summary(sum(p.rows_in for p in parts), sum(p.rows_out for p in parts), stats, too_short, empty_series, min_length)
     if min_length is not None and len(too_short) == sum(1 for s in stats if s["rows_out"]):
         best = max(too_short, key=lambda s: s["rows_out"])
-        need = "clean.min_length needs" if need_from_spec else "input window + horizon need"
+        need = "clean.min_length needs" if from_spec else "input window + horizon need"
         raise DataError(
             f"history has {best['rows_out']} steps but {need} {min_length} (series '{best['unique_id']}')"
         )
-    if out[TARGET].isna().any():  # pragma: no cover - a bug, not a data problem
-        raise DataError("clean: y still holds NaN after cleaning")
-    return CleanResult(frame=out, changes=change_frame, summary=summary)
+    return summary
 
 
 def check_duplicates(df: pd.DataFrame, *, label: str | None = None) -> None:
@@ -231,12 +290,12 @@ def _restore_dtypes(out: pd.DataFrame, original: pd.DataFrame) -> pd.DataFrame:
 
 
 def _summary(
-    df: pd.DataFrame, out: pd.DataFrame, stats: list[dict[str, Any]], too_short: list[dict[str, Any]],
+    rows_in: int, rows_out: int, stats: list[dict[str, Any]], too_short: list[dict[str, Any]],
     empty_series: list[str], min_length: int | None,
 ) -> dict[str, Any]:
     summary: dict[str, Any] = {
-        "rows_in": len(df),
-        "rows_out": len(out),
+        "rows_in": rows_in,
+        "rows_out": rows_out,
         "series": len(stats),
         "duplicates": sum(s["duplicates"] for s in stats),
         "regularized": sum(s["regularized"] for s in stats),

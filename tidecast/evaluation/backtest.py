@@ -126,12 +126,55 @@ class BacktestResult:
 @dataclass
 class _FoldTask:
     fold: Fold
-    train: pd.DataFrame
+    train: pd.DataFrame | None
     X_future: pd.DataFrame | None
     make_model: Callable[[], Forecaster]
     ctx: FitContext
     quantiles: tuple[float, ...]
     partial: bool = False  # one series partition of the fold: no training rows is no work, not an error
+    source: tuple[Any, tuple[Any, ...] | None] | None = None
+    """``(partition file, series ids)``, or ``(every partition file, None)`` for a global model: the
+    worker reads its rows there (``train``/``X_future`` are then None)."""
+
+
+_LAST_READ: list[Any] = []  # [(file, ids), frame]: a worker's partition, kept for the next fold of the same one
+
+
+def _read_source(files: Any, ids: tuple[Any, ...] | None, until: Any = None) -> pd.DataFrame:
+    """The rows of ``ids`` in a partition file (the same rows again for the next fold: one read),
+    or, for a global model (``files`` a tuple of every partition, ``ids`` None), every series'
+    rows up to ``until``."""
+    from tidecast.data.partitions import _read, release_arrow_memory
+
+    if isinstance(files, tuple):
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(list(map(str, files)), filters=[(TIME, "<=", until)] if until is not None else None)
+        except Exception as exc:
+            raise BacktestError(f"backtest: the data partitions cannot be read ({type(exc).__name__}: {exc})") from exc
+        frame = table.to_pandas()
+        del table
+        release_arrow_memory()
+        return frame
+    key = (str(files), ids)
+    if _LAST_READ and _LAST_READ[0] == key:
+        return _LAST_READ[1]
+    _LAST_READ.clear()  # one partition per worker at a time
+    frame = _read(files, None)
+    if ids is not None and frame[ID].nunique() != len(ids):
+        frame = frame[frame[ID].isin(list(ids))].reset_index(drop=True)
+    _LAST_READ.extend([key, frame])
+    return frame
+
+
+def _materialize(task: _FoldTask) -> _FoldTask:
+    if task.source is None:
+        return task
+    files, ids = task.source
+    frame = _read_source(files, ids, until=task.fold.test_end if isinstance(files, tuple) else None)
+    exog = tuple(task.ctx.exog_future)
+    return replace(task, train=_train_slice(frame, task.fold), X_future=_future_slice(frame, task.fold, exog), source=None)
 
 
 @dataclass
@@ -150,6 +193,11 @@ def _error_text(exc: BaseException) -> str:
 def _run_fold(task: _FoldTask) -> _FoldOutput:
     """Fit a fresh model on the fold's training slice and forecast ``gap + h`` steps (in a worker)."""
     fit_s = predict_s = 0.0
+    try:
+        task = _materialize(task)
+    except Exception as exc:
+        return _FoldOutput(None, 0.0, 0.0, _error_text(exc), traceback.format_exc())
+    assert task.train is not None
     if task.partial and task.train.empty:
         return _FoldOutput(pd.DataFrame({ID: [], TIME: [], POINT: []}), 0.0, 0.0)
     try:
@@ -335,6 +383,7 @@ def backtest(
     executor: Any = None,
     on_fold_done: Callable[[FoldResult], None] | None = None,
     partitions: Sequence[Sequence[Any]] | None = None,
+    shared_storage: bool = True,
 ) -> BacktestResult:
     """Backtest the model built by ``make_model()`` on ``folds`` (from :func:`make_folds`).
 
@@ -347,13 +396,27 @@ def backtest(
     it for models fitted per series (statistical models, baselines), whose forecasts do not depend
     on which other series share their partition; a global model (one fit on all series) must be
     backtested unpartitioned. Series of no partition are left out.
+
+    ``df`` may be a :class:`~tidecast.data.partitions.PartitionedFrame`: with ``partitions``, each
+    task then reads its series from their partition file in the worker (this process reads only
+    ``unique_id, ds, y`` for the actuals); ``shared_storage=False`` (workers without this file
+    system) reads each partition here, one at a time, and ships the rows. Without ``partitions``
+    every series is read into one frame (a global model needs them all).
     """
     if not folds:
         raise BacktestError("backtest: no folds to run")
     quantiles = tuple(quantiles)
-    df = _sorted(df)
+    source = df if type(df).__name__ == "PartitionedFrame" else None
+    if source is not None:
+        columns = source.columns
+        # the workers read the rows they fit on; this process, the actuals (and every row only
+        # when it ships them itself: a global model's folds without shared storage)
+        df = source.to_pandas([ID, TIME, TARGET] if partitions is not None or shared_storage else None)
+    else:
+        df = _sorted(df)
+        columns = list(df.columns)
     exog = tuple(ctx.exog_future)
-    absent = [c for c in exog if c not in df.columns]
+    absent = [c for c in exog if c not in columns]
     if absent:
         raise BacktestError(f"backtest: future exogenous column(s) {', '.join(absent)} are not in the data")
     longest = max(f.h + f.gap for f in folds)
@@ -361,14 +424,12 @@ def backtest(
     unit = _unit(df, ctx)
     n_all = int(df[ID].nunique())
 
-    parts: list[pd.DataFrame | None]
-    if partitions is None:
-        parts = [None]
-    else:
-        parts = [None] * len(partitions)
-        if not partitions:
-            raise BacktestError("backtest: no series partitions to run")
-    n_parts = len(parts)
+    if partitions is not None and not partitions:
+        raise BacktestError("backtest: no series partitions to run")
+    located: list[tuple[int, tuple[Any, ...]]] = []  # (data partition, ids) of each task partition
+    if source is not None and partitions is not None:
+        partitions = located_partitions(source, partitions, located)
+    n_parts = 1 if partitions is None else len(partitions)
     threads = fold_threads(int(getattr(executor, "n_workers", 1) or 1), n_parts * len(folds))
     if threads is not None and fold_ctx.threads is None:
         fold_ctx = replace(fold_ctx, threads=threads)
@@ -379,9 +440,19 @@ def backtest(
         return df.loc[df[ID].isin(list(partitions[p]))].reset_index(drop=True)
 
     def tasks() -> Iterator[_FoldTask]:
-        # partition-major: one partition's rows at a time in this process
+        if source is not None and partitions is None and shared_storage:  # a global model: every partition
+            every = (tuple(source.paths), None)
+            for fold in folds:
+                yield _FoldTask(fold, None, None, make_model, fold_ctx, quantiles, source=every)
+            return
+        # partition-major: one partition's rows at a time in this process (or in the worker)
         for p in range(n_parts):
-            part = piece(p)
+            if located and shared_storage:
+                ref = (source.part_path(located[p][0]), located[p][1])  # type: ignore[union-attr]
+                for fold in folds:
+                    yield _FoldTask(fold, None, None, make_model, fold_ctx, quantiles, partial=True, source=ref)
+                continue
+            part = source.read(located[p][0], ids=located[p][1]) if located else piece(p)  # type: ignore[union-attr]
             for fold in folds:
                 yield _FoldTask(
                     fold, _train_slice(part, fold), _future_slice(part, fold, exog), make_model, fold_ctx, quantiles,
@@ -457,6 +528,27 @@ def fold_threads(n_workers: int, n_tasks: int) -> int | None:
     if n_workers <= 1:
         return None
     return max(1, n_workers // max(1, min(n_workers, n_tasks)))
+
+
+def located_partitions(
+    source: Any, partitions: Sequence[Sequence[Any]], located: list[tuple[int, tuple[Any, ...]]]
+) -> list[list[Any]]:
+    """``partitions`` cut where they cross a data partition of ``source``, so that each task reads
+    one file; ``located`` receives each piece's ``(data partition, ids)``."""
+    index = source.index()
+    part_of = dict(zip(index[ID].tolist(), index["part"].tolist(), strict=True))
+    out: list[list[Any]] = []
+    for ids in partitions:
+        pieces: dict[int, list[Any]] = {}
+        for uid in ids:
+            if uid in part_of:
+                pieces.setdefault(int(part_of[uid]), []).append(uid)
+        for k in sorted(pieces):
+            out.append(pieces[k])
+            located.append((k, tuple(pieces[k])))
+    if not out:
+        raise BacktestError("backtest: none of the partitions' series are in the data")
+    return out
 
 
 def _members(partitions: Sequence[Sequence[Any]]) -> set[Any]:

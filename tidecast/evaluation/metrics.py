@@ -224,21 +224,42 @@ def series_scales(train: pd.DataFrame, season_length: int) -> pd.DataFrame:
 
 def fold_scales(df: pd.DataFrame, folds: Sequence[Any], season_length: int) -> pd.DataFrame:
     """``fold, unique_id, scale``: the MASE scale of each series from each fold's own training
-    window (rows at or before the cut-off, and at or after ``train_start`` for sliding windows)."""
-    data = df.sort_values([ID, TIME], kind="stable")
+    window (rows at or before the cut-off, and at or after ``train_start`` for sliding windows).
+    Computed in numpy on the ids' codes (what :func:`_scales_of` computes per fold, without a
+    groupby per fold: thousands of series × folds cost seconds otherwise)."""
+    m = int(season_length)
+    if m < 1:
+        raise ValueError(f"season_length must be at least 1, got {season_length}")
+    data = df if _sorted_by_series(df) else df.sort_values([ID, TIME], kind="stable")
+    codes, uniques = pd.factorize(data[ID], sort=True)
+    ds = data[TIME]
+    y = data[TARGET].to_numpy(dtype=float)
     frames = []
     for fold in folds:
-        mask = data[TIME] <= fold.cutoff
+        mask = (ds <= fold.cutoff).to_numpy()
         if fold.train_start is not None:
-            mask &= data[TIME] >= fold.train_start
+            mask &= (ds >= fold.train_start).to_numpy()
         if fold.series is not None:
-            mask &= data[ID].isin(fold.series)
-        part = _scales_of(data.loc[mask], season_length)
-        part.insert(0, "fold", fold.index)
-        frames.append(part)
+            mask &= data[ID].isin(fold.series).to_numpy()
+        c, v = codes[mask], y[mask]
+        present = np.bincount(c, minlength=len(uniques)) > 0
+        same = c[m:] == c[:-m] if len(c) > m else np.zeros(0, dtype=bool)
+        diffs = np.abs(v[m:] - v[:-m])[same] if len(c) > m else np.zeros(0)
+        keep = ~np.isnan(diffs)  # a NaN difference is skipped, as the mean of a groupby skips it
+        sums = np.bincount(c[m:][same][keep], weights=diffs[keep], minlength=len(uniques))
+        counts = np.bincount(c[m:][same][keep], minlength=len(uniques))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        frames.append(pd.DataFrame({"fold": fold.index, ID: uniques[present], "scale": scale[present]}))
     if not frames:
         return pd.DataFrame({"fold": [], ID: [], "scale": []})
     return pd.concat(frames, ignore_index=True)
+
+
+def _sorted_by_series(df: pd.DataFrame) -> bool:
+    from tidecast.evaluation.backtest import _is_sorted
+
+    return _is_sorted(df)
 
 
 # ------------------------------------------------------------------------------- evaluation

@@ -35,8 +35,11 @@ def check_frame(df: pd.DataFrame, name: str, *, what: str = "training data", tar
     if df.empty:
         raise ModelError(f"candidate '{name}': the {what} is empty")
     out = df.copy()
-    out[ID] = out[ID].astype(str)
-    out[TIME] = pd.to_datetime(out[TIME])
+    ids = out[ID]
+    if ids.dtype != object or pd.api.types.infer_dtype(ids, skipna=False) != "string":  # str ids: no conversion pass
+        out[ID] = ids.astype(str)
+    if not pd.api.types.is_datetime64_any_dtype(out[TIME]):
+        out[TIME] = pd.to_datetime(out[TIME])
     if target:
         out[TARGET] = out[TARGET].astype(float)
     if is_sorted(out):  # the usual case (canonical frames, serving): no sort, same result

@@ -184,40 +184,62 @@ class MLForecastModel:
         cls = {"mean": RollingMean, "std": RollingStd, "min": RollingMin, "max": RollingMax}
         return {1: [cls[s](window_size=w) for w, stats in self._rolling for s in stats]}
 
+    # The steps of ``fit``, also used by :mod:`tidecast.models.distributed` to train the same model
+    # through mlforecast's Dask path (the same features, columns and settings).
+    @staticmethod
+    def _used_columns(columns: Sequence[str], ctx: FitContext) -> list[str]:
+        """The columns of the data the model reads (the time features are recomputed from ``ds``)."""
+        return [c for c in dict.fromkeys((ID, TIME, TARGET, *ctx.exog_future, *ctx.static)) if c in columns]
+
+    def _setup(self, dtypes: pd.Series, ctx: FitContext) -> None:
+        """Resolve the lags and rolling windows and the feature columns, from the data's ``dtypes``."""
+        self._resolve_features(ctx)
+        self._ctx = ctx
+        self._exog = [c for c in ctx.exog_future if c in dtypes.index]
+        self._static = [c for c in ctx.static if c in dtypes.index and pd.api.types.is_numeric_dtype(dtypes[c])]
+        self._max_h = ctx.horizon if self.strategy == "direct" else None
+
+    def _trimmed(self, data: pd.DataFrame) -> pd.DataFrame:
+        """The model's columns of ``data`` (checked and sorted), each series cut to ``fit_window``."""
+        return tail_per_series(data[[ID, TIME, TARGET, *self._exog, *self._static]], self.fit_window)
+
+    def _with_time(self, data: pd.DataFrame) -> pd.DataFrame:
+        """``data`` with the time feature columns (their names are kept in ``_time``)."""
+        ctx = self._ctx
+        assert ctx is not None
+        train, self._time = add_time(data, ctx.features, timezone=ctx.timezone, freq=ctx.freq, name=self.name)
+        return train
+
+    def _mlforecast_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``MLForecast`` (and ``DistributedMLForecast``) besides the models."""
+        assert self._ctx is not None
+        return {"freq": self._ctx.freq, "lags": self._lags or None, "lag_transforms": self._lag_transforms(), "num_threads": 1}
+
+    def _fit_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``MLForecast.fit`` besides the data."""
+        return {"static_features": list(self._static), "max_horizon": self._max_h, "keep_last_n": self._needed(), "dropna": True}
+
+    def _adopt(self, fcst: Any, tail: pd.DataFrame) -> None:
+        """Become the fitted model of ``fcst`` (a local ``MLForecast``), ``tail`` the last readings."""
+        self._fcst = fcst
+        self._tail = tail
+
     def fit(self, df: pd.DataFrame, ctx: FitContext) -> MLForecastModel:
         from mlforecast import MLForecast
 
         # the columns used only (the time features are recomputed below): no copying and sorting of the rest
-        used = [c for c in dict.fromkeys((ID, TIME, TARGET, *ctx.exog_future, *ctx.static)) if c in df.columns]
-        data = check_frame(df[used], self.name)
-        self._resolve_features(ctx)
-        self._ctx = ctx
-        self._exog = [c for c in ctx.exog_future if c in data.columns]
-        self._static = [c for c in ctx.static if c in data.columns and pd.api.types.is_numeric_dtype(data[c])]
-        data = tail_per_series(data[[ID, TIME, TARGET, *self._exog, *self._static]], self.fit_window)
-        train, self._time = add_time(data, ctx.features, timezone=ctx.timezone, freq=ctx.freq, name=self.name)
-        self._max_h = ctx.horizon if self.strategy == "direct" else None
-        fcst = MLForecast(
-            models={"model": self._estimator(ctx)},
-            freq=ctx.freq,
-            lags=self._lags or None,
-            lag_transforms=self._lag_transforms(),
-            num_threads=1,
-        )
+        data = check_frame(df[self._used_columns(df.columns, ctx)], self.name)
+        self._setup(data.dtypes, ctx)
+        data = self._trimmed(data)
+        train = self._with_time(data)
+        fcst = MLForecast(models={"model": self._estimator(ctx)}, **self._mlforecast_args())
         try:
-            fcst.fit(
-                train,
-                static_features=list(self._static),
-                max_horizon=self._max_h,
-                keep_last_n=self._needed(),
-                dropna=True,
-            )
+            fcst.fit(train, **self._fit_args())
         except ModelError:
             raise
         except Exception as exc:
             raise ModelError(f"candidate '{self.name}': fitting {self.kind} failed: {type(exc).__name__}: {exc}") from exc
-        self._fcst = fcst
-        self._tail = tail_per_series(data, self._needed())
+        self._adopt(fcst, tail_per_series(data, self._needed()))
         return self
 
     # -- predict ---------------------------------------------------------------------------------

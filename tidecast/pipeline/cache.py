@@ -5,6 +5,7 @@ Layout under ``<state_dir>/cache/``::
     <step>/<key>/output.parquet   a pandas DataFrame            (or)
     <step>/<key>/output.json      a dict/list that JSON holds exactly  (or)
     <step>/<key>/output.joblib    anything else                 (None: no output file)
+    <step>/<key>/output.parts/    a :class:`~tidecast.data.partitions.PartitionedFrame` (Parquet partitions)
     <step>/<key>/artifacts/...    extra files the step wrote through ``ctx.artifact_dir``
     <step>/<key>/meta.json        step, key, created, format, type, sizes, duration
 
@@ -34,7 +35,10 @@ META = "meta.json"
 ARTIFACTS = "artifacts"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
-_OUTPUT_FILES = {"parquet": "output.parquet", "json": "output.json", "joblib": "output.joblib"}
+_OUTPUT_FILES = {
+    "parquet": "output.parquet", "json": "output.json", "joblib": "output.joblib", "partitioned": "output.parts",
+}
+PARTS_DIR = _OUTPUT_FILES["partitioned"]
 
 
 def _is_dataframe(value: Any) -> bool:
@@ -64,6 +68,13 @@ def _write_output(value: Any, folder: Path, kind: str, step: str) -> str:
     """Write ``value`` into ``folder``; return the format used ("parquet", "json", "joblib", "none")."""
     if value is None and kind == "auto":
         return "none"
+    if type(value).__name__ == "PartitionedFrame" and kind in ("auto", "partitioned"):
+        target = folder / PARTS_DIR  # a step writes its partitions there (ctx.parts_dir); others are copied
+        if Path(value.path).resolve() != target.resolve():
+            shutil.copytree(value.path, target, dirs_exist_ok=True)
+        return "partitioned"
+    if kind == "partitioned":
+        raise PipelineError(f"step '{step}' declares kind='partitioned' but returned a {type(value).__name__}")
     if kind in ("auto", "parquet") and _is_dataframe(value):
         target = folder / _OUTPUT_FILES["parquet"]
         try:
@@ -244,6 +255,12 @@ class ArtifactCache:
             raise PipelineError(f"cache entry {folder} has an unknown format {fmt!r}; delete that folder and run again")
         file = folder / _OUTPUT_FILES[fmt]
         try:
+            if fmt == "partitioned":
+                from tidecast.data.partitions import PartitionedFrame
+
+                parts = PartitionedFrame(file)
+                parts.manifest  # noqa: B018 -- a missing or damaged manifest fails here, with its one-line message
+                return parts
             if fmt == "parquet":
                 import pandas as pd
 

@@ -22,8 +22,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from tidecast.errors import PipelineError, TidecastError
 from tidecast.faults import fault_point
-from tidecast.pipeline.cache import ArtifactCache
+from tidecast.pipeline.cache import PARTS_DIR, ArtifactCache
 from tidecast.pipeline.dag import Pipeline, StepDef, _did_you_mean
+from tidecast.pipeline.executors import executor_scope
 from tidecast.pipeline.hashing import stable_hash
 from tidecast.pipeline.lock import LOCK_FILENAME, LockFile, ProjectLock, StepRecord
 
@@ -101,6 +102,9 @@ class StepContext:
     state_dir: Path
     spec: Any
     log: logging.Logger
+    parts_dir: Path | None = None
+    """Where a step writes the partitions of the :class:`~tidecast.data.partitions.PartitionedFrame`
+    it returns (inside the pending cache entry, like ``artifact_dir``)."""
     _on_progress: Callable[[str, float, float | None, str], None] | None = field(default=None, repr=False)
 
     def progress(self, done: float, total: float | None = None, description: str = "") -> None:
@@ -391,54 +395,63 @@ def run(
             lockfile.write()
 
         values: dict[str, Any] = {}  # in memory: outputs still to be read, and cache=False outputs
+        frames: dict[str, Any] = {}  # partitioned outputs read whole, for the steps that take a DataFrame
 
-        def value_of(name: str) -> Any:
+        def value_of(name: str, handle: bool = False) -> Any:
             if name not in values:
                 values[name] = cache.load(name, by_name[name].key)
-            return values[name]
+            value = values[name]
+            if handle or not _is_partitioned(value):
+                return value
+            if name not in frames:
+                frames[name] = value.to_pandas()
+            return frames[name]
 
         executed: list[str] = []
         skipped: list[str] = []
         durations: dict[str, float] = {}
         peaks: dict[str, float] = {}
         total = len(plans)
-        for index, p in enumerate(plans, start=1):
-            if cb.on_step_start:
-                cb.on_step_start(p.name, index, total)
-            if not p.will_run:
-                skipped.append(p.name)
+        with executor_scope():  # one process pool / Dask cluster for every step of the run
+            for index, p in enumerate(plans, start=1):
+                if cb.on_step_start:
+                    cb.on_step_start(p.name, index, total)
+                if not p.will_run:
+                    skipped.append(p.name)
+                    if cb.on_step_end:
+                        cb.on_step_end(p.name, "cached", 0.0)
+                    continue
+                d = sub[p.name]
+                seconds, value = _execute(d, p, spec, state, cache, value_of, cb, peaks=peaks)
+                fault_point(f"step.{p.name}.committed")
+                if d.cache:
+                    if cache.meta(p.name, p.key).get("format") in ("parquet", "partitioned"):
+                        # hand downstream steps exactly what a later run would load from the cache
+                        value = cache.load(p.name, p.key)
+                    lockfile.record(
+                        p.name, _record(p, _relative(cache.path(p.name, p.key), root), seconds, _now(), peaks.get(p.name))
+                    )
+                else:
+                    lockfile.record(p.name, _record(p, None, seconds, _now(), peaks.get(p.name)))
+                values[p.name] = value
+                executed.append(p.name)
+                durations[p.name] = seconds
+                for parent in dict.fromkeys(d.inputs):
+                    readers[parent] -= 1
+                    if readers[parent] <= 0 and by_name[parent].cache:
+                        values.pop(parent, None)
+                        frames.pop(parent, None)
+                if readers[p.name] <= 0 and d.cache:
+                    values.pop(p.name, None)
+                fault_point(f"step.{p.name}.end")
                 if cb.on_step_end:
-                    cb.on_step_end(p.name, "cached", 0.0)
-                continue
-            d = sub[p.name]
-            seconds, value = _execute(d, p, spec, state, cache, value_of, cb, peaks=peaks)
-            fault_point(f"step.{p.name}.committed")
-            if d.cache:
-                if cache.meta(p.name, p.key).get("format") == "parquet":
-                    # hand downstream steps exactly what a later run would load from the cache
-                    value = cache.load(p.name, p.key)
-                lockfile.record(
-                    p.name, _record(p, _relative(cache.path(p.name, p.key), root), seconds, _now(), peaks.get(p.name))
-                )
-            else:
-                lockfile.record(p.name, _record(p, None, seconds, _now(), peaks.get(p.name)))
-            values[p.name] = value
-            executed.append(p.name)
-            durations[p.name] = seconds
-            for parent in dict.fromkeys(d.inputs):
-                readers[parent] -= 1
-                if readers[parent] <= 0 and by_name[parent].cache:
-                    values.pop(parent, None)
-            if readers[p.name] <= 0 and d.cache:
-                values.pop(p.name, None)
-            fault_point(f"step.{p.name}.end")
-            if cb.on_step_end:
-                cb.on_step_end(p.name, "ran", seconds)
+                    cb.on_step_end(p.name, "ran", seconds)
 
     def load_output(name: str) -> Any:
         if not by_name[name].cache:
             raise PipelineError(f"step '{name}' is not cached and did not run")
-        return cache.load(name, by_name[name].key)
+        value = cache.load(name, by_name[name].key)
+        return value.to_pandas() if _is_partitioned(value) else value
 
     kept = {n: v for n, v in values.items() if not by_name[n].cache}
     return RunResult(
@@ -451,13 +464,28 @@ def run(
     )
 
 
+def _is_partitioned(value: Any) -> bool:
+    return type(value).__name__ == "PartitionedFrame"
+
+
+def _takes_partitions(d: StepDef, param: str) -> bool:
+    """Whether ``param`` of the step is annotated ``PartitionedFrame`` (it then receives the handle
+    of a partitioned output; any other parameter receives the partitions read into one DataFrame)."""
+    import inspect
+
+    annotation = inspect.signature(d.fn).parameters[param].annotation
+    if isinstance(annotation, str):
+        return "PartitionedFrame" in annotation
+    return getattr(annotation, "__name__", "") == "PartitionedFrame"
+
+
 def _execute(
     d: StepDef,
     p: StepPlan,
     spec: Any,
     state: Path,
     cache: ArtifactCache,
-    value_of: Callable[[str], Any],
+    value_of: Callable[[str, bool], Any],
     cb: _Hooks,
     *,
     peaks: dict[str, float] | None = None,
@@ -475,11 +503,15 @@ def _execute(
             state_dir=state,
             spec=spec,
             log=logging.getLogger(f"tidecast.pipeline.{d.name}"),
+            parts_dir=pending.tmp / PARTS_DIR,
             _on_progress=cb.on_step_progress,
         )
         kwargs: dict[str, Any] = {}
         for param in d.params:
-            kwargs[param] = spec if param == "spec" else ctx if param == "ctx" else value_of(param)
+            if param in ("spec", "ctx"):
+                kwargs[param] = spec if param == "spec" else ctx
+            else:
+                kwargs[param] = value_of(param, _takes_partitions(d, param))
         log.debug("running step %s (key %s)", d.name, p.key)
         fault_point(f"step.{d.name}.start")
         started = time.perf_counter()

@@ -7,12 +7,15 @@ enter the cache key, and ``ctx`` gives a folder for extra artifacts and a progre
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
 
+from tidecast.data.partitions import PartitionedFrame
+from tidecast.models.base import ID, TIME
 from tidecast.pipeline.dag import Pipeline, step
 from tidecast.pipeline.hashing import source_hash
 from tidecast.spec import Spec
@@ -36,20 +39,46 @@ def _data_fingerprint(spec: Spec) -> str:
     return content_fingerprint(spec.data)
 
 
+def _executor(spec: Spec) -> Any:
+    """The run's executor (one per run: see :func:`tidecast.pipeline.executors.executor_scope`)."""
+    from tidecast.pipeline.executors import make_executor
+
+    return make_executor(spec.executor, spec.backtest.n_jobs)
+
+
+def _workers(spec: Spec) -> int:
+    """How many workers the run's executor will have, without starting it."""
+    import os
+
+    if spec.executor.kind == "dask":
+        return spec.executor.n_workers or os.cpu_count() or 1
+    from joblib import effective_n_jobs
+
+    return max(1, int(effective_n_jobs(spec.backtest.n_jobs)))
+
+
+def _shared_storage(spec: Spec) -> bool:
+    """Whether the workers read and write the cache's files themselves (local processes, a local
+    Dask cluster, or a remote one with ``executor.shared_storage: true``)."""
+    return spec.executor.kind != "dask" or not spec.executor.address or bool(spec.executor.shared_storage)
+
+
 @step(spec=("data", "target", "hierarchy"), fingerprint=_data_fingerprint, version=_DATA_CODE)
-def ingest(spec: Spec, ctx: Any) -> pd.DataFrame:
-    """Read the source and bring it to the canonical long format (unique_id, ds, y, exogenous...).
+def ingest(spec: Spec, ctx: Any) -> PartitionedFrame:
+    """Read the source and bring it to the canonical long format (unique_id, ds, y, exogenous...),
+    sorted by series then time, written as Parquet partitions of whole series.
 
     It also checks that the data can serve the spec (frequency, enough history for the window,
     folds and holdout) so that bad input fails here, before anything is cached. Those checks read
     the forecast/backtest sections without being part of the key: a later edit of them that the
     data cannot serve fails in the backtest step instead."""
+    from tidecast.data.partitions import partition_count, write_partitions
     from tidecast.data.sources import read_source, source_label, to_long
     from tidecast.training import validate_history
 
-    ctx.progress(0, 2, "reading")
+    ctx.progress(0, 3, "reading")
     raw = read_source(spec.data)
-    ctx.progress(1, 2, f"{len(raw):,} rows read")
+    ctx.progress(1, 3, f"{len(raw):,} rows read")
     if spec.hierarchy is not None:  # checks the levels (and any aggregate rows) and keeps the bottom series
         from tidecast.data.hierarchy import ingest_hierarchy
 
@@ -58,54 +87,110 @@ def ingest(spec: Spec, ctx: Any) -> pd.DataFrame:
         )
     else:
         frame = to_long(raw, spec.data, spec.target, source_name=source_label(spec.data.source))
+    del raw
     validate_history(frame, spec)
-    ctx.progress(2, 2, f"{frame['unique_id'].nunique():,} series, {len(frame):,} rows")
-    return frame
+    frame = frame.sort_values([ID, TIME], kind="stable", ignore_index=True)
+    n_series = int(frame[ID].nunique())
+    # a hierarchy's aggregates are sums over every bottom series: it stays in one partition
+    n_parts = 1 if spec.hierarchy is not None else partition_count(n_series, len(frame), _workers(spec), spec.executor.partition_rows)
+    ctx.progress(2, 3, f"writing {n_parts} partition(s)")
+    parts = write_partitions(frame, ctx.parts_dir, n_parts)
+    ctx.progress(3, 3, f"{n_series:,} series, {len(frame):,} rows, {parts.n_partitions} partition(s)")
+    return parts
+
+
+def _clean_partition(
+    frame: pd.DataFrame, clean_spec: Any, freq: str, min_length: int | None
+) -> tuple[pd.DataFrame, Any]:
+    """One partition's cleaning (in a worker): the rows without its too-short series, and what
+    the summary needs."""
+    from tidecast.data.clean import clean_part, too_short_series
+
+    part = clean_part(frame, clean_spec, freq)
+    drop = {s["unique_id"] for s in too_short_series(part.stats, min_length)}
+    rows = part.without(drop)
+    out = rows if rows is not None else frame.iloc[:0]
+    return out, part.light()
 
 
 @step(spec=("data", "clean", "forecast", "hierarchy"), version=_DATA_CODE)
-def clean(ingest: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
-    """Sort, de-duplicate, regularise, fill gaps and treat outliers; keep a summary of what changed."""
-    from tidecast.data.clean import clean as clean_frame
+def clean(ingest: PartitionedFrame, spec: Spec, ctx: Any) -> PartitionedFrame:
+    """Sort, de-duplicate, regularise, fill gaps and treat outliers, partition by partition on the
+    run's executor (each series on its own); keep a summary of what changed; drop series too short."""
+    from tidecast.data.clean import resolve_min_length, summarize
+    from tidecast.data.partitions import map_partitions, write_partitions
     from tidecast.training import min_history
 
-    result = clean_frame(ingest, spec.clean, spec.data.frequency, min_length=min_history(spec))
-    (ctx.artifact_dir / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str))
-    result.changes.to_parquet(ctx.artifact_dir / "changes.parquet", index=False)
-    too_short = set(result.summary.get("series_too_short") or [])
-    frame = result.frame
-    if too_short:
-        frame = frame[~frame["unique_id"].isin(too_short)].reset_index(drop=True)
+    length = resolve_min_length(spec.clean, spec.data.frequency, min_history(spec))
+    work = functools.partial(_clean_partition, clean_spec=spec.clean, freq=spec.data.frequency, min_length=length)
     if spec.hierarchy is not None:  # every aggregate node, summed from the clean series
         from tidecast.data.hierarchy import add_aggregates
 
+        frame, part = work(ingest.to_pandas())
+        summary = summarize([part], length)
         frame = add_aggregates(frame, spec.hierarchy.levels, spec.hierarchy.total)
-    ctx.progress(1, 1, f"{result.summary.get('gaps_filled', 0)} gaps filled, {result.summary.get('outliers', 0)} outliers")
-    return frame
+        parts, pieces = write_partitions(frame, ctx.parts_dir, 1), [part]
+    else:
+        parts, pieces = map_partitions(
+            work, ingest, ctx.parts_dir, _executor(spec) if ingest.n_partitions > 1 else None,
+            shared_storage=_shared_storage(spec), desc="clean",
+            on_part=lambda done, total: ctx.progress(done, total, f"{done}/{total} partitions cleaned"),
+        )
+        summary = summarize(pieces, length)
+    (ctx.artifact_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    changes = pd.concat([p.changes for p in pieces], ignore_index=True) if len(pieces) > 1 else pieces[0].changes
+    changes.to_parquet(ctx.artifact_dir / "changes.parquet", index=False)
+    ctx.progress(1, 1, f"{summary.get('gaps_filled', 0)} gaps filled, {summary.get('outliers', 0)} outliers")
+    return parts
+
+
+def _feature_partition(frame: pd.DataFrame, feature_spec: Any, timezone: str | None, freq: str) -> tuple[pd.DataFrame, None]:
+    from tidecast.data.features import add_time_features
+
+    return add_time_features(frame, feature_spec, timezone=timezone, freq=freq), None
 
 
 @step(spec=("data", "features"), version=_DATA_CODE)
-def features(clean: pd.DataFrame, spec: Spec, ctx: Any) -> pd.DataFrame:
-    """Add the future-knowable features (calendar parts, holidays, Fourier terms) to the clean series."""
-    from tidecast.data.features import add_time_features
+def features(clean: PartitionedFrame, spec: Spec, ctx: Any) -> PartitionedFrame:
+    """Add the future-knowable features (calendar parts, holidays, Fourier terms) to the clean
+    series, partition by partition on the run's executor."""
+    from tidecast.data.partitions import map_partitions
 
-    frame = add_time_features(clean, spec.features, timezone=spec.data.timezone, freq=spec.data.frequency)
-    ctx.progress(1, 1, f"{frame.shape[1] - 3} feature columns")
-    return frame
+    work = functools.partial(
+        _feature_partition, feature_spec=spec.features, timezone=spec.data.timezone, freq=spec.data.frequency
+    )
+    parts, _ = map_partitions(
+        work, clean, ctx.parts_dir, _executor(spec) if clean.n_partitions > 1 else None,
+        shared_storage=_shared_storage(spec), desc="features",
+        on_part=lambda done, total: ctx.progress(done, total, f"{done}/{total} partitions"),
+    )
+    ctx.progress(1, 1, f"{len(parts.columns) - 3} feature columns, {parts.n_partitions} partition(s)")
+    return parts
 
 
 # ----------------------------------------------------------------------------------- model steps
-@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), version=_MODEL_CODE)
-def backtest(features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
+def _training_mode(spec: Spec) -> str:
+    """What of the executor changes the models' results: how global models train ('single' or
+    'distributed', see :func:`tidecast.models.distributed.resolve_global_models`). Local processes
+    and a Dask cluster give the same results otherwise, so switching between them keeps the cache."""
+    from tidecast.models.distributed import resolve_global_models
+
+    return f"global_models={resolve_global_models(spec.executor)}"
+
+
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), fingerprint=_training_mode, version=_MODEL_CODE)
+def backtest(features: PartitionedFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Backtest every candidate on rolling origins (searching its hyper-parameters) and rank them;
-    with a hierarchy, also their reconciled variants, and each one's scores per level (per_level.csv)."""
+    with a hierarchy, also their reconciled variants, and each one's scores per level (per_level.csv).
+    A per-series model's tasks read their series from the partitions in the workers; a global
+    model reads every partition (it fits on all series at once)."""
     out = candidate_results(features, spec, progress=ctx.progress)
     if out.get("hierarchy") is not None:
         out["hierarchy"]["per_level"].to_csv(ctx.artifact_dir / "per_level.csv", index=False)
     return out
 
 
-@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), version=_MODEL_CODE)
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), fingerprint=_training_mode, version=_MODEL_CODE)
 def select(backtest: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Pick the winner by the spec's metric, score it on the held-out stretch, refit it on all data."""
     return select_and_refit(backtest, features, spec, progress=ctx.progress)

@@ -237,6 +237,10 @@ def build_run_report(
             lb.note(
                 f"{row['candidate']} failed: {str(row.get('error') or '').splitlines()[0] if row.get('error') else 'no detail'}"
             )
+        for name, detail in (backtest.get("details") or {}).items():  # executor.global_models: where it trained
+            training = str((detail or {}).get("training") or "")
+            if training.startswith("distributed") or ": " in training:
+                lb.note(f"{name} trained {training}.")
 
     _guard(lb, warnings, "the leaderboard", draw_leaderboard)
 

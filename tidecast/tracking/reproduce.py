@@ -73,6 +73,7 @@ class _Ctx:
         self.key = "reproduce"
         self.artifact_dir = folder / name
         self.artifact_dir.mkdir(parents=True, exist_ok=True)
+        self.parts_dir = folder / name / "parts"
         self.state_dir = state_dir
         self.spec = spec
         self.log = logging.getLogger(f"tidecast.reproduce.{name}")
@@ -117,9 +118,13 @@ def rebuild_features(spec: Spec, folder: Path) -> tuple[pd.DataFrame, Any]:
     from tidecast.pipeline import steps
 
     state = Path(spec.state_dir)
-    raw = steps.ingest(spec, _Ctx("ingest", folder, state, spec))
-    cleaned = steps.clean(raw, spec, _Ctx("clean", folder, state, spec))
-    return steps.features(cleaned, spec, _Ctx("features", folder, state, spec)), cleaned
+    from tidecast.pipeline.executors import executor_scope
+
+    with executor_scope():
+        raw = steps.ingest(spec, _Ctx("ingest", folder, state, spec))
+        cleaned = steps.clean(raw, spec, _Ctx("clean", folder, state, spec))
+        features = steps.features(cleaned, spec, _Ctx("features", folder, state, spec))
+        return features.to_pandas(), cleaned.to_pandas()
 
 
 def reproduce(spec_or_root: Spec | str | os.PathLike[str], run_id: str) -> ReproduceReport:

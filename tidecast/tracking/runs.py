@@ -384,6 +384,7 @@ def _log_candidate(
         "tidecast.error": error,
         "tidecast.rank": None if rank is None else str(rank),
         "tidecast.training_run": parent,
+        "tidecast.training": (details or {}).get("training"),  # single / per series / distributed (...)
     }
     run_id = book.create(name, tags, parent=parent)
     metrics = _metrics(
@@ -549,6 +550,8 @@ def _parent_params(spec: Spec, backtest: dict[str, Any], select: dict[str, Any])
         "winner_kind": select.get("kind"),
         "baseline": select.get("baseline"),
     }
+    if select.get("training"):
+        params["winner_training"] = select["training"]
     return _params(params) + _params(select.get("params") or {}, prefix="winner.")
 
 

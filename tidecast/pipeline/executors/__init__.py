@@ -13,9 +13,11 @@ the loky backend, which uses cloudpickle).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from tidecast.errors import PipelineError
@@ -99,12 +101,72 @@ def check_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         )
 
 
+_SCOPE: contextvars.ContextVar[dict[tuple[Any, ...], Any] | None] = contextvars.ContextVar("executor_scope", default=None)
+
+
+class _Shared:
+    """An executor of an :func:`executor_scope`: ``close()`` is left to the scope."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.n_workers = inner.n_workers
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], *, desc: str = "", on_result: OnResult | None = None) -> list[R]:
+        return self._inner.map(fn, items, desc=desc, on_result=on_result)
+
+    def close(self) -> None:
+        """Nothing: the scope closes the executor when it ends."""
+
+    def __enter__(self) -> _Shared:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:  # client, address...
+        return getattr(self._inner, name)
+
+    def __repr__(self) -> str:
+        return f"shared {self._inner!r}"
+
+
+@contextlib.contextmanager
+def executor_scope() -> Iterator[None]:
+    """Within the block, :func:`make_executor` hands out one executor per configuration, kept
+    open across calls and closed when the block ends: a pipeline run starts one Dask cluster (or
+    process pool) for all its steps, not one per step. Nested scopes reuse the outer one."""
+    if _SCOPE.get() is not None:
+        yield
+        return
+    pool: dict[tuple[Any, ...], Any] = {}
+    token = _SCOPE.set(pool)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+        for executor in pool.values():
+            with contextlib.suppress(Exception):
+                executor.close()
+
+
 def make_executor(spec: Any = None, n_jobs: int = 1) -> Executor:
     """The executor for ``spec`` (a :class:`tidecast.spec.ExecutorSpec`, or ``None`` for local).
 
     Local: ``n_jobs`` processes (``-1``: every core; ``1``: in-process, no pool). Dask: the
-    cluster at ``spec.address`` (or a local one with ``spec.n_workers`` workers).
+    cluster at ``spec.address`` (or a local one with ``spec.n_workers`` workers). Inside an
+    :func:`executor_scope`, the same configuration gets the same executor back.
     """
+    pool = _SCOPE.get()
+    if pool is None:
+        return _make_executor(spec, n_jobs)
+    kind = getattr(spec, "kind", "local") if spec is not None else "local"
+    key = (kind, getattr(spec, "address", None), getattr(spec, "n_workers", None), n_jobs if kind == "local" else None)
+    if key not in pool:
+        pool[key] = _make_executor(spec, n_jobs)
+    return _Shared(pool[key])  # type: ignore[return-value]
+
+
+def _make_executor(spec: Any, n_jobs: int) -> Executor:
     kind = getattr(spec, "kind", "local") if spec is not None else "local"
     if kind == "local":
         return SequentialExecutor() if n_jobs == 1 else LocalExecutor(n_jobs)
@@ -117,4 +179,6 @@ def make_executor(spec: Any = None, n_jobs: int = 1) -> Executor:
     raise PipelineError(f"executor.kind: unknown executor {kind!r} (use 'local' or 'dask')")
 
 
-__all__ = ["Executor", "LocalExecutor", "OnResult", "SequentialExecutor", "check_address", "make_executor"]
+__all__ = [
+    "Executor", "LocalExecutor", "OnResult", "SequentialExecutor", "check_address", "executor_scope", "make_executor",
+]

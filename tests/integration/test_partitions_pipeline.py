@@ -1,0 +1,98 @@
+"""The data stays in Parquet partitions of whole series between the pipeline's steps, and the
+results are those of the same work on the whole frame in memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tidecast.spec import Spec, parse_spec
+
+SPEC: dict[str, Any] = {
+    "project": "parts",
+    "data": {
+        "source": "data/meters.parquet", "series_column": "series_id", "time_column": "timestamp",
+        "target_column": "load", "frequency": "h", "static_columns": ["customer_type"],
+    },
+    "clean": {"gaps": {"method": "interpolate", "max_gap": "6h"}},
+    "features": {"lags": [1, 24], "calendar": ["hour", "weekday"]},
+    "forecast": {"input_window": "2d", "horizon": "12h", "quantiles": [0.1, 0.9]},
+    "backtest": {"folds": 2, "n_jobs": 2},
+    "selection": {"metric": "mase"},
+    "executor": {"partition_rows": 600},
+    "models": [
+        {"name": "seasonal_naive", "kind": "seasonal_naive", "params": {"season_length": "1d"}},
+        {"name": "autoets", "kind": "autoets", "fit_window": "2d"},
+        {"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 10, "num_leaves": 7}},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 hourly meters of different starts and lengths, with gaps, plus one too short to use."""
+    from tidecast.datasets import make_meters
+
+    root = tmp_path_factory.mktemp("parts")
+    frame = make_meters(12, days=10, seed=5)
+    frame = frame.drop(index=frame.index[100:104])  # a gap in the first meter
+    short = frame[frame["series_id"] == "meter_002"].tail(10).assign(series_id="short_1")
+    (root / "data").mkdir()
+    pd.concat([frame, short], ignore_index=True).to_parquet(root / "data" / "meters.parquet", index=False)
+    return root
+
+
+def _in_memory(spec: Spec) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """What ingest, clean and features compute, done on the whole frame at once."""
+    from tidecast.data.clean import clean
+    from tidecast.data.features import add_time_features
+    from tidecast.data.sources import read_source, to_long
+    from tidecast.training import min_history
+
+    frame = to_long(read_source(spec.data), spec.data, spec.target, source_name="meters.parquet")
+    result = clean(frame, spec.clean, spec.data.frequency, min_length=min_history(spec))
+    kept = result.frame[~result.frame["unique_id"].isin(result.summary["series_too_short"])].reset_index(drop=True)
+    features = add_time_features(kept, spec.features, timezone=None, freq=spec.data.frequency)
+    return features, json.loads(json.dumps(result.summary, default=str))
+
+
+def test_steps_hand_over_partitions_and_match_the_whole_frame(project: Path) -> None:
+    from tidecast.data.partitions import PartitionedFrame
+    from tidecast.pipeline.cache import ArtifactCache
+    from tidecast.pipeline.runner import run
+    from tidecast.pipeline.steps import training_pipeline
+    from tidecast.training import candidate_results
+
+    spec = parse_spec(SPEC, root=project)
+    result = run(training_pipeline(report=False), spec, until="backtest")
+    assert result.executed == ["ingest", "clean", "features", "backtest"]
+
+    cache = ArtifactCache(spec.state_dir / "cache")
+    for name in ("ingest", "clean", "features"):
+        assert cache.meta(name, result.keys[name])["format"] == "partitioned"
+        parts = cache.load(name, result.keys[name])
+        assert isinstance(parts, PartitionedFrame) and parts.n_partitions >= 4  # 600 rows each: 12 series split
+        index = parts.index()
+        for part in range(parts.n_partitions):  # every series lies whole in the partition the index names
+            rows = parts.read(part)
+            assert set(rows["unique_id"]) == set(index.loc[index["part"] == part, "unique_id"])
+            assert (rows.groupby("unique_id").size() == index.set_index("unique_id")["rows"].loc[rows["unique_id"].unique()]).all()
+
+    expected, summary = _in_memory(spec)
+    assert expected["unique_id"].nunique() == 12  # short_1 skipped
+    pd.testing.assert_frame_equal(result.outputs["features"], expected)
+    clean_entry = cache.artifacts("clean", result.keys["clean"])
+    assert json.loads((clean_entry / "summary.json").read_text()) == summary
+    assert summary["gaps_filled"] == 4 and summary["series_too_short"] == ["short_1"]
+
+    # the same backtest on the frame in memory, in this process: the same leaderboard and forecasts
+    alone = candidate_results(expected, parse_spec({**SPEC, "backtest": {"folds": 2, "n_jobs": 1}}, root=project))
+    backtested = result.outputs["backtest"]
+    columns = ["candidate", "mase", "mae", "coverage_80", "status"]
+    pd.testing.assert_frame_equal(backtested["leaderboard"][columns], alone["leaderboard"][columns])
+    for name, entry in alone["results"].items():
+        pd.testing.assert_frame_equal(backtested["results"][name].backtest.forecasts, entry.backtest.forecasts)
