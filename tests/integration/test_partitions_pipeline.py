@@ -96,3 +96,26 @@ def test_steps_hand_over_partitions_and_match_the_whole_frame(project: Path) -> 
     pd.testing.assert_frame_equal(backtested["leaderboard"][columns], alone["leaderboard"][columns])
     for name, entry in alone["results"].items():
         pd.testing.assert_frame_equal(backtested["results"][name].backtest.forecasts, entry.backtest.forecasts)
+
+
+def test_dask_workers_clean_and_add_features_partition_by_partition(project: Path, tmp_path: Path) -> None:
+    """The data steps on a two-worker LocalCluster: the workers read and write the partitions; the
+    result is the same as in memory."""
+    pytest.importorskip("distributed")
+    import shutil
+
+    from tidecast.pipeline.runner import run
+    from tidecast.pipeline.steps import training_pipeline
+
+    root = tmp_path / "dask"
+    shutil.copytree(project / "data", root / "data")
+    spec = parse_spec({**SPEC, "executor": {"kind": "dask", "n_workers": 2, "partition_rows": 600}}, root=root)
+    result = run(training_pipeline(report=False), spec, until="features")
+    assert result.executed == ["ingest", "clean", "features"]
+    expected, summary = _in_memory(spec)
+    pd.testing.assert_frame_equal(result.outputs["features"], expected)
+    from tidecast.pipeline.cache import ArtifactCache
+
+    cache = ArtifactCache(spec.state_dir / "cache")
+    assert cache.load("features", result.keys["features"]).n_partitions >= 4
+    assert json.loads((cache.artifacts("clean", result.keys["clean"]) / "summary.json").read_text()) == summary

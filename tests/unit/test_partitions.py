@@ -129,3 +129,29 @@ def test_cache_commits_partitions_written_in_place_and_copies_others(tmp_path: P
     cache.save("features", "k2", elsewhere)
     pd.testing.assert_frame_equal(cache.load("features", "k2").to_pandas(), frame)
     assert cache.load("features", "k2").n_partitions == 3
+
+
+def test_tail_per_series_by_position_equals_groupby_tail() -> None:
+    from tidecast.models._frames import tail_per_series
+
+    frame = _frame(SIZES)
+    for steps in (1, 3, 10, 100):
+        expected = frame.groupby("unique_id", sort=False).tail(steps).reset_index(drop=True)
+        pd.testing.assert_frame_equal(tail_per_series(frame, steps), expected)
+        shuffled = frame.sample(frac=1, random_state=steps)  # rows of a series apart: the groupby path
+        pd.testing.assert_frame_equal(
+            tail_per_series(shuffled, steps), shuffled.groupby("unique_id", sort=False).tail(steps).reset_index(drop=True)
+        )
+
+
+def test_regular_grid_names_a_duplicate_and_tells_gaps() -> None:
+    from tidecast.errors import ModelError
+    from tidecast.models._frames import regular_grid
+
+    frame = _frame(SIZES)
+    assert regular_grid(frame, "h", "m") is True
+    assert regular_grid(frame.drop(index=[5]).reset_index(drop=True), "h", "m") is False  # a gap in m01
+    assert regular_grid(frame, "MS", "m") is False  # no fixed length: the caller checks itself
+    doubled = pd.concat([frame.iloc[:3], frame.iloc[2:]], ignore_index=True)
+    with pytest.raises(ModelError, match=r"several rows for series 'm01' at 2024-01-01 02:00:00"):
+        regular_grid(doubled, "h", "lgbm")

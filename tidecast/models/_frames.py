@@ -85,6 +85,27 @@ def is_sorted(df: pd.DataFrame) -> bool:
     return bool((~same | (ns[1:] >= ns[:-1])).all())
 
 
+def regular_grid(df: pd.DataFrame, freq: str, name: str) -> bool:
+    """For ``df`` sorted by ``unique_id, ds`` (as :func:`check_frame` leaves it): a
+    :class:`ModelError` naming the series and time of a duplicated timestamp; ``True`` when every
+    series steps exactly ``freq`` from row to row; ``False`` when it does not, or when ``freq`` has
+    no fixed length (months...), so the caller checks in its own way."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    if not isinstance(offset, Tick) or len(df) < 2:
+        return isinstance(offset, Tick)
+    ids = df[ID].to_numpy()
+    ns = pd.DatetimeIndex(df[TIME]).as_unit("ns").asi8
+    same = ids[1:] == ids[:-1]
+    steps = np.diff(ns)
+    dup = np.flatnonzero(same & (steps == 0))
+    if len(dup):
+        row = int(dup[0]) + 1
+        raise ModelError(
+            f"candidate '{name}': the training data has several rows for series '{ids[row]}' at {df[TIME].iloc[row]}"
+        )
+    return bool((steps[same] == offset.nanos).all())
+
+
 def series_bounds(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and stop row of each run of equal ids in ``ids`` (rows grouped by series, e.g. sorted)."""
     if not len(ids):
@@ -108,10 +129,26 @@ def future_grid(ends: pd.DatetimeIndex, h: int, freq: str) -> pd.DatetimeIndex:
 
 
 def tail_per_series(df: pd.DataFrame, steps: int | None) -> pd.DataFrame:
-    """The last ``steps`` rows of every series (all rows when ``steps`` is None)."""
-    if steps is None:
+    """The last ``steps`` rows of every series (all rows when ``steps`` is None), in their order.
+
+    When each series' rows are contiguous (a frame sorted by series, the usual case) the rows are
+    picked by position in numpy, several times faster than ``groupby(...).tail`` on millions of rows."""
+    if steps is None or df.empty:
         return df.reset_index(drop=True)
-    return df.groupby(ID, sort=False, observed=True).tail(int(steps)).reset_index(drop=True)
+    ids = df[ID].to_numpy()
+    try:
+        starts, stops = series_bounds(ids)
+        contiguous = len(set(ids[starts].tolist())) == len(starts)
+    except TypeError:
+        contiguous = False
+    if not contiguous:
+        return df.groupby(ID, sort=False, observed=True).tail(int(steps)).reset_index(drop=True)
+    lengths = stops - starts
+    from_end = np.repeat(stops, lengths) - np.arange(len(ids))  # 1 on each series' last row
+    keep = from_end <= int(steps)
+    if keep.all():
+        return df.reset_index(drop=True)
+    return df.iloc[np.flatnonzero(keep)].reset_index(drop=True)
 
 
 def stitch(stored: pd.DataFrame | None, history: pd.DataFrame, freq: str, keep: int | None) -> pd.DataFrame:
