@@ -149,14 +149,16 @@ def _read_source(files: Any, ids: tuple[Any, ...] | None, until: Any = None) -> 
     if isinstance(files, tuple):
         import pyarrow.parquet as pq
 
-        try:
-            table = pq.read_table(list(map(str, files)), filters=[(TIME, "<=", until)] if until is not None else None)
-        except Exception as exc:
-            raise BacktestError(f"backtest: the data partitions cannot be read ({type(exc).__name__}: {exc})") from exc
-        frame = table.to_pandas()
-        del table
-        release_arrow_memory()
-        return frame
+        frames = []
+        for file in files:  # one at a time: partitions may differ in type (a column all null in one of them)
+            try:
+                table = pq.read_table(str(file), filters=[(TIME, "<=", until)] if until is not None else None)
+            except Exception as exc:
+                raise BacktestError(f"backtest: partition {file} cannot be read ({type(exc).__name__}: {exc})") from exc
+            frames.append(table.to_pandas())
+            del table
+            release_arrow_memory()
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     key = (str(files), ids)
     if _LAST_READ and _LAST_READ[0] == key:
         return _LAST_READ[1]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from tidecast.errors import PipelineError
+
+# loky replaces a worker whose memory grew by 300 MB since its first task (a global model's fold after
+# a small per-series task is enough) once that worker's task is done, and says so with a warning meant
+# for leaking code; the work goes on, and a run's console should not show it
+warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor")
 
 T = TypeVar("T")
 R = TypeVar("R")
