@@ -119,3 +119,25 @@ def test_dask_workers_clean_and_add_features_partition_by_partition(project: Pat
     cache = ArtifactCache(spec.state_dir / "cache")
     assert cache.load("features", result.keys["features"]).n_partitions >= 4
     assert json.loads((cache.artifacts("clean", result.keys["clean"]) / "summary.json").read_text()) == summary
+
+
+def test_partitions_of_different_column_types_feed_a_global_model(tmp_path: Path) -> None:
+    """A static column all null in some partitions (and strings in others) gives partition files of
+    different Parquet types; a global model's fold, which reads them all, still runs."""
+    from tidecast.datasets import make_meters
+    from tidecast.pipeline.runner import run
+    from tidecast.pipeline.steps import training_pipeline
+
+    frame = make_meters(8, days=10, seed=2)
+    frame["customer_type"] = frame["customer_type"].astype(object)
+    frame.loc[frame["series_id"] < "meter_004", "customer_type"] = None  # the first partition: Parquet type null
+    (tmp_path / "data").mkdir()
+    frame.to_parquet(tmp_path / "data" / "meters.parquet", index=False)
+    models = [{"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 5, "num_leaves": 7}}]
+    spec = parse_spec({**SPEC, "models": models, "backtest": {"folds": 2, "n_jobs": 1}}, root=tmp_path)
+    result = run(training_pipeline(report=False), spec, until="backtest")
+    board = result.outputs["backtest"]["leaderboard"]
+    assert board["status"].tolist() == ["ok"], board["error"].tolist()
+    forecasts = result.outputs["backtest"]["results"]["lightgbm"].backtest.forecasts
+    ids = set(forecasts["unique_id"])
+    assert ids & {"meter_001", "meter_002", "meter_003"} and ids & {"meter_005", "meter_006", "meter_007", "meter_008"}
