@@ -206,6 +206,11 @@ def _normalise(part: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values([ID, TIME], kind="stable", ignore_index=True)
 
 
+def _read_part(path: str, columns: list[str]) -> pd.DataFrame:
+    """One partition file, normalised (on a worker)."""
+    return _normalise(pd.read_parquet(path, columns=columns, engine="pyarrow"))
+
+
 def _pieces(frame: pd.DataFrame, n: int) -> list[pd.DataFrame]:
     """``frame`` (sorted by id) cut into at most ``n`` runs of whole series of about equal rows."""
     ids = frame[ID].to_numpy()
@@ -249,12 +254,13 @@ def spread(data: Any, ctx: FitContext, client: Any) -> _Source:
         else:
             import pyarrow.parquet as pq
 
-            names = pq.read_schema(paths[0]).names
-            used = MLForecastModel._used_columns(names, ctx)
-            ddf = dd.read_parquet(paths, columns=used, split_row_groups=False, engine="pyarrow")
-            meta = _normalise(ddf._meta)
-            id_dtype, time_dtype = ddf._meta[ID].dtype, meta[TIME].dtype
-            ddf = ddf.map_partitions(_normalise, meta=meta)
+            empty = pq.read_schema(paths[0]).empty_table().to_pandas()
+            used = MLForecastModel._used_columns(list(empty.columns), ctx)
+            meta = _normalise(empty[used])
+            id_dtype, time_dtype = empty[ID].dtype, meta[TIME].dtype
+            # one pandas read per file (a Dask partition each): files may differ in Parquet type (a column
+            # all null in one of them), which a single read_parquet over all of them cannot cast
+            ddf = dd.from_map(_read_part, paths, columns=used, meta=meta, enforce_metadata=False)
         ddf = client.persist(ddf)
     return _Source(ddf, id_dtype, time_dtype)
 
