@@ -117,7 +117,7 @@ def run_tidecast(n: int, model: str, executor: str) -> dict[str, Any]:
     candidate = (
         {"name": "autoets", "kind": "autoets", "params": {"season_length": SEASON}}
         if model == "autoets"
-        else {"name": "lightgbm", "kind": "lightgbm", "params": {**LGBM, "lags": LAGS}}
+        else {"name": "lightgbm", "kind": "lightgbm", "params": {**LGBM, "lags": LAGS, "scaling": "none"}}  # as the direct call
     )
     spec = parse_spec(
         {

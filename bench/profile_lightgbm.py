@@ -39,7 +39,7 @@ def _spec(n_jobs: int) -> object:
             "forecast": {"input_window": "7d", "horizon": f"{bench.H}h", "quantiles": []},
             "backtest": {"folds": bench.FOLDS, "n_jobs": n_jobs},
             "selection": {"metric": "mae"},
-            "models": [{"name": "lightgbm", "kind": "lightgbm", "params": {**bench.LGBM, "lags": bench.LAGS}}],
+            "models": [{"name": "lightgbm", "kind": "lightgbm", "params": {**bench.LGBM, "lags": bench.LAGS, "scaling": "none"}}],
         },
         root=Path("."),
     )

@@ -341,8 +341,17 @@ def _trimmed_part(part: pd.DataFrame, model: MLForecastModel, transforms: Sequen
 
 
 def _train_part(part: pd.DataFrame, model: MLForecastModel, transforms: Sequence[str]) -> pd.DataFrame:
-    """A partition as ``LightGBMModel.fit`` trains on it: trimmed to ``fit_window``, transformed, time features added."""
-    return model._with_time(_trimmed_part(part, model, transforms))
+    """A partition as ``LightGBMModel.fit`` trains on it: trimmed to ``fit_window``, transformed,
+    standardised per series (``scaling``: a partition holds whole series, so its own statistics are
+    the series'), time features added."""
+    trimmed = _trimmed_part(part, model, transforms)
+    return model._with_time(model._scaled_frame(trimmed, model._series_stats(trimmed)))
+
+
+def _stats_part(part: pd.DataFrame, model: MLForecastModel, transforms: Sequence[str]) -> pd.DataFrame:
+    """The scaling statistics of a partition's series (what the fitted model keeps for forecasting)."""
+    stats = model._series_stats(_trimmed_part(part, model, transforms))
+    return stats if stats is not None else pd.DataFrame({"mean": [], "std": []})
 
 
 def _tail_part(part: pd.DataFrame, model: MLForecastModel, transforms: Sequence[str], keep: int) -> pd.DataFrame:
@@ -375,6 +384,9 @@ def _fit_inner(model: MLForecastModel, train: Any, ctx: FitContext, client: Any,
     train = _nonempty(train, client)
     features = train.map_partitions(_train_part, model, tuple(transforms), meta=meta.iloc[:0])
     tails = train.map_partitions(_tail_part, model, tuple(transforms), model._needed(), meta=tail_meta)
+    stats_meta = pd.DataFrame({"mean": pd.Series([], dtype=float), "std": pd.Series([], dtype=float)})
+    stats_meta.index = pd.Index([], dtype=object, name=ID)
+    stats = train.map_partitions(_stats_part, model, tuple(transforms), meta=stats_meta) if model._scaled else None
     # LightGBM's Dask estimator runs each worker's share on that worker's threads: no thread count of ours
     params = {k: v for k, v in model._estimator(ctx).get_params().items() if k not in _THREAD_PARAMS}
     fcst = DistributedMLForecast(
@@ -389,6 +401,7 @@ def _fit_inner(model: MLForecastModel, train: Any, ctx: FitContext, client: Any,
         fcst.fit(features, **args)
         local = fcst.to_local()
         tail = client.compute(tails).result()
+        series_stats = client.compute(stats).result() if stats is not None else None
     except ModelError:
         raise
     except Exception as exc:
@@ -398,6 +411,7 @@ def _fit_inner(model: MLForecastModel, train: Any, ctx: FitContext, client: Any,
     local.ts.lag_transforms_namer = None  # as MLForecast leaves it (the distributed default is a local closure)
     tail = tail.sort_values([ID, TIME], kind="stable", ignore_index=True)
     model._adopt(local, tail)
+    model._stats = series_stats
 
 
 def fit_distributed(model: Forecaster, data: Any, ctx: FitContext, *, client: Any) -> Forecaster:

@@ -25,6 +25,15 @@ as lags. ``strategy: direct`` trains one model per horizon step (mlforecast ``ma
 ctx.horizon``): ``h`` models (288 for a day of 5-minute steps), so ``h`` times the training cost
 and the pickle size; it cannot forecast past ``ctx.horizon``.
 
+Scaling
+-------
+``scaling: per_series`` standardises each series (by the mean and standard deviation of its
+training rows) before the lags are computed and undoes it on the forecasts, so that one model fits
+series of very different levels (a household meter and a substation). ``auto`` (default) does so
+when the training data holds several series; ``none`` never does. The statistics are kept with
+the model: a series seen in training is scaled the same way whatever history a request sends (so
+serving and the backtest agree); a series new at serving time is scaled by its own history.
+
 Intervals
 ---------
 These models have no native intervals (``native_intervals = False``): asking for quantiles is a
@@ -60,7 +69,8 @@ from tidecast.models._time import add_time
 from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext
 
 _STATS = ("mean", "std", "min", "max")
-_OURS = ("strategy", "lags", "rolling")
+_OURS = ("strategy", "lags", "rolling", "scaling")
+SCALINGS = ("auto", "none", "per_series")
 
 
 def _steps(value: Any, freq: str, field: str, name: str) -> int:
@@ -105,12 +115,18 @@ class MLForecastModel:
         strategy: str = "recursive",
         lags: Sequence[int] | None = None,
         rolling: list[Any] | None = None,
+        scaling: str = "auto",
     ) -> None:
         self.name = name or self.kind
         self.fit_window = fit_window
         if strategy not in ("recursive", "direct"):
             raise ModelError(f"candidate '{self.name}': strategy must be 'recursive' or 'direct', got {strategy!r}")
         self.strategy = strategy
+        if scaling not in SCALINGS:
+            raise ModelError(f"candidate '{self.name}': scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}")
+        self.scaling = scaling
+        self._scaled = scaling != "none"  # resolved in fit: 'auto' scales when there are several series
+        self._stats: pd.DataFrame | None = None
         self.lags = list(lags) if lags is not None else None
         if self.lags is not None:
             for lag in self.lags:
@@ -137,6 +153,7 @@ class MLForecastModel:
     def get_params(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy,
+            "scaling": getattr(self, "scaling", "none"),  # models pickled before it existed did not scale
             "lags": self.lags,
             "rolling": self.rolling if self.rolling is None else [
                 r if isinstance(r, dict) else getattr(r, "model_dump", lambda r=r: r)() for r in self.rolling
@@ -214,11 +231,47 @@ class MLForecastModel:
     def _mlforecast_args(self) -> dict[str, Any]:
         """Keyword arguments of ``MLForecast`` (and ``DistributedMLForecast``) besides the models."""
         assert self._ctx is not None
-        return {"freq": self._ctx.freq, "lags": self._lags or None, "lag_transforms": self._lag_transforms(), "num_threads": 1}
+        args: dict[str, Any] = {
+            "freq": self._ctx.freq, "lags": self._lags or None, "lag_transforms": self._lag_transforms(), "num_threads": 1,
+        }
+        return args
 
     def _fit_args(self) -> dict[str, Any]:
         """Keyword arguments of ``MLForecast.fit`` besides the data."""
         return {"static_features": list(self._static), "max_horizon": self._max_h, "keep_last_n": self._needed(), "dropna": True}
+
+    def _series_stats(self, data: pd.DataFrame) -> pd.DataFrame | None:
+        """Each series' mean and standard deviation of ``y`` in ``data`` (sorted by series; index
+        ``unique_id``), what ``scaling`` standardises with; ``None`` when the model does not scale.
+        A constant series gets a standard deviation of 1."""
+        if not getattr(self, "_scaled", False):
+            return None
+        from tidecast.models._frames import series_bounds
+
+        ids = data[ID].to_numpy()
+        y = data[TARGET].to_numpy(float)
+        starts, stops = series_bounds(ids)
+        if len(starts) and len(set(ids[starts].tolist())) != len(starts):  # rows of a series apart
+            grouped = data.groupby(ID, sort=False)[TARGET]
+            stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0)})
+        else:
+            n = (stops - starts).astype(float)
+            mean = np.add.reduceat(y, starts) / n if len(starts) else np.zeros(0)
+            sq = np.add.reduceat((y - np.repeat(mean, stops - starts)) ** 2, starts) / n if len(starts) else np.zeros(0)
+            stats = pd.DataFrame({"mean": mean, "std": np.sqrt(sq)}, index=pd.Index(ids[starts], name=ID))
+        stats["std"] = stats["std"].where(stats["std"] > 1e-12, 1.0).fillna(1.0)
+        return stats
+
+    def _scaled_frame(self, data: pd.DataFrame, stats: pd.DataFrame | None, *, inverse: bool = False, column: str = TARGET) -> pd.DataFrame:
+        """``data`` with ``column`` standardised by its series' ``stats`` (or restored, ``inverse``)."""
+        if stats is None:
+            return data
+        mean = data[ID].map(stats["mean"]).to_numpy(float)
+        std = data[ID].map(stats["std"]).to_numpy(float)
+        values = data[column].to_numpy(float)
+        out = data.copy()
+        out[column] = values * std + mean if inverse else (values - mean) / std
+        return out
 
     def _adopt(self, fcst: Any, tail: pd.DataFrame) -> None:
         """Become the fitted model of ``fcst`` (a local ``MLForecast``), ``tail`` the last readings."""
@@ -231,8 +284,11 @@ class MLForecastModel:
         # the columns used only (the time features are recomputed below): no copying and sorting of the rest
         data = check_frame(df[self._used_columns(df.columns, ctx)], self.name)
         self._setup(data.dtypes, ctx)
+        ids = data[ID].to_numpy()
+        self._scaled = self.scaling == "per_series" or (self.scaling == "auto" and bool((ids[1:] != ids[:-1]).any()))
         data = self._trimmed(data)
-        train = self._with_time(data)
+        self._stats = self._series_stats(data)
+        train = self._with_time(self._scaled_frame(data, self._stats))
         fcst = MLForecast(models={"model": self._estimator(ctx)}, **self._mlforecast_args())
         try:
             # on a regular grid (what the clean step gives) mlforecast's own check, a groupby over every
@@ -281,7 +337,8 @@ class MLForecastModel:
             )
         if data[TARGET].isna().any():
             raise ModelError(f"candidate '{self.name}': the history has missing values in '{TARGET}'")
-        new_df, _ = add_time(data, ctx.features, timezone=ctx.timezone, freq=ctx.freq, name=self.name)
+        stats = self._stats_for(data)
+        new_df, _ = add_time(self._scaled_frame(data, stats), ctx.features, timezone=ctx.timezone, freq=ctx.freq, name=self.name)
         ends = data.groupby(ID, sort=False).tail(1)[[ID, TIME]]
         fut = require_future_exog(self.name, future_frame(ends, h, ctx.freq), X_future, self._exog)
         X_df = None
@@ -296,7 +353,19 @@ class MLForecastModel:
             raise ModelError(f"candidate '{self.name}': {self.kind} failed to forecast: {type(exc).__name__}: {exc}") from exc
         preds = preds.rename(columns={"model": POINT})
         preds[ID] = preds[ID].astype(str)
+        preds = self._scaled_frame(preds, stats, inverse=True, column=POINT)
         return finish(preds, ())
+
+    def _stats_for(self, data: pd.DataFrame) -> pd.DataFrame | None:
+        """The scaling statistics of the series of ``data``: those of the training for a series seen
+        there (so that a forecast does not depend on how much history is sent), else its own."""
+        stored = getattr(self, "_stats", None)
+        if stored is None:
+            return None
+        unseen = ~data[ID].isin(stored.index)
+        if not unseen.any():
+            return stored
+        return pd.concat([stored, self._series_stats(data[unseen.to_numpy()])])
 
 
 _THREAD_PARAMS = frozenset({"n_jobs", "num_threads", "num_thread", "nthread", "nthreads"})
@@ -334,9 +403,12 @@ class LightGBMModel(MLForecastModel):
         strategy: str = "recursive",
         lags: Sequence[int] | None = None,
         rolling: list[Any] | None = None,
+        scaling: str = "auto",
         **params: Any,
     ) -> None:
-        super().__init__(name=name, fit_window=fit_window, strategy=strategy, lags=lags, rolling=rolling)
+        super().__init__(
+            name=name, fit_window=fit_window, strategy=strategy, lags=lags, rolling=rolling, scaling=scaling
+        )
         from lightgbm import LGBMRegressor
 
         accepted = set(inspect.signature(LGBMRegressor).parameters) - {"kwargs"}
@@ -398,9 +470,12 @@ class SklearnModel(MLForecastModel):
         strategy: str = "recursive",
         lags: Sequence[int] | None = None,
         rolling: list[Any] | None = None,
+        scaling: str = "auto",
         **params: Any,
     ) -> None:
-        super().__init__(name=name, fit_window=fit_window, strategy=strategy, lags=lags, rolling=rolling)
+        super().__init__(
+            name=name, fit_window=fit_window, strategy=strategy, lags=lags, rolling=rolling, scaling=scaling
+        )
         self.estimator = estimator
         self.params = dict(params)
         if isinstance(estimator, str):
