@@ -67,7 +67,8 @@ def fill(folder: Path) -> Path:
     filler = folder / "filler.bin"
     chunk = b"\0" * 65536
     try:
-        handle = open(filler, "wb")  # noqa: SIM115 - closed below
+        # unbuffered: a write refused for lack of space leaves nothing behind for close() to flush again
+        handle = open(filler, "wb", buffering=0)  # noqa: SIM115 - closed below
     except OSError as exc:  # already full (not even room for the file): nothing to add
         assert exc.errno == errno.ENOSPC, exc
         return filler
@@ -75,14 +76,12 @@ def fill(folder: Path) -> Path:
         try:
             while True:
                 handle.write(chunk)
-                handle.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC, exc
     for size in (4096, 512, 1):  # the last partial blocks
-        with contextlib.suppress(OSError), open(filler, "ab") as handle:
+        with contextlib.suppress(OSError), open(filler, "ab", buffering=0) as handle:
             while True:
                 handle.write(b"\0" * size)
-                handle.flush()
     return filler
 
 

@@ -244,3 +244,24 @@ def test_project_lock_is_reentrant_in_a_thread_but_not_across_threads(tmp_path: 
     assert len(errors) == 1 and f"pid {os.getpid()}" in str(errors[0])
     with ProjectLock(state):  # released after the outer block
         pass
+
+
+def test_a_locked_run_names_a_holder_that_writes_its_pid_a_moment_late(tmp_path) -> None:
+    """The holder takes the lock, then writes its pid: a run refused in between waits for the pid
+    instead of saying 'pid unknown' (a race seen with four runs started at once)."""
+    import fcntl
+    import os
+    import threading
+
+    path = tmp_path / "run.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, and the file still empty
+    late = threading.Timer(0.1, lambda: os.pwrite(fd, b"4242\n", 0))
+    late.start()
+    try:
+        with pytest.raises(LockedError, match=r"\(pid 4242\)"):
+            ProjectLock(tmp_path, timeout=0).acquire()
+    finally:
+        late.join()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

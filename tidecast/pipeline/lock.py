@@ -237,6 +237,16 @@ class ProjectLock:
             text = ""
         return text if text.isdigit() else "unknown"
 
+    def _settled_holder(self, tries: int = 25, pause_s: float = 0.02) -> str:
+        """The holder's pid, waiting up to half a second for it: a run that has just taken the lock
+        writes its pid a moment later (and one releasing it empties the file first)."""
+        for _ in range(tries):
+            holder = self._holder()
+            if holder != "unknown":
+                return holder
+            time.sleep(pause_s)
+        return "unknown"
+
     def acquire(self) -> ProjectLock:
         if self._key is not None:
             return self
@@ -252,18 +262,21 @@ class ProjectLock:
         deadline = None if self.timeout is None else time.monotonic() + max(0.0, self.timeout)
         while not _try_lock(fd):
             if deadline is not None and time.monotonic() >= deadline:
+                holder = self._settled_holder()
+                if _try_lock(fd):  # released while its holder was being read
+                    break
                 os.close(fd)
                 # no "remove the file" advice: the kernel drops the lock with its process, and deleting
                 # a held lock file would let a second run lock a new file beside the first
                 raise LockedError(
-                    f"project locked: another tidecast run holds {self.path} (pid {self._holder()}); "
+                    f"project locked: another tidecast run holds {self.path} (pid {holder}); "
                     "wait for it to finish (a run that dies releases the lock by itself)"
                 )
             time.sleep(self.poll_s)
-        try:
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, f"{os.getpid()}\n".encode())
+        try:  # the pid at offset 0, then the file cut to it: a reader never sees an old pid's tail
+            text = f"{os.getpid()}\n".encode()
+            os.pwrite(fd, text, 0)
+            os.ftruncate(fd, len(text))
         except OSError:
             pass
         with _held_lock:
