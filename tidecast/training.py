@@ -231,7 +231,9 @@ class _Data:
         self.source = data if isinstance(data, PartitionedFrame) and spec.hierarchy is None else None
         self._full = None if self.source is not None else with_aggregates(_as_frame(data), spec)
         self.light = self.source.to_pandas([ID, TIME, TARGET]) if self.source is not None else self._full
-        self.shared_storage = spec.executor.kind != "dask" or not spec.executor.address or spec.executor.shared_storage
+        from tidecast.pipeline.executors import shares_files
+
+        self.shared_storage = shares_files(spec.executor)
 
     @property
     def full(self) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from tracking_helpers import whole_frame_features
 
 from tidecast.spec import Spec, parse_spec
 
@@ -37,15 +38,7 @@ def _spec(root: Path, **overrides: Any) -> Spec:
 
 
 def _features(spec: Spec) -> pd.DataFrame:
-    from tidecast.data.clean import clean
-    from tidecast.data.features import add_time_features
-    from tidecast.data.sources import read_source, to_long
-    from tidecast.training import min_history
-
-    frame = to_long(read_source(spec.data), spec.data, spec.target, source_name="meters.parquet")
-    result = clean(frame, spec.clean, spec.data.frequency, min_length=min_history(spec))
-    kept = result.frame[~result.frame["unique_id"].isin(result.summary["series_too_short"])]
-    return add_time_features(kept.reset_index(drop=True), spec.features, timezone=None, freq=spec.data.frequency)
+    return whole_frame_features(spec)[0]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from tracking_helpers import whole_frame_features
 
 from tidecast.spec import Spec, parse_spec
 
@@ -48,16 +49,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _in_memory(spec: Spec) -> tuple[pd.DataFrame, dict[str, Any]]:
     """What ingest, clean and features compute, done on the whole frame at once."""
-    from tidecast.data.clean import clean
-    from tidecast.data.features import add_time_features
-    from tidecast.data.sources import read_source, to_long
-    from tidecast.training import min_history
-
-    frame = to_long(read_source(spec.data), spec.data, spec.target, source_name="meters.parquet")
-    result = clean(frame, spec.clean, spec.data.frequency, min_length=min_history(spec))
-    kept = result.frame[~result.frame["unique_id"].isin(result.summary["series_too_short"])].reset_index(drop=True)
-    features = add_time_features(kept, spec.features, timezone=None, freq=spec.data.frequency)
-    return features, json.loads(json.dumps(result.summary, default=str))
+    return whole_frame_features(spec)
 
 
 def test_steps_hand_over_partitions_and_match_the_whole_frame(project: Path) -> None:

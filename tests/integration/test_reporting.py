@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from serving_helpers import run_cli as cli
 
 from tidecast.models.base import ID, TARGET, TIME
 from tidecast.spec import Spec, load_spec
@@ -47,21 +48,6 @@ def tidecast(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedP
         }
     )
     return subprocess.run([*TIDECAST, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def cli(*args: str) -> int:
-    """``tidecast ARGS`` in this process (stdout/stderr go to capsys); returns the exit code."""
-    from tidecast.cli import main
-
-    argv = sys.argv
-    sys.argv = ["tidecast", *args]
-    try:
-        main()
-        return 0
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        sys.argv = argv
 
 
 def need_browser() -> None:

@@ -82,6 +82,22 @@ class SeasonalNaiveHelper:
         return {"season_length": self.season_length, "bias": self.bias, "exog_coef": self.exog_coef}
 
 
+def whole_frame_features(spec: Spec) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """What ingest, clean and features compute for ``spec``, done on the whole frame at once in this
+    process (no partitions, no cache): the features frame without the series too short, and the
+    clean summary (as JSON gives it back)."""
+    from tidecast.data.clean import clean
+    from tidecast.data.features import add_time_features
+    from tidecast.data.sources import read_source, to_long
+    from tidecast.training import min_history
+
+    frame = to_long(read_source(spec.data), spec.data, spec.target, source_name=Path(spec.data.source).name)
+    result = clean(frame, spec.clean, spec.data.frequency, min_length=min_history(spec))
+    kept = result.frame[~result.frame["unique_id"].isin(result.summary["series_too_short"])].reset_index(drop=True)
+    features = add_time_features(kept, spec.features, timezone=None, freq=spec.data.frequency)
+    return features, json.loads(json.dumps(result.summary, default=str))
+
+
 def make_frame(series: Sequence[str] = ("a", "b"), days: int = 10, seed: int = 0) -> pd.DataFrame:
     """Hourly series with a daily cycle, noise and a temperature column."""
     rng = np.random.default_rng(seed)

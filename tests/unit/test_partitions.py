@@ -14,8 +14,8 @@ import pytest
 from tidecast.data.partitions import (
     PartitionedFrame,
     map_partitions,
+    partition_bounds,
     partition_count,
-    series_bounds,
     write_partitions,
 )
 from tidecast.errors import PipelineError
@@ -42,12 +42,12 @@ SIZES = {"m01": 30, "m02": 5, "m03": 50, "m04": 1, "m05": 20, "m06": 44, "m07": 
 def test_bounds_cut_between_series_only_and_cover_every_row(n: int) -> None:
     frame = _frame(SIZES)
     ids = frame["unique_id"].to_numpy()
-    bounds = series_bounds(ids, n)
+    bounds = partition_bounds(ids, n)
     assert bounds[0][0] == 0 and bounds[-1][1] == len(frame)
     assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
     assert 1 <= len(bounds) <= min(n, len(SIZES))  # about equal rows: uneven series may give fewer
     even = np.repeat([f"s{i}" for i in range(10)], 4)
-    assert len(series_bounds(even, n)) == min(n, 10)
+    assert len(partition_bounds(even, n)) == min(n, 10)
     for start, stop in bounds:
         assert start < stop
         assert start == 0 or ids[start] != ids[start - 1]  # never inside a series

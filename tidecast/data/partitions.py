@@ -65,17 +65,19 @@ def partition_count(n_series: int, n_rows: int, n_workers: int = 1, rows_per_par
     return max(1, min(wanted, n_series))
 
 
-def series_bounds(ids: np.ndarray, n_partitions: int) -> list[tuple[int, int]]:
+def partition_bounds(ids: np.ndarray, n_partitions: int) -> list[tuple[int, int]]:
     """Row ranges ``[(start, stop), ...]`` that cut a frame sorted by id into ``n_partitions`` runs
     of whole series with about as many rows each (fewer when there are fewer series).
 
-    >>> series_bounds(np.array(["a", "a", "a", "b", "c", "c"]), 2)
+    >>> partition_bounds(np.array(["a", "a", "a", "b", "c", "c"]), 2)
     [(0, 3), (3, 6)]
     """
+    from tidecast.models._frames import series_bounds
+
     n = len(ids)
     if n == 0:
         return [(0, 0)]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # first row of each series
+    starts, _ = series_bounds(ids)  # first row of each series
     n_partitions = max(1, min(int(n_partitions), len(starts)))
     targets = (np.arange(1, n_partitions) * n) / n_partitions
     cuts = starts[np.clip(np.searchsorted(starts, targets), 0, len(starts) - 1)]
@@ -133,7 +135,11 @@ class PartitionedFrame:
         return [self.part_path(i) for i in range(self.n_partitions)]
 
     def index(self) -> pd.DataFrame:
-        """One row per series: ``unique_id, part, rows, start, end`` (small: no data)."""
+        """One row per series: ``unique_id, part, rows, start, end`` (small: no data; read once)."""
+        return self._index
+
+    @cached_property
+    def _index(self) -> pd.DataFrame:
         return _read(self.path / INDEX, None)
 
     def series_ids(self) -> list[Any]:
@@ -231,7 +237,7 @@ def write_partitions(frame: pd.DataFrame, folder: str | os.PathLike[str], n_part
     write them into ``folder``."""
     ids = frame[ID].to_numpy()
     written = []
-    for part, (start, stop) in enumerate(series_bounds(ids, n_partitions)):
+    for part, (start, stop) in enumerate(partition_bounds(ids, n_partitions)):
         piece = frame.iloc[start:stop].reset_index(drop=True)
         written.append(write_part(piece, folder, part))
     return finish_partitions(folder, written, list(frame.columns))
@@ -317,8 +323,8 @@ __all__ = [
     "PartitionedFrame",
     "finish_partitions",
     "map_partitions",
+    "partition_bounds",
     "partition_count",
-    "series_bounds",
     "write_part",
     "write_partitions",
 ]

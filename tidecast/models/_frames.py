@@ -128,6 +128,16 @@ def future_grid(ends: pd.DatetimeIndex, h: int, freq: str) -> pd.DatetimeIndex:
     return parts[0].append(parts[1:]) if parts else pd.DatetimeIndex([], tz=ends.tz)
 
 
+def contiguous_runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`series_bounds` of ``ids`` when each id's rows are contiguous (a frame sorted by
+    series), else ``None`` (an id in several runs: use a groupby)."""
+    try:
+        starts, stops = series_bounds(ids)
+        return (starts, stops) if len(set(ids[starts].tolist())) == len(starts) else None
+    except TypeError:
+        return None
+
+
 def tail_per_series(df: pd.DataFrame, steps: int | None) -> pd.DataFrame:
     """The last ``steps`` rows of every series (all rows when ``steps`` is None), in their order.
 
@@ -136,13 +146,10 @@ def tail_per_series(df: pd.DataFrame, steps: int | None) -> pd.DataFrame:
     if steps is None or df.empty:
         return df.reset_index(drop=True)
     ids = df[ID].to_numpy()
-    try:
-        starts, stops = series_bounds(ids)
-        contiguous = len(set(ids[starts].tolist())) == len(starts)
-    except TypeError:
-        contiguous = False
-    if not contiguous:
+    runs = contiguous_runs(ids)
+    if runs is None:
         return df.groupby(ID, sort=False, observed=True).tail(int(steps)).reset_index(drop=True)
+    starts, stops = runs
     lengths = stops - starts
     from_end = np.repeat(stops, lengths) - np.arange(len(ids))  # 1 on each series' last row
     keep = from_end <= int(steps)

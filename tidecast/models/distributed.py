@@ -37,7 +37,6 @@ or Parquet files each holding whole series sorted by ``unique_id, ds`` (read by 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import time
@@ -213,13 +212,10 @@ def _read_part(path: str, columns: list[str]) -> pd.DataFrame:
 
 def _pieces(frame: pd.DataFrame, n: int) -> list[pd.DataFrame]:
     """``frame`` (sorted by id) cut into at most ``n`` runs of whole series of about equal rows."""
-    ids = frame[ID].to_numpy()
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([0])
-    n = max(1, min(n, len(starts)))
-    targets = np.arange(1, n) * len(frame) / n
-    cuts = sorted({int(starts[min(int(np.searchsorted(starts, t)), len(starts) - 1)]) for t in targets} - {0})
-    edges = [0, *cuts, len(frame)]
-    return [frame.iloc[a:b].reset_index(drop=True) for a, b in itertools.pairwise(edges) if b > a]
+    from tidecast.data.partitions import partition_bounds
+
+    bounds = partition_bounds(frame[ID].to_numpy(), n)
+    return [frame.iloc[a:b].reset_index(drop=True) for a, b in bounds if b > a]
 
 
 @dataclass

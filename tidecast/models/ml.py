@@ -57,6 +57,7 @@ from tidecast.errors import ModelError, SpecError
 from tidecast.models._frames import (
     check_frame,
     check_quantiles,
+    contiguous_runs,
     finish,
     future_frame,
     no_intervals,
@@ -246,18 +247,17 @@ class MLForecastModel:
         A constant series gets a standard deviation of 1."""
         if not getattr(self, "_scaled", False):
             return None
-        from tidecast.models._frames import series_bounds
-
         ids = data[ID].to_numpy()
-        y = data[TARGET].to_numpy(float)
-        starts, stops = series_bounds(ids)
-        if len(starts) and len(set(ids[starts].tolist())) != len(starts):  # rows of a series apart
+        runs = contiguous_runs(ids) if len(ids) else None
+        if runs is None:  # rows of a series apart (or none at all)
             grouped = data.groupby(ID, sort=False)[TARGET]
             stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0)})
         else:
+            starts, stops = runs
+            y = data[TARGET].to_numpy(float)
             n = (stops - starts).astype(float)
-            mean = np.add.reduceat(y, starts) / n if len(starts) else np.zeros(0)
-            sq = np.add.reduceat((y - np.repeat(mean, stops - starts)) ** 2, starts) / n if len(starts) else np.zeros(0)
+            mean = np.add.reduceat(y, starts) / n
+            sq = np.add.reduceat((y - np.repeat(mean, stops - starts)) ** 2, starts) / n
             stats = pd.DataFrame({"mean": mean, "std": np.sqrt(sq)}, index=pd.Index(ids[starts], name=ID))
         stats["std"] = stats["std"].where(stats["std"] > 1e-12, 1.0).fillna(1.0)
         return stats

@@ -17,6 +17,7 @@ import pandas as pd
 from tidecast.data.partitions import PartitionedFrame
 from tidecast.models.base import ID, TIME
 from tidecast.pipeline.dag import Pipeline, step
+from tidecast.pipeline.executors import shares_files
 from tidecast.pipeline.hashing import source_hash
 from tidecast.spec import Spec
 from tidecast.training import (
@@ -55,12 +56,6 @@ def _workers(spec: Spec) -> int:
     from joblib import effective_n_jobs
 
     return max(1, int(effective_n_jobs(spec.backtest.n_jobs)))
-
-
-def _shared_storage(spec: Spec) -> bool:
-    """Whether the workers read and write the cache's files themselves (local processes, a local
-    Dask cluster, or a remote one with ``executor.shared_storage: true``)."""
-    return spec.executor.kind != "dask" or not spec.executor.address or bool(spec.executor.shared_storage)
 
 
 @step(spec=("data", "target", "hierarchy"), fingerprint=_data_fingerprint, version=_DATA_CODE)
@@ -133,7 +128,7 @@ def clean(ingest: PartitionedFrame, spec: Spec, ctx: Any) -> PartitionedFrame:
     else:
         parts, pieces = map_partitions(
             work, ingest, ctx.parts_dir, _executor(spec) if ingest.n_partitions > 1 else None,
-            shared_storage=_shared_storage(spec), desc="clean",
+            shared_storage=shares_files(spec.executor), desc="clean",
             on_part=lambda done, total: ctx.progress(done, total, f"{done}/{total} partitions cleaned"),
         )
         summary = summarize(pieces, length)
@@ -161,7 +156,7 @@ def features(clean: PartitionedFrame, spec: Spec, ctx: Any) -> PartitionedFrame:
     )
     parts, _ = map_partitions(
         work, clean, ctx.parts_dir, _executor(spec) if clean.n_partitions > 1 else None,
-        shared_storage=_shared_storage(spec), desc="features",
+        shared_storage=shares_files(spec.executor), desc="features",
         on_part=lambda done, total: ctx.progress(done, total, f"{done}/{total} partitions"),
     )
     ctx.progress(1, 1, f"{len(parts.columns) - 3} feature columns, {parts.n_partitions} partition(s)")

@@ -49,6 +49,14 @@ class Executor(Protocol):
         ...
 
 
+def shares_files(spec: Any) -> bool:
+    """Whether the workers of the executor ``spec`` (an :class:`tidecast.spec.ExecutorSpec`) read and
+    write this project's files themselves: local processes, a local Dask cluster, or a remote one
+    with ``shared_storage: true``. Otherwise data travels to them and back."""
+    kind = getattr(spec, "kind", "local") if spec is not None else "local"
+    return kind != "dask" or not getattr(spec, "address", None) or bool(getattr(spec, "shared_storage", False))
+
+
 PROBE_TIMEOUT_S = 3.0
 
 
@@ -181,4 +189,5 @@ def _make_executor(spec: Any, n_jobs: int) -> Executor:
 
 __all__ = [
     "Executor", "LocalExecutor", "OnResult", "SequentialExecutor", "check_address", "executor_scope", "make_executor",
+    "shares_files",
 ]
