@@ -229,7 +229,8 @@ class _Data:
         from tidecast.data.partitions import PartitionedFrame
 
         self.source = data if isinstance(data, PartitionedFrame) and spec.hierarchy is None else None
-        self._full = None if self.source is not None else with_aggregates(_as_frame(data), spec)
+        frame = data.to_pandas() if isinstance(data, PartitionedFrame) else data  # a hierarchy needs every node
+        self._full = None if self.source is not None else with_aggregates(frame, spec)
         self.light = self.source.to_pandas([ID, TIME, TARGET]) if self.source is not None else self._full
         from tidecast.pipeline.executors import shares_files
 
@@ -247,10 +248,6 @@ class _Data:
         if self.source is not None and (kind in LOCAL_KINDS or self.shared_storage):
             return self.source
         return self.full
-
-
-def _as_frame(data: Any) -> pd.DataFrame:
-    return data.to_pandas() if hasattr(data, "to_pandas") and not isinstance(data, pd.DataFrame) else data
 
 
 def _backtest_one(

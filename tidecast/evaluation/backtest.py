@@ -430,7 +430,8 @@ def backtest(
         raise BacktestError("backtest: no series partitions to run")
     located: list[tuple[int, tuple[Any, ...]]] = []  # (data partition, ids) of each task partition
     if source is not None and partitions is not None:
-        partitions = located_partitions(source, partitions, located)
+        located = located_partitions(source, partitions)
+        partitions = [list(ids) for _, ids in located]
     n_parts = 1 if partitions is None else len(partitions)
     threads = fold_threads(int(getattr(executor, "n_workers", 1) or 1), n_parts * len(folds))
     if threads is not None and fold_ctx.threads is None:
@@ -532,25 +533,21 @@ def fold_threads(n_workers: int, n_tasks: int) -> int | None:
     return max(1, n_workers // max(1, min(n_workers, n_tasks)))
 
 
-def located_partitions(
-    source: Any, partitions: Sequence[Sequence[Any]], located: list[tuple[int, tuple[Any, ...]]]
-) -> list[list[Any]]:
+def located_partitions(source: Any, partitions: Sequence[Sequence[Any]]) -> list[tuple[int, tuple[Any, ...]]]:
     """``partitions`` cut where they cross a data partition of ``source``, so that each task reads
-    one file; ``located`` receives each piece's ``(data partition, ids)``."""
+    one file: ``(data partition, ids)`` of each piece, in order."""
     index = source.index()
     part_of = dict(zip(index[ID].tolist(), index["part"].tolist(), strict=True))
-    out: list[list[Any]] = []
+    located: list[tuple[int, tuple[Any, ...]]] = []
     for ids in partitions:
         pieces: dict[int, list[Any]] = {}
         for uid in ids:
             if uid in part_of:
                 pieces.setdefault(int(part_of[uid]), []).append(uid)
-        for k in sorted(pieces):
-            out.append(pieces[k])
-            located.append((k, tuple(pieces[k])))
-    if not out:
+        located.extend((k, tuple(pieces[k])) for k in sorted(pieces))
+    if not located:
         raise BacktestError("backtest: none of the partitions' series are in the data")
-    return out
+    return located
 
 
 def _members(partitions: Sequence[Sequence[Any]]) -> set[Any]:
