@@ -15,13 +15,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# `make demo` installs the runtime and what the example uses (the MLP needs torch: `neural`);
+# `make test`/`make install` add every other extra and the test tooling.
+DEMO_STAMP := $(VENV)/.installed-demo
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then echo "full install present"; \
+	else $(BIN)/pip install --quiet -e ".[neural]"; fi
+	@touch $(DEMO_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[neural,dask,test]"
+	$(BIN)/pip install --quiet -e ".[neural,dask,report,dashboard,test]"
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install tidecast with every extra
+install: $(STAMP) ## Create .venv and install tidecast with every extra and the test tooling
 
-demo: $(STAMP) ## Run the example pipeline end to end and print the leaderboard
+demo: $(DEMO_STAMP) ## Run the example pipeline end to end and print the leaderboard (lean install)
 	cd $(EXAMPLE) && ../../$(BIN)/tidecast run
 
 demo-scale: $(STAMP) ## The 1,000-meter example (EXECUTOR=dask runs it on a local Dask cluster)

@@ -55,3 +55,7 @@ class TrackingError(TidecastError):
 
 class ServingError(TidecastError):
     """A model cannot be loaded or served."""
+
+
+class MissingExtraError(TidecastError):
+    """An optional part of tidecast is used but its extra is not installed (the message names it)."""

@@ -28,6 +28,7 @@ import pandas as pd
 
 from tidecast.durations import to_timedelta
 from tidecast.errors import SpecError, TidecastError
+from tidecast.extras import require
 from tidecast.models.base import ID, POINT, TARGET, TIME
 from tidecast.reporting import static
 from tidecast.reporting.analysis import widest_band
@@ -417,9 +418,10 @@ def write(report: ClientReport, path: str | Path, *, fmt: str = "html") -> Path:
 def to_pdf(html: str, path: Path) -> Path:
     """An HTML page (no scripts) printed to PDF with WeasyPrint."""
     try:
-        from weasyprint import HTML
-    except (ImportError, OSError) as exc:  # OSError: the Pango/Cairo system libraries are missing
-        raise TidecastError(f"PDF output needs WeasyPrint and its system libraries (pango): {exc}") from None
+        weasyprint = require("weasyprint", "PDF output (--format pdf)")
+    except OSError as exc:  # the Pango/Cairo system libraries are missing
+        raise TidecastError(f"PDF output needs WeasyPrint's system libraries (pango): {exc}") from None
+    HTML = weasyprint.HTML
     import logging
 
     logging.getLogger("weasyprint").setLevel(logging.ERROR)

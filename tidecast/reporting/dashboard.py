@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from tidecast.extras import require
 from tidecast.models.base import ID, TARGET, TIME
 from tidecast.reporting import charts
 from tidecast.reporting.data import (
@@ -323,6 +324,7 @@ def check_token(spec: Any, given: str | None) -> str | None:
 
 def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) -> Any:
     """The Dash app of ``spec``'s production model (``refresh``: seconds between updates)."""
+    require("dash", "tidecast dashboard")
     from dash import Dash, Input, Output, State, dcc, html
 
     alias = alias or str(spec.serving.model or "champion")

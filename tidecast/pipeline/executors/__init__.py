@@ -182,7 +182,9 @@ def _make_executor(spec: Any, n_jobs: int) -> Executor:
         try:
             module = importlib.import_module("tidecast.pipeline.executors.dask")
         except ModuleNotFoundError as exc:
-            raise PipelineError(f"executor.kind 'dask' is not available: {exc}") from None
+            raise PipelineError(
+                f"executor.kind 'dask' is not available ({exc}): pip install 'tidecast[dask]'"
+            ) from None
         return module.DaskExecutor(address=getattr(spec, "address", None), n_workers=getattr(spec, "n_workers", None))
     raise PipelineError(f"executor.kind: unknown executor {kind!r} (use 'local' or 'dask')")
 
