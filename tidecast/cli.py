@@ -381,9 +381,11 @@ _register_command_groups()
 
 # ---------------------------------------------------------------------------------------- main
 def main() -> None:
-    """Entry point: run the app, turning tidecast errors into one line and exit code 2."""
+    """Entry point: run the app, turning tidecast errors into one line and exit code 2, and usage
+    errors (an unknown command or option, a missing argument, a bad option value) into click's usage
+    message with a "did you mean", exit code 2. "internal error" (exit 1) is left for bugs."""
     try:
-        app(standalone_mode=False)
+        code = app(prog_name="tidecast", standalone_mode=False)
     except TidecastError as exc:
         if _STATE["debug"]:
             err_console.print_exception()
@@ -398,11 +400,8 @@ def main() -> None:
         err_console.print("[yellow]aborted[/yellow]")
         sys.exit(1)
     except Exception as exc:  # a click usage error or a bug
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):  # click's (or typer's own copy)
+            sys.exit(_show_usage_error(exc))
         if _STATE["debug"]:
             err_console.print_exception()
         err_console.print(
@@ -411,6 +410,46 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(1)
+    # outside standalone mode click returns the code of a `typer.Exit(n)` instead of exiting with it
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        sys.exit(code)
+
+
+def _show_usage_error(exc: Any) -> int:
+    """Print a click usage error as click does (usage line, "Try ... --help", "Error: ..."), with a
+    "did you mean" for a mistyped command or option; the exit code (2)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # bare `tidecast`: the help is already printed
+        return int(exc.exit_code)
+    ctx = getattr(exc, "ctx", None)
+    root = ctx.find_root().command if ctx is not None else None
+    commands: dict[str, Any] = dict(getattr(root, "commands", None) or {})
+    message = str(getattr(exc, "message", "") or "")
+    if hasattr(exc, "possibilities") and hasattr(exc, "option_name"):  # NoSuchOption
+        option = str(exc.option_name)
+        if exc.possibilities:
+            message += " (did you mean " + " or ".join(f"'{p}'" for p in sorted(exc.possibilities)) + "?)"
+        else:
+            message += _option_elsewhere(option, root, commands)
+        exc.possibilities = None
+    elif message.startswith("No such command") and "Did you mean" not in message and commands:
+        message += f" Commands: {', '.join(commands)}."
+    exc.message = message
+    exc.show()
+    return int(exc.exit_code)
+
+
+def _option_elsewhere(option: str, root: Any, commands: dict[str, Any]) -> str:
+    """Where ``option`` does exist when it is not an option of the command it was given to."""
+
+    def has(command: Any) -> bool:
+        return any(option in (*p.opts, *p.secondary_opts) for p in getattr(command, "params", ()))
+
+    if root is not None and has(root):
+        return f" ({option} goes before the command: tidecast {option} COMMAND ...)"
+    owners = [name for name, command in commands.items() if has(command)]
+    if owners:
+        return f" ({option} is an option of: {', '.join('tidecast ' + name for name in owners)})"
+    return ""
 
 
 if __name__ == "__main__":
