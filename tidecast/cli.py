@@ -22,6 +22,7 @@ from rich.table import Table
 
 from tidecast import __version__
 from tidecast.errors import TidecastError
+from tidecast.render import leaderboard_table, per_series_summary, winner_summary
 
 app = typer.Typer(
     name="tidecast",
@@ -103,7 +104,7 @@ def run(
         f"[green]✓[/green] {loaded.project}: {ran} step{'s' if ran != 1 else ''} ran, {cached} cached "
         f"in {elapsed:.1f} s"
     )
-    _render_run_outputs(result)
+    _render_run_outputs(result, loaded)
 
 
 @app.command()
@@ -230,8 +231,9 @@ class _ProgressCallbacks:
         self.progress.console.print(text)
 
 
-def _render_run_outputs(result: Any) -> None:
-    """Print what the last steps produced: the leaderboard and the selection verdict."""
+def _render_run_outputs(result: Any, spec: Any) -> None:
+    """Print what the last steps produced: the leaderboard, the selection verdict and the registry
+    state of the new version (read back from the registry now, not from the cached output)."""
     outputs = result.outputs
     if "backtest" in outputs:
         backtested = outputs["backtest"]
@@ -242,24 +244,27 @@ def _render_run_outputs(result: Any) -> None:
         if per_series:
             console.print(per_series_summary(per_series, backtested["metric"]))
     if "select" in outputs:
-        chosen = outputs["select"]
-        holdout = chosen["holdout_metrics"].get(chosen["metric"])
-        line = f"[bold]winner:[/bold] {chosen['winner']} ({chosen['kind']})"
-        if holdout is not None:
-            line += f", held-out {chosen['metric'].upper()} {holdout:.3f}"
-        if chosen.get("improvement_over_baseline") is not None:
-            line += f", {chosen['improvement_over_baseline']:+.1%} vs {chosen['baseline']}"
-        console.print(line)
+        board = outputs["backtest"]["leaderboard"] if "backtest" in outputs else None
+        text = escape(winner_summary(outputs["select"], board))
+        console.print("[bold]winner:[/bold]" + text.removeprefix("winner:"), highlight=False)
     if "track" in outputs:
         tracked = outputs["track"]
         registration = tracked.get("registration") or {}
         if registration:
-            alias = registration.get("alias")
-            colour = "green" if alias == "champion" else "yellow"
-            console.print(
-                f"[bold]registry:[/bold] {registration.get('model_name')} v{registration.get('version')} → "
-                f"[{colour}]{alias}[/{colour}]" + (f" ({escape(str(registration.get('reason')))})" if registration.get("reason") else "")
-            )
+            from tidecast.tracking.step import read_registration
+
+            state = read_registration(spec, str(registration.get("model_name")), str(registration.get("version")))
+            line = f"[bold]registry:[/bold] {escape(state.model_name)} v{state.version}"
+            alias = next((a for a in ("champion", "challenger") if a in state.aliases), None)
+            if not state.exists:
+                line += " [red]is no longer in the registry[/red]"
+            elif alias is not None:
+                colour = "green" if alias == "champion" else "yellow"
+                line += f" → [{colour}]{alias}[/{colour}]"
+                line += f" ({escape(state.gate_reason)})" if alias == "challenger" and state.gate_reason else ""
+            else:
+                line += f" (no alias now; champion: {'v' + state.champion if state.champion else 'none'})"
+            console.print(line)
         console.print(f"[dim]MLflow run {tracked.get('run_id')} (tidecast ui to browse)[/dim]")
     if "report" in outputs:
         made = outputs["report"]
@@ -268,100 +273,6 @@ def _render_run_outputs(result: Any) -> None:
             f"[bold]report:[/bold] {made.get('html')}"
             + (f" [yellow]({len(warnings)} chart(s) not drawn)[/yellow]" if warnings else "")
         )
-
-
-def leaderboard_table(
-    board: Any, metric: str, *, per_series: dict[str, Any] | None = None, width: int | None = None
-) -> Table:
-    """The leaderboard as a rich table: rank, candidate, the metrics, times, status.
-
-    With ``selection.scope: per_series`` (``per_series``: the backtest's per-series choice), a
-    ``series won`` column tells how many series each candidate forecasts (the fallback's unjudged
-    series included), and a last row gives the aggregate metrics of the per-series choice, to
-    compare with each candidate used for every series.
-
-    ``width`` (the terminal's): columns are left out, least useful first (kind, then the metrics
-    other than the ranking one, times), rather than squeezing every cell to an ellipsis."""
-    import pandas as pd
-
-    table = Table(title=f"Leaderboard (ranked by {metric.upper()}, mean over backtest folds)", title_justify="left")
-    metric_cols = [c for c in ("mase", "mae", "rmse", "smape", "wape", "bias", "pinball", "coverage") if c in board]
-    if metric in board and metric not in metric_cols:
-        metric_cols.insert(0, metric)
-    won = "series_won" in board
-    show_kind, show_times = True, True
-    if width:
-        longest = max([len(str(c)) for c in board["candidate"]] + [len("per-series choice") if per_series else 9])
-        kind_width = max([len(str(k)) for k in board["kind"]] + [4]) + 3
-
-        def needed() -> int:
-            cols = 4 + longest + 3 + len(metric_cols) * 9 + (13 if won else 0) + 10  # #, candidate, metrics, status
-            return cols + (kind_width if show_kind else 0) + (22 if show_times else 0)
-
-        for item in ("kind", "bias", "pinball", "wape", "smape", "times", "rmse", "coverage", "mae", "mase"):
-            if needed() <= width:
-                break
-            if item == "kind":
-                show_kind = False
-            elif item == "times":
-                show_times = False
-            elif item != metric and item in metric_cols:
-                metric_cols.remove(item)
-    columns = ["#", "candidate", *(["kind"] if show_kind else []), *metric_cols, *(["series won"] if won else [])]
-    columns += [*(["fit s", "predict s"] if show_times else []), "status"]
-    for column in columns:
-        table.add_column(
-            column,
-            justify="right" if column not in {"candidate", "kind", "status"} else "left",
-            no_wrap=column in {"candidate", "kind"},
-        )
-    for _, row in board.iterrows():
-        ok = row["status"] == "ok"
-        rank = row["rank"]
-        cells = ["–" if rank is None or pd.isna(rank) else str(rank), str(row["candidate"])]
-        if show_kind:
-            cells.append(str(row["kind"]))
-        for column in metric_cols:
-            value = row[column]
-            cells.append("" if value is None or pd.isna(value) else f"{value:.3f}")
-        if won:
-            cells.append(str(int(row["series_won"])))
-        if show_times:
-            cells += [f"{row['fit_seconds']:.1f}", f"{row['predict_seconds']:.2f}"]
-        error = str(row.get("error") or "").splitlines()[0] if not ok else ""
-        cells.append("[green]ok[/green]" if ok else f"[red]failed[/red]: {escape(error[:200])}")
-        style = "bold" if str(row["rank"]) == "1" and ok else None
-        table.add_row(*cells, style=style)
-    if per_series:
-        aggregate = per_series.get("aggregate") or {}
-        cells = ["", "per-series choice", *(["per_series"] if show_kind else [])]
-        cells += [f"{aggregate[c]:.3f}" if c in aggregate else "" for c in metric_cols]
-        if won:
-            cells.append(str(sum(int(v) for v in (per_series.get("counts") or {}).values())))
-        cells += [*(["", ""] if show_times else []), "[green]selected[/green]"]
-        table.add_section()
-        table.add_row(*cells, style="bold")
-    return table
-
-
-def per_series_summary(per_series: dict[str, Any], metric: str) -> str:
-    """Two lines for ``selection.scope: per_series``: how the series' winners are distributed, and
-    the aggregate metric both ways (each series by its own winner vs the best single candidate)."""
-    counts = {k: int(v) for k, v in (per_series.get("counts") or {}).items() if int(v)}
-    unjudged = list(per_series.get("unjudged") or [])
-    fallback = per_series.get("fallback")
-    spread = ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    line = f"[bold]series won:[/bold] {spread}"
-    if unjudged:
-        shown = ", ".join(unjudged[:5]) + (f" and {len(unjudged) - 5} more" if len(unjudged) > 5 else "")
-        line += f" (of which {len(unjudged)} too short to judge, given the fallback {fallback}: {escape(shown)})"
-    ours = (per_series.get("aggregate") or {}).get(metric)
-    glob = (per_series.get("global_aggregate") or {}).get(metric)
-    both = f"[bold]{metric.upper()}:[/bold] per-series choice " + ("n/a" if ours is None else f"{ours:.3f}")
-    both += f" vs best global candidate {per_series.get('global_winner')} " + ("n/a" if glob is None else f"{glob:.3f}")
-    if ours is not None and glob:
-        both += f" ({(glob - ours) / abs(glob):+.1%})"
-    return line + "\n" + both
 
 
 def _register_command_groups() -> None:

@@ -604,7 +604,7 @@ def track_training(
         "mlflow.source.git.commit": commit,
         "tidecast.git_dirty": None if dirty is None else str(dirty).lower(),
         "mlflow.source.name": str(spec.source_file) if spec.source_file else None,
-        "mlflow.note.content": _note(select),
+        "mlflow.note.content": _note(select, backtest.get("leaderboard")),
     }
     parent = book.create(f"{spec.project}-{stamp}", parent_tags)
     fault_point("track.run-created")
@@ -707,16 +707,10 @@ def track_training(
     return result
 
 
-def _note(select: dict[str, Any]) -> str:
-    metric = select.get("metric")
-    holdout = (select.get("holdout_metrics") or {}).get(metric)
-    text = f"winner: {select.get('winner')} ({select.get('kind')})"
-    if _finite(holdout) is not None:
-        text += f", held-out {str(metric).upper()} {float(holdout):.4g}"
-    improvement = _finite(select.get("improvement_over_baseline"))
-    if improvement is not None and select.get("baseline"):
-        text += f", {improvement:+.1%} vs {select.get('baseline')}"
-    return text
+def _note(select: dict[str, Any], board: pd.DataFrame | None = None) -> str:
+    from tidecast.render import winner_summary  # the CLI's winner line: each figure names its stretch
+
+    return winner_summary(select, board)
 
 
 def training_runs(
