@@ -5,7 +5,9 @@
 ['timestamp', 'power_kw', 'temperature']
 
 ``python -m tidecast.datasets power --out examples/power/data/power.csv`` writes the reference
-data set of ``examples/power`` (400 days of 5-minute readings, seed 7).
+data set of ``examples/power`` (400 days of 5-minute readings, seed 7), and
+``python -m tidecast.datasets weather-forecast --out examples/power/data/weather_forecast.csv`` the
+temperature forecast for the 48 hours after its last reading.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pandas as pd
 
 from tidecast.durations import freq_timedelta
 
-__all__ = ["make_meters", "make_power"]
+__all__ = ["make_meters", "make_power", "make_weather_forecast"]
 
 _TZ = "Europe/Paris"
 
@@ -32,6 +34,14 @@ def _ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
 
 def _bump(x: np.ndarray, centre: float, width: float) -> np.ndarray:
     return np.exp(-0.5 * ((x - centre) / width) ** 2)
+
+
+def _climate(day_of_year: np.ndarray, hour: np.ndarray) -> np.ndarray:
+    """The expected temperature (°C): yearly cycle (coldest mid-January), daily cycle (warmest mid-afternoon)."""
+    return (
+        12.5 - 8.5 * np.cos(2 * np.pi * (day_of_year - 15) / 365.25)
+        + 4.0 * np.cos(2 * np.pi * (hour - 15.0) / 24.0)
+    )
 
 
 def _french_holidays(days: pd.DatetimeIndex) -> np.ndarray:
@@ -87,12 +97,7 @@ def make_power(days: int = 400, seed: int = 7, freq: str = "5min", start: str = 
     # temperature: yearly cycle (coldest mid-January), daily cycle (warmest mid-afternoon), weather
     steps_per_day = pd.Timedelta("1D") / step
     weather = _ar1(rng, n, phi=float(np.exp(-1.0 / (3.0 * steps_per_day))), sd=3.0)
-    temperature = (
-        12.5 - 8.5 * np.cos(2 * np.pi * (day_of_year - 15) / 365.25)
-        + 4.0 * np.cos(2 * np.pi * (hour - 15.0) / 24.0)
-        + weather
-        + rng.normal(0.0, 0.15, n)
-    )
+    temperature = _climate(day_of_year, hour) + weather + rng.normal(0.0, 0.15, n)
 
     # load: base + working-day activity with morning and evening peaks + heating/cooling
     activity = 1.0 / (1.0 + np.exp(-(hour - 7.0) * 2.5)) * 1.0 / (1.0 + np.exp((hour - 21.0) * 1.8))
@@ -148,6 +153,49 @@ def make_power(days: int = 400, seed: int = 7, freq: str = "5min", start: str = 
     return damaged.reset_index(drop=True)
 
 
+def make_weather_forecast(
+    days: int = 400, seed: int = 7, freq: str = "5min", start: str = "2024-01-01", hours: int = 48
+) -> pd.DataFrame:
+    """The temperature forecast issued after the last reading of ``make_power(days, seed, freq, start)``.
+
+    Columns: ``timestamp`` (naive Europe/Paris wall-clock strings, like the readings) and
+    ``temperature`` (°C) for the ``hours`` after the last reading, one row per step: what a weather
+    service would publish, so that a model with ``temperature`` known in the future can forecast
+    the next day. The forecast is the climate (the yearly and daily cycles of :func:`make_power`)
+    plus the last reading's departure from it, fading over about three days, plus a forecast error
+    that grows with the lead time. The same arguments give the same frame.
+
+    >>> fc = make_weather_forecast(days=3, seed=1, hours=2)
+    >>> len(fc), list(fc.columns)
+    (24, ['timestamp', 'temperature'])
+    """
+    if hours < 1:
+        raise ValueError("hours must be at least 1")
+    readings = make_power(days=days, seed=seed, freq=freq, start=start)
+    step = freq_timedelta(freq)
+    last = pd.Timestamp(readings["timestamp"].iloc[-1]).tz_localize(_TZ, ambiguous=False)
+    last_utc = last.tz_convert("UTC")
+    steps = int(pd.Timedelta(hours=hours) / step)
+    instants = pd.date_range(last_utc + step, periods=steps, freq=step)
+    local = instants.tz_convert(_TZ)
+
+    def climate(times: pd.DatetimeIndex) -> np.ndarray:
+        hour = np.asarray(times.hour + times.minute / 60.0 + times.second / 3600.0, dtype="float64")
+        return _climate(np.asarray(times.dayofyear, dtype="float64"), hour)
+
+    departure = float(readings["temperature"].iloc[-1]) - float(climate(pd.DatetimeIndex([last]))[0])
+    lead = np.arange(1, steps + 1, dtype="float64")
+    steps_per_day = pd.Timedelta("1D") / step
+    fading = np.exp(-lead / (3.0 * steps_per_day))
+    rng = np.random.default_rng([seed, 1])  # its own stream: the readings' draws stay as they are
+    error = np.cumsum(rng.normal(0.0, 0.6 / np.sqrt(steps_per_day), steps))  # about ±0.6 °C after a day
+    temperature = climate(local) + departure * fading + error
+    return pd.DataFrame({
+        "timestamp": local.tz_localize(None).strftime("%Y-%m-%d %H:%M:%S"),
+        "temperature": np.round(temperature, 1),
+    })
+
+
 def make_meters(n_series: int = 5, days: int = 60, freq: str = "h", seed: int = 0) -> pd.DataFrame:
     """Long-format readings of several meters with different start dates and lengths.
 
@@ -200,6 +248,14 @@ if __name__ == "__main__":
     power_cmd.add_argument("--days", type=int, default=400)
     power_cmd.add_argument("--seed", type=int, default=7)
     power_cmd.add_argument("--freq", default="5min")
+    weather_cmd = sub.add_parser(
+        "weather-forecast", help="the temperature forecast after the last power reading (examples/power)"
+    )
+    weather_cmd.add_argument("--out", required=True, type=Path)
+    weather_cmd.add_argument("--days", type=int, default=400, help="the readings' length (as for `power`)")
+    weather_cmd.add_argument("--seed", type=int, default=7, help="the readings' seed (as for `power`)")
+    weather_cmd.add_argument("--freq", default="5min")
+    weather_cmd.add_argument("--hours", type=int, default=48, help="how far the forecast reaches")
     meters_cmd = sub.add_parser("meters", help="several meters in long format")
     meters_cmd.add_argument("--out", required=True, type=Path)
     meters_cmd.add_argument("--series", type=int, default=5)
@@ -210,6 +266,8 @@ if __name__ == "__main__":
 
     if args.dataset == "power":
         data = make_power(days=args.days, seed=args.seed, freq=args.freq)
+    elif args.dataset == "weather-forecast":
+        data = make_weather_forecast(days=args.days, seed=args.seed, freq=args.freq, hours=args.hours)
     else:
         data = make_meters(n_series=args.series, days=args.days, freq=args.freq, seed=args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from tidecast.durations import Duration, freq_timedelta, to_steps
+from tidecast import calendar
+from tidecast.durations import Duration, to_steps
 from tidecast.errors import SpecError
 
 SPEC_FILENAME = "tidecast.yaml"
@@ -63,7 +64,10 @@ class DataSpec(_Model):
     time_column: str = "timestamp"
     target_column: str = "y"
     series_column: str | None = Field(None, description="Series id column for long-format data.")
-    frequency: str = Field(description="Pandas frequency of the series, e.g. '5min', 'h', 'D'.")
+    frequency: str = Field(
+        description="Pandas frequency of the series: fixed ('5min', 'h', 'D') or calendar ('B', 'C:US' for business "
+        "days without a country's holidays, 'W-MON', 'MS'/'ME', 'QS'/'QE', 'YS'/'YE')."
+    )
     timezone: str | None = Field(
         None, description="Time zone of naive timestamps in the source (stored as UTC; calendar features use it)."
     )
@@ -78,7 +82,7 @@ class DataSpec(_Model):
     @classmethod
     def _check_frequency(cls, value: str) -> str:
         try:
-            freq_timedelta(value)
+            calendar.info(value)
         except SpecError as exc:
             raise ValueError(exc.message.removeprefix("data.frequency: ")) from None
         return value
@@ -352,6 +356,11 @@ class ServingSpec(_Model):
     max_series: int = Field(1000, ge=1, description="Most series in one request.")
     token_env: str = Field("TIDECAST_ADMIN_TOKEN", description="Environment variable holding the admin bearer token.")
     log_predictions: bool = Field(True, description="Write every served forecast to the prediction store.")
+    future: str | None = Field(
+        None,
+        description="A file (relative to the spec) with the future values of the known-in-future exogenous "
+        "columns, e.g. a weather forecast: what `tidecast predict` uses when its input has no future rows.",
+    )
 
 
 class DriftSpec(_Model):
@@ -489,7 +498,30 @@ class Spec(_Model):
                 raise ValueError(f"data.timezone: {exc}") from None
         if self.hierarchy is not None:
             self._check_hierarchy(self.hierarchy)
+        self._natural_defaults()
         return self
+
+    def _natural_defaults(self) -> None:
+        """Defaults written for fixed sub-daily data (``max_gap: 1h``, drift windows of ``1d``/``28d``)
+        that do not fit the frequency (monthly, daily...) become the frequency's natural values, in
+        steps; a value the spec sets is kept (and checked where it is used)."""
+        season = calendar.season_length(self.data.frequency)
+        window = max(2, season)
+        natural: list[tuple[_Model, str, int]] = [
+            (self.clean.gaps, "max_gap", max(1, season // 4)),
+            (self.monitoring.data_drift, "window", window),
+            (self.monitoring.data_drift, "reference_window", 4 * window),
+            (self.monitoring.model_drift, "window", window),
+            (self.monitoring, "retrain_cooldown", window),
+        ]
+        for section, name, steps in natural:
+            value = getattr(section, name)
+            if name in section.model_fields_set or value is None:
+                continue
+            try:
+                to_steps(value, self.data.frequency)
+            except SpecError:
+                setattr(section, name, steps)
 
     def _check_hierarchy(self, hierarchy: HierarchySpec) -> None:
         data = self.data

@@ -90,6 +90,14 @@ def register(app: typer.Typer, console: Console) -> None:
         input_file: Annotated[
             Path | None, typer.Option("--input", "-i", help="Data file (default: the spec's data source).")
         ] = None,
+        future: Annotated[
+            Path | None,
+            typer.Option(
+                "--future",
+                help="Future values of the known-in-future exogenous columns for the horizon, e.g. a weather "
+                "forecast (default: the input's rows after its last reading, else serving.future of the spec).",
+            ),
+        ] = None,
         history: Annotated[
             str | None,
             typer.Option("--history", help="History per series, e.g. 24h (default: the model's input window)."),
@@ -105,7 +113,7 @@ def register(app: typer.Typer, console: Console) -> None:
     ) -> None:
         """Forecast every series of a data file with a registered model, by name and version or alias.
 
-        Example: [bold]tidecast predict --model power-demo --version 3 --output forecast.csv --plot forecast.png[/bold]
+        Example: [bold]tidecast predict --model power-demo --future data/weather_forecast.csv --output forecast.csv --plot forecast.png[/bold]
         """
         from tidecast.cli import _load
         from tidecast.serving.batch import predict_batch
@@ -117,6 +125,7 @@ def register(app: typer.Typer, console: Console) -> None:
             version=version,
             alias=alias,
             input_path=input_file,
+            future_path=future,
             history=history,
             horizon=horizon,
             output=output,
@@ -142,6 +151,8 @@ def register(app: typer.Typer, console: Console) -> None:
                 width,
             )
         console.print(table)
+        if result.future_source:
+            console.print(f"[dim]future exogenous values from {escape(result.future_source)}[/dim]")
         if len(summary) > 20:
             console.print(f"[dim]… and {len(summary) - 20} more series[/dim]")
         if result.skipped:

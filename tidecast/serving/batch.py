@@ -7,8 +7,10 @@ of each series, forecasts through the model's own prediction
 (:func:`~tidecast.tracking.pyfunc.forecast_with`), writes the forecasts (CSV or Parquet), draws
 them (PNG or HTML) and logs them to the prediction store (``source="predict"``).
 
-Rows after a series' last observed target, with the target empty, carry the future values of the
-exogenous columns the model needs for the horizon (a weather forecast, say).
+The future values of the exogenous columns the model needs for the horizon (a weather forecast,
+say) come from ``future`` (a file; see :mod:`tidecast.serving.future`), else from the input's rows
+after a series' last observed target (with the target empty), else from the spec's
+``serving.future`` file.
 
 >>> result = predict_batch(spec, model_name="power", alias="champion", output="fc.csv")  # doctest: +SKIP
 >>> result.forecast.columns.tolist()                                                      # doctest: +SKIP
@@ -22,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from tidecast.errors import DataError, ServingError
-from tidecast.models.base import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.models.base import ID, POINT, TARGET, TIME
+from tidecast.serving.plots import PLOT_FORMATS, draw
 
 if TYPE_CHECKING:
     from tidecast.serving.loader import LoadedModel
@@ -35,8 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidecast.serving")
 
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-PLOT_FORMATS = {".png": "png", ".html": "html", ".htm": "html"}
-MAX_PLOTTED_SERIES = 12
 
 
 @dataclass
@@ -49,6 +49,7 @@ class BatchResult:
     horizon: int
     history_steps: int
     source: str
+    future_source: str | None = None
     output: Path | None = None
     plot: Path | None = None
     batch_id: str | None = None
@@ -132,6 +133,7 @@ def predict_batch(
     version: str | int | None = None,
     alias: str | None = None,
     input_path: str | Path | None = None,
+    future_path: str | Path | None = None,
     history: str | int | None = None,
     horizon: str | int | None = None,
     output: str | Path | None = None,
@@ -142,10 +144,13 @@ def predict_batch(
     """Forecast every series of ``input_path`` (default: the spec's source) with a registered model.
 
     ``history``/``horizon`` are durations (``24h``) or step counts (defaults: the model's input
-    window and horizon). Raises :class:`ServingError` for an unknown model, version or alias, and
-    :class:`DataError` for data the model cannot forecast from.
+    window and horizon). ``future_path`` is a file with the future values of the model's
+    known-in-future exogenous columns (default: the input's own future rows, else the spec's
+    ``serving.future``). Raises :class:`ServingError` for an unknown model, version or alias, and
+    :class:`DataError` for data the model cannot forecast from (missing future values named).
     """
     from tidecast.data.clean import clean
+    from tidecast.serving.future import choose_future
     from tidecast.serving.loader import load_model
     from tidecast.tracking.pyfunc import forecast_with
 
@@ -201,7 +206,11 @@ def predict_batch(
         )
     columns = [ID, TIME, TARGET, *exog]
     model_input = recent[columns]
-    if model.card.get("exog_future"):
+    needs_future = list(model.card.get("exog_future") or [])
+    future_label = None
+    if needs_future:
+        future, future_label = choose_future(spec, recent, future, future_path, needs_future, steps, freq)
+        future = future.reindex(columns=columns)
         model_input = pd.concat([model_input, future[columns]], ignore_index=True)
         model_input = model_input.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
     params = {"horizon": steps, "quantiles": model.quantiles}
@@ -212,7 +221,8 @@ def predict_batch(
         if "future row" in message:
             message = message.split("; append", 1)[0] + (
                 f"; append the next {steps} rows of each series to the data, with '{spec.data.target_column}' "
-                f"empty and the future values of {', '.join(model.card.get('exog_future') or [])}"
+                f"empty and the future values of {', '.join(needs_future)}, or give them in a file "
+                f"with --future (or serving.future in the spec)"
             )
         raise DataError(f"{label}: {message}") from None
 
@@ -224,6 +234,7 @@ def predict_batch(
         horizon=steps,
         history_steps=history_steps,
         source=label,
+        future_source=future_label,
         skipped=short,
         clean_summary=cleaned.summary,
     )
@@ -269,139 +280,6 @@ def write_forecast(forecast: pd.DataFrame, path: str | Path) -> Path:
             forecast.to_csv(path, index=False)
         else:
             forecast.to_parquet(path, index=False)
-    except OSError as exc:
-        raise ServingError(f"cannot write {path}: {exc}") from None
-    return path
-
-
-def _bands(quantiles: list[float]) -> list[tuple[float, float]]:
-    """Symmetric quantile pairs, widest first: [0.05, 0.1, 0.9, 0.95] -> [(0.05, 0.95), (0.1, 0.9)]."""
-    qs = sorted(quantiles)
-    return [(qs[i], qs[-1 - i]) for i in range(len(qs) // 2)]
-
-
-def draw(
-    history: pd.DataFrame, forecast: pd.DataFrame, path: str | Path, *, title: str, quantiles: list[float]
-) -> Path:
-    """History, forecast and intervals of up to 12 series: a PNG (matplotlib) or an offline HTML (plotly)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ids = list(dict.fromkeys(forecast[ID].astype(str)))[:MAX_PLOTTED_SERIES]
-    bands = [
-        (lo, hi)
-        for lo, hi in _bands(quantiles)
-        if quantile_column(lo) in forecast.columns and quantile_column(hi) in forecast.columns
-    ]
-    if PLOT_FORMATS[path.suffix.lower()] == "html":
-        return _draw_html(history, forecast, path, ids, bands, title)
-    return _draw_png(history, forecast, path, ids, bands, title)
-
-
-def _draw_png(
-    history: pd.DataFrame,
-    forecast: pd.DataFrame,
-    path: Path,
-    ids: list[str],
-    bands: list[tuple[float, float]],
-    title: str,
-) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(ids), 1, figsize=(11, 3.2 * len(ids)), squeeze=False, sharex=False)
-    try:
-        for ax, uid in zip(axes[:, 0], ids, strict=True):
-            hist = history[history[ID].astype(str) == uid]
-            fc = forecast[forecast[ID] == uid]
-            ax.plot(hist[TIME], hist[TARGET], color="#444444", linewidth=1.0, label="history")
-            for k, (lo, hi) in enumerate(bands):
-                ax.fill_between(
-                    fc[TIME],
-                    fc[quantile_column(lo)],
-                    fc[quantile_column(hi)],
-                    color="#1f77b4",
-                    alpha=0.15 + 0.1 * k,
-                    linewidth=0,
-                    label=f"{lo:g}–{hi:g}",
-                )
-            ax.plot(fc[TIME], fc[POINT], color="#1f77b4", linewidth=1.4, label="forecast")
-            ax.set_title(f"{title} — {uid}", fontsize=10, loc="left")
-            ax.set_xlabel("UTC", fontsize=8)
-            ax.grid(alpha=0.3)
-            ax.legend(loc="upper left", fontsize=8, ncols=2 + len(bands))
-        fig.autofmt_xdate()
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise ServingError(f"cannot write {path}: {exc}") from None
-    finally:
-        plt.close(fig)
-    return path
-
-
-def _draw_html(
-    history: pd.DataFrame,
-    forecast: pd.DataFrame,
-    path: Path,
-    ids: list[str],
-    bands: list[tuple[float, float]],
-    title: str,
-) -> Path:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=len(ids), cols=1, subplot_titles=ids, vertical_spacing=0.25 / max(1, len(ids)))
-    for row, uid in enumerate(ids, start=1):
-        hist = history[history[ID].astype(str) == uid]
-        fc = forecast[forecast[ID] == uid]
-        first = row == 1
-        fig.add_trace(
-            go.Scatter(
-                x=hist[TIME],
-                y=hist[TARGET],
-                name="history",
-                line={"color": "#444"},
-                legendgroup="history",
-                showlegend=first,
-            ),
-            row=row,
-            col=1,
-        )
-        for k, (lo, hi) in enumerate(bands):
-            x = np.concatenate([fc[TIME].to_numpy(), fc[TIME].to_numpy()[::-1]])
-            y = np.concatenate([fc[quantile_column(hi)].to_numpy(), fc[quantile_column(lo)].to_numpy()[::-1]])
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=y,
-                    fill="toself",
-                    fillcolor=f"rgba(31,119,180,{0.15 + 0.1 * k})",
-                    line={"width": 0},
-                    name=f"{lo:g}–{hi:g}",
-                    legendgroup=f"band{k}",
-                    showlegend=first,
-                    hoverinfo="skip",
-                ),
-                row=row,
-                col=1,
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=fc[TIME],
-                y=fc[POINT],
-                name="forecast",
-                line={"color": "#1f77b4"},
-                legendgroup="forecast",
-                showlegend=first,
-            ),
-            row=row,
-            col=1,
-        )
-    fig.update_layout(title=title, height=320 * len(ids) + 80, template="plotly_white")
-    try:
-        fig.write_html(path, include_plotlyjs=True, full_html=True)
     except OSError as exc:
         raise ServingError(f"cannot write {path}: {exc}") from None
     return path
