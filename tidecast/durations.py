@@ -1,19 +1,24 @@
-"""Durations written as ``24h``/``5min``/``7d`` or as step counts, converted to steps of a frequency.
+"""Durations written as ``24h``/``5min``/``7d``, in calendar units (``12 months``, ``8 weeks``,
+``2 quarters``, ``1 year``) or as step counts, converted to steps of a frequency.
 
 >>> to_steps("24h", "5min")
 288
 >>> to_steps(12, "5min")
 12
+>>> to_steps("2 years", "QS")
+8
 """
 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Annotated, Any
 
 import pandas as pd
 from pydantic import BeforeValidator
 
+from tidecast import calendar
 from tidecast.errors import SpecError
 
 
@@ -29,7 +34,7 @@ def _check_duration(value: Any) -> Any:
         return value
     if isinstance(value, str) and not value.strip().isdigit():
         try:
-            to_timedelta(str(value), field="\0")
+            _parse(str(value), field="\0")
         except SpecError as exc:
             raise ValueError(exc.message.removeprefix("\0: ")) from None
     return value
@@ -42,20 +47,36 @@ _UNIT_ALIASES = {
     "m": "min", "min": "min", "mins": "min", "minute": "min", "minutes": "min", "t": "min",
     "h": "h", "hr": "h", "hour": "h", "hours": "h",
     "d": "D", "day": "D", "days": "D",
-    "w": "W", "week": "W", "weeks": "W",
+    "w": "W", "wk": "W", "wks": "W", "week": "W", "weeks": "W",
+    "bd": "B", "bday": "B", "bdays": "B", "businessday": "B", "businessdays": "B",
+    "mo": "M", "mon": "M", "mons": "M", "month": "M", "months": "M",
+    "q": "Q", "qtr": "Q", "qtrs": "Q", "quarter": "Q", "quarters": "Q",
+    "y": "Y", "yr": "Y", "yrs": "Y", "year": "Y", "years": "Y",
 }
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
+_CALENDAR_UNITS = {"B": "business days", "M": "months", "Q": "quarters", "Y": "years"}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z ]+?)\s*$")
+
+
+def _parse(value: str, *, field: str) -> tuple[str, str]:
+    """(number, normalised unit) of a duration's text."""
+    match = _DURATION_RE.match(str(value))
+    if not match:
+        raise SpecError(
+            f"{field}: cannot read {value!r} as a duration (write e.g. '24h', '5min', '7d', '12 months' or a step count)"
+        )
+    number, unit = match.groups()
+    unit_norm = _UNIT_ALIASES.get(unit.lower().replace(" ", ""))
+    if unit_norm is None:
+        raise SpecError(f"{field}: unknown unit {unit!r} in {value!r} (use s, min, h, d, w, months, quarters or years)")
+    return number, unit_norm
 
 
 def to_timedelta(value: str, *, field: str = "duration") -> pd.Timedelta:
-    """Parse ``"24h"``, ``"5min"``, ``"7d"``, ``"2w"`` into a Timedelta, naming ``field`` on error."""
-    match = _DURATION_RE.match(str(value))
-    if not match:
-        raise SpecError(f"{field}: cannot read {value!r} as a duration (write e.g. '24h', '5min', '7d' or a step count)")
-    number, unit = match.groups()
-    unit_norm = _UNIT_ALIASES.get(unit.lower())
-    if unit_norm is None:
-        raise SpecError(f"{field}: unknown unit {unit!r} in {value!r} (use s, min, h, d or w)")
+    """Parse ``"24h"``, ``"5min"``, ``"7d"``, ``"2w"`` into a Timedelta, naming ``field`` on error
+    (calendar units such as months have no fixed length: an error here)."""
+    number, unit_norm = _parse(value, field=field)
+    if unit_norm in _CALENDAR_UNITS:
+        raise SpecError(f"{field}: {_CALENDAR_UNITS[unit_norm]} have no fixed length (write {value!r} in d or w)")
     try:
         if unit_norm == "W":
             return pd.Timedelta(days=7 * float(number))
@@ -65,14 +86,14 @@ def to_timedelta(value: str, *, field: str = "duration") -> pd.Timedelta:
 
 
 def freq_timedelta(freq: str, *, field: str = "data.frequency") -> pd.Timedelta:
-    """The length of one step of a fixed pandas frequency (``5min``, ``h``, ``D``...)."""
+    """The length of one step of a pandas frequency: exact for fixed ones (``5min``, ``h``, ``D``...),
+    the average for calendar ones (a month: 30.44 days; a business day: 1.4 days), for windows and
+    thresholds that need only a length. Timestamps of a calendar frequency come from
+    :mod:`tidecast.calendar`, never from multiples of this."""
     try:
-        offset = pd.tseries.frequencies.to_offset(freq)
-        return pd.Timedelta(offset)
-    except (ValueError, TypeError) as exc:
-        raise SpecError(
-            f"{field}: {freq!r} is not a fixed frequency (use e.g. '5min', '15min', 'h', 'D')"
-        ) from exc
+        return calendar.info(freq).nominal
+    except SpecError as exc:
+        raise SpecError(f"{field}: {exc.message.removeprefix('data.frequency: ')}") from None
 
 
 def to_steps(value: Duration, freq: str, *, field: str = "duration") -> int:
@@ -86,9 +107,21 @@ def to_steps(value: Duration, freq: str, *, field: str = "duration") -> int:
     text = str(value).strip()
     if text.isdigit():
         return int(text)
-    step = freq_timedelta(freq)
-    total = to_timedelta(text, field=field)
-    steps, remainder = divmod(total, step)
-    if remainder != pd.Timedelta(0):
-        raise SpecError(f"{field}: {value!r} is not a whole number of {freq} steps")
-    return int(steps)
+    fi = calendar.info(freq)
+    if fi.fixed:
+        step = fi.nominal
+        total = to_timedelta(text, field=field)
+        steps, remainder = divmod(total, step)
+        if remainder != pd.Timedelta(0):
+            raise SpecError(f"{field}: {value!r} is not a whole number of {freq} steps")
+        return int(steps)
+    number, unit = _parse(text, field=field)
+    per = calendar.unit_steps(unit, freq)
+    if per is None:
+        raise SpecError(
+            f"{field}: {value!r} does not fit {fi.describe()} data: write {calendar.unit_hint(freq)}"
+        )
+    exact = Fraction(number) * per
+    if exact.denominator != 1:
+        raise SpecError(f"{field}: {value!r} is not a whole number of {freq} steps (write {calendar.unit_hint(freq)})")
+    return int(exact)

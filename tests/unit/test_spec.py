@@ -72,7 +72,7 @@ def test_bad_value_names_the_field(tmp_path: Path) -> None:
 def test_bad_duration_and_frequency(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"forecast\.horizon: '7m' is not a whole number of 5min steps"):
         load_spec(write(tmp_path, BASE.replace("horizon: 24h", "horizon: 7m")))
-    with pytest.raises(SpecError, match=r"data\.frequency: '5 minutes please' is not a fixed frequency"):
+    with pytest.raises(SpecError, match=r"data\.frequency: '5 minutes please' is not a pandas frequency"):
         load_spec(write(tmp_path, BASE.replace("frequency: 5min", "frequency: 5 minutes please")))
 
 
