@@ -156,8 +156,38 @@ def test_a_window_without_enough_points_is_not_tested(tmp_path: Path) -> None:
     as_of = train_end + pd.Timedelta(days=1)
     late = frame[frame["ds"] < train_end + pd.Timedelta(hours=6)]  # 6 of 24 hours arrived
     report = detect_drift(late, ref, spec.monitoring.data_drift, as_of=as_of)
-    assert not report.drift
-    assert any("6 of 24 points in the window: not tested" in note for note in report.notes)
+    assert not report.drift and report.state == "unknown"
+    assert report.summary() == "unknown: 2 of 2 columns not tested"  # never "ok"
+    for col in report.columns:
+        assert col.state == "unknown" and col.reason == "6 of 24 points in the window, at least 12 needed"
+    assert any("6 of 24 points in the window, at least 12 needed: not tested" in note for note in report.notes)
+    assert report.metrics()["data_drift_unchecked"] == 2.0 and report.metrics()["drift.y.tested"] == 0.0
+    # the window is empty: the newest actual is older than it
+    stopped = frame[frame["ds"] < train_end - pd.Timedelta(days=2)]
+    [y, _] = detect_drift(stopped, ref, spec.monitoring.data_drift, as_of=as_of).columns
+    assert y.state == "unknown" and y.reason.startswith("newest actual 2024-04-12 23:00 is older than the check window")
+    # enough points: tested, ok
+    full = detect_drift(frame, ref, spec.monitoring.data_drift, as_of=as_of)
+    assert full.state == "ok" and {c.state for c in full.columns} == {"ok"} and full.summary() == "ok"
+
+
+def test_a_missing_column_and_a_new_series_are_unknown_and_named(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path)
+    frame = make_frame(days=43)
+    train_end = frame["ds"].min() + pd.Timedelta(days=42)
+    ref = reference_profile(frame[frame["ds"] < train_end], spec)
+    as_of = train_end + pd.Timedelta(days=1)
+    report = detect_drift(frame.drop(columns=["temperature"]), ref, spec.monitoring.data_drift, as_of=as_of)
+    temperature = next(c for c in report.columns if c.column == "temperature")
+    assert temperature.state == "unknown" and temperature.reason == "column 'temperature' is missing from the new data"
+    assert report.state == "unknown" and not report.drift
+    newcomer = frame.assign(unique_id="meter_9")
+    both = pd.concat([frame, newcomer], ignore_index=True)
+    report = detect_drift(both, ref, spec.monitoring.data_drift, as_of=as_of)
+    new = [c for c in report.columns if c.series == "meter_9"]
+    assert [c.label for c in new] == ["y[meter_9]", "temperature[meter_9]"]
+    assert {c.reason for c in new} == {"series 'meter_9' is new since training: not in the champion's reference profile"}
+    assert {c.state for c in report.columns if c.series == "series"} == {"ok"} and report.state == "unknown"
 
 
 # -------------------------------------------------------------------------------- model drift
@@ -182,7 +212,7 @@ def test_model_drift_windows_with_gaps_and_late_actuals(tmp_path: Path) -> None:
     assert middle.complete and middle.ratio == pytest.approx(2.5) and middle.degraded
     assert oldest.ratio == pytest.approx(0.25) and not oldest.degraded
     assert not report.alarm  # one degraded complete window, then a good one: not 2 in a row
-    assert report.summary() == "ok" and report.latest is middle
+    assert report.state == "ok" and report.latest is middle  # two windows scored: the alarm rule could run
     assert middle.coverage == 0.0 and oldest.coverage == 1.0
     # the late actuals arrive: day 3 is scored, two degraded windows in a row raise the alarm
     store.log_actuals(actuals)
@@ -191,7 +221,9 @@ def test_model_drift_windows_with_gaps_and_late_actuals(tmp_path: Path) -> None:
     assert report.metrics()["mae_ratio"] == pytest.approx(2.5)
     # another version's forecasts are not this one's
     other = model_drift(store, spec, model_name="drifty", version="2", baseline=baseline, as_of=as_of)
-    assert not other.alarm and other.summary().startswith("not measured")
+    assert not other.alarm and other.state == "unknown"
+    assert other.state_reason == "no forecast of v2 in the last 3 window(s): nothing to score yet"
+    assert other.summary() == f"unknown: {other.state_reason}"
 
 
 def test_assess_skips_incomplete_windows_and_checks_coverage() -> None:
@@ -271,3 +303,87 @@ def test_future_exogenous_values_are_regularised_or_named_missing(tmp_path: Path
     assert out["unique_id"].tolist() == ["series"] * 4
     with pytest.raises(DataError, match="next 4 values of temperature after 2024-01-01 02:00:00; the data has 3"):
         future_exogenous(rows.iloc[:3], history, ["temperature"], 4, spec)
+
+
+# ------------------------------------------------------------------------------------ verdicts
+def test_verdict_precedence_and_exit_codes() -> None:
+    from tidecast.monitoring.verdicts import EXIT_CODES, worst
+
+    assert worst([]) == "ok" and worst(["ok", "ok"]) == "ok"
+    assert worst(["ok", "unknown"]) == "unknown"
+    assert worst(["unknown", "stale", "ok"]) == "stale"
+    assert worst(["stale", "drift", "unknown"]) == "drift"
+    assert EXIT_CODES == {"ok": 0, "drift": 3, "stale": 4, "unknown": 5}
+    assert len(set(EXIT_CODES.values())) == 4 and 2 not in EXIT_CODES.values()  # 2 is bad input
+
+
+def test_feed_check_is_stale_when_the_newest_actual_is_older_than_the_window() -> None:
+    from tidecast.monitoring.verdicts import feed_check
+
+    ds = pd.date_range("2024-01-01", periods=48, freq="h")  # actuals up to 2024-01-02 23:00
+    frame = pd.DataFrame({"unique_id": "series", "ds": ds, "y": 1.0})
+    day = pd.Timedelta("1D")
+    now = pd.Timestamp("2030-01-01")
+
+    def check(as_of: str | None, data: pd.DataFrame = frame):
+        return feed_check(data, as_of=None if as_of is None else pd.Timestamp(as_of), now=now, window=day,
+                          window_label="1d")
+
+    assert check("2024-01-03 00:00").state == "ok"
+    assert check("2024-01-03 23:00").state == "ok"  # the newest actual is inside the window
+    stale = check("2024-01-05 00:00")
+    assert stale.state == "stale"
+    assert stale.reason == ("newest actual 2024-01-02 23:00 UTC, older than the check window (1d) before as_of "
+                            "2024-01-05 00:00 UTC: the feed stopped")
+    assert check(None).state == "stale" and "before now (2030-01-01 00:00 UTC)" in check(None).reason
+    # future rows (y blank) do not count as arrived; a second series that stopped is named
+    future = pd.DataFrame({"unique_id": "series", "ds": pd.date_range("2024-01-03", periods=72, freq="h"), "y": np.nan})
+    assert check("2024-01-05 00:00", pd.concat([frame, future])).state == "stale"
+    other = frame.assign(unique_id="b", y=1.0)
+    other = other[other["ds"] < "2024-01-01 12:00"]
+    two = check("2024-01-03 00:00", pd.concat([frame, other]))
+    assert two.state == "stale" and two.reason.startswith("1 of 2 series stopped, newest actual: 'b' 2024-01-01 11:00 UTC")
+    assert check("2024-01-03 00:00", frame.iloc[:0]).reason == "no actual before as_of 2024-01-03 00:00 UTC"
+
+
+def test_verdict_text_names_each_reason_and_kind_states() -> None:
+    from tidecast.monitoring.verdicts import Check, check_tags, kind_state, overall, verdict_text
+
+    ok = [Check("feed", "actuals", "ok", "fresh"), Check("data", "y", "ok"), Check("model", "v1", "ok", "fine")]
+    assert overall(ok) == "ok" and verdict_text(None, ok) == "ok"
+    few = "6 of 24 points in the window, at least 12 needed"
+    unknown = [*ok[:1], Check("data", "y[b]", "unknown", few), Check("data", "temperature[b]", "unknown", few),
+               Check("model", "v1", "unknown", "no forecast of v1 yet")]
+    assert overall(unknown) == "unknown"
+    assert verdict_text(None, unknown) == (
+        f"unknown: {few} (y[b], temperature[b]); no forecast of v1 yet (v1)"
+    )
+    assert kind_state(unknown, "data") == "unknown" and kind_state(unknown, "feed") == "ok"
+    stale = [Check("feed", "actuals", "stale", "the feed stopped"), *unknown[1:]]
+    assert overall(stale) == "stale"
+    assert verdict_text(None, stale).startswith("stale: the feed stopped; unknown: ")
+    assert kind_state(stale, "data") == kind_state(stale, "model") == "stale"
+    drift = [*stale, Check("data", "y[a]", "drift", "PSI 1 > 0.2")]
+    assert overall(drift) == "drift" and kind_state(drift, "data") == "drift"
+    assert verdict_text("data drift: y[a] PSI 1 > 0.2", drift).startswith("data drift: y[a] PSI 1 > 0.2; stale: ")
+    tags = check_tags([c.to_dict() for c in drift])
+    assert tags["tidecast.checks"] == "1 drift, 1 stale, 3 unknown"
+    assert tags["tidecast.check.data.y.a"] == "drift: PSI 1 > 0.2" and tags["tidecast.check.feed.actuals"].startswith("stale")
+    assert "tidecast.check.data.y" not in tags  # ok checks are counted, not tagged
+
+
+def test_model_drift_with_fewer_windows_than_needed_is_unknown(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, model_drift={"window": "1d", "error_ratio": 1.5, "consecutive": 2, "windows": 3})
+    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}")
+    store.log_forecast(_forecasts("2024-01-03", 24), model_name="drifty", model_version="1", source="monitor")
+    ds = pd.date_range("2024-01-03", periods=24, freq="h")
+    store.log_actuals(pd.DataFrame({"unique_id": "series", "ds": ds, "y": 15.0}))
+    as_of = pd.Timestamp("2024-01-04")
+    degraded = model_drift(store, spec, model_name="drifty", version="1", baseline={"mae": 2.0}, as_of=as_of)
+    assert not degraded.alarm and degraded.state == "unknown"
+    assert "1 scored window(s) of v1, all beyond the thresholds (newest MAE ratio 2.50): 2 in a row" in degraded.state_reason
+    fine = model_drift(store, spec, model_name="drifty", version="1", baseline={"mae": 20.0}, as_of=as_of)
+    assert fine.state == "ok"  # one good window: the alarm (2 degraded in a row) cannot hold
+    blind = model_drift(store, spec, model_name="drifty", version="1", baseline={"mae": None}, as_of=as_of)
+    assert blind.state == "unknown" and "no backtest MAE" in blind.state_reason
+    assert blind.to_dict()["state"] == "unknown"

@@ -19,7 +19,15 @@ SpecOpt = Annotated[
 
 
 def _colour(status: str) -> str:
-    return {"ok": "green", "retrained": "cyan", "drift": "yellow", "retrain_failed": "red"}.get(status, "white")
+    return {
+        "ok": "green", "retrained": "cyan", "drift": "yellow", "retrain_failed": "red", "stale": "red", "unknown": "yellow"
+    }.get(status, "white")
+
+
+EXIT_HELP = (
+    "Exit non-zero unless every check ran and found nothing (for alerting from cron): "
+    "3 drift, 4 stale (the feed stopped), 5 unknown (a check could not run); 0 ok; 2 is bad input."
+)
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -49,7 +57,13 @@ def render_monitor(console: Console, result: Any) -> None:
             return f"[red]{text}[/red]" if t["fired"] else text
 
         label = col["column"] if col["series"] in ("*", "series", "") else f"{col['column']}[{col['series']}]"
-        mark = "[red]drift[/red]" if col["drift"] else ("[dim]" + escape(col.get("note") or "ok") + "[/dim]")
+        state = col.get("state") or ("drift" if col["drift"] else "ok")
+        if state == "drift":
+            mark = "[red]drift[/red]"
+        elif state == "unknown":
+            mark = "[yellow]unknown[/yellow]: " + escape(col.get("reason") or col.get("note") or "not tested")
+        else:
+            mark = "[green]ok[/green]"
         table.add_row(
             label, f"{col['n']}/{col['expected']}", cell("psi"), cell("ks"), cell("wasserstein"), cell("profile"), mark
         )
@@ -71,15 +85,26 @@ def render_monitor(console: Console, result: Any) -> None:
             )
         console.print(mt)
     for note in result.notes:
-        console.print(f"[dim]note: {escape(note)}[/dim]")
+        if not note.endswith((": not tested", ": not checked")):  # those are in the table and the checks below
+            console.print(f"[dim]note: {escape(note)}[/dim]")
+    for check in result.checks:
+        if check["kind"] in ("feed", "model") or (check["kind"] == "data" and check["subject"].startswith("series ")):
+            colour = _colour(check["state"])
+            console.print(
+                f"{check['kind']} check ({escape(check['subject'])}): [{colour}]{check['state']}[/{colour}]"
+                + (f" — {escape(check['reason'])}" if check.get("reason") else ""),
+                soft_wrap=True,
+            )
     forecast = result.forecast or {}
     if forecast:
         console.print(
             f"[dim]forecast {forecast.get('start')} → {forecast.get('end')} by v{forecast.get('version')} "
             f"logged to the prediction store ({forecast.get('rows')} rows); MLflow run {result.run_id}[/dim]"
         )
-    colour = _colour(result.status)
-    console.print(f"[bold]verdict:[/bold] [{colour}]{escape(result.verdict)}[/{colour}]", soft_wrap=True)
+    colour = _colour(result.state)
+    console.print(
+        f"[bold]verdict:[/bold] [{colour}]{result.state}[/{colour}] — {escape(result.verdict)}", soft_wrap=True
+    )
 
 
 def register(app: typer.Typer, console: Console) -> None:
@@ -100,13 +125,16 @@ def register(app: typer.Typer, console: Console) -> None:
         ] = None,
         no_retrain: Annotated[bool, typer.Option("--no-retrain", help="Check and predict, never retrain.")] = False,
         fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
-        fail_on_drift: Annotated[
-            bool, typer.Option("--fail-on-drift", help="Exit 1 when the verdict is not 'ok' (for alerting from cron).")
-        ] = False,
+        fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help=EXIT_HELP)] = False,
     ) -> None:
         """Run the prediction pipeline: new data → drift checks → retrain on drift → forecast and log it.
 
-        Example: [bold]tidecast monitor --as-of "2024-03-01 00:00"[/bold]
+        Every check ends ok, drift, stale (the newest actual is older than the check window before --as-of,
+        or now) or unknown (it could not run: too few points, a missing column, a new series...); the
+        verdict is the worst, drift > stale > unknown > ok. With --fail-on-drift the exit code is
+        0 ok, 3 drift, 4 stale, 5 unknown (2: bad input).
+
+        Example: [bold]tidecast monitor --as-of "2024-03-01 00:00" --fail-on-drift[/bold]
         """
         from tidecast.cli import _load, _ProgressCallbacks
         from tidecast.errors import SpecError
@@ -121,8 +149,10 @@ def register(app: typer.Typer, console: Console) -> None:
             sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
         else:
             render_monitor(console, result)
-        if fail_on_drift and result.status != "ok":
-            raise typer.Exit(1)
+        if fail_on_drift and result.state != "ok":
+            from tidecast.monitoring.verdicts import exit_code
+
+            raise typer.Exit(exit_code(result.state))
 
     @app.command()
     def schedule(

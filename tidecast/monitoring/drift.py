@@ -464,6 +464,9 @@ class ColumnDrift:
     tests: dict[str, TestResult] = field(default_factory=dict)
     drift: bool = False
     note: str | None = None
+    state: str = "ok"
+    """``ok`` (tested, no drift), ``drift``, or ``unknown`` (not tested: ``reason`` says why)."""
+    reason: str | None = None
 
     @property
     def label(self) -> str:
@@ -492,10 +495,24 @@ class DriftReport:
                     found.append((_excess(t), f"{col.label} {_describe(t, self.profile_kind)}"))
         return [text for _, text in sorted(found, key=lambda item: -item[0])]
 
+    def column_reasons(self, col: ColumnDrift) -> list[str]:
+        """The fired tests of one column (without its label), largest excess first."""
+        fired = sorted((t for t in col.tests.values() if t.fired), key=lambda t: -_excess(t))
+        return [_describe(t, self.profile_kind) for t in fired]
+
+    @property
+    def state(self) -> str:
+        """``drift`` when a column drifts, else ``unknown`` when a column could not be tested, else ``ok``."""
+        if self.drift:
+            return "drift"
+        return "unknown" if any(c.state == "unknown" for c in self.columns) else "ok"
+
     def summary(self, limit: int = 4) -> str:
-        """``"ok"`` or ``"data drift: temperature PSI 0.41 > 0.2, y daily profile shift 0.35 > 0.25"``."""
+        """``"ok"``, ``"data drift: temperature PSI 0.41 > 0.2, y daily profile shift 0.35 > 0.25"``, or
+        ``"unknown: 2 of 4 columns not tested"`` when some could not be (their ``reason`` says why)."""
         if not self.drift:
-            return "ok"
+            untested = sum(c.state == "unknown" for c in self.columns)
+            return f"unknown: {untested} of {len(self.columns)} columns not tested" if untested else "ok"
         reasons = self.reasons()
         more = f" (+{len(reasons) - limit} more)" if len(reasons) > limit else ""
         return "data drift: " + ", ".join(reasons[:limit]) + more
@@ -511,10 +528,34 @@ class DriftReport:
                     out[f"drift.{key}.{name}"] = float(t.value)
                 out[f"drift.{key}.{name}_threshold"] = float(t.threshold)
             out[f"drift.{key}.drift"] = float(col.drift)
+            out[f"drift.{key}.tested"] = float(col.state != "unknown")
+        out["data_drift_unchecked"] = float(sum(c.state == "unknown" for c in self.columns))
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=_json_default, allow_nan=True).replace("NaN", "null"))
+
+
+def _newest_actuals(frame: pd.DataFrame, end: pd.Timestamp, *, pooled: bool) -> dict[str, pd.Timestamp]:
+    """The newest time with an observed target before ``end``, per series (``*``: of all series when pooled)."""
+    observed = frame[frame[TARGET].notna() & (frame[TIME] < end)] if TARGET in frame.columns else frame.iloc[:0]
+    if observed.empty:
+        return {}
+    if pooled:
+        return {POOLED: pd.Timestamp(observed[TIME].max())}
+    newest = observed.groupby(observed[ID].astype(str), sort=False)[TIME].max()
+    return {str(k): pd.Timestamp(v) for k, v in newest.items()}
+
+
+def _too_few(
+    n: int, expected: int, needed: int, newest: pd.Timestamp | None, start: pd.Timestamp, end: pd.Timestamp, key: str
+) -> str:
+    """Why a column was not tested: its window holds fewer than ``needed`` points."""
+    if n == 0 and newest is None:
+        return "no actual of this series in the new data" if key != POOLED else "no actual in the new data"
+    if n == 0 and newest < start:
+        return f"newest actual {newest:%Y-%m-%d %H:%M} is older than the check window ({start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC)"
+    return f"{n} of {expected} points in the window, at least {needed} needed"
 
 
 def _excess(t: TestResult) -> float:
@@ -596,11 +637,18 @@ def detect_drift(
     margin = float(drift_spec.calibration_margin)
     groups = reference["groups"]
     ids = recent[ID].astype(str)
+    newest = _newest_actuals(frame, end, pooled=bool(reference.get("pooled")))
     series_list = [POOLED] if reference.get("pooled") else sorted(set(ids) | set(groups) if len(groups) else set(ids))
     results: list[ColumnDrift] = []
     for key in series_list:
         if key not in groups:
-            notes.append(f"series '{key}' has no reference (new since training): not checked")
+            reason = f"series '{key}' is new since training: not in the champion's reference profile"
+            notes.append(f"{reason}: not checked")
+            count = int((ids == key).sum())
+            for column in reference.get("columns") or [TARGET]:
+                results.append(
+                    ColumnDrift(column, key, count, window, note=reason, state="unknown", reason=reason)
+                )
             continue
         part = recent if key == POOLED else recent[ids == key]
         expected = window * (int(reference.get("n_series") or 1) if key == POOLED else 1)
@@ -612,12 +660,15 @@ def detect_drift(
             values = part[column].to_numpy(dtype="float64") if column in part.columns else np.array([])
             n = int(np.isfinite(values).sum())
             col = ColumnDrift(column=column, series=key, n=n, expected=expected)
-            if column not in part.columns and len(part):
-                col.note = f"column '{column}' is missing from the new data"
-                notes.append(col.note)
-            elif n < max(2, math.ceil(drift_spec.min_points * expected)):
-                col.note = f"{n} of {expected} points in the window: not tested"
-                notes.append(f"{col.label}: {col.note}")
+            needed = max(2, math.ceil(drift_spec.min_points * expected))
+            if column not in frame.columns:
+                col.state, col.reason = "unknown", f"column '{column}' is missing from the new data"
+            elif n < needed:
+                col.state = "unknown"
+                col.reason = _too_few(n, expected, needed, newest.get(key), start, end, key)
+            if col.state == "unknown":
+                col.note = col.reason
+                notes.append(f"{col.label}: {col.reason}: not tested")
             else:
                 stats = _window_stats(ref, values, cells)
                 cal = ref.get("calibration") or {}
@@ -638,6 +689,7 @@ def detect_drift(
                     col.tests[name] = TestResult(name, float(value), float(threshold), float(spec_t), hit)
                     fired += hit
                 col.drift = fired >= drift_spec.min_tests
+                col.state = "drift" if col.drift else "ok"
             results.append(col)
     return DriftReport(
         window_start=str(start),

@@ -63,6 +63,10 @@ class ModelDriftReport:
     alarm: bool = False
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    consecutive: int = 1
+    """Complete degraded windows in a row that raise the alarm (``model_drift.consecutive``)."""
+    coverage_floor: float | None = None
+    """``model_drift.min_coverage``."""
 
     @property
     def latest(self) -> WindowScore | None:
@@ -73,12 +77,44 @@ class ModelDriftReport:
         """``"ok"``, ``"model drift: MAE ratio 1.8 > 1.5 for 2 windows"`` or ``"no actuals yet"``-style notes."""
         if self.alarm and self.reason:
             return f"model drift: {self.reason}"
-        if self.latest is None:
-            return "not measured (no window with actuals yet)"
+        if self.state == "unknown":
+            return f"unknown: {self.state_reason}"
         return "ok"
 
+    @property
+    def state(self) -> str:
+        """``drift`` (the alarm), ``ok`` (the newest complete window is within the thresholds), or
+        ``unknown`` (no window could be scored, no baseline, or too few windows to decide)."""
+        return self._state()[0]
+
+    @property
+    def state_reason(self) -> str | None:
+        return self._state()[1]
+
+    def _state(self) -> tuple[str, str | None]:
+        if self.alarm:
+            return "drift", self.reason
+        latest = self.latest
+        version = f"v{self.model_version}"
+        if latest is None:
+            pending = next((w.note for w in self.windows if w.forecasts), None)
+            if pending:
+                return "unknown", f"no window of {version}'s forecasts can be scored yet ({pending})"
+            return "unknown", f"no forecast of {version} in the last {len(self.windows)} window(s): nothing to score yet"
+        if latest.ratio is None:
+            return "unknown", f"{version} has no backtest MAE: the error ratio cannot be computed"
+        complete = [w for w in self.windows if w.complete]
+        floor = self.coverage_floor
+        low = floor is not None and all(w.coverage is not None and w.coverage < floor for w in complete)
+        if len(complete) < self.consecutive and (all(w.degraded for w in complete) or low):
+            return "unknown", (
+                f"{len(complete)} scored window(s) of {version}, all beyond the thresholds (newest MAE ratio "
+                f"{latest.ratio:.2f}): {self.consecutive} in a row are needed to decide"
+            )
+        return "ok", f"MAE ratio {latest.ratio:.2f} in the newest window"
+
     def metrics(self) -> dict[str, float]:
-        out: dict[str, float] = {"model_drift": float(self.alarm)}
+        out: dict[str, float] = {"model_drift": float(self.alarm), "model_drift_checked": float(self.state != "unknown")}
         latest = self.latest
         if latest is not None:
             for name in ("mae", "mase", "coverage", "ratio"):
@@ -91,7 +127,7 @@ class ModelDriftReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "state": self.state, "state_reason": self.state_reason}
 
 
 # ----------------------------------------------------------------------------------- baseline
@@ -244,7 +280,13 @@ def model_drift(
     since = end - ms.windows * window
     joined = joined_forecasts(store, model_name, version, since=since, until=end)
     baseline_mae = baseline.get("mae")
-    report = ModelDriftReport(model_version=version, baseline_mae=baseline_mae, baseline_coverage=baseline.get("coverage"))
+    report = ModelDriftReport(
+        model_version=version,
+        baseline_mae=baseline_mae,
+        baseline_coverage=baseline.get("coverage"),
+        consecutive=ms.consecutive,
+        coverage_floor=ms.min_coverage,
+    )
     if not baseline_mae:
         report.notes.append(f"model version {version} has no backtest MAE tag: MAE ratio not computed")
     report.windows = score_windows(

@@ -295,9 +295,28 @@ def model_drift(monitor_actuals: dict[str, Any], spec: Spec, ctx: Any) -> dict[s
 
 
 @step(cache=False)
-def monitor_checks(data_drift: dict[str, Any], model_drift: dict[str, Any], ctx: Any) -> dict[str, Any]:
-    """Both checks, for the decision to retrain."""
-    return {"data_drift": data_drift, "model_drift": model_drift}
+def monitor_checks(
+    data_drift: dict[str, Any], model_drift: dict[str, Any], monitor_ingest: pd.DataFrame,
+    monitor_features: pd.DataFrame, spec: Spec, ctx: Any,
+) -> dict[str, Any]:
+    """Both checks, for the decision to retrain, and every check's state (:mod:`tidecast.monitoring.verdicts`):
+    whether the feed still arrives (against ``as_of``, or now), and the series the cleaning dropped."""
+    from tidecast.monitoring import verdicts
+
+    as_of = pd.Timestamp(_run_of(spec).as_of) if _run_of(spec).as_of else None
+    window = spec.monitoring.data_drift.window
+    feed = verdicts.feed_check(
+        monitor_ingest, as_of=as_of, now=pd.Timestamp.now(tz="UTC").tz_localize(None),
+        window=spec.steps(window, "monitoring.data_drift.window") * _step(spec), window_label=str(window),
+    )
+    checks = [
+        feed,
+        *verdicts.data_checks(data_drift["report"]),
+        *verdicts.dropped_series(monitor_ingest, monitor_features, as_of),
+        verdicts.model_check(model_drift["report"]),
+    ]
+    ctx.progress(1, 1, f"{verdicts.overall(checks)}")
+    return {"data_drift": data_drift, "model_drift": model_drift, "checks": checks}
 
 
 def future_exogenous(
@@ -612,6 +631,11 @@ class MonitorResult:
     finished: str = ""
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    state: str = "ok"
+    """The overall verdict, the worst check: ``drift`` > ``stale`` > ``unknown`` > ``ok`` (see
+    :mod:`tidecast.monitoring.verdicts`); ``tidecast monitor --fail-on-drift`` exits by it."""
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    """Every check: ``kind`` (data, model, feed), ``subject``, ``state`` and ``reason``."""
 
     @property
     def alarm(self) -> bool:
@@ -632,7 +656,14 @@ class MonitorResult:
             "champion_before": self.champion_before,
             "champion_after": self.champion_after,
             "run_id": self.run_id,
+            "state": self.state,
+            **{f"{kind}_check": self._kind_state(kind) for kind in ("data", "model", "feed")},
         }
+
+    def _kind_state(self, kind: str) -> str:
+        from tidecast.monitoring.verdicts import Check, kind_state
+
+        return kind_state([Check(**c) for c in self.checks], kind)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -656,6 +687,18 @@ def _prune_cache(spec: Spec, keys: dict[str, str]) -> None:
 
 
 def _verdict(
+    data_report: Any, model_report: Any, decision: RetrainDecision, retrained: dict[str, Any] | None,
+    error: str | None, champion_before: str | None, checks: list[Any],
+) -> tuple[str, str]:
+    """(verdict, status): the drift and what was done, then the stale and unknown checks with their reasons."""
+    from tidecast.monitoring.verdicts import OK, overall, verdict_text
+
+    main, status = _action(data_report, model_report, decision, retrained, error, champion_before)
+    state = overall(checks)
+    return verdict_text(None if main == OK else main, checks), (state if status == OK else status)
+
+
+def _action(
     data_report: Any, model_report: Any, decision: RetrainDecision, retrained: dict[str, Any] | None,
     error: str | None, champion_before: str | None,
 ) -> tuple[str, str]:
@@ -696,6 +739,7 @@ def monitor(
     that champion. Other errors (unreadable data, no champion, no reference profile) raise
     :class:`~tidecast.errors.TidecastError` and are recorded in the history as ``failed``.
     """
+    from tidecast.monitoring.verdicts import overall
     from tidecast.pipeline import ProjectLock
     from tidecast.pipeline import run as run_pipeline
     from tidecast.pipeline.lock import LockFile
@@ -750,7 +794,7 @@ def monitor(
             second = run_pipeline(pipeline, mspec, until="monitor_predict", callbacks=callbacks, lockfile=records)
             forecast = second.outputs["monitor_predict"]
             verdict, status = _verdict(
-                data_report, model_report, decision, None if error else retrained, error, champion_before
+                data_report, model_report, decision, None if error else retrained, error, champion_before, checks["checks"]
             )
             result = MonitorResult(
                 project=spec.project,
@@ -765,6 +809,8 @@ def monitor(
                 forecast=forecast,
                 started=started,
                 notes=[*data_report.notes, *model_report.notes],
+                state=overall(checks["checks"]),
+                checks=[c.to_dict() for c in checks["checks"]],
             )
             result.finished = _now()
             result.seconds = round(time.perf_counter() - clock, 3)
@@ -797,6 +843,7 @@ def log_monitor_run(spec: Spec, result: MonitorResult, metrics: dict[str, float]
     """Record a monitor run in MLflow (experiment ``<experiment>-monitor``): metrics, the verdict, the report."""
     import tempfile
 
+    from tidecast.monitoring.verdicts import STATES, check_tags
     from tidecast.tracking.runs import _metrics, _tags, log_batch, process_tags
     from tidecast.tracking.store import connect, experiment_id, experiment_name, retry_locked
 
@@ -809,6 +856,8 @@ def log_monitor_run(spec: Spec, result: MonitorResult, metrics: dict[str, float]
         "tidecast.as_of": result.as_of,
         "tidecast.verdict": result.verdict[:5000],
         "tidecast.status": result.status,
+        "tidecast.state": result.state,
+        **check_tags(result.checks),
         "tidecast.champion_before": result.champion_before,
         "tidecast.champion_after": result.champion_after,
         "tidecast.retrained_version": (result.retrain or {}).get("version"),
@@ -825,6 +874,7 @@ def log_monitor_run(spec: Spec, result: MonitorResult, metrics: dict[str, float]
             "retrained": float(result.retrain is not None and result.retrain.get("version") is not None),
             "promoted": float(bool((result.retrain or {}).get("promoted"))),
             "retrain_failed": float(result.status == "retrain_failed"),
+            **{f"checks_{state}": float(sum(c["state"] == state for c in result.checks)) for state in STATES},
             "seconds": result.seconds,
         }
         log_batch(client, run_id, metrics=_metrics({**metrics, **extra}), tags=_tags({}))
