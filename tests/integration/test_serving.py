@@ -1,15 +1,16 @@
 """The REST server over real HTTP (uvicorn on a free loopback port, in a thread), and `tidecast predict`.
 
-One small project is trained once for the module (naive + seasonal naive, hourly data); its
-champion ``small`` v1 is served. The hot-swap test registers v2 and moves the alias, so it runs
-last.
+One small project is trained once per champion (hourly data; see ``serving_helpers.CHAMPIONS``: a
+naive model, a LightGBM model reading the known-in-future ``temperature``, a tiny torch MLP); its
+champion ``small`` v1 is served, and every test runs against each. ``/forecast`` and
+``/invocations`` must agree with MLflow's own pyfunc ``predict`` to 1e-9. The hot-swap test
+registers v2 and moves the alias, so it runs last (pytest keeps file order within a champion).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -20,43 +21,28 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from serving_helpers import Server, run_cli
+from serving_helpers import READS_EXOGENOUS, Server, assert_agree, champion_params, run_cli, train_champion
 
-from tests.conftest import make_project
-from tidecast.spec import Spec, load_spec
+from tidecast.spec import Spec
 
 TOKEN = "test-admin-token"
-MODELS = """\
-  - {name: naive, kind: naive}
-  - {name: seasonal_naive, kind: seasonal_naive, params: {season_length: 1d}}
-"""
 WINDOW = HORIZON = 24
 
 
 # ------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Iterator[Spec]:
-    """A trained project whose champion is ``small`` v1 (registry and prediction store under .tidecast/)."""
-    from tidecast.pipeline import run
-    from tidecast.pipeline.dag import Pipeline
-    from tidecast.pipeline.steps import TRAINING_STEPS
-    from tidecast.tracking.step import track
+@pytest.fixture(scope="module", params=champion_params())
+def champion(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path, champion: str) -> Iterator[Spec]:
+    """A trained project whose champion is ``small`` v1 (registry and prediction store under .tidecast/)."""
     with pytest.MonkeyPatch.context() as mp:
         for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TIDECAST_ENV", "TIDECAST_ADMIN_TOKEN"):
             mp.delenv(var, raising=False)
-        root = make_project(tmp_path_factory.mktemp("serving") / "proj", days=21, models=MODELS)
-        (root / ".tidecast").mkdir()
-        shutil.copy(mlflow_template, root / ".tidecast" / "mlflow.db")
-        spec = load_spec(root)
-        result = run(Pipeline([*TRAINING_STEPS, track]), spec)  # training + registry, without the report
-        registration = result.outputs["track"]["registration"]
-        assert (registration["model_name"], registration["version"], registration["alias"]) == (
-            "small",
-            "1",
-            "champion",
-        )
-        yield spec
+        root = tmp_path_factory.mktemp(f"serving-{champion}") / "proj"
+        yield train_champion(root, champion, days=21, template=mlflow_template)
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +119,10 @@ def test_forecast_equals_the_mlflow_pyfunc(client: httpx.Client, data: pd.DataFr
     want = pyfunc.predict(pyfunc_input(data), params={"horizon": HORIZON, "quantiles": [0.1, 0.5, 0.9]})
     assert got["id"] == "series"
     assert pd.to_datetime(got["timestamps"]).tolist() == want["ds"].tolist()
-    np.testing.assert_array_equal(got["yhat"], want["yhat"].to_numpy())
+    assert_agree(got["yhat"], want["yhat"])
     assert set(got["quantiles"]) == {"0.1", "0.5", "0.9"}
     for q in (0.1, 0.5, 0.9):
-        np.testing.assert_array_equal(got["quantiles"][f"{q:g}"], want[f"q{q:g}"].to_numpy())
+        assert_agree(got["quantiles"][f"{q:g}"], want[f"q{q:g}"], f"q{q:g}")
 
     # the single-series shorthand, a shorter horizon, no quantiles, times with an offset (answered in UTC, 'Z')
     short = series_body(data, horizon=6, aware=True)
@@ -147,7 +133,7 @@ def test_forecast_equals_the_mlflow_pyfunc(client: httpx.Client, data: pd.DataFr
     assert len(got["yhat"]) == 6 and got["quantiles"] == {}
     assert got["timestamps"][0].endswith("Z")
     want = pyfunc.predict(pyfunc_input(data, horizon=6), params={"horizon": 6, "quantiles": []})
-    np.testing.assert_array_equal(got["yhat"], want["yhat"].to_numpy())
+    assert_agree(got["yhat"], want["yhat"])
 
 
 def test_more_history_than_the_window_and_the_default_horizon(
@@ -158,8 +144,30 @@ def test_more_history_than_the_window_and_the_default_horizon(
     [got] = response.json()["forecasts"]
     want = pyfunc.predict(pyfunc_input(data, n=3 * WINDOW))
     assert len(got["yhat"]) == HORIZON and set(got["quantiles"]) == {"0.1", "0.9"}
-    np.testing.assert_array_equal(got["yhat"], want["yhat"].to_numpy())
-    np.testing.assert_array_equal(got["quantiles"]["0.9"], want["q0.9"].to_numpy())
+    assert_agree(got["yhat"], want["yhat"])
+    assert_agree(got["quantiles"]["0.9"], want["q0.9"], "q0.9")
+
+
+def test_the_future_temperature_reaches_the_model(
+    client: httpx.Client, data: pd.DataFrame, pyfunc: Any, champion: str
+) -> None:
+    """A warmer horizon changes the forecast of a model that reads ``temperature`` (and only of one that
+    does), identically through ``/forecast`` and the pyfunc: the future rows are the ones sent."""
+    body = series_body(data)
+    warmer = series_body(data)
+    warmer["exogenous"]["temperature"] = [
+        t + 15.0 * (i >= WINDOW) for i, t in enumerate(body["exogenous"]["temperature"])
+    ]
+    answers = []
+    for sent in (body, warmer):
+        response = client.post("/forecast", json=sent)
+        assert response.status_code == 200, response.text
+        answers.append(np.asarray(response.json()["forecasts"][0]["yhat"]))
+    frame = pyfunc_input(data)
+    frame.loc[WINDOW:, "temperature"] += 15.0
+    assert_agree(answers[1], pyfunc.predict(frame)["yhat"])
+    moved = float(np.max(np.abs(answers[1] - answers[0])))
+    assert (moved > 1e-6) == READS_EXOGENOUS[champion], (champion, moved)
 
 
 def _mutate(data: pd.DataFrame, case: str) -> dict[str, Any] | str:
@@ -300,7 +308,7 @@ def test_invocations_answer_as_mlflow_serving(client: httpx.Client, data: pd.Dat
     assert list(got.columns) == list(want.columns)
     # MLflow writes timestamps with Timestamp.isoformat()
     assert got["ds"].tolist() == [t.isoformat() for t in want["ds"]]
-    np.testing.assert_array_equal(got[["yhat", "q0.1", "q0.9"]].to_numpy(), want[["yhat", "q0.1", "q0.9"]].to_numpy())
+    assert_agree(got[["yhat", "q0.1", "q0.9"]].to_numpy(), want[["yhat", "q0.1", "q0.9"]].to_numpy())
 
 
 def test_invocations_errors_are_mlflow_style(client: httpx.Client, data: pd.DataFrame) -> None:
