@@ -247,7 +247,8 @@ class DriftView:
             if row is None:
                 continue
             when = pd.Timestamp(row["checked_at"]).strftime("%Y-%m-%d %H:%M")
-            state = "DRIFT" if bool(row["drifted"]) else "no drift"
+            checked = row.get("state")  # ok/drift/stale/unknown; absent in histories before verdicts had states
+            state = "DRIFT" if bool(row["drifted"]) else {"stale": "STALE", "unknown": "UNCHECKED"}.get(checked, "no drift")
             detail = f" ({row['detail']})" if row.get("detail") else ""
             parts.append(f"{kind}: {state} at {when}{detail}")
         return "; ".join(parts) or "no drift checks yet"
@@ -276,6 +277,8 @@ def drift_history(spec: Any, model_name: str | None = None) -> DriftView:
                         "checked_at": when,
                         "kind": kind,
                         "drifted": bool(entry.get(key)),
+                        "state": entry.get(f"{kind}_check")
+                        or ("unknown" if entry.get(key) is None else "drift" if entry.get(key) else "ok"),
                         "detail": str(entry.get("verdict") or ""),
                         "status": str(entry.get("status") or ""),
                         "champion": entry.get("champion_after") or entry.get("champion_before"),
