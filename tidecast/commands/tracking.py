@@ -5,12 +5,29 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+
+class TableFormat(StrEnum):
+    """``--format`` of ``compare``: a bad value is a usage error (click lists the choices)."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class ReportFormat(StrEnum):
+    """``--format`` of ``reproduce``."""
+
+    table = "table"
+    json = "json"
+
 
 SpecOpt = Annotated[
     Path | None,
@@ -80,27 +97,39 @@ def register(app: typer.Typer, console: Console) -> None:
         metric: Annotated[
             str | None, typer.Option("--metric", "-m", help="Metric shown (default: the selection metric).")
         ] = None,
-        fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+        fmt: Annotated[TableFormat, typer.Option("--format", "-f", help="table, csv or json.")] = TableFormat.table,
     ) -> None:
         """Compare the last trainings and their candidates side by side.
+
+        Tables show ratio metrics (mape, smape, wape) as percentages; csv and json keep the stored
+        fractions. held-out: the last horizon, scored as the registry's gate does; backtest and the
+        candidates' columns: the mean over the backtest folds.
 
         Example: [bold]tidecast compare --last 5 --metric mae --format csv[/bold]
         """
         from tidecast.cli import _load
-        from tidecast.errors import TrackingError
+        from tidecast.render import format_metric, is_percent
         from tidecast.tracking.compare import compare_runs, to_format
 
-        if fmt not in ("table", "csv", "json"):
-            raise TrackingError(f"compare: unknown format {fmt!r} (use table, csv or json)")
         frame = compare_runs(_load(spec), experiment=experiment, last=last, metric=metric)
-        if fmt != "table":
-            sys.stdout.write(to_format(frame, fmt) + ("" if fmt == "csv" else "\n"))
+        if fmt is not TableFormat.table:
+            sys.stdout.write(to_format(frame, fmt.value) + ("" if fmt is TableFormat.csv else "\n"))
             return
         if frame.empty:
             console.print("no trainings recorded yet (run 'tidecast run')")
             return
-        shown = metric or str(frame["metric"].iloc[0])
-        table = Table(title=f"Last {len(frame)} training(s), {shown.upper()}", title_justify="left")
+        shown = sorted({str(m) for m in frame["metric"]})
+        unit = ", in %" if all(is_percent(m) for m in shown) else ""
+        table = Table(
+            title=f"Last {len(frame)} training(s), {' / '.join(m.upper() for m in shown)}{unit} "
+            "(held-out: the last horizon; backtest and candidates: mean over the folds)",
+            title_justify="left",
+        )
+
+        def fig(row: object, value: object) -> str:
+            chosen = str(row["metric"])  # type: ignore[index]
+            return format_metric(chosen, value) if is_percent(chosen) else _num(value)
+
         fixed = ["run", "started", "status", "winner", "held-out", "backtest", "registry"]
         candidates = list(frame.columns[frame.columns.get_loc("git_commit") + 1 :])
         for column in [*fixed, *candidates]:
@@ -112,11 +141,11 @@ def register(app: typer.Typer, console: Console) -> None:
                 str(row["started"])[:19],
                 str(row["status"]),
                 str(row["winner"] or ""),
-                _num(row["holdout"]),
-                _num(row["backtest"]),
+                fig(row, row["holdout"]),
+                fig(row, row["backtest"]),
                 registry,
             ]
-            cells += [_num(row[c]) for c in candidates]
+            cells += [fig(row, row[c]) for c in candidates]
             table.add_row(*cells)
         console.print(table)
 
@@ -161,7 +190,7 @@ def register(app: typer.Typer, console: Console) -> None:
     def reproduce(
         run_id: Annotated[str, typer.Argument(help="The training's parent run id.")],
         spec: SpecOpt = None,
-        fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+        fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="table or json.")] = ReportFormat.table,
     ) -> None:
         """Re-run a logged training with its recorded spec and check the metrics match (exit 1 if not).
 
@@ -173,7 +202,7 @@ def register(app: typer.Typer, console: Console) -> None:
         from tidecast.tracking.reproduce import reproduce as do_reproduce
 
         report = do_reproduce(_load(spec), run_id)
-        if fmt == "json":
+        if fmt is ReportFormat.json:
             sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
         else:
             table = Table(title=f"Reproducing run {run_id[:8]}", title_justify="left")

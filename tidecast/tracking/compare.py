@@ -94,5 +94,5 @@ def to_format(frame: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return frame.to_csv(index=False)
     if fmt == "json":
-        return frame.to_json(orient="records", date_format="iso", indent=2)
+        return frame.to_json(orient="records", date_format="iso", indent=2, double_precision=15)
     raise TrackingError(f"compare: unknown format {fmt!r} (use table, csv or json)")
