@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from tidecast import calendar
 from tidecast.durations import freq_timedelta, to_steps
 from tidecast.errors import DataError
 from tidecast.models.base import ID, TARGET, TIME
@@ -57,7 +58,8 @@ class CleanResult:
 class _Settings:
     spec: CleanSpec
     freq: str
-    step: pd.Timedelta
+    step: pd.Timedelta  # exact for fixed frequencies, the average step for calendar ones
+    fixed: bool
     max_gap: int | None
     season: int
     window: int
@@ -72,6 +74,25 @@ def _human(delta: pd.Timedelta) -> str:
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{delta.total_seconds():g}s"
+
+
+def _span(steps: int, s: _Settings) -> str:
+    """``2h`` for fixed frequencies, ``3 x MS`` for calendar ones."""
+    return _human(steps * s.step) if s.fixed else f"{steps} x {s.freq}"
+
+
+def _anchored(uid: str, ds: pd.Series, freq: str) -> pd.Series:
+    """``ds`` on the anchors of the calendar frequency ``freq``; a :class:`DataError` for a reading that
+    has none (a weekend for business days)."""
+    out = calendar.anchor(ds, freq)
+    bad = out.isna() & ds.notna()
+    if bad.any():
+        first = pd.Timestamp(ds[bad].iloc[0])
+        raise DataError(
+            f"data.frequency is '{freq}' but series '{uid}' has a reading on {first:%Y-%m-%d} ({first:%A}), which is "
+            f"not a {freq} date and cannot be moved onto one ({int(bad.sum())} such reading(s))"
+        )
+    return out
 
 
 def _when(ts: Any) -> str:
@@ -162,6 +183,7 @@ def clean_part(df: pd.DataFrame, spec: CleanSpec, freq: str) -> CleanPart:
     if not pd.api.types.is_datetime64_any_dtype(df[TIME]):
         raise DataError(f"clean: column '{TIME}' must hold timestamps, not {df[TIME].dtype}")
     step = freq_timedelta(freq)
+    fixed = calendar.is_fixed(freq)
     if spec.duplicates == "error":
         check_duplicates(df)
     ordered = df.sort_values([ID, TIME], kind="stable")
@@ -172,11 +194,12 @@ def clean_part(df: pd.DataFrame, spec: CleanSpec, freq: str) -> CleanPart:
         spec=spec,
         freq=freq,
         step=step,
+        fixed=fixed,
         max_gap=None if spec.gaps.max_gap is None else to_steps(spec.gaps.max_gap, freq, field="clean.gaps.max_gap"),
         season=(
             to_steps(spec.gaps.season_length, freq, field="clean.gaps.season_length")
             if spec.gaps.season_length is not None
-            else max(1, int(pd.Timedelta("1D") // step))
+            else max(1, int(pd.Timedelta("1D") // step)) if fixed else calendar.season_length(freq)
         ),
         window=max(1, to_steps(spec.outliers.window, freq, field="clean.outliers.window")),
         numeric=tuple(numeric),
@@ -303,6 +326,7 @@ def _summary(
         "gaps_filled": sum(s["gaps_filled"] for s in stats),
         "longest_gap_steps": max((s["longest_gap_steps"] for s in stats), default=0),
         "outliers": sum(s["outliers"] for s in stats),
+        "regularized_note": next((s["regularized_note"] for s in stats if s.get("regularized_note")), None),
         "min_length": min_length,
         "series_too_short": [s["unique_id"] for s in too_short],  # complete: callers drop these
         "series_too_short_count": len(too_short),
@@ -368,11 +392,16 @@ def _clean_series(uid: str, part: pd.DataFrame, s: _Settings) -> tuple[pd.DataFr
             part = part[~dropped].reset_index(drop=True)
 
     # 2. (the spacing was checked against the frequency up front, see _check_spacing)
-    # 3. off-grid readings into frequency bins
-    binned = part[TIME].dt.floor(s.step)
+    # 3. off-grid readings into frequency bins (calendar frequencies: onto their anchors)
+    binned = part[TIME].dt.floor(s.step) if s.fixed else _anchored(uid, part[TIME], s.freq)
     moved = binned.ne(part[TIME])
     if moved.any():
         stat["regularized"] = int(moved.sum())
+        if not s.fixed:
+            stat["regularized_note"] = (
+                f"{int(moved.sum())} reading(s) of series '{uid}' moved onto the {s.freq} anchors (e.g. "
+                f"{pd.Timestamp(part[TIME][moved].iloc[0]):%Y-%m-%d} -> {pd.Timestamp(binned[moved].iloc[0]):%Y-%m-%d})"
+            )
         part = _aggregate(part, binned, spec.regularize_agg, s)
 
     # 4. no target before the first / after the last observed value: drop, never extrapolate
@@ -385,7 +414,7 @@ def _clean_series(uid: str, part: pd.DataFrame, s: _Settings) -> tuple[pd.DataFr
     part = part.iloc[first:last + 1]
 
     # 5. the full regular grid
-    grid = pd.date_range(part[TIME].iloc[0], part[TIME].iloc[-1], freq=s.step)
+    grid = calendar.grid(part[TIME].iloc[0], part[TIME].iloc[-1], s.freq)
     frame = part.set_index(TIME).reindex(grid)
     frame.index.name = TIME
     frame[ID] = uid
@@ -411,7 +440,7 @@ def _clean_series(uid: str, part: pd.DataFrame, s: _Settings) -> tuple[pd.DataFr
         if s.max_gap is not None and lengths.max() > s.max_gap:
             i = int(np.argmax(lengths > s.max_gap))
             raise DataError(
-                f"series '{uid}': a gap of {lengths[i]} steps ({_human(lengths[i] * s.step)}) starting at "
+                f"series '{uid}': a gap of {lengths[i]} steps ({_span(int(lengths[i]), s)}) starting at "
                 f"{_when(grid[starts[i]])} is longer than clean.gaps.max_gap "
                 f"({spec.gaps.max_gap}, {s.max_gap} step{'' if s.max_gap == 1 else 's'})"
             )

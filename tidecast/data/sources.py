@@ -28,6 +28,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from tidecast import calendar
 from tidecast.errors import DataError, SpecError
 from tidecast.models.base import ID, TARGET, TIME
 from tidecast.spec import DataSpec, TargetSpec
@@ -623,7 +624,7 @@ def to_long(raw: pd.DataFrame, data: DataSpec, target: TargetSpec, *, source_nam
 
     # -- timestamps to UTC
     parsed, aware = _parse_times(raw[data.time_column], data.time_column, label, rows)
-    if data.timezone and not aware.all():
+    if data.timezone and not aware.all() and calendar.is_fixed(data.frequency):  # calendar series are dates: kept naive
         try:
             ZoneInfo(data.timezone)
         except (ZoneInfoNotFoundError, ValueError):
