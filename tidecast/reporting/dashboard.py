@@ -249,6 +249,8 @@ def drift_figure(snap: Snapshot) -> Any:
     history = snap.drift.history
     fig = go.Figure()
     for kind, part in history.groupby("kind", sort=True):
+        states = [check_state(row) for _, row in part.iterrows()]
+        labels = {"ok": "ok", "drift": "drift", "stale": "stale", "unknown": "unchecked"}
         fig.add_trace(
             go.Scatter(
                 x=part["checked_at"],
@@ -258,10 +260,10 @@ def drift_figure(snap: Snapshot) -> Any:
                 marker={
                     "size": 12,
                     "symbol": "square",
-                    "color": ["#cf222e" if d else "#1a7f37" for d in part["drifted"]],
+                    "color": [STATE_COLOURS[s] for s in states],
                 },
-                customdata=part["detail"],
-                hovertemplate="%{x}<br>%{customdata}<extra></extra>",
+                customdata=[[labels[s], d] for s, d in zip(states, part["detail"], strict=True)],
+                hovertemplate="%{x}<br>%{customdata[0]}: %{customdata[1]}<extra></extra>",
             )
         )
     fig.update_layout(
@@ -271,6 +273,36 @@ def drift_figure(snap: Snapshot) -> Any:
         showlegend=False,
     )
     return fig
+
+
+# ------------------------------------------------------------------------------ drift states
+#: The colour of each check state in the drift chart.
+STATE_COLOURS = {"ok": "#1a7f37", "drift": "#cf222e", "stale": "#bc4c00", "unknown": "#8c959f"}
+_SEVERITY = {"ok": 0, "unknown": 1, "stale": 2, "drift": 3}
+
+
+def check_state(row: Any) -> str:
+    """The state of one drift-history row: ``ok``, ``drift``, ``stale`` or ``unknown`` (a check that did not run)."""
+    state = row.get("state") if hasattr(row, "get") else None
+    if isinstance(state, str) and state in _SEVERITY:
+        return state
+    return "drift" if bool(row["drifted"]) else "ok"
+
+
+def drift_kpi(drift: DriftView) -> tuple[str, str, str]:
+    """(value, detail, tone) of the drift tile: the worst state of the latest data and model checks, shown
+    as ``DRIFT``, ``STALE``, ``UNCHECKED`` or ``ok``; a check that did not run is never shown ``ok``."""
+    if drift.empty:
+        return "no checks", "no drift checks yet", "warn"
+    rows = [row for kind in ("data", "model") if (row := drift.latest(kind)) is not None]
+    state = max((check_state(row) for row in rows), key=_SEVERITY.__getitem__, default="unknown")
+    value = {"ok": "ok", "drift": "DRIFT", "stale": "STALE", "unknown": "UNCHECKED"}[state]
+    tone = {"ok": "good", "drift": "bad", "stale": "bad", "unknown": "warn"}[state]
+    when = f"last check {pd.Timestamp(drift.latest()['checked_at']):%Y-%m-%d %H:%M}"
+    if state in ("stale", "unknown"):
+        shown = "stale: the feed stopped" if state == "stale" else "unchecked: a check could not run"
+        return value, f"{when} · {shown}", tone
+    return value, when, tone
 
 
 # ------------------------------------------------------------------------------------ the app
@@ -381,7 +413,7 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
                             ),
                             html.Div(
                                 [
-                                    html.H2("Drift checks (red: drift)"),
+                                    html.H2("Drift checks (red: drift, orange: stale, grey: unchecked)"),
                                     html.Div(id="drift-status"),
                                     dcc.Graph(id="drift-graph", config=graph_config, style={"height": "240px"}),
                                 ],
@@ -500,18 +532,7 @@ def create_app(spec: Any, *, refresh: float = 30.0, alias: str | None = None) ->
                 )
         else:
             kpis.append(_kpi("live accuracy", "n/a", "no actuals for the forecasts yet", "warn", "kpi-mae"))
-        drifted = any((row := snap.drift.latest(k)) is not None and bool(row["drifted"]) for k in ("data", "model"))
-        kpis.append(
-            _kpi(
-                "drift",
-                "no checks" if snap.drift.empty else ("DRIFT" if drifted else "ok"),
-                "no drift checks yet"
-                if snap.drift.empty
-                else f"last check {pd.Timestamp(snap.drift.latest()['checked_at']):%Y-%m-%d %H:%M}",
-                "warn" if snap.drift.empty else ("bad" if drifted else "good"),
-                "kpi-drift",
-            )
-        )
+        kpis.append(_kpi("drift", *drift_kpi(snap.drift), "kpi-drift"))
         serving_version = snap.model.version if snap.model is not None else None
         registry = _table(
             snap.versions,
@@ -638,9 +659,11 @@ __all__ = [
     "Snapshot",
     "accuracy_figure",
     "admin_token",
+    "check_state",
     "check_token",
     "create_app",
     "drift_figure",
+    "drift_kpi",
     "forecast_figure",
     "load_snapshot",
 ]
