@@ -279,7 +279,9 @@ def trading_days(ds: pd.DatetimeIndex, freq: str, holidays: np.ndarray | None = 
     """Business days (Monday-Friday, less ``holidays``) in the calendar period of each timestamp: its
     month for monthly and finer data, its week, quarter or year for those frequencies."""
     fi = info(freq)
-    code = {"weekly": _period_code(fi.offset, "weekly"), "quarterly": "Q", "yearly": "Y"}.get(fi.family, "M")
+    code = {"quarterly": "Q", "yearly": "Y"}.get(fi.family, "M")
+    if fi.family == "weekly":
+        code = _period_code(fi.offset, "weekly") or "W"
     periods = ds.to_period(code)
     start = periods.start_time.to_numpy().astype("datetime64[D]")
     stop = (periods.end_time.normalize() + _DAY).to_numpy().astype("datetime64[D]")

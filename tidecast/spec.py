@@ -152,7 +152,10 @@ class CleanSpec(_Model):
 
 
 # ----------------------------------------------------------------------------------- features
-CalendarPart = Literal["minute", "hour", "weekday", "day", "month", "dayofyear", "weekend", "holiday"]
+CalendarPart = Literal[
+    "minute", "hour", "weekday", "day", "month", "dayofyear", "weekend", "holiday",
+    "week", "quarter", "days_in_month", "trading_days",
+]
 
 
 class RollingSpec(_Model):

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from tidecast import calendar
 from tidecast.durations import freq_timedelta, to_steps
 from tidecast.errors import DataError, SpecError
 from tidecast.models.base import ID, TARGET, TIME
@@ -102,7 +103,7 @@ def time_feature_columns(ds: pd.DatetimeIndex, spec: FeatureSpec, *, timezone: s
     parts = list(dict.fromkeys(spec.calendar))
     if parts:
         local = ds
-        if timezone:
+        if timezone and calendar.is_fixed(freq):  # calendar series are dates, read as they are
             try:
                 local = ds.tz_localize("UTC").tz_convert(timezone).tz_localize(None)
             except Exception as exc:  # zoneinfo/pytz raise several types for unknown zones
@@ -116,21 +117,45 @@ def time_feature_columns(ds: pd.DatetimeIndex, spec: FeatureSpec, *, timezone: s
             "dayofyear": lambda: local.dayofyear,
             "weekend": lambda: local.weekday >= 5,
             "holiday": lambda: _holidays(local, spec.holidays_country),
+            "week": lambda: local.isocalendar().week.to_numpy(),
+            "quarter": lambda: local.quarter,
+            "days_in_month": lambda: local.days_in_month,
+            "trading_days": lambda: _trading_days(local, freq, spec.holidays_country),
         }
         for part in parts:
             out[part] = np.asarray(accessors[part](), dtype="int64")
     terms = _fourier_terms(spec, freq)
     if terms:
+        fixed = calendar.is_fixed(freq)
         step_ns = freq_timedelta(freq).value
-        ns = ds.to_numpy().astype("int64")
+        # fixed: nanoseconds since the epoch; calendar: steps since the first anchor of 1970
+        ns = ds.to_numpy().astype("int64") if fixed else _calendar_steps(ds, freq)
         for period, order in terms:
-            span = period * step_ns
+            span = period * step_ns if fixed else period
             phase = np.mod(ns, span).astype("float64") / span  # exact modulo in integers
             for k in range(1, order + 1):
                 angle = 2.0 * np.pi * k * phase
                 out[f"fourier_{period}_sin{k}"] = np.sin(angle)
                 out[f"fourier_{period}_cos{k}"] = np.cos(angle)
     return out
+
+
+def _calendar_steps(ds: pd.DatetimeIndex, freq: str) -> np.ndarray:
+    """Steps of the calendar frequency ``freq`` from its first anchor in 1970 to each of ``ds``."""
+    epoch = calendar.offset_of(freq).rollforward(pd.Timestamp("1970-01-01"))
+    steps = calendar.positions(epoch, ds.normalize(), freq)
+    if len(steps) and (steps < 0).any():
+        bad = ds[int(np.flatnonzero(steps < 0)[0])]
+        raise DataError(f"features: timestamp {bad} is not a {freq} date (clean the data first)")
+    return steps
+
+
+def _trading_days(local: pd.DatetimeIndex, freq: str, country: str | None) -> np.ndarray:
+    """Business days in each timestamp's calendar period (less ``country``'s holidays when given)."""
+    if not len(local):
+        return np.zeros(0, dtype="int64")
+    days = _holiday_days(country, int(local.year.min()) - 1, int(local.year.max()) + 1) if country else None
+    return calendar.trading_days(local, freq, days)
 
 
 def add_time_features(df: pd.DataFrame, spec: FeatureSpec, *, timezone: str | None, freq: str) -> pd.DataFrame:
@@ -216,12 +241,17 @@ def add_lag_features(
 
     ids = out[ID].astype(str).to_numpy() if ID in out.columns else np.full(len(out), "series", dtype=object)
     ds = _utc_naive(out[TIME]).to_numpy().astype("int64")
-    step_ns = freq_timedelta(freq).value
     codes, uniques = pd.factorize(ids, sort=True)
 
     # position of every row on its series' grid
     first = pd.Series(ds).groupby(codes).transform("min").to_numpy()
-    offset, remainder = np.divmod(ds - first, step_ns)
+    if calendar.is_fixed(freq):
+        offset, remainder = np.divmod(ds - first, freq_timedelta(freq).value)
+    else:  # steps along the calendar from the earliest timestamp; off the grid: -1
+        origin = pd.Timestamp(ds.min())
+        steps = calendar.positions(origin, pd.DatetimeIndex(ds), freq)
+        starts = pd.Series(steps).groupby(codes).transform("min").to_numpy()
+        offset, remainder = steps - starts, (steps < 0).astype("int64")
     if remainder.any():
         bad = int(np.flatnonzero(remainder)[0])
         raise DataError(
