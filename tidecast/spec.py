@@ -507,7 +507,8 @@ class Spec(_Model):
     def _natural_defaults(self) -> None:
         """Defaults written for fixed sub-daily data (``max_gap: 1h``, drift windows of ``1d``/``28d``)
         that do not fit the frequency (monthly, daily...) become the frequency's natural values, in
-        steps; a value the spec sets is kept (and checked where it is used)."""
+        steps; a value the spec sets is kept (and checked where it is used). On a calendar frequency,
+        features without calendar parts or Fourier terms get the frequency's natural calendar parts."""
         season = calendar.season_length(self.data.frequency)
         window = max(2, season)
         natural: list[tuple[_Model, str, int]] = [
@@ -517,6 +518,9 @@ class Spec(_Model):
             (self.monitoring.model_drift, "window", window),
             (self.monitoring, "retrain_cooldown", window),
         ]
+        features = self.features
+        if not features.calendar and not features.fourier and calendar.natural_calendar(self.data.frequency):
+            features.calendar = calendar.natural_calendar(self.data.frequency)  # type: ignore[assignment]
         for section, name, steps in natural:
             value = getattr(section, name)
             if name in section.model_fields_set or value is None:

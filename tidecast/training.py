@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tidecast import calendar
 from tidecast.durations import freq_timedelta
 from tidecast.errors import BacktestError, DataError, ModelError, TidecastError
 from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, Forecaster, quantile_column
@@ -27,7 +28,10 @@ def _noop(*_: Any, **__: Any) -> None:
 
 # ------------------------------------------------------------------------------ derived settings
 def season_length(spec: Spec) -> int:
-    """The seasonal-naive season used to scale MASE: one day of steps below daily data, a week for daily."""
+    """The seasonal-naive season used to scale MASE: one day of steps below daily data, a week for daily,
+    the calendar's season for calendar frequencies (5 business days, 52 weeks, 12 months, 4 quarters)."""
+    if not calendar.is_fixed(spec.data.frequency):
+        return calendar.season_length(spec.data.frequency)
     step = freq_timedelta(spec.data.frequency)
     day = pd.Timedelta(days=1)
     if step < day and day % step == pd.Timedelta(0):

@@ -298,9 +298,10 @@ def _unit(df: pd.DataFrame, ctx: FitContext) -> Any:
     if not pd.api.types.is_datetime64_any_dtype(df[TIME]):
         return 1
     try:
+        from tidecast import calendar
         from tidecast.durations import freq_timedelta
 
-        return freq_timedelta(ctx.freq)
+        return freq_timedelta(ctx.freq) if calendar.is_fixed(ctx.freq) else ctx.freq
     except Exception:
         return infer_step(df[TIME])
 
@@ -337,8 +338,13 @@ def _assemble(
         raise ModelError(
             f"predict returned no (or NaN) forecast for {int(bad.sum())} of {len(out)} test points (series {shown})"
         )
-    offset = out[TIME] - fold.test_start
-    step = (offset // unit if isinstance(unit, pd.Timedelta) else offset).to_numpy(dtype=np.int64) + 1
+    if isinstance(unit, str):  # a calendar frequency: steps along its anchors
+        from tidecast import calendar
+
+        step = calendar.positions(fold.test_start, out[TIME], unit) + 1
+    else:
+        offset = out[TIME] - fold.test_start
+        step = (offset // unit if isinstance(unit, pd.Timedelta) else offset).to_numpy(dtype=np.int64) + 1
     out.insert(2, "fold", fold.index)
     out.insert(3, "cutoff", fold.cutoff)
     out.insert(4, "step", step)

@@ -31,7 +31,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from tidecast.errors import BacktestError
+from tidecast import calendar
+from tidecast.errors import BacktestError, SpecError
 from tidecast.models.base import ID, TIME
 
 HOLDOUT_FOLD = -1
@@ -75,12 +76,14 @@ class _Axis:
     """Integer step positions of a time axis: ``timestamp = origin + position * unit``."""
 
     origin: Any
-    unit: Any  # a pd.Timedelta, or 1 for an integer axis
+    unit: Any  # a pd.Timedelta, a calendar frequency (str: steps along its anchors), or 1 for an integer axis
     length: int  # positions 0 .. length - 1
 
     def at(self, position: int) -> Timestamp:
         if isinstance(self.unit, pd.Timedelta):
             return pd.Timestamp(self.origin + position * self.unit)
+        if isinstance(self.unit, str):
+            return calendar.shift(self.origin, int(position), self.unit)
         return int(self.origin + position)
 
 
@@ -92,6 +95,13 @@ def infer_step(ds: pd.Series | pd.Index | np.ndarray) -> pd.Timedelta:
     diffs = np.diff(values)
     uniq, counts = np.unique(diffs, return_counts=True)
     return pd.Timedelta(uniq[np.argmax(counts)])
+
+
+def _calendar_freq(freq: str) -> bool:
+    try:
+        return not calendar.is_fixed(freq)
+    except SpecError as exc:
+        raise BacktestError(f"backtest: {exc}") from None
 
 
 def _step_of(freq: str | pd.Timedelta | None, ds: pd.Series) -> pd.Timedelta:
@@ -122,6 +132,13 @@ def series_spans(
         spans = data.groupby(ID, observed=True, sort=True)[TIME].agg(["min", "max"])
         ids = list(spans.index)
         ds = data[TIME]
+        if pd.api.types.is_datetime64_any_dtype(ds) and isinstance(freq, str) and _calendar_freq(freq):
+            origin = pd.Timestamp(spans["min"].min())
+            first = calendar.positions(origin, spans["min"], freq)
+            last = calendar.positions(origin, spans["max"], freq)
+            if (first < 0).any() or (last < 0).any():
+                raise BacktestError(f"backtest: the series' first or last timestamps are not {freq} dates (clean the data first)")
+            return ids, first, last, _Axis(origin, freq, int(last.max()) + 1)
         if pd.api.types.is_datetime64_any_dtype(ds):
             unit = _step_of(freq, ds)
             origin = pd.Timestamp(spans["min"].min())

@@ -9,20 +9,15 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.offsets import Tick
 
-from tidecast.durations import freq_timedelta
+from tidecast import calendar
 from tidecast.errors import ModelError
 from tidecast.models.base import ID, POINT, TARGET, TIME, future_index, quantile_column
 
 
 def default_season_length(freq: str) -> int:
-    """One day in steps for sub-daily data, 7 for daily data, else 1."""
-    step = freq_timedelta(freq)
-    day = pd.Timedelta(days=1)
-    if step < day:
-        return max(1, int(day // step))
-    if step == day:
-        return 7
-    return 1
+    """One day in steps for sub-daily data, 7 for daily data, 5 for business days, 52 for weekly, 12 for
+    monthly, 4 for quarterly, else 1 (:func:`tidecast.calendar.season_length`)."""
+    return calendar.season_length(freq)
 
 
 
@@ -90,7 +85,7 @@ def regular_grid(df: pd.DataFrame, freq: str, name: str) -> bool:
     :class:`ModelError` naming the series and time of a duplicated timestamp; ``True`` when every
     series steps exactly ``freq`` from row to row; ``False`` when it does not, or when ``freq`` has
     no fixed length (months...), so the caller checks in its own way."""
-    offset = pd.tseries.frequencies.to_offset(freq)
+    offset = calendar.offset_of(freq)
     if not isinstance(offset, Tick) or len(df) < 2:
         return isinstance(offset, Tick)
     ids = df[ID].to_numpy()
@@ -117,14 +112,14 @@ def series_bounds(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def future_grid(ends: pd.DatetimeIndex, h: int, freq: str) -> pd.DatetimeIndex:
     """The ``h`` timestamps after each of ``ends``, flat (``len(ends) * h``, series-major), like
     :func:`tidecast.models.base.future_index` but without a frame per series."""
-    offset = pd.tseries.frequencies.to_offset(freq)
+    offset = calendar.offset_of(freq)
     if isinstance(offset, Tick):
         ends = ends.as_unit("ns")
         steps = np.arange(1, h + 1, dtype=np.int64) * offset.nanos
         flat = (ends.asi8[:, None] + steps[None, :]).reshape(-1)
         grid = pd.DatetimeIndex(flat.view("datetime64[ns]"))
         return grid.tz_localize("UTC").tz_convert(ends.tz) if ends.tz is not None else grid
-    parts = [pd.date_range(end + offset, periods=h, freq=freq) for end in ends]
+    parts = [calendar.future_dates(end, h, freq) for end in ends]
     return parts[0].append(parts[1:]) if parts else pd.DatetimeIndex([], tz=ends.tz)
 
 
@@ -167,12 +162,11 @@ def stitch(stored: pd.DataFrame | None, history: pd.DataFrame, freq: str, keep: 
     """
     if stored is None or stored.empty:
         return tail_per_series(history, keep)
-    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
     pieces = []
     stored_by_id = dict(tuple(stored.groupby(ID, sort=False, observed=True)))
     for uid, hist in history.groupby(ID, sort=False, observed=True):
         old = stored_by_id.get(uid)
-        if old is not None and not old.empty and old[TIME].max() + step >= hist[TIME].min():
+        if old is not None and not old.empty and calendar.shift(old[TIME].max(), 1, freq) >= hist[TIME].min():
             old = old[old[TIME] < hist[TIME].min()]
             hist = pd.concat([old[[c for c in hist.columns if c in old.columns]], hist], ignore_index=True)
         pieces.append(hist)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pandas as pd
 
-from tidecast import calendar
 from tidecast.errors import ModelError
 
 
@@ -18,20 +17,8 @@ def wants_time_features(spec: Any) -> bool:
     return spec is not None and bool(getattr(spec, "calendar", None) or getattr(spec, "fourier", None))
 
 
-def _natural(spec: Any, freq: str) -> Any:
-    if wants_time_features(spec) or calendar.is_fixed(freq) or not calendar.natural_calendar(freq):
-        return spec
-    from tidecast.spec import FeatureSpec
-
-    parts = calendar.natural_calendar(freq)
-    return spec.model_copy(update={"calendar": parts}) if isinstance(spec, FeatureSpec) else FeatureSpec(calendar=parts)
-
-
 def add_time(df: pd.DataFrame, spec: Any, *, timezone: str | None, freq: str, name: str) -> tuple[pd.DataFrame, list[str]]:
-    """``df`` with the time feature columns of ``spec`` added, and their names (in order). On calendar
-    frequencies a spec without calendar parts or Fourier terms gets the frequency's natural parts
-    (:func:`tidecast.calendar.natural_calendar`: month and trading days for monthly data...)."""
-    spec = _natural(spec, freq)
+    """``df`` with the time feature columns of ``spec`` added, and their names (in order)."""
     if not wants_time_features(spec):
         return df, []
     try:

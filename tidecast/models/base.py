@@ -84,7 +84,9 @@ class Forecaster(Protocol):
 def future_index(last: pd.DataFrame, h: int, freq: str) -> pd.DataFrame:
     """``unique_id, ds`` rows for the ``h`` steps after each series' last timestamp in ``last``."""
     ends = last.groupby(ID, observed=True)[TIME].max()
-    offset = pd.tseries.frequencies.to_offset(freq)
+    from tidecast import calendar
+
+    offset = calendar.offset_of(freq)
     if len(ends) and isinstance(offset, pd.offsets.Tick) and isinstance(ends.dtype, np.dtype) and ends.dtype.kind == "M":
         # fixed steps, tz-naive: every series' timestamps at once (a frame per series costs ~3 ms each)
         firsts = ends.to_numpy().astype("datetime64[ns]")
@@ -92,7 +94,7 @@ def future_index(last: pd.DataFrame, h: int, freq: str) -> pd.DataFrame:
         flat = (firsts.view(np.int64)[:, None] + steps[None, :]).reshape(-1).view("datetime64[ns]")
         return pd.DataFrame({ID: np.repeat(ends.index.to_numpy(), h), TIME: flat})
     frames = [
-        pd.DataFrame({ID: uid, TIME: pd.date_range(end + offset, periods=h, freq=freq)})
+        pd.DataFrame({ID: uid, TIME: calendar.future_dates(end, h, freq)})
         for uid, end in ends.items()
     ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({ID: [], TIME: []})

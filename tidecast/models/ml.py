@@ -52,6 +52,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from tidecast import calendar
 from tidecast.durations import to_steps
 from tidecast.errors import ModelError, SpecError
 from tidecast.models._frames import (
@@ -72,6 +73,13 @@ from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext
 _STATS = ("mean", "std", "min", "max")
 _OURS = ("strategy", "lags", "rolling", "scaling")
 SCALINGS = ("auto", "none", "per_series")
+
+
+def _natural_lag(freq: str) -> int:
+    """The lag added to 1, 2, 3 by default: a day of steps for fixed frequencies, the season for calendar ones."""
+    if calendar.is_fixed(freq):
+        return int(pd.Timedelta(days=1) // calendar.info(freq).nominal)
+    return calendar.season_length(freq)
 
 
 def _steps(value: Any, freq: str, field: str, name: str) -> int:
@@ -171,8 +179,7 @@ class MLForecastModel:
         elif spec is not None and getattr(spec, "lags", None):
             lags = [_steps(v, ctx.freq, f"features.lags[{i}]", self.name) for i, v in enumerate(spec.lags)]
         else:
-            day = pd.Timedelta(days=1) // pd.Timedelta(pd.tseries.frequencies.to_offset(ctx.freq))
-            lags = [1, 2, 3] + ([int(day)] if 3 < day <= ctx.input_window else [])
+            lags = [1, 2, 3] + [m for m in [_natural_lag(ctx.freq)] if 3 < m <= ctx.input_window]
         lags = sorted({lag for lag in lags if lag >= 1})
         rolling_src = self.rolling if self.rolling is not None else (getattr(spec, "rolling", None) if spec else None)
         rolling = _norm_rolling(rolling_src, ctx.freq, self.name)
