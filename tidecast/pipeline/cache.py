@@ -142,10 +142,12 @@ class PendingEntry:
         duration_s: float | None = None,
         extra_dir: str | os.PathLike[str] | None = None,
         peak_rss_mb: float | None = None,
+        replace: bool = False,
     ) -> Path:
         """Write ``value`` (and the files of ``extra_dir``, if given, into ``artifacts/``), then
         rename the folder to ``<step>/<key>/``. Returns the entry's path. On any error nothing is
-        committed and the temporary folder is removed."""
+        committed and the temporary folder is removed. An entry already there is kept (same key,
+        same content) unless ``replace``: a forced step, or one whose output no longer held."""
         if self.done:
             raise PipelineError(f"cache entry {self.step}/{self.key} was already committed or aborted")
         try:
@@ -173,7 +175,7 @@ class PendingEntry:
             fault_point(f"cache.{self.step}.before-rename")
             final = self.cache.path(self.step, self.key)
             if final.exists():
-                if (final / META).is_file():  # written meanwhile with the same key: same content
+                if (final / META).is_file() and not replace:  # written meanwhile with the same key: same content
                     self.abort()
                     return final
                 trash = final.with_name(f"{TRASH_PREFIX}{self.key}-{os.getpid()}-{secrets.token_hex(4)}")

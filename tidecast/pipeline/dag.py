@@ -54,6 +54,14 @@ class StepDef:
     cache: bool
     code: str
     """Hash of the function's source and ``version``."""
+    deps: Callable[[Any], Mapping[str, str]] | None = None
+    """``deps(spec) -> {name: version}``: code and libraries outside the step's source that it
+    runs (``plugin:<file>`` → content hash, ``library:<dist>`` → version, ``store:<what>`` → hash);
+    they enter the cache key and ``tidecast.lock`` so that ``status`` can name what changed."""
+    check: Callable[[Any, Any], str | None] | None = None
+    """``check(spec, output)``: with a fresh step's cached output, the reason it no longer holds
+    (its run is gone from a store...) or None; with ``None`` before the step runs, raise a
+    :class:`~tidecast.errors.TidecastError` if it cannot run (its store does not answer)."""
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -74,6 +82,8 @@ def _make_stepdef(
     kind: str = "auto",
     version: str = "1",
     cache: bool = True,
+    deps: Callable[[Any], Mapping[str, str]] | None = None,
+    check: Callable[[Any, Any], str | None] | None = None,
 ) -> StepDef:
     name = getattr(fn, "__name__", None)
     if not callable(fn) or not isinstance(name, str) or not name.isidentifier():
@@ -88,6 +98,9 @@ def _make_stepdef(
         raise PipelineError(f"step '{name}': spec=... must list spec section names, got {bad!r}")
     if fingerprint is not None and not callable(fingerprint):
         raise PipelineError(f"step '{name}': fingerprint must be a function spec -> str")
+    for option, value in (("deps", deps), ("check", check)):
+        if value is not None and not callable(value):
+            raise PipelineError(f"step '{name}': {option} must be a function")
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
@@ -115,6 +128,8 @@ def _make_stepdef(
         version=str(version),
         cache=bool(cache),
         code=code_hash(fn, str(version)),
+        deps=deps,
+        check=check,
     )
 
 
@@ -130,6 +145,8 @@ def step(
     kind: str = "auto",
     version: str = "1",
     cache: bool = True,
+    deps: Callable[[Any], Mapping[str, str]] | None = None,
+    check: Callable[[Any, Any], str | None] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -140,6 +157,8 @@ def step(
     kind: str = "auto",
     version: str = "1",
     cache: bool = True,
+    deps: Callable[[Any], Mapping[str, str]] | None = None,
+    check: Callable[[Any, Any], str | None] | None = None,
 ) -> Any:
     """Mark a function as a pipeline step (``@step`` or ``@step(...)``); the function is returned
     unchanged and can still be called directly.
@@ -153,6 +172,10 @@ def step(
     - ``version``: bump it to invalidate the cache when something the source does not show changes
       (a helper function, a library).
     - ``cache=False``: the step runs on every run and its output is not stored.
+    - ``deps(spec) -> {name: version}``: code and libraries the source does not show (plugin
+      modules, library versions, the store it writes to); they enter the cache key and the lock.
+    - ``check(spec, output)``: verifies a fresh step's cached output still holds outside the cache
+      (returns why not, or None); called with ``None`` before the step runs, it raises if it cannot.
     """
     if callable(spec) and not isinstance(spec, str | Sequence):
         fn = spec
@@ -163,7 +186,9 @@ def step(
         setattr(
             fn,
             _ATTRIBUTE,
-            _make_stepdef(fn, spec=spec, fingerprint=fingerprint, kind=kind, version=version, cache=cache),  # type: ignore[arg-type]
+            _make_stepdef(  # type: ignore[arg-type]
+                fn, spec=spec, fingerprint=fingerprint, kind=kind, version=version, cache=cache, deps=deps, check=check
+            ),
         )
         return fn
 

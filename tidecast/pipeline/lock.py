@@ -12,6 +12,7 @@ status`` can say *why* a step is stale. It is always rewritten whole, atomically
         spec: {clean: 51d2...}
         inputs: {ingest: 77ab...}
         fingerprint: null
+        deps: null          # backtest: {plugin:my_models.py: 1a2b..., library:lightgbm: 4.6.0}
         outputs: .tidecast/cache/clean/3f1c0e9a7b2d4c51
         duration_s: 0.42
         finished_at: '2025-01-01T12:00:00Z'
@@ -51,6 +52,9 @@ class StepRecord:
     inputs: dict[str, str] = field(default_factory=dict)
     """Key of each upstream step."""
     fingerprint: str | None = None
+    deps: dict[str, str] | None = None
+    """What the step's ``deps`` gave (``plugin:<file>`` → hash, ``library:<dist>`` → version,
+    ``store:<what>`` → hash); None for steps without, and in locks written before tidecast kept them."""
     outputs: str | None = None
     """The cache entry, relative to the project folder (None for ``cache=False`` steps)."""
     duration_s: float | None = None
@@ -71,6 +75,10 @@ class StepRecord:
             if not isinstance(values.get(name, {}), dict):
                 raise PipelineError(f"{where}: '{name}' must be a mapping")
             values[name] = {str(k): str(v) for k, v in (values.get(name) or {}).items()}
+        if values.get("deps") is not None:
+            if not isinstance(values["deps"], dict):
+                raise PipelineError(f"{where}: 'deps' must be a mapping")
+            values["deps"] = {str(k): str(v) for k, v in values["deps"].items()}
         return cls(**values)
 
 

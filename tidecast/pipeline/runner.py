@@ -1,7 +1,10 @@
 """Plan and run a pipeline like ``dvc repro``: execute only the steps whose inputs changed.
 
 A step's cache key is a hash of its code version, the spec sections it declares, the keys of
-its upstream steps and its external fingerprint. Keys depend on the *keys* of inputs, not on
+its upstream steps, its external fingerprint and its ``deps`` (plugin modules, library versions,
+the store it writes to: :mod:`tidecast.pipeline.deps`). A fresh step with a ``check`` is asked
+whether its cached output still holds outside the cache (its MLflow run still exists); when it
+does not, it re-runs, and so do the steps downstream of it. Keys depend on the *keys* of inputs, not on
 their content, so they can all be computed before anything runs; a step whose key is already in
 the cache is fresh and is neither executed nor even loaded, unless a step that must run reads it.
 
@@ -24,6 +27,7 @@ from tidecast.errors import PipelineError, TidecastError
 from tidecast.faults import fault_point
 from tidecast.pipeline.cache import PARTS_DIR, ArtifactCache
 from tidecast.pipeline.dag import Pipeline, StepDef, _did_you_mean
+from tidecast.pipeline.deps import describe_changes
 from tidecast.pipeline.executors import executor_scope
 from tidecast.pipeline.hashing import stable_hash
 from tidecast.pipeline.lock import LOCK_FILENAME, LockFile, ProjectLock, StepRecord
@@ -65,6 +69,7 @@ class StepPlan:
     inputs: Mapping[str, str] = field(default_factory=dict)
     fingerprint: str | None = None
     cache: bool = True
+    deps: Mapping[str, str] | None = None
 
     @property
     def will_run(self) -> bool:
@@ -220,11 +225,40 @@ def _fingerprint(d: StepDef, spec: Any) -> str | None:
     return value if isinstance(value, str) else stable_hash(value)
 
 
+def _deps(d: StepDef, spec: Any) -> dict[str, str] | None:
+    if d.deps is None:
+        return None
+    try:
+        value = d.deps(spec)
+    except TidecastError:
+        raise
+    except Exception as exc:
+        raise PipelineError(f"dependencies of step '{d.name}' failed: {type(exc).__name__}: {exc}") from exc
+    return {str(k): str(v) for k, v in sorted(dict(value).items())}
+
+
+def _check(d: StepDef, spec: Any, output: Any) -> str | None:
+    """``d.check(spec, output)``: why a cached output no longer holds (None: it does), or, with
+    ``output`` None, raise if the step cannot run."""
+    if d.check is None:
+        return None
+    try:
+        reason = d.check(spec, output)
+    except TidecastError:
+        raise
+    except Exception as exc:
+        raise PipelineError(f"checking step '{d.name}' failed: {type(exc).__name__}: {exc}") from exc
+    return str(reason) if reason else None
+
+
 def _quoted(names: Iterable[str]) -> str:
     return ", ".join(f"'{n}'" for n in names)
 
 
-def _what_changed(code: str, spec: Mapping[str, str], inputs: Mapping[str, str], fp: str | None, rec: StepRecord) -> str:
+def _what_changed(
+    code: str, spec: Mapping[str, str], inputs: Mapping[str, str], fp: str | None, deps: Mapping[str, str] | None,
+    rec: StepRecord,
+) -> str:
     reasons: list[str] = []
     if rec.code != code:
         reasons.append("code of step changed")
@@ -240,6 +274,8 @@ def _what_changed(code: str, spec: Mapping[str, str], inputs: Mapping[str, str],
         reasons.append(f"upstream steps {_quoted(ups)} changed")
     if fp != rec.fingerprint:
         reasons.append("data fingerprint changed")
+    if deps is not None:
+        reasons.extend(describe_changes(rec.deps, deps, explained=bool(sections)))
     return "; ".join(reasons) or "inputs changed"
 
 
@@ -262,29 +298,40 @@ def plan(
     """The key, status and reason of every step up to ``until``, in run order. Runs nothing.
 
     A step whose key is in the cache is fresh, even if ``tidecast.lock`` records another key (a
-    spec switched back to an earlier value reuses its cache); forced steps are stale. Reasons
-    compare with the lock file's record.
+    spec switched back to an earlier value reuses its cache), unless its ``check`` finds that the
+    cached output no longer holds: it is then stale, and so is every step downstream of it. Forced
+    steps are stale. Reasons compare with the lock file's record.
     """
     cache = cache if cache is not None else _default_cache(spec)
     lockfile = lockfile if lockfile is not None else _default_lockfile(spec)
     sub = pipeline.subgraph(until)
     forced = _resolve_force(pipeline, force)
     keys: dict[str, str] = {}
+    invalid: set[str] = set()  # cached outputs that no longer hold: they and their dependents re-run
     plans: list[StepPlan] = []
     for name in sub.order():
         d = sub[name]
         spec_hashes = _spec_hashes(d, spec)
         fp = _fingerprint(d, spec)
+        deps = _deps(d, spec)
         inputs = {i: keys[i] for i in dict.fromkeys(d.inputs)}
-        key = stable_hash({"step": name, "code": d.code, "spec": spec_hashes, "inputs": inputs, "fingerprint": fp})
+        payload: dict[str, Any] = {"step": name, "code": d.code, "spec": spec_hashes, "inputs": inputs, "fingerprint": fp}
+        if deps is not None:  # steps without deps keep the keys they had before deps existed
+            payload["deps"] = deps
+        key = stable_hash(payload)
         keys[name] = key
         rec = lockfile.get(name)
         status: Status
+        broken = next((i for i in inputs if i in invalid), None)
         if not d.cache:
             status, reason = "stale", "not cached (cache=False): runs every time"
         elif cache.has(name, key):
+            why = None if name in forced or broken else _check(d, spec, cache.load(name, key)) if d.check else None
             if name in forced:
                 status, reason = "stale", "forced"
+            elif broken is not None or why is not None:
+                status, reason = "stale", why or f"upstream '{broken}' re-runs"
+                invalid.add(name)
             elif rec is not None and rec.key != key:
                 status, reason = "fresh", "reused from the cache of an earlier run"
             else:
@@ -294,11 +341,11 @@ def plan(
         elif rec.key == key:
             status, reason = "missing", "cached output missing"
         else:
-            status, reason = "stale", _what_changed(d.code, spec_hashes, inputs, fp, rec)
+            status, reason = "stale", _what_changed(d.code, spec_hashes, inputs, fp, deps, rec)
         plans.append(
             StepPlan(
                 name=name, key=key, status=status, reason=reason, code=d.code, spec=spec_hashes,
-                inputs=inputs, fingerprint=fp, cache=d.cache,
+                inputs=inputs, fingerprint=fp, cache=d.cache, deps=deps,
             )
         )
     return plans
@@ -333,7 +380,7 @@ def _record(
 ) -> StepRecord:
     return StepRecord(
         key=p.key, code=p.code, spec=dict(p.spec), inputs=dict(p.inputs), fingerprint=p.fingerprint,
-        outputs=outputs, duration_s=None if duration_s is None else round(duration_s, 4), finished_at=finished_at,
+        deps=None if p.deps is None else dict(p.deps), outputs=outputs, duration_s=None if duration_s is None else round(duration_s, 4), finished_at=finished_at,
         peak_rss_mb=peak_rss_mb,
     )
 
@@ -369,6 +416,9 @@ def run(
         lockfile.clean_tmp()
         plans = plan(pipeline, spec, cache, lockfile, until=until, force=force)
         sub = pipeline.subgraph(until)
+        for p in plans:  # a step that cannot run (its store does not answer) fails before any step runs
+            if p.will_run:
+                _check(sub[p.name], spec, None)
         if cb.on_plan:
             cb.on_plan(plans)
         by_name = {p.name: p for p in plans}
@@ -494,6 +544,7 @@ def _execute(
     (this process and its local workers, MiB) goes into ``peaks``, the cache entry's meta and the lock."""
     from tidecast.pipeline.memory import PeakRSS
 
+    replace = cache.has(d.name, p.key)  # forced, or its cached output no longer holds: the new one replaces it
     pending = cache.begin(d.name, p.key)
     try:
         ctx = StepContext(
@@ -527,7 +578,7 @@ def _execute(
             peaks[d.name] = peak.mb
         if d.cache:
             try:
-                pending.commit(value, kind=d.kind, duration_s=seconds, peak_rss_mb=peak.mb)
+                pending.commit(value, kind=d.kind, duration_s=seconds, peak_rss_mb=peak.mb, replace=replace)
             except TidecastError:
                 raise
             except Exception as exc:

@@ -164,6 +164,55 @@ def features(clean: PartitionedFrame, spec: Spec, ctx: Any) -> PartitionedFrame:
 
 
 # ----------------------------------------------------------------------------------- model steps
+#: The libraries each built-in kind computes with (beside numpy and pandas, which every one does).
+KIND_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "naive": (),
+    "seasonal_naive": (),
+    "window_average": (),
+    "autoets": ("statsforecast",),
+    "autoarima": ("statsforecast",),
+    "autotheta": ("statsforecast",),
+    "mstl": ("statsforecast",),
+    "lightgbm": ("lightgbm", "mlforecast", "scikit-learn"),
+    "sklearn": ("mlforecast", "scikit-learn"),
+    "mlp": ("torch",),
+}
+#: A plugin that returns a regressor is wrapped like ``kind: sklearn``.
+_PLUGIN_LIBRARIES = ("mlforecast", "scikit-learn")
+
+
+def candidate_deps(spec: Spec) -> dict[str, str]:
+    """What the candidates run beyond tidecast: the content of every project module the spec's
+    import paths resolve to (plugin kinds, ``estimator``, ``clean``/``feature_fn`` functions, and
+    the project modules those import) and the installed versions of the libraries they use. Read
+    from files and package metadata only: computing it imports no model library."""
+    from tidecast.models.plugins import code_dependencies
+    from tidecast.pipeline.deps import distribution_of, library_versions
+
+    libraries: set[str] = {"numpy", "pandas"}
+    paths: list[tuple[str, str]] = []
+    for candidate in spec.models:
+        if ":" in candidate.kind:
+            paths.append((f"candidate '{candidate.name}': kind", candidate.kind))
+            libraries.update(_PLUGIN_LIBRARIES)
+        else:
+            libraries.update(KIND_LIBRARIES.get(candidate.kind, ()))
+        estimator = candidate.params.get("estimator")
+        if candidate.kind == "sklearn" and isinstance(estimator, str):
+            paths.append((f"candidate '{candidate.name}': estimator", estimator))
+        for field in ("clean", "feature_fn"):
+            if getattr(candidate, field):
+                paths.append((f"candidate '{candidate.name}': {field}", getattr(candidate, field)))
+        if candidate.search is not None:
+            libraries.add("optuna")
+    if spec.hierarchy is not None:
+        libraries.add("hierarchicalforecast")
+    folders = [spec.root, *(spec.root / folder for folder in spec.plugin_paths)]
+    files, imported = code_dependencies(paths, folders, spec.root)
+    libraries.update(distribution_of(name) for name in imported)
+    return {**files, **library_versions(libraries)}
+
+
 def _training_mode(spec: Spec) -> str:
     """What of the executor changes the models' results: how global models train ('single' or
     'distributed', see :func:`tidecast.models.distributed.resolve_global_models`). Local processes
@@ -173,7 +222,7 @@ def _training_mode(spec: Spec) -> str:
     return f"global_models={resolve_global_models(spec.executor)}"
 
 
-@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), fingerprint=_training_mode, version=_MODEL_CODE)
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), fingerprint=_training_mode, version=_MODEL_CODE, deps=candidate_deps)
 def backtest(features: PartitionedFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Backtest every candidate on rolling origins (searching its hyper-parameters) and rank them;
     with a hierarchy, also their reconciled variants, and each one's scores per level (per_level.csv).
@@ -185,7 +234,7 @@ def backtest(features: PartitionedFrame, spec: Spec, ctx: Any) -> dict[str, Any]
     return out
 
 
-@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), fingerprint=_training_mode, version=_MODEL_CODE)
+@step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), fingerprint=_training_mode, version=_MODEL_CODE, deps=candidate_deps)
 def select(backtest: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Pick the winner by the spec's metric, score it on the held-out stretch, refit it on all data."""
     return select_and_refit(backtest, features, spec, progress=ctx.progress)

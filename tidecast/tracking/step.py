@@ -1,11 +1,19 @@
 """The ``track`` pipeline step: after ``select``, record the training in MLflow and gate the new model.
 
 Plug it into the training DAG with ``training_pipeline(extra=(track,))``.
+
+Its cache key covers the resolved tracking store, registry and experiment (the spec's
+``tracking:`` or ``MLFLOW_TRACKING_URI``), and a cached ``track`` holds only while its MLflow run
+and registered version still exist in that store (:func:`check_recorded`, a few milliseconds on
+the default SQLite store); otherwise it re-runs. What the registry says about the version is read
+back from the store each time it is shown (:func:`read_registration`), never from the cache.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +72,154 @@ def clean_summary(spec: Spec, records: dict[str, Any], clean: pd.DataFrame | Non
     return summary
 
 
-@step(spec=TRACK_SPEC_SECTIONS)
+# ------------------------------------------------------------------------------ the store's state
+def store_deps(spec: Spec) -> dict[str, str]:
+    """Where ``track`` writes, as hashes (URIs may hold credentials; ``tidecast.lock`` is committed).
+    The default store is named as such, so that it follows the project folder when moved."""
+    from tidecast.pipeline.hashing import stable_hash
+    from tidecast.tracking.store import experiment_name, registry_uri, tracking_uri, uses_default_store
+
+    uri = tracking_uri(spec)
+    registry = registry_uri(spec)
+    where = "default" if uses_default_store(spec) else uri
+    return {
+        "store:tracking store": stable_hash(where),
+        "store:model registry": stable_hash(where if registry == uri else registry),
+        "store:experiment": stable_hash(experiment_name(spec)),
+    }
+
+
+@dataclass
+class RegistryState:
+    """A registered version as the registry holds it now."""
+
+    model_name: str
+    version: str
+    exists: bool
+    aliases: list[str] = field(default_factory=list)
+    champion: str | None = None
+    """The version the ``champion`` alias points at now."""
+    gate_reason: str | None = None
+
+
+_RUN_MISSING = "missing"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]) if uri.startswith("sqlite:///") else None
+
+
+def _sqlite_rows(path: Path, query: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query on an MLflow SQLite store; none when the file or its tables are absent."""
+    from tidecast.errors import TrackingError
+
+    if not path.is_file():
+        return []
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            return connection.execute(query, args).fetchall()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise TrackingError(f"tracking store {path} cannot be read: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise TrackingError(f"tracking store {path} cannot be read: {exc}") from None
+
+
+def _run_stage(spec: Spec, run_id: str) -> str:
+    """``active``, ``deleted`` or ``missing``: the run's state in the current tracking store."""
+    from tidecast.tracking.store import tracking_uri
+
+    uri = tracking_uri(spec)
+    path = _sqlite_path(uri)
+    if path is not None:
+        rows = _sqlite_rows(path, "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,))
+        return str(rows[0][0]) if rows else _RUN_MISSING
+    from mlflow.exceptions import MlflowException
+
+    from tidecast.tracking.store import connect, retry_locked
+
+    client = connect(spec)
+    try:
+        return str(retry_locked(lambda: client.get_run(run_id)).info.lifecycle_stage)
+    except MlflowException:
+        return _RUN_MISSING
+
+
+def read_registration(spec: Spec, model_name: str, version: str) -> RegistryState:
+    """Version ``version`` of ``model_name`` as the project's registry holds it now: whether it
+    exists, its aliases, where ``champion`` points and the gate's reason (SQLite read directly)."""
+    from tidecast.tracking.registry import CHAMPION
+    from tidecast.tracking.store import registry_uri
+
+    path = _sqlite_path(registry_uri(spec))
+    if path is not None:
+        number = int(version)
+        found = _sqlite_rows(
+            path, "SELECT current_stage FROM model_versions WHERE name = ? AND version = ?", (model_name, number)
+        )
+        exists = bool(found) and found[0][0] != "Deleted_Internal"
+        aliases = _sqlite_rows(
+            path, "SELECT alias FROM registered_model_aliases WHERE name = ? AND version = ?", (model_name, number)
+        )
+        champion = _sqlite_rows(
+            path, "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?", (model_name, CHAMPION)
+        )
+        reason = _sqlite_rows(
+            path,
+            "SELECT value FROM model_version_tags WHERE name = ? AND version = ? AND key = 'tidecast.gate_reason'",
+            (model_name, number),
+        )
+        return RegistryState(
+            model_name, str(version), exists, sorted(str(a[0]) for a in aliases) if exists else [],
+            str(champion[0][0]) if champion else None, str(reason[0][0]) if reason and exists else None,
+        )
+    from mlflow.exceptions import MlflowException
+
+    from tidecast.tracking.registry import alias_version
+    from tidecast.tracking.store import connect, retry_locked
+
+    client = connect(spec)
+    current = alias_version(client, model_name, CHAMPION)
+    try:
+        mv = retry_locked(lambda: client.get_model_version(model_name, str(version)))
+    except MlflowException:
+        return RegistryState(model_name, str(version), False, champion=None if current is None else str(current.version))
+    return RegistryState(
+        model_name, str(version), True, sorted(getattr(mv, "aliases", None) or []),
+        None if current is None else str(current.version), (mv.tags or {}).get("tidecast.gate_reason"),
+    )
+
+
+def check_recorded(spec: Spec, output: dict[str, Any] | None) -> str | None:
+    """``track``'s check: why its cached output no longer holds in the current store (its run or its
+    registered version is gone), or None. Before ``track`` runs (``output`` None): raise
+    :class:`~tidecast.errors.TrackingError` if the store does not answer, before any step runs."""
+    if output is None:
+        from tidecast.tracking.store import _probe, registry_uri, tracking_uri
+
+        for uri in dict.fromkeys((tracking_uri(spec), registry_uri(spec))):
+            if _sqlite_path(uri) is None:  # a SQLite store is created by the run itself
+                _probe(uri)
+        return None
+    run_id = str(output.get("run_id") or "")
+    stage = _run_stage(spec, run_id) if run_id else _RUN_MISSING
+    if stage == _RUN_MISSING:
+        return f"run {run_id[:4]}… is missing from the store"
+    if stage != "active":
+        return f"run {run_id[:4]}… was deleted from the store"
+    registration = output.get("registration") or {}
+    if registration.get("model_name") and registration.get("version") is not None:
+        state = read_registration(spec, str(registration["model_name"]), str(registration["version"]))
+        if not state.exists:
+            return f"model {state.model_name} v{state.version} is missing from the registry"
+    return None
+
+
+@step(spec=TRACK_SPEC_SECTIONS, deps=store_deps, check=check_recorded)
 def track(
     select: dict[str, Any], backtest: dict[str, Any], features: pd.DataFrame, clean: pd.DataFrame, spec: Spec, ctx: Any
 ) -> dict[str, Any]:
