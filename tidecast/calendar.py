@@ -287,3 +287,19 @@ def trading_days(ds: pd.DatetimeIndex, freq: str, holidays: np.ndarray | None = 
     stop = (periods.end_time.normalize() + _DAY).to_numpy().astype("datetime64[D]")
     kwargs = {} if holidays is None else {"holidays": holidays}
     return np.busday_count(start, stop, **kwargs).astype("int64")
+
+
+def first_irregular(times: pd.Series | pd.DatetimeIndex, freq: str) -> int | None:
+    """The position of the first timestamp of sorted ``times`` that is not one step of ``freq`` after
+    the previous one (``None``: all regular)."""
+    values = pd.DatetimeIndex(times)
+    if len(values) < 2:
+        return None
+    fi = info(freq)
+    if fi.fixed:
+        ok = np.diff(values.asi8) == fi.nominal.value if values.unit == "ns" else (values[1:] - values[:-1]) == fi.nominal
+    else:
+        ok = np.diff(positions(values[0], values, freq)) == 1
+        ok &= positions(values[0], values, freq)[1:] >= 0
+    bad = np.flatnonzero(~np.asarray(ok))
+    return int(bad[0]) + 1 if len(bad) else None

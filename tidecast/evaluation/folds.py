@@ -133,9 +133,13 @@ def series_spans(
         ids = list(spans.index)
         ds = data[TIME]
         if pd.api.types.is_datetime64_any_dtype(ds) and isinstance(freq, str) and _calendar_freq(freq):
-            origin = pd.Timestamp(spans["min"].min())
-            first = calendar.positions(origin, spans["min"], freq)
-            last = calendar.positions(origin, spans["max"], freq)
+            # raw data (checked at ingest) may sit off the anchors (the 15th of each month): counted on them
+            starts, ends = calendar.anchor(spans["min"], freq), calendar.anchor(spans["max"], freq)
+            if starts.isna().any() or ends.isna().any():
+                raise BacktestError(f"backtest: the series' first or last timestamps are not {freq} dates")
+            origin = pd.Timestamp(starts.min())
+            first = calendar.positions(origin, starts, freq)
+            last = calendar.positions(origin, ends, freq)
             if (first < 0).any() or (last < 0).any():
                 raise BacktestError(f"backtest: the series' first or last timestamps are not {freq} dates (clean the data first)")
             return ids, first, last, _Axis(origin, freq, int(last.max()) + 1)

@@ -28,6 +28,7 @@ try:  # mlflow is a hard dependency; the guard keeps this module importable for 
 except ImportError:  # pragma: no cover
     PythonModel = object  # type: ignore[assignment,misc]
 
+from tidecast import calendar
 from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, quantile_column
 
 if TYPE_CHECKING:
@@ -147,7 +148,6 @@ def split_input(
     df[TARGET] = pd.to_numeric(df[TARGET], errors="coerce").astype(float)
 
     freq = card["freq"]
-    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
     window = int(card["input_window"])
     needs_future = list(card.get("exog_future") or [])
     past_cols = list(card.get("exog_past") or [])
@@ -162,11 +162,10 @@ def split_input(
             _fail(f"series '{uid}': '{TIME}' is not sorted ascending")
         if times.duplicated().any():
             _fail(f"series '{uid}': duplicated timestamp {times[times.duplicated()].iloc[0]}")
-        gaps = times.diff().dropna()
-        off = gaps[gaps != step]
-        if len(off):
-            at = times.loc[off.index[0]]
-            _fail(f"series '{uid}': timestamps are not regular on '{freq}' (a step of {off.iloc[0]} before {at})")
+        off = calendar.first_irregular(times, freq)  # fixed steps, or the anchors of a calendar frequency
+        if off is not None:
+            at = times.iloc[off]
+            _fail(f"series '{uid}': timestamps are not regular on '{freq}' (a step of {at - times.iloc[off - 1]} before {at})")
         observed = part[TARGET].notna().to_numpy()
         if not observed.any():
             _fail(f"series '{uid}': no observed '{TARGET}' values")
