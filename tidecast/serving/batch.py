@@ -159,9 +159,9 @@ def predict_batch(
             raise ServingError(f"{what} {path}: unknown format (use {', '.join(formats)})")
     model = loaded or load_model(spec, _model_ref(spec, model_name, version, alias), warmup=False)
     freq = model.freq
-    if pd.Timedelta(pd.tseries.frequencies.to_offset(freq)) != pd.Timedelta(
-        pd.tseries.frequencies.to_offset(spec.data.frequency)
-    ):
+    from tidecast import calendar
+
+    if calendar.offset_of(freq) != calendar.offset_of(spec.data.frequency):
         raise ServingError(
             f"model {model.name} v{model.version} forecasts at {freq}, the spec's data is at {spec.data.frequency}"
         )
