@@ -303,3 +303,11 @@ def first_irregular(times: pd.Series | pd.DatetimeIndex, freq: str) -> int | Non
         ok &= positions(values[0], values, freq)[1:] >= 0
     bad = np.flatnonzero(~np.asarray(ok))
     return int(bad[0]) + 1 if len(bad) else None
+
+
+def past_dates(last: pd.Timestamp, n: int, freq: str) -> pd.DatetimeIndex:
+    """The ``n`` timestamps of ``freq`` ending at ``last`` (rolled back onto an anchor when it is not one)."""
+    fi = info(freq)
+    if fi.fixed:
+        return pd.date_range(end=pd.Timestamp(last), periods=n, freq=fi.nominal)
+    return pd.date_range(end=fi.offset.rollback(pd.Timestamp(last).normalize()), periods=n, freq=fi.offset)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from tidecast import calendar
 from tidecast.models.base import ID, POINT, TARGET, TIME, quantile_column
 
 if TYPE_CHECKING:
@@ -105,7 +106,8 @@ def check_series(
     """Raise :class:`InputProblems` for what the served model cannot forecast from ``series``."""
     card = model.card
     freq = model.freq
-    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq)).value
+    step = calendar.info(freq).nominal.value  # the average step of a calendar frequency (for messages)
+    fixed = calendar.is_fixed(freq)
     window = model.input_window
     needs_future = list(card.get("exog_future") or [])
     past = list(card.get("exog_past") or [])
@@ -116,7 +118,11 @@ def check_series(
         n = len(s.ns)
         if n > 1:
             steps = np.diff(s.ns)
-            off = steps != step
+            if fixed:
+                off = steps != step
+            else:  # one anchor of the calendar frequency to the next
+                pos = calendar.positions(pd.Timestamp(int(s.ns[0])), pd.DatetimeIndex(s.ns.view("datetime64[ns]")), freq)
+                off = (np.diff(pos) != 1) | (pos[1:] < 0)
             if off.any():
                 if (steps == steps[0]).all():
                     msg = f"{label}: timestamps are {_human_step(steps[0])} apart, the model's frequency is {freq}"
@@ -176,7 +182,8 @@ def build_frames(
     """(history, X_future) as ``forecast_with`` hands them to the forecaster (checked input assumed)."""
     card = model.card
     window = model.input_window
-    step = pd.Timedelta(pd.tseries.frequencies.to_offset(model.freq)).value
+    fixed = calendar.is_fixed(model.freq)
+    step = calendar.info(model.freq).nominal.value
     needs_future = list(card.get("exog_future") or [])
     past = list(card.get("exog_past") or [])
     exog_cols = [*past, *needs_future]
@@ -194,7 +201,10 @@ def build_frames(
         for c in exog_cols:
             hist_x[c].append(s.exog[c][lo:n])
         fut_ids.append(np.full(horizon, s.id, dtype=object))
-        fut_ns.append(s.ns[n - 1] + offsets)
+        fut_ns.append(
+            s.ns[n - 1] + offsets if fixed
+            else calendar.future_dates(pd.Timestamp(int(s.ns[n - 1])), horizon, model.freq).as_unit("ns").asi8
+        )
         for c in needs_future:
             fut_x[c].append(s.exog[c][n : n + horizon])
     cat = np.concatenate
@@ -313,13 +323,12 @@ def warm_up(model: LoadedModel) -> None:
     """Forecast once from synthetic history so lazy state (networks, caches) is built before traffic."""
     card = model.card
     uid = default_series_id(card) or str((card.get("series_ids") or ["series"])[0])
-    step = pd.Timedelta(pd.tseries.frequencies.to_offset(model.freq)).value
     try:
         end = pd.Timestamp(card.get("trained_until") or "2024-01-01").value
     except (ValueError, TypeError):
         end = pd.Timestamp("2024-01-01").value
     n, h = model.input_window, model.horizon
-    ns = end - step * np.arange(n - 1, -1, -1, dtype=np.int64)
+    ns = calendar.past_dates(pd.Timestamp(end), n, model.freq).as_unit("ns").asi8
     y = 1.0 + 0.1 * np.sin(np.arange(n) / 10.0)
     exog = {c: np.zeros(n + h) for c in [*(card.get("exog_past") or []), *(card.get("exog_future") or [])]}
     series = [SeriesArrays(uid, ns, y, exog)]

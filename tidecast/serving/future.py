@@ -83,7 +83,8 @@ def future_rows(
     Raises :class:`DataError` naming the series and the rows that are missing or empty, or a
     duplicated timestamp.
     """
-    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    from tidecast import calendar
+
     duplicated = future.duplicated([ID, TIME])
     if duplicated.any():
         row = future[duplicated].iloc[0]
@@ -91,7 +92,7 @@ def future_rows(
     by_series = {uid: part.set_index(TIME) for uid, part in future.groupby(ID, sort=False)}
     frames, problems = [], []
     for uid, last in recent.groupby(ID, sort=False)[TIME].max().items():
-        expected = pd.DatetimeIndex([last + step * k for k in range(1, steps + 1)], name=TIME)
+        expected = calendar.future_dates(last, steps, freq).rename(TIME)
         part = by_series.get(uid)
         values = (
             part[columns].reindex(expected)
