@@ -7,11 +7,15 @@ import subprocess
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from tidecast.tracking.reproduce import ReproduceReport
 
 
 class TableFormat(StrEnum):
@@ -205,33 +209,63 @@ def register(app: typer.Typer, console: Console) -> None:
         if fmt is ReportFormat.json:
             sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
         else:
-            table = Table(title=f"Reproducing run {run_id[:8]}", title_justify="left")
-            for column in ("candidate", "scope", "metric", "logged", "reproduced", "rel. diff", ""):
-                table.add_column(column, justify="right" if column in ("logged", "reproduced", "rel. diff") else "left")
-            for _, row in report.comparison.iterrows():
-                mark = "[green]✓[/green]" if row["match"] else "[red]✗[/red]"
-                table.add_row(
-                    str(row["candidate"]),
-                    str(row["scope"]),
-                    str(row["metric"]),
-                    _num(row["logged"]),
-                    _num(row["reproduced"]),
-                    f"{row['rel_diff']:.1e}",
-                    mark,
-                )
-            console.print(table)
-            verdict = "[green]reproduced[/green]" if report.matches else "[red]NOT reproduced[/red]"
-            console.print(
-                f"{verdict}: winner {report.winner_logged} → {report.winner_now}, "
-                f"max relative difference {report.max_rel_diff:.2e} (tolerance {report.tolerance:g})"
-            )
+            _print_reproduction(console, report)
         if not report.matches:
             raise typer.Exit(1)
 
 
-def _num(value: object) -> str:
+def _print_reproduction(console: Console, report: ReproduceReport) -> None:
+    """The figures compared (only those that differ, when some do), the verdict, and when the run
+    does not reproduce, its inputs logged vs now (the differing ones marked)."""
+    from tidecast.tracking.reproduce import ATOL, RTOL
+
+    frame = report.comparison
+    failed = frame[~frame["match"].astype(bool)]
+    shown = failed if len(failed) else frame
+    title = f"Reproducing run {report.run_id[:8]}" + (f": {len(failed)} of {len(frame)} figures differ" if len(failed) else "")
+    table = Table(title=title, title_justify="left")
+    for column in ("candidate", "scope", "metric", "logged", "reproduced", "difference", "allowed", ""):
+        table.add_column(column, justify="right" if column in ("logged", "reproduced", "difference", "allowed") else "left")
+    for _, row in shown.iterrows():
+        table.add_row(
+            str(row["candidate"]),
+            str(row["scope"]),
+            str(row["metric"]),
+            _num(row["logged"], 10),
+            _num(row["reproduced"], 10),
+            f"{row['abs_diff']:.1e}",
+            f"{row['allowed']:.1e}",
+            "[green]✓[/green]" if row["match"] else "[red]✗[/red]",
+        )
+    console.print(table)
+    verdict = "[green]reproduced[/green]" if report.matches else "[red]NOT reproduced[/red]"
+    console.print(
+        f"{verdict}: winner {report.winner_logged} → {report.winner_now}, max relative difference "
+        f"{report.max_rel_diff:.2e} (tolerance: relative {RTOL:g} plus absolute {ATOL:g}, "
+        f"× mean |y| for metrics in the target's unit)",
+        highlight=False,
+    )
+    if report.matches:
+        return
+    inputs = Table(title="What the run was computed from, logged vs now", title_justify="left")
+    for column in ("input", "logged", "now", ""):
+        inputs.add_column(column)
+    for row in report.inputs:
+        mark = {True: "[green]same[/green]", False: "[red]differs[/red]", None: "[yellow]cannot tell[/yellow]"}
+        inputs.add_row(row["input"], escape(str(row["logged"])), escape(str(row["now"])), mark[row["same"]])
+    console.print(inputs)
+    differ = [row["input"] for row in report.inputs if row["same"] is False]
+    console.print(
+        "inputs that differ: " + ", ".join(differ)
+        if differ
+        else "no logged input differs: the difference comes from the computation itself (a non-deterministic model?)",
+        highlight=False,
+    )
+
+
+def _num(value: object, digits: int = 4) -> str:
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return ""
-    return "" if number != number else f"{number:.4g}"
+    return "" if number != number else f"{number:.{digits}g}"
