@@ -152,7 +152,7 @@ def register(app: typer.Typer, console: Console) -> None:
             )
         console.print(table)
         if result.future_source:
-            console.print(f"[dim]future exogenous values from {escape(result.future_source)}[/dim]")
+            console.print(f"[dim]future exogenous values from {escape(result.future_source)}[/dim]", soft_wrap=True)
         if len(summary) > 20:
             console.print(f"[dim]… and {len(summary) - 20} more series[/dim]")
         if result.skipped:
