@@ -59,6 +59,10 @@ def project(workdir: Path, name: str, *, drift: bool) -> Any:
     return load_spec(root)
 
 
+ALARMS = ("drift", "retrained", "retrain_failed")
+"""Statuses that are drift alarms (``unknown``/``stale``: a check could not run, or the feed stopped)."""
+
+
 def days(start: str, count: int) -> list[str]:
     first = pd.Timestamp(start)
     return [str((first + pd.Timedelta(days=k)).date()) + " 00:00" for k in range(1, count + 1)]
@@ -127,7 +131,7 @@ def main() -> None:
     change_day = pd.Timestamp(CHANGE)
     n_before = (change_day - pd.Timestamp(TRAIN_AS_OF)).days
     drift_rows = run_days(spec, days(TRAIN_AS_OF, n_before + args.days_after), report=args.report, label="drift")
-    flagged = next((r for r in drift_rows if r["status"] != "ok"), None)
+    flagged = next((r for r in drift_rows if r["status"] in ALARMS), None)
     flagged_at = pd.Timestamp(flagged["as_of"]) if flagged else None
     before = [r for r in drift_rows if pd.Timestamp(r["as_of"]) <= change_day]
     promoted = [r for r in drift_rows if r["promoted"]]
@@ -143,7 +147,7 @@ def main() -> None:
         "change": CHANGE,
         "trained_on_data_before": TRAIN_AS_OF,
         "drift": {
-            "false_alarms_before_change": sum(r["status"] != "ok" for r in before),
+            "false_alarms_before_change": sum(r["status"] in ALARMS for r in before),
             "first_flag_as_of": flagged["as_of"] if flagged else None,
             "detection_delay_hours_daily_runs": (flagged_at - change_day).total_seconds() / 3600 if flagged_at is not None else None,
             "detection_delay_hours_3h_checks": delay["hours_after_change"],
@@ -154,7 +158,7 @@ def main() -> None:
         },
         "unchanged": {
             "days": args.month_days,
-            "alarms": sum(r["status"] != "ok" for r in month_rows),
+            "alarms": sum(r["status"] in ALARMS for r in month_rows),
             "data_drift_flags": sum(r["data_drift"] for r in month_rows),
             "model_drift_alarms": sum(r["model_drift"] for r in month_rows),
             "retrains": sum(bool(r["retrained_version"]) for r in month_rows),

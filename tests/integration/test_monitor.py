@@ -68,7 +68,10 @@ def champion_of(spec) -> str:
 def test_unchanged_days_are_ok_forecasts_and_actuals_are_logged(trained) -> None:
     spec = trained
     first = monitor(spec, as_of="2024-01-30 00:00", report=False)
-    assert first.status == "ok" and first.verdict == "ok", first.verdict
+    # no forecast of v1 was logged before: the model check cannot run, and the verdict says so
+    assert first.status == first.state == "unknown", first.verdict
+    assert first.verdict == "unknown: no forecast of v1 in the last 7 window(s): nothing to score yet (v1)"
+    assert {(c["kind"], c["state"]) for c in first.checks} == {("feed", "ok"), ("data", "ok"), ("model", "unknown")}
     assert first.champion_before == first.champion_after == "1"
     assert first.data_drift["window_start"] == "2024-01-28 23:00:00"  # the local day before, in UTC
     store = store_for(spec)
@@ -78,7 +81,7 @@ def test_unchanged_days_are_ok_forecasts_and_actuals_are_logged(trained) -> None
     assert len(store.actuals()) > 24
 
     second = monitor(spec, as_of="2024-01-31 00:00", report=False)
-    assert second.status == "ok", second.verdict
+    assert second.status == second.state == "ok" and second.verdict == "ok", second.verdict
     latest = second.model_drift["windows"][0]
     assert latest["complete"] and latest["forecasts"] == 24 and latest["actuals"] == 24
     assert latest["ratio"] is not None and latest["mae"] > 0
@@ -87,12 +90,15 @@ def test_unchanged_days_are_ok_forecasts_and_actuals_are_logged(trained) -> None
     client = client_of(spec)
     exp = client.get_experiment_by_name(f"{spec.project}-monitor")
     runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
-    assert [r.data.tags["tidecast.verdict"] for r in runs] == ["ok", "ok"]
+    assert [r.data.tags["tidecast.state"] for r in runs] == ["unknown", "ok"]
+    assert runs[0].data.tags["tidecast.check.model.v1"].startswith("unknown: no forecast of v1")
+    assert runs[-1].data.tags["tidecast.verdict"] == "ok" and runs[-1].data.tags["tidecast.checks"] == "4 ok"
     assert runs[-1].data.tags["tidecast.as_of"] == "2024-01-30 23:00:00"
     assert "drift.y.profile" in runs[-1].data.metrics and "drift.temperature.wasserstein" in runs[-1].data.metrics
     assert "live_mae" in runs[-1].data.metrics and runs[-1].info.status == "FINISHED"
     history = read_history(spec)
-    assert [h["status"] for h in history] == ["ok", "ok"] and history[-1]["run_id"] == runs[-1].info.run_id
+    assert [h["status"] for h in history] == ["unknown", "ok"] and history[-1]["run_id"] == runs[-1].info.run_id
+    assert history[0]["model_check"] == "unknown" and history[0]["data_check"] == history[0]["feed_check"] == "ok"
     # the monitor's cache keeps one entry per step
     cache = spec.state_dir / "cache"
     assert len(list((cache / "monitor_ingest").iterdir())) == 1

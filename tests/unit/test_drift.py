@@ -387,3 +387,17 @@ def test_model_drift_with_fewer_windows_than_needed_is_unknown(tmp_path: Path) -
     blind = model_drift(store, spec, model_name="drifty", version="1", baseline={"mae": None}, as_of=as_of)
     assert blind.state == "unknown" and "no backtest MAE" in blind.state_reason
     assert blind.to_dict()["state"] == "unknown"
+
+
+def test_values_filled_by_the_cleaning_do_not_count_as_arrived() -> None:
+    from tidecast.monitoring.verdicts import observed_only
+
+    ds = pd.date_range("2024-01-01", periods=4, freq="h")
+    cleaned = pd.DataFrame({"unique_id": pd.Categorical(["a"] * 4), "ds": ds, "y": [1.0, 2.0, 3.0, 4.0],
+                            "temperature": 5.0})
+    arrived = pd.DataFrame({"unique_id": ["a"] * 5, "ds": [*ds, ds[0]], "y": [1.0, np.nan, 3.0, 4.0, 1.2],
+                            "temperature": [5.0, np.nan, np.nan, np.nan, np.nan]})
+    out = observed_only(cleaned, arrived, ["y", "temperature"])
+    assert out["y"].tolist()[::2] == [1.0, 3.0] and np.isnan(out["y"].iloc[1])  # the interpolated gap is blank
+    assert out["temperature"].notna().tolist() == [True, False, False, False]  # forward-filled values are blank
+    assert cleaned["temperature"].notna().all()  # the input is not modified

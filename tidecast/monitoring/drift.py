@@ -663,6 +663,9 @@ def detect_drift(
             needed = max(2, math.ceil(drift_spec.min_points * expected))
             if column not in frame.columns:
                 col.state, col.reason = "unknown", f"column '{column}' is missing from the new data"
+            elif n == 0 and column != TARGET and part[TARGET].notna().any():
+                col.state = "unknown"
+                col.reason = f"column '{column}' has no value in the window (0 of {expected} points, at least {needed} needed)"
             elif n < needed:
                 col.state = "unknown"
                 col.reason = _too_few(n, expected, needed, newest.get(key), start, end, key)

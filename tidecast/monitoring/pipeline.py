@@ -235,9 +235,11 @@ def champion(spec: Spec) -> Any:
 
 
 @step(cache=False)
-def data_drift(monitor_features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
-    """The recent window of the target and exogenous columns against the champion's reference profile."""
+def data_drift(monitor_features: pd.DataFrame, monitor_ingest: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
+    """The recent window of the target and exogenous columns against the champion's reference profile
+    (on the values that arrived: those the cleaning filled in do not count)."""
     from tidecast.monitoring.drift import detect_drift, load_reference
+    from tidecast.monitoring.verdicts import observed_only
 
     mv = champion(spec)
     label = f"{spec.model_name} v{mv.version}"
@@ -245,7 +247,8 @@ def data_drift(monitor_features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str
     as_of = pd.Timestamp(_run_of(spec).as_of) if _run_of(spec).as_of else None
     if as_of is None:
         as_of = pd.Timestamp(monitor_features[TIME].max()) + _step(spec)
-    report = detect_drift(monitor_features, reference, spec.monitoring.data_drift, as_of=as_of)
+    observed = observed_only(monitor_features, monitor_ingest, reference.get("columns") or [TARGET])
+    report = detect_drift(observed, reference, spec.monitoring.data_drift, as_of=as_of)
     ctx.progress(1, 1, report.summary())
     return {"version": str(mv.version), "report": report}
 
@@ -619,7 +622,8 @@ class MonitorResult:
     as_of: str
     verdict: str
     status: str
-    """``ok``, ``drift`` (no retrain), ``retrained``, ``retrain_failed``."""
+    """``drift`` (no retrain), ``retrained``, ``retrain_failed``; without drift the overall ``state``:
+    ``ok``, ``stale`` or ``unknown``."""
     data_drift: dict[str, Any]
     model_drift: dict[str, Any]
     champion_before: str | None

@@ -106,6 +106,22 @@ def feed_check(
     )
 
 
+def observed_only(features: pd.DataFrame, ingested: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """``features`` (the cleaned frame) with ``columns`` blanked where the data had no value: the cleaning
+    fills gaps (exogenous columns without limit), and a check must count what arrived, not what was filled."""
+    columns = [c for c in columns if c in features.columns and c in ingested.columns]
+    if not columns or features.empty:
+        return features
+    raw = ingested[[ID, TIME, *columns]].assign(**{ID: ingested[ID].astype(str)})
+    seen = raw.set_index([ID, TIME])[columns].notna().groupby(level=[0, 1]).any()
+    keys = pd.MultiIndex.from_arrays([features[ID].astype(str), features[TIME]])
+    mask = seen.reindex(keys).fillna(False).astype(bool).to_numpy()
+    out = features.copy()
+    for i, column in enumerate(columns):
+        out[column] = out[column].where(mask[:, i])
+    return out
+
+
 def dropped_series(ingested: pd.DataFrame, checked: pd.DataFrame, as_of: pd.Timestamp | None) -> list[Check]:
     """``unknown`` checks for the series of the data that the cleaning dropped (too little recent history)."""
     before = ingested if as_of is None else ingested[ingested[TIME] < pd.Timestamp(as_of)]
@@ -197,6 +213,7 @@ __all__ = [
     "feed_check",
     "kind_state",
     "model_check",
+    "observed_only",
     "overall",
     "verdict_text",
     "worst",
