@@ -105,7 +105,9 @@ def plan(profile: Profile, *, horizon: str | None = None, label: str = "data") -
     season = _default_season(profile)
     if 2 * season + 1 > length:
         season = 1
-    natural = max(1, min(_natural_horizon(profile), length // 6))
+    natural = _natural_horizon(profile)
+    while natural > max(1, length // 6):  # half a day, a quarter... until six horizons fit
+        natural = max(1, natural // 2)
     h = parse_horizon(horizon, profile) if horizon is not None else natural
     scale = 4 if profile.step >= _DAY else 2
     window = max(h, scale * season)
@@ -133,13 +135,13 @@ def plan(profile: Profile, *, horizon: str | None = None, label: str = "data") -
         out.skipped.append(f"autoets, mstl: {profile.n_series} series (> {MAX_LOCAL_SERIES}) would each be fitted")
     if local:
         ets_season = season if 2 * season <= train0 else 1
-        ets_window = min(train0, -(-max(8 * ets_season, 200) // ets_season) * ets_season)
+        ets_window = min(train0, _fit_window(ets_season, 8))
         out.candidates.append({"name": "autoets", "kind": "autoets", "params": {"season_length": ets_season},
                                "fit_window": ets_window})
         out.notes["autoets"] = "exponential smoothing, fitted on the last stretch only (fit_window) to stay fast"
     mstl = [s for s in profile.seasons if 2 * s <= train0]
     if local and mstl:
-        mstl_window = min(train0, 4 * max(mstl))
+        mstl_window = min(train0, _fit_window(max(mstl), 4))
         mstl = [s for s in mstl if 2 * s <= mstl_window]
         out.candidates.append({"name": "mstl", "kind": "mstl", "params": {"season_length": mstl},
                                "fit_window": mstl_window})
@@ -156,6 +158,11 @@ def plan(profile: Profile, *, horizon: str | None = None, label: str = "data") -
                            "features": features})
     out.notes["lightgbm"] = "one gradient-boosted model over all series: lags at the seasons, calendar parts"
     return out
+
+
+def _fit_window(season: int, cycles: int) -> int:
+    """``cycles`` seasons, and at least about 200 steps (whole seasons)."""
+    return max(cycles * season, 200 // season * season)
 
 
 def _calendar_parts(profile: Profile) -> list[str]:
