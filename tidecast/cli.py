@@ -300,7 +300,7 @@ def main() -> None:
     except TidecastError as exc:
         if _STATE["debug"]:
             err_console.print_exception()
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")
@@ -316,7 +316,7 @@ def main() -> None:
         if _STATE["debug"]:
             err_console.print_exception()
         err_console.print(
-            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )
