@@ -10,6 +10,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -265,3 +266,175 @@ def test_a_locked_run_names_a_holder_that_writes_its_pid_a_moment_late(tmp_path)
         late.join()
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+# ------------------------------------------------------------- complete keys (issue 15, items 1-2)
+def test_code_dependencies_walk_project_imports_without_importing(tmp_path: Path) -> None:
+    from tidecast.models.plugins import code_dependencies
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("from .shared import K\n")
+    (tmp_path / "pkg" / "shared.py").write_text("import json\nK = 1\n")
+    (tmp_path / "pkg" / "models.py").write_text(
+        "import os\nimport numpy as np\nfrom . import shared\n\ndef build():\n    import helper\n    from sklearn.linear_model import Ridge\n    return Ridge()\n"
+    )
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "helper.py").write_text("raise RuntimeError('never imported')\n")
+    (tmp_path / "unused.py").write_text("x = 1\n")
+    files, external = code_dependencies([("kind", "pkg.models:build")], [tmp_path, tmp_path / "plugins"], tmp_path)
+    assert set(files) == {"plugin:pkg/__init__.py", "plugin:pkg/shared.py", "plugin:pkg/models.py", "plugin:plugins/helper.py"}
+    assert external == {"numpy", "sklearn"}  # os and json are the standard library
+    assert "pkg.models" not in sys.modules and "helper" not in sys.modules
+    before = dict(files)
+    (tmp_path / "pkg" / "shared.py").write_text("import json\nK = 2\n")
+    after, _ = code_dependencies([("kind", "pkg.models:build")], [tmp_path, tmp_path / "plugins"], tmp_path)
+    assert [k for k in after if after[k] != before[k]] == ["plugin:pkg/shared.py"]
+    # an installed module named by a path is a library, not a file
+    files, external = code_dependencies([("estimator", "sklearn.linear_model.Ridge")], [tmp_path], tmp_path)
+    assert files == {} and external == {"sklearn"}
+
+
+def test_code_dependencies_name_a_broken_or_missing_module(tmp_path: Path) -> None:
+    from tidecast.errors import PluginError
+    from tidecast.models.plugins import code_dependencies
+
+    (tmp_path / "bad.py").write_text("def build(:\n    pass\n")
+    with pytest.raises(PluginError, match=r"candidate 'm': kind 'bad:build': bad.py cannot be parsed: .*\(line 1\)"):
+        code_dependencies([("candidate 'm': kind", "bad:build")], [tmp_path], tmp_path)
+    with pytest.raises(PluginError, match="module 'nowhere_to_be_found' not found"):
+        code_dependencies([("kind", "nowhere_to_be_found:build")], [tmp_path], tmp_path)
+
+
+def test_dependency_changes_in_words() -> None:
+    from tidecast.pipeline.deps import describe_changes
+
+    old = {"plugin:my_models.py": "a", "library:lightgbm": "4.5.0", "store:tracking store": "x"}
+    new = {"plugin:my_models.py": "b", "library:lightgbm": "4.6.0", "store:tracking store": "y", "plugin:h.py": "c"}
+    assert describe_changes(old, new) == [
+        "plugin my_models.py changed", "lightgbm 4.5.0 → 4.6.0", "tracking store changed", "plugin h.py added"
+    ]
+    assert describe_changes(old, new, explained=True)[-1] == "tracking store changed"  # added deps follow the spec
+    assert describe_changes(old, old) == []
+    assert describe_changes(None, new) == ["the key now covers plugin code, library versions and the tracking store"]
+
+
+class _Spec:
+    def __init__(self, root: Path, store: dict[str, str]) -> None:
+        self.root, self.store = root, store
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".tidecast"
+
+    def section(self, *names: str) -> dict[str, object]:
+        return {}
+
+
+def test_a_check_that_fails_reruns_the_step_and_its_dependents(tmp_path: Path) -> None:
+    """A cached output that no longer holds outside the cache (its run gone from the store) re-runs
+    with the same key, replaces the cached output, and the steps downstream re-run too."""
+    from tidecast.pipeline import Pipeline, run, status, step
+
+    calls: list[str] = []
+
+    @step
+    def source() -> int:
+        calls.append("source")
+        return 1
+
+    def check(spec: _Spec, output: dict | None) -> str | None:
+        if output is None:
+            return None
+        return None if output["run"] in spec.store else f"run {output['run']} is missing from the store"
+
+    @step(check=check, deps=lambda spec: {"store:tracking store": "same"})
+    def publish(source: int, ctx: Any) -> dict:
+        calls.append("publish")
+        run_id = f"r{len(ctx.spec.store) + 1}"
+        ctx.spec.store[run_id] = "active"
+        return {"run": run_id}
+
+    @step
+    def report(publish: dict) -> str:
+        calls.append("report")
+        return f"report of {publish['run']}"
+
+    pipeline = Pipeline([source, publish, report])
+    spec = _Spec(tmp_path, {})
+    assert run(pipeline, spec).executed == ["source", "publish", "report"]
+    assert [p.status for p in status(pipeline, spec)] == ["fresh", "fresh", "fresh"]
+    spec.store.clear()  # the store lost the run
+    plans = {p.name: p for p in status(pipeline, spec)}
+    assert (plans["publish"].status, plans["publish"].reason) == ("stale", "run r1 is missing from the store")
+    assert (plans["report"].status, plans["report"].reason) == ("stale", "upstream 'publish' re-runs")
+    calls.clear()
+    result = run(pipeline, spec)
+    assert calls == ["publish", "report"] and result.outputs["report"] == "report of r1" and spec.store == {"r1": "active"}
+    spec.store.clear()
+    spec.store["r0"] = "active"
+    result = run(pipeline, spec)
+    assert result.outputs["publish"] == {"run": "r2"}  # the new output replaced the cached one
+    assert result.outputs["report"] == "report of r2"
+    assert [p.status for p in status(pipeline, spec)] == ["fresh", "fresh", "fresh"]
+    assert LockFile(tmp_path / "tidecast.lock").get("publish").deps == {"store:tracking store": "same"}
+
+
+def test_a_check_that_raises_before_a_run_stops_it_before_any_step(tmp_path: Path) -> None:
+    from tidecast.errors import TrackingError
+    from tidecast.pipeline import Pipeline, run, step
+
+    ran: list[str] = []
+
+    @step
+    def first() -> int:
+        ran.append("first")
+        return 1
+
+    def unreachable(spec: object, output: object) -> None:
+        raise TrackingError("tracking URI http://nowhere is unreachable: connection refused")
+
+    @step(check=unreachable)
+    def publish(first: int) -> int:
+        return first
+
+    with pytest.raises(TrackingError, match="unreachable"):
+        run(Pipeline([first, publish]), _Spec(tmp_path, {}))
+    assert ran == [] and not (tmp_path / "tidecast.lock").exists()
+
+
+MODEL_LIBRARIES = ("statsforecast", "mlforecast", "lightgbm", "sklearn", "torch", "hierarchicalforecast", "optuna", "mlflow")
+
+
+def test_status_computes_keys_without_importing_a_model_library(tmp_path: Path) -> None:
+    """`tidecast status` on a project with every kind of candidate (and a plugin module) computes
+    every key, deps included, and imports none of the model libraries nor the plugin."""
+    from tests.conftest import make_project
+
+    models = """\
+  - {name: seasonal_naive, kind: seasonal_naive, params: {season_length: 1d}}
+  - {name: lightgbm, kind: lightgbm, params: {n_estimators: 30}}
+  - {name: ets, kind: autoets, params: {season_length: 1d}}
+  - {name: mlp, kind: mlp}
+  - {name: ridge, kind: sklearn, params: {estimator: "sklearn.linear_model:Ridge"}}
+  - {name: median, kind: "my_models:build", params: {season_length: 1d}}
+"""
+    project = make_project(tmp_path / "p", days=20, models=models)
+    examples = Path(__file__).resolve().parents[2] / "examples" / "plugins" / "my_models.py"
+    (project / "my_models.py").write_text(examples.read_text())
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from tidecast.cli import app
+        app(["status"], standalone_mode=False)
+        print("IMPORTED", sorted(m for m in sys.modules if m.split(".")[0] in {MODEL_LIBRARIES!r} or m == "my_models"))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "IMPORTED []" in out.stdout, out.stdout
+    lock = LockFile(project / "tidecast.lock")
+    assert lock.records == {}  # status writes nothing
+    assert "│ backtest │ missing" in out.stdout

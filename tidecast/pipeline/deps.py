@@ -70,7 +70,9 @@ def describe_changes(old: Mapping[str, str] | None, new: Mapping[str, str], *, e
             continue
         kind, _, what = name.partition(":")
         if kind == "plugin":
-            reasons.append(f"plugin {what} " + ("changed" if before and after else "added" if after else "no longer used"))
+            reasons.append(
+                f"plugin {what} " + ("changed" if before and after else "added" if after else "no longer used")
+            )
         elif kind == "library":
             if before is not None and after is not None:
                 reasons.append(f"{what} {before} → {after}")

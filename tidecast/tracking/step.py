@@ -81,12 +81,13 @@ def store_deps(spec: Spec) -> dict[str, str]:
 
     uri = tracking_uri(spec)
     registry = registry_uri(spec)
-    where = "default" if uses_default_store(spec) else uri
-    return {
-        "store:tracking store": stable_hash(where),
-        "store:model registry": stable_hash(where if registry == uri else registry),
+    deps = {
+        "store:tracking store": stable_hash("default" if uses_default_store(spec) else uri),
         "store:experiment": stable_hash(experiment_name(spec)),
     }
+    if registry != uri:  # MLFLOW_REGISTRY_URI elsewhere
+        deps["store:model registry"] = stable_hash(registry)
+    return deps
 
 
 @dataclass
