@@ -40,11 +40,19 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 # ------------------------------------------------------------------------------------ the project
-def train_project(root: Path, *, template: Path | None = None, days: int = 14) -> Spec:
+def train_project(
+    root: Path, *, template: Path | None = None, days: int = 14, champion: str = "seasonal_naive"
+) -> Spec:
     """A project trained by the real pipeline: its registry has ``small`` v1 as ``champion``.
 
     ``template``: an empty, migrated MLflow SQLite file to start from (migrating one takes seconds).
+    ``champion``: ``seasonal_naive`` (the default, the cheapest), or one of ``serving_helpers.CHAMPIONS``
+    (``lightgbm`` reads the known-in-future temperature; ``mlp`` is a tiny torch network).
     """
+    if champion != "seasonal_naive":
+        from serving_helpers import train_champion
+
+        return train_champion(root, champion, days=days, template=template, extra=SERVING)
     from tests.conftest import make_project
     from tidecast.pipeline import run
     from tidecast.pipeline.dag import Pipeline

@@ -12,8 +12,10 @@
    ``/ready`` says 503 with the reason, ``/metadata`` still names the good version; once the files
    are back it swaps the new version in.
 
-The tests share one trained project and one server port and run in file order. The default run
-takes under a minute; ``TIDECAST_FAULTS_FULL=1`` loads longer, with more clients, kills and swaps.
+The tests share one trained project and one server port and run in file order, once per champion:
+a seasonal naive, a LightGBM model reading the known-in-future temperature, a tiny torch MLP (the
+faults must not depend on what is served). The default run takes about a minute per champion;
+``TIDECAST_FAULTS_FULL=1`` loads longer, with more clients, kills and swaps.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from serving_helpers import champion_params
 
 from tests.faults.server_helpers import (
     TOKEN,
@@ -53,16 +56,17 @@ KILLS = 3 if FULL else 1
 SWAPS = 4 if FULL else 1  # alias moves v1 -> v2 (-> v1 -> v2 ...)
 V2_OFFSET, V3_OFFSET = 100.0, 200.0
 
-pytestmark = pytest.mark.timeout(600 if FULL else 240)
+pytestmark = pytest.mark.timeout(900 if FULL else 420)  # the fixtures train, migrate a store and start a server
 
 
 # ------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spec]:
+@pytest.fixture(scope="module", params=["seasonal_naive", *(p for p in champion_params() if p.values[0] != "naive")])
+def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spec]:
+    champion = str(request.param)
     with pytest.MonkeyPatch.context() as mp:
         for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TIDECAST_ENV", "TIDECAST_ADMIN_TOKEN"):
             mp.delenv(var, raising=False)
-        yield train_project(tmp_path_factory.mktemp("server-faults") / "proj")
+        yield train_project(tmp_path_factory.mktemp(f"server-faults-{champion}") / "proj", champion=champion)
 
 
 @pytest.fixture(scope="module")
