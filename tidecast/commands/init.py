@@ -55,17 +55,24 @@ def _show(console: Console, profile: Profile, chosen: Plan, label: str) -> None:
     time_note = " (day-first dates)" if profile.dayfirst else ""
     table.add_row("time", f"{profile.time_column}{time_note}: {profile.start} to {profile.end}")
     table.add_row("target", profile.target_column)
-    table.add_row("series", f"{profile.series_column}: {profile.n_series} series" if profile.series_column else "one series")
+    table.add_row(
+        "series", f"{profile.series_column}: {profile.n_series} series" if profile.series_column else "one series"
+    )
     given = " (given)" if profile.frequency_given else ""
     table.add_row("frequency", f"{profile.frequency}{given}")
     extent = f"{profile.length} steps" + (f" (median; shortest {profile.shortest})" if profile.n_series > 1 else "")
     table.add_row("length", f"{extent}, {profile.rows} rows")
-    table.add_row("gaps", f"{profile.missing_steps} missing steps, longest {profile.longest_gap}"
-                  + (f", {profile.off_grid} rows off the grid" if profile.off_grid else ""))
+    table.add_row(
+        "gaps",
+        f"{profile.missing_steps} missing steps, longest {profile.longest_gap}"
+        + (f", {profile.off_grid} rows off the grid" if profile.off_grid else ""),
+    )
     table.add_row("duplicates", str(profile.duplicates))
     table.add_row("exogenous", ", ".join(profile.exogenous) or "none")
     tried = ", ".join(f"{p} (acf {v:.2f})" for p, v in profile.acf.items())
-    table.add_row("seasons", (", ".join(map(str, profile.seasons)) or "none clear") + (f"; tried {tried}" if tried else ""))
+    table.add_row(
+        "seasons", (", ".join(map(str, profile.seasons)) or "none clear") + (f"; tried {tried}" if tried else "")
+    )
     console.print(table)
     names = ", ".join(c["name"] for c in chosen.candidates)
     console.print(
@@ -77,8 +84,16 @@ def _show(console: Console, profile: Profile, chosen: Plan, label: str) -> None:
 
 
 def init_from_data(
-    console: Console, name: Path, data: str, *, time: str | None, target: str | None, series: str | None,
-    horizon: str | None, frequency: str | None, force: bool,
+    console: Console,
+    name: Path,
+    data: str,
+    *,
+    time: str | None,
+    target: str | None,
+    series: str | None,
+    horizon: str | None,
+    frequency: str | None,
+    force: bool,
 ) -> None:
     """Profile ``data``, print what it holds and write the project (see :mod:`tidecast.templates.from_data`)."""
     from tidecast.data.profile import profile_frame
@@ -131,22 +146,37 @@ def register(app: typer.Typer, console: Console) -> None:
         name: Annotated[Path, typer.Argument(help="The project folder to create (its name is the project's).")],
         template: Annotated[
             str | None,
-            typer.Option("--template", "-t", help="power (hourly demand), retail (daily sales) or minimal [default: power]."),
+            typer.Option(
+                "--template", "-t", help="power (hourly demand), retail (daily sales) or minimal [default: power]."
+            ),
         ] = None,
         data: Annotated[
             str | None,
-            typer.Option("--data", "-d", help="Your data (CSV, Parquet, JSON file or URL): profile it and plan the project from it."),
+            typer.Option(
+                "--data",
+                "-d",
+                help="Your data (CSV, Parquet, JSON file or URL): profile it and plan the project from it.",
+            ),
         ] = None,
-        time: Annotated[str | None, typer.Option("--time", help="With --data: the time column (else inferred).")] = None,
-        target: Annotated[str | None, typer.Option("--target", help="With --data: the column to forecast (else inferred).")] = None,
+        time: Annotated[
+            str | None, typer.Option("--time", help="With --data: the time column (else inferred).")
+        ] = None,
+        target: Annotated[
+            str | None, typer.Option("--target", help="With --data: the column to forecast (else inferred).")
+        ] = None,
         series: Annotated[
-            str | None, typer.Option("--series", help="With --data: the series id column of long-format data (else inferred).")
+            str | None,
+            typer.Option("--series", help="With --data: the series id column of long-format data (else inferred)."),
         ] = None,
         horizon: Annotated[
-            str | None, typer.Option("--horizon", help="With --data: how far ahead, e.g. 1d, 48h or a step count (else one day/week).")
+            str | None,
+            typer.Option(
+                "--horizon", help="With --data: how far ahead, e.g. 1d, 48h or a step count (else one day/week)."
+            ),
         ] = None,
         frequency: Annotated[
-            str | None, typer.Option("--frequency", help="With --data: the grid of irregular data, e.g. 1h (else inferred).")
+            str | None,
+            typer.Option("--frequency", help="With --data: the grid of irregular data, e.g. 1h (else inferred)."),
         ] = None,
         force: Annotated[bool, typer.Option("--force", help="Write into an existing, non-empty folder.")] = False,
     ) -> None:
@@ -166,11 +196,29 @@ def register(app: typer.Typer, console: Console) -> None:
         if data is not None:
             if template is not None:
                 raise TidecastError("init: use either --template or --data, not both")
-            init_from_data(console, name, data, time=time, target=target, series=series, horizon=horizon,
-                           frequency=frequency, force=force)
+            init_from_data(
+                console,
+                name,
+                data,
+                time=time,
+                target=target,
+                series=series,
+                horizon=horizon,
+                frequency=frequency,
+                force=force,
+            )
             return
-        given = [flag for flag, value in (("--time", time), ("--target", target), ("--series", series),
-                                          ("--horizon", horizon), ("--frequency", frequency)) if value is not None]
+        given = [
+            flag
+            for flag, value in (
+                ("--time", time),
+                ("--target", target),
+                ("--series", series),
+                ("--horizon", horizon),
+                ("--frequency", frequency),
+            )
+            if value is not None
+        ]
         if given:
             raise TidecastError(f"init: {', '.join(given)} need --data FILE_OR_URL")
         from tidecast.templates import scaffold

@@ -206,7 +206,8 @@ def find_series_column(raw: pd.DataFrame, time_column: str, label: str) -> str |
 
 def _numeric(raw: pd.DataFrame, exclude: set[str]) -> list[str]:
     return [
-        str(c) for c in raw.columns
+        str(c)
+        for c in raw.columns
         if c not in exclude and pd.api.types.is_numeric_dtype(raw[c]) and not pd.api.types.is_bool_dtype(raw[c])
     ]
 
@@ -278,8 +279,13 @@ def profile_frame(
     exogenous = exogenous_candidates(raw, used | {target_column})
 
     data = DataSpec(
-        source=label, format=data_format, time_column=time_column, target_column=target_column, series_column=series_column,
-        frequency="h", exogenous=[ExogenousColumn(name=c, known_in_future=False) for c in exogenous],
+        source=label,
+        format=data_format,
+        time_column=time_column,
+        target_column=target_column,
+        series_column=series_column,
+        frequency="h",
+        exogenous=[ExogenousColumn(name=c, known_in_future=False) for c in exogenous],
     )
     long = to_long(raw, data, TargetSpec(), source_name=label)
     grid = grid_of(frequency, label) if frequency is not None else infer_grid(long, label)
@@ -288,17 +294,38 @@ def profile_frame(
     text = raw[time_column]
     dayfirst = not pd.api.types.is_numeric_dtype(text) and bool(day_first(text.dropna().astype("string")))
     return Profile(
-        rows=len(raw), columns=columns, time_column=time_column, dayfirst=dayfirst,
-        target_column=target_column, series_column=series_column, n_series=int(long[ID].nunique()),
-        frequency=grid.freq, step=grid.step, fixed=grid.fixed, length=int(span.median()), shortest=int(span.min()),
-        start=pd.Timestamp(long[TIME].min()), end=pd.Timestamp(long[TIME].max()),
-        missing_steps=missing, longest_gap=longest, off_grid=off_grid,
-        duplicates=int(long.duplicated([ID, TIME]).sum()), exogenous=exogenous, seasons=seasons, acf=acf,
+        rows=len(raw),
+        columns=columns,
+        time_column=time_column,
+        dayfirst=dayfirst,
+        target_column=target_column,
+        series_column=series_column,
+        n_series=int(long[ID].nunique()),
+        frequency=grid.freq,
+        step=grid.step,
+        fixed=grid.fixed,
+        length=int(span.median()),
+        shortest=int(span.min()),
+        start=pd.Timestamp(long[TIME].min()),
+        end=pd.Timestamp(long[TIME].max()),
+        missing_steps=missing,
+        longest_gap=longest,
+        off_grid=off_grid,
+        duplicates=int(long.duplicated([ID, TIME]).sum()),
+        exogenous=exogenous,
+        seasons=seasons,
+        acf=acf,
         frequency_given=frequency is not None,
     )
 
 
 __all__ = [
-    "AmbiguousDataError", "Profile", "day_first", "exogenous_candidates", "find_series_column",
-    "find_target_column", "find_time_column", "profile_frame",
+    "AmbiguousDataError",
+    "Profile",
+    "day_first",
+    "exogenous_candidates",
+    "find_series_column",
+    "find_target_column",
+    "find_time_column",
+    "profile_frame",
 ]

@@ -71,9 +71,11 @@ def grid_of(freq: str, label: str, *, flag: str = "--frequency") -> Grid:
 def _family(freq: str) -> str:
     offset = to_offset(freq)
     for kinds, name in (
-        ((offsets.BusinessDay, offsets.CustomBusinessDay), "business-daily"), ((offsets.Week,), "weekly"),
+        ((offsets.BusinessDay, offsets.CustomBusinessDay), "business-daily"),
+        ((offsets.Week,), "weekly"),
         ((offsets.MonthBegin, offsets.MonthEnd, offsets.BusinessMonthBegin, offsets.BusinessMonthEnd), "monthly"),
-        ((offsets.QuarterBegin, offsets.QuarterEnd), "quarterly"), ((offsets.YearBegin, offsets.YearEnd), "yearly"),
+        ((offsets.QuarterBegin, offsets.QuarterEnd), "quarterly"),
+        ((offsets.YearBegin, offsets.YearEnd), "yearly"),
     ):
         if isinstance(offset, kinds):
             return name
@@ -133,7 +135,9 @@ def gaps(long: pd.DataFrame, grid: Grid) -> tuple[pd.Series, int, int, int]:
     if grid.fixed:
         first = unique.groupby(ID, sort=False)[TIME].transform("min")
         offset = unique[TIME] - first
-        position = pd.Series(np.where(offset % grid.step == pd.Timedelta(0), offset // grid.step, -1), index=unique.index)
+        position = pd.Series(
+            np.where(offset % grid.step == pd.Timedelta(0), offset // grid.step, -1), index=unique.index
+        )
     else:
         position = pd.Series(-1, index=unique.index)
         for _uid, times in unique.groupby(ID, sort=False)[TIME]:
@@ -206,8 +210,8 @@ def seasonal_periods(long: pd.DataFrame, grid: Grid) -> tuple[list[int], dict[in
     for p in periods:
         tried[p] = round(float(acf[p]), 3)
         w = max(1, p // 4)
-        clear = acf[p] >= _PEAK and acf[p] >= acf[max(1, p - w): min(nlags, p + w) + 1].max() - 0.02
-        clear = clear and acf[p] - acf[max(1, p // 2): p + 1].min() >= _PROMINENCE
+        clear = acf[p] >= _PEAK and acf[p] >= acf[max(1, p - w) : min(nlags, p + w) + 1].max() - 0.02
+        clear = clear and acf[p] - acf[max(1, p // 2) : p + 1].min() >= _PROMINENCE
         for s in (s for s in kept if p % s == 0):
             clear = clear and all(acf[p] > acf[q] + _MARGIN for q in (p - s, p + s) if 0 < q <= nlags)
         if clear:

@@ -87,7 +87,9 @@ def _natural_horizon(profile: Profile) -> int:
 def _default_season(profile: Profile) -> int:
     from tidecast.data.profile_time import Grid, candidate_periods
 
-    periods = candidate_periods(Grid(profile.frequency, profile.step, profile.step if profile.fixed else pd.DateOffset()))
+    periods = candidate_periods(
+        Grid(profile.frequency, profile.step, profile.step if profile.fixed else pd.DateOffset())
+    )
     return profile.seasons[0] if profile.seasons else (periods[0] if periods and profile.fixed else 1)
 
 
@@ -136,15 +138,17 @@ def plan(profile: Profile, *, horizon: str | None = None, label: str = "data") -
     if local:
         ets_season = season if 2 * season <= train0 else 1
         ets_window = min(train0, _fit_window(ets_season, 8))
-        out.candidates.append({"name": "autoets", "kind": "autoets", "params": {"season_length": ets_season},
-                               "fit_window": ets_window})
+        out.candidates.append(
+            {"name": "autoets", "kind": "autoets", "params": {"season_length": ets_season}, "fit_window": ets_window}
+        )
         out.notes["autoets"] = "exponential smoothing, fitted on the last stretch only (fit_window) to stay fast"
     mstl = [s for s in profile.seasons if 2 * s <= train0]
     if local and mstl:
         mstl_window = min(train0, _fit_window(max(mstl), 4))
         mstl = [s for s in mstl if 2 * s <= mstl_window]
-        out.candidates.append({"name": "mstl", "kind": "mstl", "params": {"season_length": mstl},
-                               "fit_window": mstl_window})
+        out.candidates.append(
+            {"name": "mstl", "kind": "mstl", "params": {"season_length": mstl}, "fit_window": mstl_window}
+        )
         out.notes["mstl"] = "a trend plus every season the autocorrelation showed"
     elif local:
         out.skipped.append("mstl: no clear season in the data")
@@ -153,9 +157,14 @@ def plan(profile: Profile, *, horizon: str | None = None, label: str = "data") -
     parts = _calendar_parts(profile)
     if parts:
         features["calendar"] = parts
-    out.candidates.append({"name": "lightgbm", "kind": "lightgbm",
-                           "params": {"n_estimators": 100, "learning_rate": 0.05, "num_leaves": 15},
-                           "features": features})
+    out.candidates.append(
+        {
+            "name": "lightgbm",
+            "kind": "lightgbm",
+            "params": {"n_estimators": 100, "learning_rate": 0.05, "num_leaves": 15},
+            "features": features,
+        }
+    )
     out.notes["lightgbm"] = "one gradient-boosted model over all series: lags at the seasons, calendar parts"
     return out
 
@@ -201,13 +210,15 @@ def render(profile: Profile, chosen: Plan, *, project: str, source: str, origin:
         "",
         "data:",
         f"  source: {source}",
-        f"  time_column: {profile.time_column}" + ("            # day-first dates (31/01/2024)" if profile.dayfirst else ""),
+        f"  time_column: {profile.time_column}"
+        + ("            # day-first dates (31/01/2024)" if profile.dayfirst else ""),
         f"  target_column: {profile.target_column}            # what to forecast",
     ]
     if profile.series_column:
         lines.append(f"  series_column: {profile.series_column}            # long format: one row per series and time")
     lines += [
-        f"  frequency: {profile.frequency}" + ("                    # given with --frequency" if profile.frequency_given else ""),
+        f"  frequency: {profile.frequency}"
+        + ("                    # given with --frequency" if profile.frequency_given else ""),
         "  # timezone: Europe/Paris        # if the times are local wall-clock times (they are read as UTC)",
     ]
     if profile.exogenous:
@@ -253,9 +264,7 @@ def _durations(key: str, value: Any, profile: Profile) -> Any:
 
 
 # ----------------------------------------------------------------------------------------- write
-def write_project(
-    folder: Path, files: Callable[[Path], None], *, force: bool = False
-) -> Path:
+def write_project(folder: Path, files: Callable[[Path], None], *, force: bool = False) -> Path:
     """Build the project in a temporary folder beside ``folder`` (``files(tmp)`` writes it, then the
     spec there is loaded to check it) and move it into place: an error leaves no folder behind."""
     from tidecast.spec import load_spec
