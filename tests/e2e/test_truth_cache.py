@@ -154,47 +154,65 @@ def _run_id(text: str) -> str:
     return match.group(1)
 
 
-def test_track_follows_the_tracking_store(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def _trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     project = make_project(
-        tmp_path / "p",
+        tmp_path_factory.mktemp("trained") / "p",
         days=30,
         models="  - {name: seasonal_naive, kind: seasonal_naive, params: {season_length: 1d}}\n",
     )
-    default_db = project / ".tidecast" / "mlflow.db"
     first = _cli("run", "--until", "track", cwd=project)
-    run_1 = _run_id(first.stdout)
-    assert "registry: small v1 → champion" in first.stdout and run_1 in _store_runs(default_db)
+    assert "registry: small v1 → champion" in first.stdout
+    return project, _run_id(first.stdout)
 
-    # the registry line is read back: the alias moved away since the cached track said "champion"
-    with sqlite3.connect(default_db) as con:
-        con.execute("DELETE FROM registered_model_aliases WHERE name = 'small' AND alias = 'champion'")
-    again = _cli("run", "--until", "track", cwd=project)
-    assert _ran(again.stdout) == 0 and "registry: small v1 (no alias now; champion: none)" in again.stdout
 
-    # another store: track re-runs and writes there
+@pytest.fixture
+def tracked(_trained: tuple[Path, str], tmp_path: Path) -> tuple[Path, str]:
+    """A copy of a project trained up to ``track`` (the default store is the project's: it moves
+    with the folder, and the copy's cached ``track`` still holds there) and its run id."""
+    project, run_id = _trained
+    copy = shutil.copytree(project, tmp_path / "p")
+    assert run_id in _store_runs(copy / ".tidecast" / "mlflow.db")
+    assert _rows(_cli("status", cwd=copy).stdout)["track"] == ("fresh", "up to date")
+    return copy, run_id
+
+
+def test_another_tracking_store_reruns_track_into_it(tracked: tuple[Path, str], tmp_path: Path) -> None:
+    project, _ = tracked
     other = tmp_path / "other.db"
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{other}"}
     assert _rows(_cli("status", cwd=project, env=env).stdout)["track"] == ("stale", "tracking store changed")
     moved = _cli("run", "--until", "track", cwd=project, env=env)
     assert _ran(moved.stdout) == 1
     run_2 = _run_id(moved.stdout)
-    assert run_2 in _store_runs(other) and run_2 not in _store_runs(default_db)
+    assert run_2 in _store_runs(other) and run_2 not in _store_runs(project / ".tidecast" / "mlflow.db")
     assert "registry: small v1 → champion" in moved.stdout and _champion(other, "small") == "1"
-
     # back on the default store: its cached track still holds there
-    assert _rows(_cli("status", cwd=project).stdout)["track"][0] == "fresh"
+    assert _rows(_cli("status", cwd=project).stdout)["track"] == ("fresh", "reused from the cache of an earlier run")
 
-    # the default store deleted: track re-runs, and the registry line is true of the new store
+
+def test_a_deleted_store_reruns_track_and_the_registry_line_is_true(tracked: tuple[Path, str]) -> None:
+    project, run_1 = tracked
+    default_db = project / ".tidecast" / "mlflow.db"
     default_db.unlink()
     rows = _rows(_cli("status", cwd=project).stdout)
     assert rows["track"] == ("stale", f"run {run_1[:4]}… is missing from the store")
-    assert rows["select"][0] == "fresh"
+    assert rows["select"] == ("fresh", "up to date")
     rerun = _cli("run", "--until", "track", cwd=project)
     assert _ran(rerun.stdout) == 1
     run_3 = _run_id(rerun.stdout)
     assert run_3 in _store_runs(default_db) and "registry: small v1 → champion" in rerun.stdout
     assert _champion(default_db, "small") == "1"
-    assert _rows(_cli("status", cwd=project).stdout)["track"][0] == "fresh"
+    assert _rows(_cli("status", cwd=project).stdout)["track"] == ("fresh", "up to date")
+
+
+def test_the_registry_line_is_read_back_from_the_store(tracked: tuple[Path, str]) -> None:
+    project, _ = tracked
+    with sqlite3.connect(project / ".tidecast" / "mlflow.db") as con:  # the alias moved away meanwhile
+        con.execute("DELETE FROM registered_model_aliases WHERE name = 'small' AND alias = 'champion'")
+    again = _cli("run", "--until", "track", cwd=project)
+    assert _ran(again.stdout) == 0
+    assert "registry: small v1 (no alias now; champion: none)" in again.stdout and "→ champion" not in again.stdout
 
 
 def test_a_plugin_that_does_not_parse_is_one_line(plugin_project: Path) -> None:
