@@ -166,6 +166,14 @@ def season_length(freq: str) -> int:
     return info(freq).season
 
 
+def natural_max_gap(freq: str) -> int:
+    """The longest gap (steps) filled by default: a week of business days, a month of weeks, a quarter of
+    months, one quarter or year; a quarter of the season for fixed frequencies."""
+    fi = info(freq)
+    per = {"business": 5, "weekly": 4, "semimonthly": 2, "monthly": 3}.get(fi.family)
+    return max(1, per // int(fi.offset.n)) if per else max(1, fi.season // 4)
+
+
 def unit_steps(unit: str, freq: str) -> Fraction | None:
     """Steps of ``freq`` in one ``unit`` (``D``, ``B``, ``W``, ``M``, ``Q``, ``Y``) for a calendar frequency,
     ``None`` when the unit does not fit it (days on monthly data)."""

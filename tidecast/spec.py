@@ -512,7 +512,7 @@ class Spec(_Model):
         season = calendar.season_length(self.data.frequency)
         window = max(2, season)
         natural: list[tuple[_Model, str, int]] = [
-            (self.clean.gaps, "max_gap", max(1, season // 4)),
+            (self.clean.gaps, "max_gap", calendar.natural_max_gap(self.data.frequency)),
             (self.monitoring.data_drift, "window", window),
             (self.monitoring.data_drift, "reference_window", 4 * window),
             (self.monitoring.model_drift, "window", window),

@@ -53,7 +53,7 @@ def validate_history(frame: pd.DataFrame, spec: Spec) -> None:
     """Fail at ingest, before anything is cached, when the data cannot serve the spec: readings
     spaced unlike ``data.frequency``, or too little history for the input window, the backtest
     folds and the held-out stretch; with ``clean.duplicates: error``, a repeated (series, time) pair."""
-    from tidecast.data.clean import check_duplicates, check_spacing
+    from tidecast.data.clean import check_anchors, check_duplicates, check_spacing
     from tidecast.evaluation.folds import folds_for_spec
 
     if spec.clean.duplicates == "error":
@@ -62,6 +62,7 @@ def validate_history(frame: pd.DataFrame, spec: Spec) -> None:
         check_duplicates(frame, label=source_label(spec.data.source))
     ordered = frame.sort_values([ID, TIME], kind="stable")
     check_spacing(ordered, freq_timedelta(spec.data.frequency), spec.data.frequency)
+    check_anchors(ordered, spec.data.frequency)
     window, _ = spec.forecast_steps()
     try:
         folds_for_spec(ordered.drop_duplicates([ID, TIME]), spec, min_train=window)

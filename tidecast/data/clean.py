@@ -30,7 +30,7 @@ from tidecast.models.base import ID, TARGET, TIME
 from tidecast.spec import CleanSpec
 
 __all__ = [
-    "CHANGE_KINDS", "CleanPart", "CleanResult", "check_duplicates", "clean", "clean_part", "resolve_min_length", "summarize",
+    "CHANGE_KINDS", "CleanPart", "CleanResult", "check_anchors", "check_duplicates", "clean", "clean_part", "resolve_min_length", "summarize",
     "too_short_series",
 ]
 
@@ -296,6 +296,15 @@ def check_spacing(ordered: pd.DataFrame, step: pd.Timedelta, freq: str) -> None:
         raise DataError(
             f"data.frequency is '{freq}' but readings in series '{uid}' are typically {_human(typical[uid])} apart"
         )
+
+
+def check_anchors(ordered: pd.DataFrame, freq: str) -> None:
+    """For a calendar frequency: every reading must lie on, or be movable onto, one of its anchors
+    (a date of a month for ``MS``; a weekday for ``B``); a :class:`DataError` names the first that cannot."""
+    if calendar.is_fixed(freq) or ordered.empty:
+        return
+    for uid, part in ordered.groupby(ID, sort=False, observed=True):
+        _anchored(str(uid), part[TIME], freq)
 
 
 def _restore_dtypes(out: pd.DataFrame, original: pd.DataFrame) -> pd.DataFrame:
