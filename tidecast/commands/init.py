@@ -147,7 +147,7 @@ def register(app: typer.Typer, console: Console) -> None:
         template: Annotated[
             str | None,
             typer.Option(
-                "--template", "-t", help="power (hourly demand), retail (daily sales) or minimal [default: power]."
+                "--template", "-t", help="power (hourly demand, the default), retail (daily sales) or minimal."
             ),
         ] = None,
         data: Annotated[
