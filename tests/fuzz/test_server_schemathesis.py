@@ -3,6 +3,10 @@ store, ``create_app`` serves its champion on uvicorn (a free loopback port, in a
 operation of its ``/openapi.json`` is called with cases generated from the schema, valid and invalid
 (``/admin/reload`` with the right token, a wrong one and none; ``/invocations`` as JSON and as CSV).
 
+The whole module runs once per champion (``serving_helpers.CHAMPIONS``: a naive model, a LightGBM
+model reading the known-in-future ``temperature``, a tiny torch MLP), so fuzzed input reaches real
+feature building and real models, not only a baseline.
+
 Property: no answer is a 5xx. Every case is counted; the counts are printed at the end of the module.
 """
 
@@ -22,19 +26,15 @@ import pytest
 import requests
 from hypothesis import given
 from hypothesis import strategies as st
+from serving_helpers import champion_params, train_champion
 
-from tests.conftest import make_project
 from tests.fuzz.conftest import fuzz_settings
-from tidecast.spec import Spec, load_spec
+from tidecast.spec import Spec
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis import GenerationMode  # noqa: E402
 
 TOKEN = "fuzz-admin-token"
-MODELS = """\
-  - {name: naive, kind: naive}
-  - {name: seasonal_naive, kind: seasonal_naive, params: {season_length: 1d}}
-"""
 OPERATIONS = [
     ("POST", "/forecast"), ("POST", "/invocations"), ("GET", "/health"), ("GET", "/ready"),
     ("GET", "/metadata"), ("GET", "/metrics"), ("POST", "/admin/reload"),
@@ -44,30 +44,21 @@ CALLS: Counter[tuple[str, str, int]] = Counter()
 
 
 # ------------------------------------------------------------------------------------ the server
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spec]:
+@pytest.fixture(scope="module", params=champion_params())
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spec]:
     """A trained project whose champion is ``small`` v1 (registry and prediction store under .tidecast/)."""
     from mlflow import MlflowClient
 
-    from tidecast.pipeline import run
-    from tidecast.pipeline.dag import Pipeline
-    from tidecast.pipeline.steps import TRAINING_STEPS
-    from tidecast.tracking.step import track
-
+    champion = str(request.param)
     with pytest.MonkeyPatch.context() as mp:
         for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TIDECAST_ENV", "TIDECAST_ADMIN_TOKEN"):
             mp.delenv(var, raising=False)
-        root = make_project(tmp_path_factory.mktemp("schemathesis") / "proj", days=14, models=MODELS)
-        (root / ".tidecast").mkdir()
-        uri = f"sqlite:///{root / '.tidecast' / 'mlflow.db'}"
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # migrate the store once
-        client.search_experiments(max_results=1)
-        spec = load_spec(root)
-        result = run(Pipeline([*TRAINING_STEPS, track]), spec)
-        registration = result.outputs["track"]["registration"]
-        assert (registration["model_name"], registration["alias"]) == ("small", "champion")
+        base = tmp_path_factory.mktemp(f"schemathesis-{champion}")
+        uri = f"sqlite:///{base / 'mlflow.db'}"
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)  # migrate the store once
+        spec = train_champion(base / "proj", champion, days=14, template=base / "mlflow.db")
         yield spec
-    shutil.rmtree(root / ".tidecast" / "mlartifacts", ignore_errors=True)
+    shutil.rmtree(spec.root / ".tidecast" / "mlartifacts", ignore_errors=True)
 
 
 def _free_port() -> int:

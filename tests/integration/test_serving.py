@@ -170,6 +170,36 @@ def test_the_future_temperature_reaches_the_model(
     assert (moved > 1e-6) == READS_EXOGENOUS[champion], (champion, moved)
 
 
+def test_an_input_that_overflows_the_model_is_refused_not_answered_with_nulls(
+    client: httpx.Client, data: pd.DataFrame, pyfunc: Any, champion: str
+) -> None:
+    """A finite but absurd future temperature (1e150): the MLP overflows. Every path answers the same: a
+    finite forecast equal to the pyfunc's, or a refusal naming the series (422 on /forecast, 400 on
+    /invocations, ValueError from the pyfunc); never a 200 holding nulls. (Found by the fuzz suite.)"""
+    body = series_body(data)
+    body["exogenous"]["temperature"][WINDOW + 5] = 1e150
+    frame = pyfunc_input(data)
+    frame.loc[WINDOW + 5, "temperature"] = 1e150
+    response = client.post("/forecast", json=body)
+    split = json.loads(_frame_json(frame).to_json(orient="split", index=False))
+    invoked = client.post("/invocations", json={"dataframe_split": split})
+    try:
+        want = pyfunc.predict(frame)
+    except Exception as exc:  # MLflow may wrap the pyfunc's ValueError
+        assert "the model's forecast is not finite" in str(exc), exc
+        assert response.status_code == 422, response.text
+        [item] = response.json()["detail"]
+        assert item["msg"].startswith("series 'series': the model's forecast is not finite (yhat at "), item
+        assert invoked.status_code == 400 and "not finite" in invoked.json()["message"], invoked.text
+        refused = True
+    else:
+        assert response.status_code == 200 and invoked.status_code == 200, (response.text, invoked.text)
+        assert_agree(response.json()["forecasts"][0]["yhat"], want["yhat"])
+        assert np.isfinite(want[["yhat", "q0.1", "q0.9"]].to_numpy()).all()
+        refused = False
+    assert refused == (champion == "mlp"), (champion, refused)  # the MLP overflows; trees and baselines do not
+
+
 def _mutate(data: pd.DataFrame, case: str) -> dict[str, Any] | str:
     body = series_body(data)
     if case == "lengths":

@@ -232,8 +232,9 @@ def build_frames(
 def predict_frames(
     model: LoadedModel, history: pd.DataFrame, future: pd.DataFrame | None, horizon: int, quantiles: list[float]
 ) -> pd.DataFrame:
-    """The forecaster's answer (``unique_id, ds, yhat, q…``), exactly as ``forecast_with`` computes it."""
-    from tidecast.tracking.pyfunc import add_card_time_features
+    """The forecaster's answer (``unique_id, ds, yhat, q…``), exactly as ``forecast_with`` computes it
+    (a forecast that is not finite raises ``ValueError``, as there)."""
+    from tidecast.tracking.pyfunc import add_card_time_features, check_finite
 
     card = model.card
     if card.get("time_feature_columns"):
@@ -251,6 +252,7 @@ def predict_frames(
         out = out.reset_index(drop=True)
     if out[ID].dtype != object:
         out[ID] = out[ID].astype(str)
+    check_finite(out, columns[2:])
     return out
 
 

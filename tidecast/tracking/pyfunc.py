@@ -248,6 +248,21 @@ def _check_params(params: dict[str, Any] | None, card: dict[str, Any]) -> tuple[
     return int(horizon), quantiles
 
 
+def check_finite(out: pd.DataFrame, columns: list[str]) -> None:
+    """Raise ``ValueError`` when a forecast value is NaN or infinite, naming the series, the time and the
+    column: a model fed inputs far outside what it was trained on (a temperature of 1e150, say) can
+    overflow, and a forecast of nulls must not pass for an answer."""
+    values = out[columns].to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    row, col = (int(i[0]) for i in np.nonzero(bad))
+    raise ValueError(
+        f"series '{out[ID].iloc[row]}': the model's forecast is not finite ({columns[col]} at {out[TIME].iloc[row]}; "
+        f"{int(bad.any(axis=1).sum())} of {len(out)} row(s)): an input lies far outside what it was trained on"
+    )
+
+
 def forecast_with(
     forecaster: Any, card: dict[str, Any], model_input: pd.DataFrame, params: dict[str, Any] | None = None
 ) -> pd.DataFrame:
@@ -266,6 +281,7 @@ def forecast_with(
         raise ValueError(f"the forecaster returned no column(s) {', '.join(missing)}")
     out = out[columns].reset_index(drop=True)
     out[ID] = out[ID].astype(str)
+    check_finite(out, columns[2:])
     return out
 
 
