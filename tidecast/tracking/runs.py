@@ -38,6 +38,8 @@ import pandas as pd
 from tidecast.errors import TrackingError
 from tidecast.faults import fault_point
 from tidecast.tracking.store import (
+    _UNREACHABLE,
+    _reason,
     active_uris,
     connect,
     experiment_id,
@@ -701,10 +703,22 @@ def track_training(
             refused = storage_error(exc, spec, doing=f"record training run {parent}")
         if refused is not None:
             raise refused from exc
-        if isinstance(exc, MlflowException):
-            raise TrackingError(f"tracking run {parent} in {tracking_uri(spec)} failed: {exc.message}") from exc
+        import requests
+
+        if isinstance(exc, MlflowException | requests.RequestException):
+            raise TrackingError(_tracking_failed(spec, parent, exc)) from exc
         raise
     return result
+
+
+def _tracking_failed(spec: Spec, parent: str, exc: BaseException) -> str:
+    """One line for a training whose store failed mid-run: a server that went away is named as such
+    (MLflow's own text is a page of urllib3 retries)."""
+    reason = _reason(exc)
+    uri = tracking_uri(spec)
+    if reason in _UNREACHABLE:
+        return f"tracking server {uri} went away while recording training run {parent} ({reason}); re-run once it answers"
+    return f"tracking run {parent} in {uri} failed: {getattr(exc, 'message', None) or reason}"
 
 
 def _note(select: dict[str, Any], board: pd.DataFrame | None = None) -> str:

@@ -159,11 +159,15 @@ def _probe(uri: str) -> None:
             raise TrackingError(f"tracking URI {uri} is unreachable: {_reason(exc)}") from None
 
 
+_UNREACHABLE = ("connection refused", "name or service not known", "timed out", "no route to host")
+
+
 def _reason(exc: BaseException) -> str:
+    """A short reason: one of ``_UNREACHABLE`` when the text says so, else its first line."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    for marker in ("Connection refused", "Name or service not known", "timed out", "No route to host"):
-        if marker in str(exc):
-            return marker.lower() if marker != "Connection refused" else "connection refused"
+    for marker in _UNREACHABLE:
+        if marker in str(exc).lower():
+            return marker
     return text[:300]
 
 
