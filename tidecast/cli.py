@@ -67,6 +67,8 @@ def _main(
         # MLflow logs a traceback of every SQLAlchemy error it re-raises (a full disk, a read-only store):
         # tidecast reports that error on one line, the traceback is for --debug
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+        # urllib3 warns on each retry to a tracking server that went away; the error line says it once
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def _load(spec_path: Path | None):
