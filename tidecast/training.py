@@ -197,14 +197,18 @@ class ConformalFactory:
 
     inner: Callable[[], Forecaster]
     residuals: pd.DataFrame
+    force: bool = False
 
     def __call__(self) -> Forecaster:
         from tidecast.models.conformal import ConformalForecaster
 
-        return ConformalForecaster(self.inner(), self.residuals)
+        return ConformalForecaster(self.inner(), self.residuals, force=self.force)
 
 
-LOCAL_KINDS = frozenset({"naive", "seasonal_naive", "window_average", "autoets", "autoarima", "autotheta", "mstl"})
+LOCAL_KINDS = frozenset({
+    "naive", "seasonal_naive", "window_average", "autoets", "autoarima", "autotheta", "mstl",
+    "croston", "adida", "imapa", "tsb",
+})
 """Built-in kinds fitted series by series: their backtests split into series partitions x folds.
 Every other kind (lightgbm, sklearn, mlp, plugins) is a global model, fit on all series at once."""
 
@@ -260,13 +264,12 @@ def _backtest_one(
 ) -> tuple[Any, Any]:
     from tidecast.evaluation.backtest import backtest as run_backtest
     from tidecast.evaluation.metrics import evaluate
-    from tidecast.models.conformal import needs_conformal
 
     if not isinstance(data, _Data):
         data = _Data(data, spec)
     frame = data.light
     quantiles = list(spec.forecast.quantiles)
-    conformal = bool(quantiles) and needs_conformal(factory())
+    conformal = bool(quantiles)  # every candidate's intervals are calibrated (tidecast.evaluation.calibration)
     partitions = (
         series_partitions(frame, int(getattr(executor, "n_workers", 1) or 1))
         if factory.candidate.kind in LOCAL_KINDS
@@ -288,10 +291,34 @@ def _backtest_one(
     if result.errors:
         raise ModelError(f"candidate '{factory.candidate.name}': {result.errors[0]}")
     if conformal:
-        result.forecasts = _conformal_cross_fold(result.forecasts, quantiles)
+        _calibrate(result, factory, data, ctx, folds, spec, executor, partitions, distributed=client_used(result))
     m = season_length(spec)
     evaluation = evaluate(result.forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles)
     return result, evaluation
+
+
+def client_used(result: Any) -> bool:
+    """Whether a backtest ran through mlforecast's Dask path (no calibration windows there)."""
+    return type(result).__module__ != "tidecast.evaluation.backtest"
+
+
+def _calibrate(
+    result: Any, factory: ModelFactory, data: _Data, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any,
+    partitions: Any, *, distributed: bool = False,
+) -> None:
+    """Calibrated quantiles on ``result``'s folds, fit without look-ahead (calibration windows
+    before the first fold, then each earlier fold); the windows' residuals kept on ``result``."""
+    from tidecast.evaluation.calibration import calibrate_folds, calibration_forecasts, calibration_windows
+
+    window, _ = spec.forecast_steps()
+    n_windows = 0 if distributed else int(getattr(spec.backtest, "calibration_windows", 10))
+    windows = calibration_windows(folds, data.light, ctx, n_windows, min_train=window)
+    calibration, _errors = calibration_forecasts(
+        factory, data.for_kind(factory.candidate.kind), ctx, windows, executor=executor, partitions=partitions,
+        shared_storage=data.shared_storage,
+    )
+    result.calibration = calibration
+    result.forecasts, _fallback = calibrate_folds(result.forecasts, calibration, list(spec.forecast.quantiles))
 
 
 def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> dict[str, Any]:
@@ -684,10 +711,12 @@ def _select_per_series(backtested: dict[str, Any], frame: pd.DataFrame, spec: Sp
 
 def _with_intervals(factory: Callable[[], Forecaster], entry: Any, quantiles: list[float]) -> Callable[[], Forecaster]:
     """The factory itself, or one whose models take conformal quantiles from ``entry``'s backtest."""
-    from tidecast.models.conformal import needs_conformal
+    from tidecast.evaluation.calibration import interval_residuals
 
-    if quantiles and needs_conformal(factory()) and entry.backtest is not None:
-        return ConformalFactory(factory, entry.backtest.forecasts[[ID, "step", TARGET, POINT]].copy())
+    if quantiles and entry.backtest is not None:
+        calibration = getattr(entry.backtest, "calibration", None)
+        residuals = interval_residuals(entry.backtest.forecasts, calibration)[[ID, TIME, "step", TARGET, POINT]]
+        return ConformalFactory(factory, residuals.copy(), force=True)
     return factory
 
 

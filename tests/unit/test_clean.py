@@ -281,3 +281,40 @@ def test_no_nan_guarantee_on_power_sample() -> None:
     assert len(res.frame) == 20 * 288 and not res.frame.isna().any().any()
     assert res.summary["duplicates"] > 0 and res.summary["gaps_filled"] > 0 and res.summary["outliers"] >= 1
     assert res.frame["ds"].diff().dropna().eq(pd.Timedelta("5min")).all()
+
+
+def test_monthly_dates_on_the_15th_are_moved_onto_month_starts_and_missing_months_filled() -> None:
+    ds = pd.date_range("2020-01-01", periods=24, freq="MS") + pd.Timedelta(days=14)
+    raw = pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.arange(24.0)}).drop(index=[5, 6])
+    res = clean(raw, CleanSpec(gaps={"max_gap": "2 months"}), "MS")
+    assert res.frame["ds"].tolist() == list(pd.date_range("2020-01-01", periods=24, freq="MS"))
+    assert res.frame["y"].tolist() == list(np.arange(24.0))  # the two missing months interpolated
+    assert res.summary["regularized"] == 22 and res.summary["gaps_filled"] == 2
+    assert res.summary["regularized_note"] == (
+        "22 reading(s) of series 'a' moved onto the MS anchors (e.g. 2020-01-15 -> 2020-01-01)"
+    )
+    with pytest.raises(DataError, match=r"a gap of 2 steps \(2 x MS\) starting at 2020-06-01 .*max_gap \(1 month"):
+        clean(raw, CleanSpec(gaps={"max_gap": "1 month"}), "MS")
+
+
+def test_month_starts_under_a_month_end_frequency_go_to_the_same_month_end() -> None:
+    raw = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2023-11-01", periods=5, freq="MS"), "y": np.arange(5.0)})
+    res = clean(raw, CleanSpec(), "ME")
+    assert res.frame["ds"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2023-11-30", "2023-12-31", "2024-01-31", "2024-02-29", "2024-03-31",
+    ]
+
+
+def test_business_days_skip_weekends_and_holidays_and_refuse_weekend_readings() -> None:
+    days = pd.bdate_range("2024-12-16", "2025-01-10")
+    raw = pd.DataFrame({"unique_id": "a", "ds": days, "y": np.arange(len(days), dtype=float)})
+    res = clean(raw.drop(index=[3]), CleanSpec(gaps={"max_gap": 2}), "B")
+    assert res.frame["ds"].tolist() == list(days) and res.summary["gaps_filled"] == 1
+    no_holidays = raw[~raw["ds"].isin(pd.to_datetime(["2024-12-25", "2025-01-01"]))]
+    res = clean(no_holidays, CleanSpec(gaps={"max_gap": 1}), "C:US")
+    assert res.summary["gaps_filled"] == 0 and len(res.frame) == len(days) - 2
+    with pytest.raises(DataError, match=r"series 'a' has a reading on 2024-12-25 \(Wednesday\), which is not a C:US date"):
+        clean(raw, CleanSpec(), "C:US")
+    weekend = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2024-12-02", periods=20), "y": np.arange(20.0)})
+    with pytest.raises(DataError, match=r"2024-12-07 \(Saturday\), which is not a B date"):
+        clean(weekend, CleanSpec(), "B")

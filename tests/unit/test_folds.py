@@ -116,3 +116,28 @@ def test_holdout_fold() -> None:
     assert fold.cutoff == T0 + 35 * H and fold.test_end == T0 + 47 * H
     with pytest.raises(BacktestError, match="a holdout of 12 steps"):
         holdout_fold(df, 12, min_train=40)
+
+
+def test_calendar_folds_step_along_month_ends() -> None:
+    df = frame({"a": ("2020-01-31", 48), "b": ("2021-01-31", 36)}, freq="ME")
+    folds = make_folds(df, h=3, folds=3, step=2, holdout=3, freq="ME")
+    last = pd.Timestamp("2023-12-31")
+    assert folds[-1].test_end == last - 3 * pd.offsets.MonthEnd()  # 2023-09-30: the holdout is Oct-Dec
+    assert [f.cutoff for f in folds] == [pd.Timestamp(d) for d in ("2023-02-28", "2023-04-30", "2023-06-30")]
+    for f in folds:
+        assert f.test_start == f.cutoff + pd.offsets.MonthEnd()
+        assert f.test_end == f.cutoff + 3 * pd.offsets.MonthEnd()
+    (sliding,) = make_folds(df, h=3, folds=1, window="sliding", train_window=36, freq="ME", min_train=36)
+    assert sliding.cutoff == pd.Timestamp("2023-09-30") and sliding.train_start == pd.Timestamp("2020-10-31")
+    assert sliding.excluded == ("b",)  # b starts in January 2021: 33 months before the cut-off
+
+
+def test_calendar_folds_on_raw_dates_count_their_anchors_and_skip_business_holidays() -> None:
+    mid_month = frame({"a": ("2020-01-01", 30)}, freq="MS").assign(ds=lambda f: f["ds"] + pd.Timedelta(days=14))
+    (fold,) = make_folds(mid_month, h=6, folds=1, freq="MS")
+    assert fold.test_start == pd.Timestamp("2022-01-01") and fold.test_end == pd.Timestamp("2022-06-01")
+    days = frame({"a": ("2024-12-02", 20)}, freq="B")
+    (fold,) = make_folds(days, h=5, folds=1, freq="B")
+    assert fold.cutoff == pd.Timestamp("2024-12-20") and fold.test_end == pd.Timestamp("2024-12-27")
+    with pytest.raises(BacktestError, match="not B dates"):
+        make_folds(frame({"a": ("2024-12-01", 20)}, freq="D"), h=5, folds=1, freq="B")

@@ -131,3 +131,57 @@ def test_to_steps_rejects_fractions_and_garbage() -> None:
         to_steps("7min", "5min")
     with pytest.raises(SpecError):
         to_steps("soon", "5min")
+
+
+@pytest.mark.parametrize(
+    ("frequency", "window", "horizon", "steps"),
+    [
+        ("W", "104 weeks", "8 weeks", (104, 8)),
+        ("W-MON", "1 year", "14d", None),  # a year is no whole number of weeks
+        ("B", "60 business days", "2w", (60, 10)),
+        ("C:US", 20, "5d", (20, 5)),
+        ("MS", "3 years", "12 months", (36, 12)),
+        ("ME", "2 quarters", "1.5 years", (6, 18)),
+        ("QS", "4 years", "2 quarters", (16, 2)),
+        ("QE-MAR", "12 months", "1 year", (4, 4)),
+        ("YS", "20 years", "1 year", (20, 1)),
+    ],
+)
+def test_calendar_frequencies_take_calendar_durations(
+    tmp_path: Path, frequency: str, window: object, horizon: str, steps: tuple[int, int] | None
+) -> None:
+    text = BASE.replace("5min", f"'{frequency}'").replace("input_window: 24h", f"input_window: {window}")
+    text = text.replace("horizon: 24h", f"horizon: {horizon}")
+    if steps is None:
+        with pytest.raises(SpecError, match=r"forecast\.input_window: '1 year' does not fit weekly \(W-MON\) data"):
+            load_spec(write(tmp_path, text))
+        return
+    spec = load_spec(write(tmp_path, text))
+    assert spec.forecast_steps() == steps
+
+
+def test_calendar_frequency_errors_name_the_field(tmp_path: Path) -> None:
+    monthly = BASE.replace("5min", "MS").replace("input_window: 24h", "input_window: 24")
+    with pytest.raises(SpecError, match=r"forecast\.horizon: '90 minutes' does not fit monthly \(MS\) data: write months"):
+        load_spec(write(tmp_path, monthly.replace("horizon: 24h", "horizon: 90 minutes")))
+    with pytest.raises(SpecError, match=r"forecast\.horizon: '10 days' does not fit monthly"):
+        load_spec(write(tmp_path, monthly.replace("horizon: 24h", "horizon: 10 days")))
+    with pytest.raises(SpecError, match=r"forecast\.horizon: '1 month' is not a whole number of YS steps"):
+        load_spec(write(tmp_path, monthly.replace("MS", "YS").replace("horizon: 24h", "horizon: 1 month")))
+    with pytest.raises(SpecError, match=r"data\.frequency: unknown holiday country 'XX'"):
+        load_spec(write(tmp_path, monthly.replace("MS", "'C:XX'").replace("horizon: 24h", "horizon: 2")))
+    with pytest.raises(SpecError, match=r"forecast\.horizon: months have no fixed length"):
+        load_spec(write(tmp_path, BASE.replace("horizon: 24h", "horizon: 1 month")))
+
+
+def test_calendar_frequency_gets_natural_defaults_and_keeps_set_values(tmp_path: Path) -> None:
+    monthly = BASE.replace("5min", "MS").replace("input_window: 24h", "input_window: 24").replace("horizon: 24h", "horizon: 12")
+    spec = load_spec(write(tmp_path, monthly))
+    assert spec.clean.gaps.max_gap == 3  # '1h' does not fit monthly data: a quarter
+    assert spec.monitoring.data_drift.window == 12 and spec.monitoring.data_drift.reference_window == 48
+    assert spec.features.calendar == ["month", "days_in_month", "trading_days"]
+    spec = load_spec(write(tmp_path, monthly + "clean: {gaps: {max_gap: 2 months}}\nfeatures: {calendar: [quarter]}\n"))
+    assert spec.clean.gaps.max_gap == "2 months" and spec.features.calendar == ["quarter"]
+    fixed = load_spec(write(tmp_path, BASE))  # fixed frequencies: the defaults as they were
+    assert fixed.clean.gaps.max_gap == "1h" and fixed.features.calendar == []
+    assert to_steps("2 years", "QS") == 8 and to_steps("8 weeks", "W-SUN") == 8 and to_steps("21d", "W") == 3

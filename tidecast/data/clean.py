@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from tidecast import calendar
 from tidecast.durations import freq_timedelta, to_steps
-from tidecast.errors import DataError
+from tidecast.errors import DataError, SpecError
 from tidecast.models.base import ID, TARGET, TIME
 from tidecast.spec import CleanSpec
 
@@ -74,6 +74,20 @@ def _human(delta: pd.Timedelta) -> str:
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{delta.total_seconds():g}s"
+
+
+def _max_gap(spec: CleanSpec, freq: str) -> int | None:
+    """``clean.gaps.max_gap`` in steps; its default (``1h``) where it does not fit the frequency (monthly
+    data) is the frequency's natural one, as :class:`tidecast.spec.Spec` sets it."""
+    value = spec.gaps.max_gap
+    if value is None:
+        return None
+    try:
+        return to_steps(value, freq, field="clean.gaps.max_gap")
+    except SpecError:
+        if "max_gap" in spec.gaps.model_fields_set:
+            raise
+        return calendar.natural_max_gap(freq)
 
 
 def _span(steps: int, s: _Settings) -> str:
@@ -195,7 +209,7 @@ def clean_part(df: pd.DataFrame, spec: CleanSpec, freq: str) -> CleanPart:
         freq=freq,
         step=step,
         fixed=fixed,
-        max_gap=None if spec.gaps.max_gap is None else to_steps(spec.gaps.max_gap, freq, field="clean.gaps.max_gap"),
+        max_gap=_max_gap(spec, freq),
         season=(
             to_steps(spec.gaps.season_length, freq, field="clean.gaps.season_length")
             if spec.gaps.season_length is not None

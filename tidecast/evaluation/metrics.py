@@ -280,6 +280,7 @@ class Evaluation:
     season_length: int | None = None
     quantiles: tuple[float, ...] = ()
     n_rows: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary: aggregate and per-fold metrics."""
@@ -292,6 +293,7 @@ class Evaluation:
             "season_length": self.season_length,
             "quantiles": list(self.quantiles),
             "n_rows": self.n_rows,
+            "notes": list(self.notes),
         }
 
 
@@ -393,6 +395,19 @@ def _metrics_of(means: pd.DataFrame, quantiles: Sequence[float], pairs: list[tup
     return out
 
 
+def _zero_notes(y: np.ndarray) -> list[str]:
+    """What the scores cannot say on these actuals: MAPE is undefined where an actual is 0."""
+    zeros = int((y == 0).sum())
+    if not zeros:
+        return []
+    if zeros == len(y):
+        return [f"mape: every one of the {zeros} actuals is 0, where MAPE is undefined: it is NaN (use mase or wape)"]
+    return [
+        f"mape: {zeros} of {len(y)} actuals are 0, where MAPE is undefined: it is the mean over the other "
+        "rows, NaN for a fold or series whose actuals are all 0 (mase and wape stay defined on zeros)"
+    ]
+
+
 def evaluate(
     forecasts: pd.DataFrame,
     train: pd.DataFrame | None = None,
@@ -440,6 +455,7 @@ def evaluate(
     per_series = _metrics_of(terms.groupby(ids.to_numpy(), sort=True).mean().rename_axis(ID), qs, pairs)
     aggregate = {name: float(per_fold[name].mean()) if len(per_fold) else float("nan") for name in per_fold.columns}
     return Evaluation(
+        notes=_zero_notes(data[TARGET].to_numpy(dtype=float)),
         per_fold=per_fold,
         per_step=per_step,
         per_series=per_series,

@@ -21,6 +21,7 @@ from tidecast.errors import ModelError, PluginError, SpecError, TidecastError
 from tidecast.models._frames import finish, tail_per_series
 from tidecast.models.base import FitContext, Forecaster, quantile_column
 from tidecast.models.baselines import Naive, SeasonalNaive, WindowAverage
+from tidecast.models.intermittent import ADIDAModel, CrostonModel, IMAPAModel, TSBModel
 from tidecast.models.ml import LightGBMModel, SklearnModel
 from tidecast.models.neural import MLPForecaster
 from tidecast.models.plugins import add_search_path, load_object
@@ -34,6 +35,10 @@ BUILTINS: dict[str, Callable[..., Forecaster]] = {
     "autoarima": AutoARIMAModel,
     "autotheta": AutoThetaModel,
     "mstl": MSTLModel,
+    "croston": CrostonModel,
+    "adida": ADIDAModel,
+    "imapa": IMAPAModel,
+    "tsb": TSBModel,
     "lightgbm": LightGBMModel,
     "sklearn": SklearnModel,
     "mlp": MLPForecaster,

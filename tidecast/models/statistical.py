@@ -167,6 +167,8 @@ class StatsForecastModel:
 
     native_intervals: ClassVar[bool] = True
     kind: ClassVar[str] = ""
+    #: forecasts from new history refit the model on it (models without statsforecast's ``forward``)
+    refit_on_history: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -310,7 +312,7 @@ class StatsForecastModel:
                     res = self._fitted[uid].predict(X=Xf, **kwargs)
                 else:
                     y, X = self._arrays(g, uid, "history")
-                    if uid in self._fitted:
+                    if uid in self._fitted and not self.refit_on_history:
                         res = self._fitted[uid].forward(y=y, X=X, X_future=Xf, **kwargs)
                     else:
                         model = self._build(self._season)
