@@ -215,6 +215,6 @@ def test_url_is_referenced_not_copied(tmp_path: Path, served: str) -> None:
     made = tidecast("init", "proj", "--data", f"{served}/remote.csv", cwd=tmp_path, timeout=120)
     assert made.returncode == 0, made.stderr + made.stdout
     spec = (tmp_path / "proj" / "tidecast.yaml").read_text()
-    assert f"source: {served}/remote.csv" in spec and not (tmp_path / "proj" / "data").exists()
+    assert f'source: "{served}/remote.csv"' in spec and not (tmp_path / "proj" / "data").exists()
     missing = tidecast("init", "proj2", "--data", f"{served}/absent.csv", cwd=tmp_path)
     assert missing.returncode == 2 and "HTTP 404" in missing.stderr and not (tmp_path / "proj2").exists()

@@ -180,6 +180,16 @@ def test_plan_hourly_fits_the_spec_and_uses_the_seasons(tmp_path: Path) -> None:
     assert spec.forecast_steps() == (48, 24) and spec.models[3].fit_window == "24d"
 
 
+def test_odd_column_names_read_back(tmp_path: Path) -> None:
+    frame = hourly(days=5).rename(columns={"timestamp": "Date Time", "load": "Power (kW): total #1"})
+    frame["2024"] = RNG.normal(size=len(frame))
+    p = profile_frame(frame, target="Power (kW): total #1")
+    text = render(p, plan(p), project="123", source="/data/my file #2.csv", origin="x")
+    spec = parse_spec(yaml.safe_load(text), root=tmp_path)
+    assert (spec.project, spec.data.source, spec.data.time_column) == ("123", "/data/my file #2.csv", "Date Time")
+    assert spec.data.target_column == "Power (kW): total #1" and spec.data.exogenous_columns[0].name == "2024"
+
+
 def test_plan_horizon_override_and_too_short() -> None:
     p = profile_frame(hourly(days=10))
     assert plan(p, horizon="12h").horizon == 12 and plan(p, horizon="36").horizon == 36

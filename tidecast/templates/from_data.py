@@ -9,7 +9,9 @@ the folder in a temporary sibling and renames it into place, so a failure leaves
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -192,6 +194,21 @@ def _flow(value: Any) -> str:
     return str(value)
 
 
+_PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_.\-/]*")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
+
+
+def _scalar(text: str) -> str:
+    """``text`` as a YAML scalar: plain when it reads back as the same string, else double-quoted.
+
+    >>> _scalar("load"), _scalar("Power (kW): total"), _scalar("2024"), _scalar("no")
+    ('load', '"Power (kW): total"', '"2024"', '"no"')
+    """
+    if _PLAIN.fullmatch(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
 def _span(profile: Profile) -> str:
     return f"{profile.start:%Y-%m-%d %H:%M} to {profile.end:%Y-%m-%d %H:%M}"
 
@@ -206,16 +223,16 @@ def render(profile: Profile, chosen: Plan, *, project: str, source: str, origin:
         f"# {profile.rows} rows, {series} of {profile.frequency} steps ({_span(profile)} UTC), about "
         f"{profile.length} steps long; seasons (steps): {seasons}.",
         "# Edit freely: `tidecast schema` documents every key. `tidecast run` backtests every candidate below.",
-        f"project: {project}",
+        f"project: {_scalar(project)}",
         "",
         "data:",
-        f"  source: {source}",
-        f"  time_column: {profile.time_column}"
+        f"  source: {_scalar(source)}",
+        f"  time_column: {_scalar(profile.time_column)}"
         + ("            # day-first dates (31/01/2024)" if profile.dayfirst else ""),
-        f"  target_column: {profile.target_column}            # what to forecast",
+        f"  target_column: {_scalar(profile.target_column)}            # what to forecast",
     ]
     if profile.series_column:
-        lines.append(f"  series_column: {profile.series_column}            # long format: one row per series and time")
+        lines.append(f"  series_column: {_scalar(profile.series_column)}            # long format: one row per series and time")
     lines += [
         f"  frequency: {profile.frequency}"
         + ("                    # given with --frequency" if profile.frequency_given else ""),
@@ -223,7 +240,7 @@ def render(profile: Profile, chosen: Plan, *, project: str, source: str, origin:
     ]
     if profile.exogenous:
         lines.append("  exogenous:                      # known_in_future: true if their future values are known")
-        lines += [f"    - {{name: {c}, known_in_future: false}}" for c in profile.exogenous]
+        lines += [f"    - {{name: {_scalar(c)}, known_in_future: false}}" for c in profile.exogenous]
     lines += [
         "",
         "clean:",
