@@ -53,7 +53,7 @@ def _show(console: Console, profile: Profile, chosen: Plan, label: str) -> None:
     table.add_column(style="bold")
     table.add_column()
     time_note = " (day-first dates)" if profile.dayfirst else ""
-    table.add_row("time", f"{profile.time_column}{time_note}: {profile.start} to {profile.end}")
+    table.add_row("time", f"{profile.time_column}{time_note}: {profile.start} to {profile.end} (UTC)")
     table.add_row("target", profile.target_column)
     table.add_row(
         "series", f"{profile.series_column}: {profile.n_series} series" if profile.series_column else "one series"
