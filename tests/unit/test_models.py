@@ -60,6 +60,10 @@ CASES = {
     "autoarima": {},
     "autotheta": {"season_length": 24},
     "mstl": {"season_length": ["1d"]},
+    "croston": {"variant": "sba"},
+    "adida": {},
+    "imapa": {},
+    "tsb": {"alpha_d": 0.2, "alpha_p": 0.1},
     "lightgbm": {"n_estimators": 30, "num_leaves": 8},
     "sklearn": {"estimator": "sklearn.linear_model:Ridge", "alpha": 1.0},
 }
