@@ -201,6 +201,16 @@ class BacktestSpec(_Model):
     )
     gap: Duration = Field(0, description="Steps left out between the training end and the forecast start.")
     n_jobs: int = Field(1, description="Folds run in parallel with joblib; -1 uses every core.")
+    holdout: Duration | None = Field(
+        None,
+        description="Held-out stretch after the folds, on which the winner and the gate are judged (default: one "
+        "horizon); a duration or a step count. Longer than a horizon: forecast one horizon at a time. See docs/gate.md.",
+    )
+    calibration_windows: int = Field(
+        10, ge=0, le=1000,
+        description="Forecast origins before the first fold, one horizon apart, whose residuals calibrate the "
+        "intervals (forecast without refitting; fewer when the history is short).",
+    )
 
 
 # ------------------------------------------------------------------------------------- models
@@ -252,13 +262,18 @@ class CandidateSpec(_Model):
 
 
 class SelectionSpec(_Model):
-    metric: Literal["mae", "rmse", "mape", "smape", "mase", "wape", "pinball"] = "mase"
+    metric: Literal["mae", "rmse", "mape", "smape", "mase", "wape", "pinball", "interval_score"] = "mase"
     scope: Literal["global", "per_series"] = "global"
     baseline: str | None = Field(None, description="Candidate used as the yardstick (default: the seasonal naive).")
     fallback: str | None = Field(
         None,
         description="scope per_series: the candidate for series too short to judge or new at serving time "
         "(default: the global winner).",
+    )
+    ensemble: Literal["auto", "off"] = Field(
+        "off",
+        description="'auto' adds a weighted ensemble of every other candidate (greedy selection on the backtest "
+        "forecasts); or list one in models: with kind: ensemble.",
     )
 
 
@@ -304,6 +319,13 @@ class GateSpec(_Model):
     max_metric: float | None = Field(None, description="The winner's metric must be at most this.")
     min_improvement: float = Field(0.0, description="Relative improvement over the baseline required (0.05 = 5 %).")
     must_beat_champion: bool = True
+    significance: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Also require a Diebold-Mariano test (HLN correction) of the winner against the baseline and the "
+        "champion on the held-out stretch at this level (e.g. 0.05). See docs/gate.md.",
+    )
 
 
 class RegistrySpec(_Model):
@@ -501,6 +523,16 @@ class Spec(_Model):
                 raise ValueError(f"data.timezone: {exc}") from None
         if self.hierarchy is not None:
             self._check_hierarchy(self.hierarchy)
+        if self.backtest.holdout is not None:
+            try:
+                holdout = self.holdout_steps()
+            except SpecError as exc:
+                raise ValueError(exc.message) from None
+            if holdout < 1:
+                raise ValueError("backtest.holdout must be at least one step")
+        from tidecast.models.ensemble import check_ensembles
+
+        check_ensembles(self)
         self._natural_defaults()
         return self
 
@@ -521,6 +553,8 @@ class Spec(_Model):
         features = self.features
         if not features.calendar and not features.fourier and calendar.natural_calendar(self.data.frequency):
             features.calendar = calendar.natural_calendar(self.data.frequency)  # type: ignore[assignment]
+            if calendar.info(self.data.frequency).family == "weekly":  # the year is 52.18 weeks: a Fourier term
+                features.fourier = [FourierSpec(period="1 year", order=2)]
         for section, name, steps in natural:
             value = getattr(section, name)
             if name in section.model_fields_set or value is None:
@@ -555,6 +589,12 @@ class Spec(_Model):
             self.steps(self.forecast.input_window, "forecast.input_window"),
             self.steps(self.forecast.horizon, "forecast.horizon"),
         )
+
+    def holdout_steps(self) -> int:
+        """The held-out stretch in steps: ``backtest.holdout``, else one horizon."""
+        if self.backtest.holdout is None:
+            return self.forecast_steps()[1]
+        return self.steps(self.backtest.holdout, "backtest.holdout")
 
     @property
     def model_name(self) -> str:

@@ -136,3 +136,15 @@ def test_mape_says_when_zeros_leave_it_undefined() -> None:
     assert result.aggregate["wape"] == pytest.approx(4 / 3 / 2)  # wape and mae stay defined
     assert result.notes and "4 of 6 actuals are 0, where MAPE is undefined" in result.notes[0]
     assert evaluate(forecasts.assign(y=[1.0, 2, 3, 4, 5, 6])).notes == []
+
+
+def test_weekly_data_gets_a_fourier_term_for_the_52_18_week_year() -> None:
+    df = pd.DataFrame(
+        {"unique_id": "a", "ds": pd.date_range("2020-01-05", periods=110, freq="W"), "y": np.arange(110.0)}
+    )
+    out = build_features(df, FeatureSpec(fourier=[FourierSpec(period="1 year", order=1)]), timezone=None, freq="W")
+    sin = out["fourier_52.1775_sin1"].to_numpy()
+    assert abs(sin[0]) < 0.02 and abs(sin[52]) < 0.02 and abs(sin[104]) < 0.03  # nearly a year later: nearly in phase
+    assert sin[13] > 0.99  # a quarter of the year later: the peak
+    with pytest.raises(SpecError, match=r"features\.fourier\[0\]\.period: '1 month' does not fit weekly \(W\) data"):
+        build_features(df, FeatureSpec(fourier=[FourierSpec(period="1 month", order=1)]), timezone=None, freq="W")

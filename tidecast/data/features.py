@@ -18,7 +18,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tidecast import calendar
-from tidecast.durations import freq_timedelta, to_steps
+from tidecast.durations import Duration, freq_timedelta, to_steps
 from tidecast.errors import DataError, SpecError
 from tidecast.models.base import ID, TARGET, TIME
 from tidecast.spec import FeatureSpec
@@ -34,11 +34,23 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------ time features
-def _fourier_terms(spec: FeatureSpec, freq: str) -> list[tuple[int, int]]:
+def _fourier_period(value: Duration, freq: str, field: str) -> int | float:
+    """A Fourier period in steps: a whole number, or on weekly data a year of 52.18 weeks."""
+    try:
+        return to_steps(value, freq, field=field)
+    except SpecError:
+        fi = calendar.info(freq)
+        if fi.family == "weekly" and isinstance(value, str) and value.strip().lower().endswith(("y", "year", "years")):
+            years = float(value.strip().lower().rstrip("years").strip() or 1)
+            return round(years * 365.2425 / fi.nominal.days, 4)
+        raise
+
+
+def _fourier_terms(spec: FeatureSpec, freq: str) -> list[tuple[int | float, int]]:
     """(period in steps, order) of every Fourier spec."""
     terms = []
     for i, fourier in enumerate(spec.fourier):
-        period = to_steps(fourier.period, freq, field=f"features.fourier[{i}].period")
+        period = _fourier_period(fourier.period, freq, f"features.fourier[{i}].period")
         if period < 2:
             raise SpecError(f"features.fourier[{i}].period: must be at least 2 steps of {freq}, got {fourier.period!r}")
         terms.append((period, fourier.order))
@@ -132,7 +144,7 @@ def time_feature_columns(ds: pd.DatetimeIndex, spec: FeatureSpec, *, timezone: s
         ns = ds.to_numpy().astype("int64") if fixed else _calendar_steps(ds, freq)
         for period, order in terms:
             span = period * step_ns if fixed else period
-            phase = np.mod(ns, span).astype("float64") / span  # exact modulo in integers
+            phase = np.mod(ns, span).astype("float64") / span  # exact modulo in integers (52.18 weeks: in floats)
             for k in range(1, order + 1):
                 angle = 2.0 * np.pi * k * phase
                 out[f"fourier_{period}_sin{k}"] = np.sin(angle)
