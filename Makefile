@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXAMPLE ?= examples/power
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo demo-scale test test-faults fuzz lint format clean bench audit
+.PHONY: help install system-deps demo demo-scale test test-faults fuzz lint format clean bench audit test-infra
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -52,6 +52,10 @@ test: $(STAMP) system-deps ## Install the test extras (and system packages) and 
 
 test-faults: $(STAMP) ## The fault suites in full: every kill point, 4 racing runs, full/read-only stores, server faults
 	TIDECAST_FAULTS_FULL=1 $(BIN)/python -m pytest -q tests/faults
+
+test-infra: $(STAMP) ## The production topology, for real: PostgreSQL, an MLflow server, Dask worker processes (as root: installs postgresql)
+	PYTHON=$(BIN)/python scripts/infra-deps.sh
+	TIDECAST_INFRA=1 $(BIN)/python -m pytest -q --timeout=900 --durations=10 tests/infra
 
 fuzz: $(STAMP) ## Thorough fuzzing: thousands of fresh random specs, data files and requests per test (minutes)
 	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q tests/fuzz
