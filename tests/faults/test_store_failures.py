@@ -8,7 +8,9 @@ clear ``error:`` line naming the cause, the champion alias and its version untou
 no partial cache entry, no run left RUNNING by a process that could still end it, ``tidecast
 status`` truthful; once the space is back, a re-run recovers everything.
 
-Mounting a tmpfs needs root (CAP_SYS_ADMIN): elsewhere these tests skip, saying so.
+Mounting a tmpfs needs root (CAP_SYS_ADMIN): elsewhere these tests skip, saying so, unless
+``TIDECAST_REQUIRE_STORE_FAULTS=1`` (CI sets it in ``.ci/run``), which turns that skip into a failure:
+a CI that cannot mount must go red, not silently pass without these tests.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pytest
 from tests.faults.pipeline_harness import FaultProject, Outcome, Snapshot, migrated_store
 
 pytestmark = pytest.mark.timeout(600)
+REQUIRE = "TIDECAST_REQUIRE_STORE_FAULTS"
 STORE_EXTRA = "tracking: {uri: 'sqlite:///store/mlflow.db'}\n"
 
 
@@ -103,6 +106,10 @@ def writable(path: Path) -> None:
 def mountable(tmp_path_factory: pytest.TempPathFactory) -> None:
     reason = _can_mount(tmp_path_factory.mktemp("probe"))
     if reason:
+        if os.environ.get(REQUIRE) == "1":
+            pytest.fail(
+                f"{reason}; {REQUIRE}=1 requires the failing-store tests to run (run as root, or with CAP_SYS_ADMIN)"
+            )
         pytest.skip(reason)
 
 
@@ -205,6 +212,57 @@ def test_storage_errors_become_one_clear_tracking_error(tmp_path: Path) -> None:
     assert db_full is not None and "the disk is full" in str(db_full) and "mlflow.db" in str(db_full)
     assert storage_error(ValueError("bad value"), spec) is None
     assert storage_error(OSError(errno.ENOENT, "No such file"), spec) is None
+
+
+def test_the_require_flag_turns_the_skip_into_a_failure() -> None:
+    """Where no tmpfs can be mounted (here: pytest run as an unprivileged user), the failing-store tests
+    skip, and fail under ``TIDECAST_REQUIRE_STORE_FAULTS=1``, so CI cannot pass without running them."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="tidecast-require-") as folder:  # not under pytest's 0700 tree
+        Path(folder).chmod(0o777)
+        outcomes = _run_unprivileged(Path(folder))
+    code, out = outcomes[""]
+    assert code == 0 and "1 skipped" in out and "needs root" in out, out
+    code, out = outcomes["1"]
+    assert code == 1 and "1 error" in out, out
+    assert f"{REQUIRE}=1 requires the failing-store tests to run" in out, out
+
+
+def _run_unprivileged(tmp_path: Path) -> dict[str, tuple[int, str]]:
+    """One failing-store test in a pytest child that cannot mount, without and with the flag."""
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        f"{Path(__file__)}::test_artifact_folder_full_mid_logging",
+    ]
+    if os.geteuid() == 0:  # drop root for the child (nobody), so that it cannot mount
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    env = {k: v for k, v in os.environ.items() if k != REQUIRE}
+    env.update(HOME=str(tmp_path), PYTHONDONTWRITEBYTECODE="1")
+    root = Path(__file__).parents[2]
+    outcomes = {}
+    for flag in ("", "1"):
+        basetemp = tmp_path / f"run{flag or 0}"
+        done = subprocess.run(
+            [*command, f"--basetemp={basetemp}"],
+            env={**env, REQUIRE: flag},
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        outcomes[flag] = (done.returncode, done.stdout[-3000:] + done.stderr[-2000:])
+    return outcomes
 
 
 def test_artifact_folder_full_mid_logging(artifacts_project: tuple[FaultProject, Path]) -> None:
