@@ -194,6 +194,13 @@ def test_non_empty_folder_and_template_with_data(tmp_path: Path) -> None:
     result = tidecast("init", "proj", "--data", str(data), cwd=tmp_path)
     assert result.returncode == 2 and "not empty" in result.stderr
     assert sorted(p.name for p in (tmp_path / "proj").iterdir()) == ["keep.txt"]
+    (tmp_path / "proj" / "data").mkdir()
+    (tmp_path / "proj" / "data" / "old.csv").write_text("t,v\n")
+    forced = tidecast("init", "proj", "--data", str(data), "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    kept = sorted(str(p.relative_to(tmp_path / "proj")) for p in (tmp_path / "proj").rglob("*") if p.is_file())
+    assert kept == [".gitignore", "data/old.csv", "data/s.csv", "keep.txt", "tidecast.yaml"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".proj")]
     result = tidecast("init", "other", "--data", str(data), "--template", "retail", cwd=tmp_path)
     assert result.returncode == 2 and "either --template or --data" in result.stderr
 

@@ -26,17 +26,17 @@ def _check_url(url: str) -> None:
 
     if not url.lower().startswith(("http://", "https://")):
         return
-    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "tidecast-init"})
-    try:
-        with urllib.request.urlopen(request, timeout=_URL_TIMEOUT_S):
-            return
-    except urllib.error.HTTPError as exc:
-        if exc.code in (405, 501):  # HEAD not allowed: the server answers
-            return
-        raise DataError(f"{source_label(url)}: the server answers HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DataError(f"{source_label(url)}: does not answer ({reason})") from None
+    for method in ("HEAD", "GET"):  # a server may refuse HEAD (405, or 403 on a signed URL) yet serve GET
+        request = urllib.request.Request(url, method=method, headers={"User-Agent": "tidecast-init"})
+        try:
+            with urllib.request.urlopen(request, timeout=_URL_TIMEOUT_S):
+                return
+        except urllib.error.HTTPError as exc:
+            if method == "GET":
+                raise DataError(f"{source_label(url)}: the server answers HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DataError(f"{source_label(url)}: does not answer ({reason})") from None
 
 
 def _format_of(source: str) -> str:

@@ -297,18 +297,24 @@ def write_project(folder: Path, files: Callable[[Path], None], *, force: bool = 
         files(tmp)
         load_spec(tmp / "tidecast.yaml")
         if folder.is_dir():
-            for item in tmp.iterdir():
-                target = folder / item.name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                os.replace(item, target)
-            tmp.rmdir()
+            _merge(tmp, folder)
         else:
             os.replace(tmp, folder)
-    except BaseException:
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
+
+
+def _merge(source: Path, target: Path) -> None:
+    """Move ``source``'s files into ``target``, replacing files of the same name, keeping the others."""
+    for item in source.iterdir():
+        there = target / item.name
+        if item.is_dir() and there.is_dir():
+            _merge(item, there)
+        elif there.is_dir():
+            raise TidecastError(f"{there} is a folder: cannot write the file {item.name} there (move it away)")
+        else:
+            os.replace(item, there)
 
 
 __all__ = ["MAX_LOCAL_SERIES", "Plan", "duration", "parse_horizon", "plan", "render", "write_project"]
