@@ -65,8 +65,17 @@ NOT_RUN: dict[str, str] = {
 DOCKER_READY = "curl -s localhost:8000/ready"  # the last line of the Docker walk-through (no comment)
 NOT_RUN_EXACT = {DOCKER_READY: "asks the compose service started by `docker compose up -d tidecast` (needs Docker)"}
 
-# documented exit codes other than 0, by line prefix
-EXPECTED_EXIT: dict[str, set[int]] = {}
+# documented exit codes other than 0, by line prefix (the line's own comment says which)
+EXPECTED_EXIT: dict[str, set[int]] = {"tidecast monitor --fail-on-drift": {0, 3, 4, 5}}
+
+# documents known to fail as written, owned elsewhere: strict xfail, so the fix flips the test to
+# XPASS (a failure) and the entry has to go
+KNOWN_BROKEN: dict[str, str] = {
+    "docs/monitoring.md": "in examples/drift, `tidecast monitor`, `monitor --fail-on-drift` and `schedule --once` "
+    "exit 2/1 (the monitor's forecast has no future temperature rows), `monitor --input new.csv` names a file "
+    "the example lacks, and `python examples/drift/simulate.py` runs after `cd examples/drift` (reported to "
+    "the owner of docs/monitoring.md)",
+}
 
 LINE_TIMEOUT = 1200.0
 READY_TIMEOUT = 120.0
@@ -216,7 +225,15 @@ def run_document(shell: DocShell, doc: str, logs: Path) -> list[str]:
     return failures
 
 
-@pytest.mark.parametrize("doc", DOCUMENTS)
+@pytest.mark.parametrize(
+    "doc",
+    [
+        pytest.param(doc, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BROKEN[doc]))
+        if doc in KNOWN_BROKEN
+        else doc
+        for doc in DOCUMENTS
+    ],
+)
 def test_documented_commands_work_as_written(shell: DocShell, doc: str, tmp_path: Path) -> None:
     failures = run_document(shell, doc, tmp_path)
     assert not failures, f"{len(failures)} line(s) of {doc} fail as written:\n\n" + "\n\n".join(failures)
