@@ -306,8 +306,17 @@ def train_job(spec_path: str | os.PathLike[str] | None, env: str | None = None) 
         registration = (result.outputs["track"] or {}).get("registration") or {}
         if not registration:
             return "trained (not registered)"
-        state = "promoted to champion" if registration.get("promoted") else f"challenger ({registration.get('reason')})"
-        return f"trained: v{registration.get('version')} {state}"
+        from tidecast.tracking.step import read_registration
+
+        # read back from the store now, not from what the track step remembers
+        now = read_registration(spec, str(registration.get("model_name")), str(registration.get("version")))
+        if not now.exists:
+            return f"trained: v{now.version} is no longer in the registry"
+        if "champion" in now.aliases:
+            return f"trained: v{now.version} promoted to champion"
+        if "challenger" in now.aliases:
+            return f"trained: v{now.version} challenger ({now.gate_reason})"
+        return f"trained: v{now.version} (no alias now; champion: {'v' + now.champion if now.champion else 'none'})"
 
     return job
 
