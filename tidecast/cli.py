@@ -154,11 +154,15 @@ def dag(spec: SpecOpt = None) -> None:
     statuses = None
     try:
         loaded = _load(spec)
-        statuses = {p.name: p for p in pipeline_status(pipeline, loaded)}
     except TidecastError as exc:
         if spec is not None:
             raise
-        err_console.print(f"[dim](no spec here: {exc.message}; drawing the bare graph)[/dim]")
+        err_console.print(f"[dim](no spec here: {escape(exc.message)}; drawing the bare graph)[/dim]")
+    else:
+        try:
+            statuses = {p.name: p for p in pipeline_status(pipeline, loaded)}
+        except TidecastError as exc:  # e.g. a tracking store that does not answer: say so, draw the bare graph
+            err_console.print(f"[dim](step states unknown: {escape(exc.message)}; drawing the bare graph)[/dim]")
     console.print(render_tree(pipeline, statuses))
 
 
