@@ -66,6 +66,8 @@ class Outcome:
     """The fault points it reached, as ``name:count`` (the last one is where a point kill struck)."""
     seconds: float
     pid: int
+    kill_landed: bool = False
+    """A ``kill_after`` SIGKILL was sent while the process still ran, and it died of it."""
 
     @property
     def killed(self) -> bool:
@@ -176,10 +178,12 @@ class FaultProject:
     ) -> Outcome:
         """Wait for a started process (SIGKILL it after ``kill_after`` seconds of its life, if given)."""
         args, trace, out, err, started = files
+        sent = False
         if kill_after is not None:
             try:
                 proc.wait(timeout=max(0.0, kill_after - (time.perf_counter() - started)))
             except subprocess.TimeoutExpired:
+                sent = proc.poll() is None
                 proc.send_signal(signal.SIGKILL)
         try:
             proc.wait(timeout=timeout)
@@ -188,8 +192,16 @@ class FaultProject:
             proc.wait()
         seconds = time.perf_counter() - started
         lines = trace.read_text().split() if trace.exists() else []
-        return Outcome(args, proc.returncode, out.read_text(errors="replace"), err.read_text(errors="replace"), lines,
-                       seconds, proc.pid)
+        return Outcome(
+            args,
+            proc.returncode,
+            out.read_text(errors="replace"),
+            err.read_text(errors="replace"),
+            lines,
+            seconds,
+            proc.pid,
+            kill_landed=sent and proc.returncode == -signal.SIGKILL,
+        )
 
     @staticmethod
     def wait_stopped(proc: subprocess.Popen[bytes], files: Any, point: str, timeout: float = 300) -> None:
