@@ -27,8 +27,13 @@ def _cycle(t: pd.DatetimeIndex, weekly: float = 0.0) -> np.ndarray:
 
 def hourly_csv(path: Path) -> Path:
     t = pd.date_range("2024-03-01", periods=24 * 15, freq="h")
-    frame = pd.DataFrame({"timestamp": t.strftime("%Y-%m-%d %H:%M:%S"), "load": _cycle(t, 3).round(3),
-                          "temperature": (10 + RNG.normal(0, 2, len(t))).round(2)})
+    frame = pd.DataFrame(
+        {
+            "timestamp": t.strftime("%Y-%m-%d %H:%M:%S"),
+            "load": _cycle(t, 3).round(3),
+            "temperature": (10 + RNG.normal(0, 2, len(t))).round(2),
+        }
+    )
     frame.to_csv(path, index=False)
     return path
 
@@ -47,15 +52,21 @@ def _weekly(n: int, level: float) -> np.ndarray:
 
 def daily_csv(path: Path, *, day_first: bool = False) -> Path:
     t = pd.date_range("2023-01-02", periods=120, freq="D")
-    frame = pd.DataFrame({"date": t.strftime("%d/%m/%Y" if day_first else "%Y-%m-%d"), "sales": _weekly(120, 50).round(2)})
+    frame = pd.DataFrame(
+        {"date": t.strftime("%d/%m/%Y" if day_first else "%Y-%m-%d"), "sales": _weekly(120, 50).round(2)}
+    )
     frame.to_csv(path, index=False)
     return path
 
 
 def long_csv(path: Path, stores: int = 12) -> Path:
     t = pd.date_range("2023-06-01", periods=70, freq="D")
-    frames = [pd.DataFrame({"day": t.strftime("%Y-%m-%d"), "store": f"store_{k:02d}", "units": _weekly(70, 10 + 5 * k).round(2)})
-              for k in range(stores)]
+    frames = [
+        pd.DataFrame(
+            {"day": t.strftime("%Y-%m-%d"), "store": f"store_{k:02d}", "units": _weekly(70, 10 + 5 * k).round(2)}
+        )
+        for k in range(stores)
+    ]
     pd.concat(frames).to_csv(path, index=False)
     return path
 
@@ -157,7 +168,9 @@ def test_single_column(tmp_path: Path) -> None:
 
 def test_irregular_without_frequency(tmp_path: Path) -> None:
     times = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.cumsum(RNG.integers(1, 900, 400)), unit="s")
-    pd.DataFrame({"t": times.strftime("%Y-%m-%d %H:%M:%S"), "v": RNG.normal(size=400)}).to_csv(tmp_path / "odd.csv", index=False)
+    pd.DataFrame({"t": times.strftime("%Y-%m-%d %H:%M:%S"), "v": RNG.normal(size=400)}).to_csv(
+        tmp_path / "odd.csv", index=False
+    )
     _refused(tmp_path, "--data", str(tmp_path / "odd.csv"), needle="--frequency")
 
 

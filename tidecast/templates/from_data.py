@@ -232,7 +232,9 @@ def render(profile: Profile, chosen: Plan, *, project: str, source: str, origin:
         f"  target_column: {_scalar(profile.target_column)}            # what to forecast",
     ]
     if profile.series_column:
-        lines.append(f"  series_column: {_scalar(profile.series_column)}            # long format: one row per series and time")
+        lines.append(
+            f"  series_column: {_scalar(profile.series_column)}            # long format: one row per series and time"
+        )
     lines += [
         f"  frequency: {profile.frequency}"
         + ("                    # given with --frequency" if profile.frequency_given else ""),
