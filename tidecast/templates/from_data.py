@@ -159,14 +159,17 @@ def plan(profile: Profile, *, horizon: str | None = None, label: str = "data") -
     parts = _calendar_parts(profile)
     if parts:
         features["calendar"] = parts
-    out.candidates.append(
-        {
-            "name": "lightgbm",
-            "kind": "lightgbm",
-            "params": {"n_estimators": 100, "learning_rate": 0.05, "num_leaves": 15},
-            "features": features,
-        }
-    )
+    lightgbm: dict[str, Any] = {
+        "name": "lightgbm",
+        "kind": "lightgbm",
+        "params": {"n_estimators": 100, "learning_rate": 0.05, "num_leaves": 15},
+        "features": features,
+    }
+    longest = max([*profile.seasons, season])
+    ml_window = max(_fit_window(longest, 4), 1000 // longest * longest)
+    if ml_window < train0:  # long histories: the latest weeks teach enough, and a first run stays fast
+        lightgbm["fit_window"] = ml_window
+    out.candidates.append(lightgbm)
     out.notes["lightgbm"] = "one gradient-boosted model over all series: lags at the seasons, calendar parts"
     return out
 
