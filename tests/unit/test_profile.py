@@ -11,9 +11,9 @@ import yaml
 
 from tidecast.data.profile import AmbiguousDataError, day_first, profile_frame
 from tidecast.data.profile_time import _spec_accepts
-from tidecast.errors import DataError
+from tidecast.errors import DataError, SpecError
 from tidecast.spec import parse_spec
-from tidecast.templates.from_data import duration, plan, render
+from tidecast.templates.from_data import duration, plan, render, write_project
 
 RNG = np.random.default_rng(3)
 
@@ -208,3 +208,14 @@ def test_plan_short_data_shrinks_the_horizon() -> None:
 def test_durations_read_back() -> None:
     p = profile_frame(hourly(days=3))
     assert [duration(n, p) for n in (24, 36, 168, 336, 7)] == ["1d", "36h", "7d", "2w", "7h"]
+
+
+def test_write_project_leaves_nothing_when_the_spec_is_refused(tmp_path: Path) -> None:
+    def bad_spec(folder: Path) -> None:
+        (folder / "data").mkdir()
+        (folder / "data" / "x.csv").write_text("t,v\n")
+        (folder / "tidecast.yaml").write_text("project: p\ndata: {source: data/x.csv, frequency: h}\n")  # no forecast
+
+    with pytest.raises(SpecError, match="forecast"):
+        write_project(tmp_path / "p", bad_spec)
+    assert list(tmp_path.iterdir()) == []
