@@ -112,8 +112,8 @@ def _reads_as_times(values: pd.Series, name: str) -> bool:
     if pd.api.types.is_datetime64_any_dtype(values):
         return True
     if pd.api.types.is_numeric_dtype(values):  # epoch seconds/milliseconds, only under a time-like name
-        top = float(np.abs(values.to_numpy(dtype="float64")).min())
-        return bool(_TIME_NAME_RE.search(name)) and top > 1e8
+        smallest = float(np.abs(values.to_numpy(dtype="float64")).min())
+        return bool(_TIME_NAME_RE.search(name)) and smallest > 1e8
     text = values.astype("string").str.strip()
     if not text.str.contains(r"\d[-/.:T ]\d|\d{1,2}[-/. ][A-Za-z]{3}", regex=True).all() or text.str.len().min() < 6:
         return False
