@@ -124,7 +124,8 @@ class Postgres:
     folder of its own under the system's temporary folder (the ``postgres`` user cannot enter
     pytest's, which are private to root); removed by ``stop()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, databases: tuple[str, ...] = ("mlflow", "tidecast")) -> None:
+        self.databases = databases
         self.root = Path(tempfile.mkdtemp(prefix="tidecast-infra-pg-"))
         self.data = self.root / "data"
         self.sockets = self.root / "sockets"
@@ -166,7 +167,7 @@ class Postgres:
         pwfile.unlink()
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sockets} -c fsync=off"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
-        for db in ("mlflow", "tidecast"):
+        for db in self.databases:
             self.execute(f"CREATE DATABASE {db}", database="postgres")
         return self
 
