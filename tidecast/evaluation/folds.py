@@ -293,7 +293,7 @@ def folds_for_spec(data: pd.DataFrame, spec: Any, *, holdout: bool = True, min_t
         window=bt.window,
         train_window=spec.steps(bt.train_window, "backtest.train_window") if bt.train_window is not None else None,
         gap=spec.steps(bt.gap, "backtest.gap"),
-        holdout=horizon if holdout else 0,
+        holdout=(spec.holdout_steps() if hasattr(spec, "holdout_steps") else horizon) if holdout else 0,
         freq=spec.data.frequency,
         min_train=min_train,
     )

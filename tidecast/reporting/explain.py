@@ -419,6 +419,9 @@ def plan(
     for position, (_, row) in enumerate(ok.iterrows()):
         name = str(row["candidate"])
         kind = str(row.get("kind", ""))
+        if kind == "ensemble":  # explained by its weights (no refit)
+            out.append((name, {"weights"}))
+            continue
         wants: set[str] = set()
         if position < top:
             wants.add("permutation")
@@ -468,6 +471,9 @@ def explain_candidates(
             fitted_until=str(fold["cutoff"]),
         )
         explanations[name] = explanation
+        if "weights" in wants:
+            explanation.notes.extend(ensemble_notes(name, backtest))
+            continue
         if entry is None or candidate is None:
             explanation.notes.append("not in the spec's models any more")
             continue
@@ -505,6 +511,28 @@ def explain_candidates(
         explanation.seconds = time.perf_counter() - started
     progress(len(todo), len(todo), "explained")
     return {"explanations": explanations, "fold": fold, "groups": GROUPS}
+
+
+def ensemble_notes(name: str, backtest: dict[str, Any]) -> list[str]:
+    """An ensemble's explanation: its members' weights (final, and per fold) and where it beats the
+    best single candidate on the backtest."""
+    summary = (backtest.get("ensembles") or {}).get(name) or {}
+    weights = {k: float(v) for k, v in (summary.get("weights") or {}).items()}
+    shown = ", ".join(f"{k} {v:.0%}" for k, v in sorted(weights.items(), key=lambda kv: -kv[1]) if v > 0)
+    notes = [f"weights (greedy selection over every backtest fold): {shown or 'none'}"]
+    per_fold = summary.get("fold_weights") or {}
+    for fold, fw in per_fold.items():
+        used = ", ".join(f"{k} {float(v):.0%}" for k, v in fw.items() if float(v) > 0)
+        how = "equal weights" if fold == "0" else f"fitted on folds 0-{int(fold) - 1}"
+        notes.append(f"fold {fold} scored with {how}: {used}")
+    versus = summary.get("versus_best_single") or {}
+    if versus:
+        notes.append(
+            f"against the best single candidate {versus.get('single')}: better on {versus.get('folds_won')} of "
+            f"{len(versus.get('per_fold') or [])} folds, {versus.get('steps_won')} of {versus.get('steps')} horizon "
+            f"steps, {versus.get('series_won')} of {versus.get('series')} series"
+        )
+    return notes
 
 
 __all__ = [

@@ -10,7 +10,10 @@ Aliases of a registered model (``spec.model_name``):
 The gate (``registry.gate`` in the spec) checks, on the held-out last ``horizon`` steps of the
 data: (a) the winner's metric is at most ``max_metric``; (b) it improves on the baseline by at
 least ``min_improvement`` (relative); (c) with ``must_beat_champion``, it is at least as good as
-the current champion scored on the same stretch through its own pyfunc.
+the current champion scored on the same stretch through its own pyfunc; (d) with
+``significance``, a Diebold-Mariano test (:mod:`tidecast.evaluation.significance`) finds the
+winner's held-out losses lower than the baseline's and the champion's at that level. The held-out
+stretch is ``backtest.holdout`` (default: one horizon), forecast one horizon at a time.
 """
 
 from __future__ import annotations
@@ -195,52 +198,140 @@ def holdout_stretch(
     return train, history, test
 
 
+def holdout_windows(
+    features: pd.DataFrame, horizon: int, window: int, length: int
+) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """The held-out stretch (the last ``length`` rows per series) as windows of one ``horizon``,
+    earliest first, laid back from the end as the select step lays them: ``(train, history, ahead,
+    test)`` of each: ``ahead`` the window's ``horizon`` rows, ``test`` those inside the stretch (the
+    first window may start before it when ``length`` is not a whole number of horizons)."""
+    data = features.sort_values([ID, TIME], kind="stable")
+    position = data.groupby(ID, observed=True).cumcount(ascending=False).to_numpy()
+    count = -(-length // horizon)
+    out = []
+    for i in reversed(range(count)):
+        train = data[position >= (i + 1) * horizon]
+        ahead = data[(position >= i * horizon) & (position < (i + 1) * horizon)]
+        test = data[(position >= i * horizon) & (position < min((i + 1) * horizon, length))]
+        out.append((train, train.groupby(ID, observed=True).tail(window), ahead, test))
+    return out
+
+
 @_on_project_store
-def score_model_uri(spec: Spec, model_uri: str, features: pd.DataFrame, metric: str) -> float:
-    """``metric`` of a logged pyfunc on the held-out stretch (the last horizon steps of ``features``),
-    given the preceding ``input_window`` history and the future exogenous values, as a caller would."""
+def forecast_model_uri(spec: Spec, model_uri: str, features: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A logged pyfunc's forecasts of the held-out stretch (``backtest.holdout``, one horizon at a
+    time, each from the preceding ``input_window`` history and the future exogenous values, as a
+    caller would send them), joined with the actuals (``unique_id, ds, fold, cutoff, step, y, yhat``
+    + quantiles), and the MASE scales (``fold, unique_id, scale``) of each window."""
     import mlflow
+
+    from tidecast.evaluation.metrics import series_scales
+    from tidecast.training import season_length
 
     model = mlflow.pyfunc.load_model(model_uri)
     card = getattr(model.unwrap_python_model(), "card", None) or {}
     window = int(card.get("input_window") or spec.forecast_steps()[0])
     _, horizon = spec.forecast_steps()
     quantiles = list(spec.forecast.quantiles)
-    train, history, test = holdout_stretch(features, horizon, window)
     exog = [c for c in [*card.get("exog_past", []), *card.get("exog_future", [])]]
     missing = [c for c in exog if c not in features.columns]
     if missing:
         raise TrackingError(f"the champion needs column(s) {', '.join(missing)} that the current data lacks")
     columns = [ID, TIME, TARGET, *exog]
-    frame = history[columns]
-    if card.get("exog_future"):
-        frame = pd.concat([frame, test[columns].assign(**{TARGET: float("nan")})], ignore_index=True)
-        frame = frame.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
-    forecast = model.predict(frame, params={"horizon": horizon, "quantiles": quantiles})
-    return score_forecast(forecast, train, test, spec, metric)
+    joined, scales = [], []
+    m = season_length(spec)
+    for fold, (train, history, ahead, test) in enumerate(
+        holdout_windows(features, horizon, window, spec.holdout_steps())
+    ):
+        frame = history[columns]
+        if card.get("exog_future"):
+            frame = pd.concat([frame, ahead[columns].assign(**{TARGET: float("nan")})], ignore_index=True)
+            frame = frame.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
+        forecast = model.predict(frame, params={"horizon": horizon, "quantiles": quantiles})
+        part = _join_actuals(forecast, train, test)
+        part["fold"] = fold
+        joined.append(part)
+        table = series_scales(train.assign(**{ID: train[ID].astype(str)}), m)
+        scales.append(table.assign(fold=fold))
+    return pd.concat(joined, ignore_index=True), pd.concat(scales, ignore_index=True)
 
 
-def score_forecast(forecast: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, spec: Spec, metric: str) -> float:
-    """``metric`` of a forecast of the held-out stretch, computed as the select step's held-out scores are."""
-    from tidecast.evaluation.metrics import evaluate, series_scales
-    from tidecast.training import season_length
-
+def _join_actuals(forecast: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     forecast = forecast.copy()
     forecast[ID] = forecast[ID].astype(str)
     actual = test[[ID, TIME, TARGET]].assign(**{ID: test[ID].astype(str)})
     joined = forecast.merge(actual, on=[ID, TIME], how="inner")
     if joined.empty:
         raise TrackingError("the forecast of the held-out stretch shares no timestamp with the data")
-    joined["fold"] = 0
     joined["cutoff"] = train[TIME].max()
     joined["step"] = joined.groupby(ID, observed=True).cumcount() + 1
-    m = season_length(spec)
-    scales = series_scales(train.assign(**{ID: train[ID].astype(str)}), m)
-    quantiles = [q for q in spec.forecast.quantiles if f"q{q:g}" in joined.columns]
-    evaluation = evaluate(joined, scales, season_length=m, quantiles=quantiles)
+    return joined
+
+
+@_on_project_store
+def score_model_uri(spec: Spec, model_uri: str, features: pd.DataFrame, metric: str) -> float:
+    """``metric`` of a logged pyfunc on the held-out stretch (see :func:`forecast_model_uri`)."""
+    forecast, scales = forecast_model_uri(spec, model_uri, features)
+    return score_joined(forecast, scales, spec, metric)
+
+
+def score_joined(forecast: pd.DataFrame, scales: pd.DataFrame, spec: Spec, metric: str) -> float:
+    """``metric`` of held-out forecasts joined with their actuals, as the select step scores them."""
+    from tidecast.evaluation.metrics import evaluate
+    from tidecast.training import season_length
+
+    quantiles = [q for q in spec.forecast.quantiles if f"q{q:g}" in forecast.columns]
+    evaluation = evaluate(forecast, scales, season_length=season_length(spec), quantiles=quantiles)
     if metric not in evaluation.aggregate:
         raise TrackingError(f"metric {metric!r} is not among the evaluated metrics {sorted(evaluation.aggregate)}")
     return float(evaluation.aggregate[metric])
+
+
+def score_forecast(forecast: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, spec: Spec, metric: str) -> float:
+    """``metric`` of a forecast of one held-out window, computed as the select step's held-out scores are."""
+    from tidecast.evaluation.metrics import series_scales
+    from tidecast.training import season_length
+
+    joined = _join_actuals(forecast, train, test)
+    joined["fold"] = 0
+    scales = series_scales(train.assign(**{ID: train[ID].astype(str)}), season_length(spec)).assign(fold=0)
+    return score_joined(joined, scales, spec, metric)
+
+
+def significance_check(
+    name: str,
+    role: str,
+    winner: pd.DataFrame,
+    other: pd.DataFrame,
+    spec: Spec,
+    metric: str,
+    scales: pd.DataFrame | None,
+) -> GateCheck:
+    """A Diebold-Mariano test (HLN correction, one-sided) that the winner's held-out losses are lower
+    than ``other``'s (``role``: "baseline seasonal_naive", "champion v3"), at ``registry.gate.significance``."""
+    from tidecast.evaluation.significance import compare, loss_kind
+
+    alpha = float(spec.registry.gate.significance or 0.05)
+    _, horizon = spec.forecast_steps()
+    per_series = None
+    if scales is not None and len(scales):  # one scale per series: that of the earliest held-out window
+        ordered = scales.sort_values("fold", kind="stable") if "fold" in scales else scales
+        per_series = ordered.assign(**{ID: ordered[ID].astype(str)}).drop_duplicates(ID, keep="first")
+    try:
+        result = compare(winner, other, metric, horizon, per_series)
+    except Exception as exc:
+        return GateCheck(
+            name, False, f"Diebold-Mariano test against {role} could not run ({exc}); promote by hand if intended"
+        )
+    ok = result.p_value < alpha
+    loss = loss_kind(metric).replace("_", " ")
+    detail = (
+        f"Diebold-Mariano vs {role} on {result.n} held-out steps ({loss} loss, h={result.h}): "
+        f"statistic {result.statistic:+.3f}, p-value {result.p_value:.4g} {'<' if ok else '>='} significance {alpha:g}"
+    )
+    if result.n <= 2 * result.h - 1:
+        detail += " (a held-out stretch under two horizons gives the test no power: lengthen backtest.holdout)"
+    return GateCheck(name, ok, detail, result.p_value, alpha)
 
 
 def _number(value: Any) -> float | None:
@@ -302,12 +393,33 @@ def evaluate_gate(
                 gate.min_improvement,
             )
         )
+    held = select.get("holdout_forecasts") or {}
+    scales = select.get("holdout_scales")
+    if gate.significance is not None:
+        base_fc = held.get("baseline")
+        if baseline and baseline == select.get("winner"):
+            pass  # the winner is the baseline: nothing to test against it
+        elif held.get("winner") is None or base_fc is None:
+            checks.append(
+                GateCheck(
+                    "significance_baseline",
+                    False,
+                    f"no held-out forecasts of the winner and a baseline to test (baseline: {baseline or 'none'})",
+                )
+            )
+        else:
+            checks.append(
+                significance_check(
+                    "significance_baseline", f"baseline {baseline}", held["winner"], base_fc, spec, metric, scales
+                )
+            )
     if gate.must_beat_champion:
         name = name or spec.model_name
         champion = alias_version(client, name, CHAMPION)
         if champion is not None and str(champion.version) != str(exclude_version):
             try:
-                champ = score_model_uri(spec, f"models:/{name}@{CHAMPION}", features, metric)
+                champ_fc, champ_scales = forecast_model_uri(spec, f"models:/{name}@{CHAMPION}", features)
+                champ = score_joined(champ_fc, champ_scales, spec, metric)
             except Exception as exc:
                 checks.append(
                     GateCheck(
@@ -328,6 +440,22 @@ def evaluate_gate(
                         champ,
                     )
                 )
+                if gate.significance is not None:
+                    role = f"champion v{champion.version}"
+                    if held.get("winner") is None:
+                        checks.append(
+                            GateCheck(
+                                "significance_champion",
+                                False,
+                                f"no held-out forecasts of the winner to test against {role}",
+                            )
+                        )
+                    else:
+                        checks.append(
+                            significance_check(
+                                "significance_champion", role, held["winner"], champ_fc, spec, metric, scales
+                            )
+                        )
     return checks
 
 
@@ -397,8 +525,8 @@ def register_and_gate(
     checks = evaluate_gate(spec, select, features, client=client, name=name, exclude_version=version)
     fault_point("registry.gate-evaluated")
     failed = [c for c in checks if not c.passed]
-    if failed:
-        reason = "; ".join(c.detail for c in failed)
+    if failed:  # the significance tests' figures are always in the reason
+        reason = "; ".join(c.detail for c in checks if not c.passed or c.name.startswith("significance"))
         retry_locked(lambda: client.set_registered_model_alias(name, CHALLENGER, version))
         retry_locked(lambda: client.set_model_version_tag(name, version, "tidecast.gate", "failed"))
         retry_locked(lambda: client.set_model_version_tag(name, version, "tidecast.gate_reason", reason[:5000]))
@@ -522,11 +650,14 @@ __all__ = [
     "RegistryDecision",
     "champion_version",
     "evaluate_gate",
+    "forecast_model_uri",
+    "holdout_windows",
     "promote",
     "register_and_gate",
     "register_version",
     "rollback",
     "score_model_uri",
+    "significance_check",
     "verify_artifacts",
     "wait_ready",
 ]
