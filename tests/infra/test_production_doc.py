@@ -178,3 +178,31 @@ def _check_output(documented: str, done: Any) -> None:
 @pytest.fixture(autouse=True)
 def _no_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def test_compose_file_is_in_step_with_the_doc() -> None:
+    """docker-compose.yml runs the pieces docs/production.md documents, configured the same way."""
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "mlflow", "dask-scheduler", "dask-worker", "tidecast"} <= set(services)
+    mlflow = services["mlflow"]["command"]
+    assert "--backend-store-uri=postgresql://tidecast@postgres:5432/mlflow" in mlflow
+    assert any(arg.startswith("--artifacts-destination=") for arg in mlflow)
+    assert "CREATE DATABASE mlflow" in (REPO / "scripts" / "postgres-init.sql").read_text()
+    assert services["postgres"]["environment"]["POSTGRES_DB"] == "tidecast"
+    worker = services["dask-worker"]["command"]
+    assert worker[:2] == ["worker", "tcp://dask-scheduler:8786"] and "--nthreads" in worker
+    assert services["dask-scheduler"]["command"][:1] == ["scheduler"]
+    for name in ("mlflow", "tidecast"):
+        assert services[name]["environment"]["PGPASSWORD"].startswith("${PGPASSWORD")  # never a literal
+    text = DOC.read_text()
+    for documented in (
+        "mlflow server --backend-store-uri postgresql://tidecast@127.0.0.1:5432/mlflow",
+        "dask worker tcp://127.0.0.1:8786 --nthreads 1",
+        "dask scheduler --host 127.0.0.1 --port 8786",
+    ):
+        assert documented in text
+    for published in (s.get("ports", []) for s in services.values()):
+        assert all(port.startswith("127.0.0.1:") for port in published), published
