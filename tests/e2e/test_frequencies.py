@@ -265,3 +265,24 @@ def test_backtest_forecasts_equal_statsforecast_on_the_same_folds(freq: str) -> 
             assert mine["ds"].tolist() == list(pd.date_range(fold.test_start, periods=h, freq=freq))
             assert pd.DatetimeIndex(theirs["ds"]).equals(pd.DatetimeIndex(mine["ds"]))
             np.testing.assert_allclose(mine["yhat"].to_numpy(), theirs.iloc[:, -1].to_numpy(), rtol=1e-9, err_msg=kind)
+
+
+# ------------------------------------------------------------------------------------ templates
+@pytest.mark.parametrize(
+    ("template", "freq", "horizon"), [("emissions-monthly", "MS", 12), ("retail-weekly", "W-SUN", 8)]
+)
+def test_calendar_templates_run_at_once(tmp_path: Path, template: str, freq: str, horizon: int) -> None:
+    made = tidecast("init", "demo", "--template", template, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr + made.stdout
+    project = tmp_path / "demo"
+    out = _run_and_predict(project)
+    for _, part in out.groupby("unique_id"):
+        stamps = pd.DatetimeIndex(part["ds"].sort_values())
+        assert len(stamps) == horizon
+        assert list(stamps) == list(pd.date_range(stamps[0], periods=horizon, freq=freq))
+        assert calendar_on_offset(stamps, freq)
+
+
+def calendar_on_offset(stamps: pd.DatetimeIndex, freq: str) -> bool:
+    offset = pd.tseries.frequencies.to_offset(freq)
+    return all(offset.is_on_offset(t) for t in stamps)

@@ -147,7 +147,9 @@ def register(app: typer.Typer, console: Console) -> None:
         template: Annotated[
             str | None,
             typer.Option(
-                "--template", "-t", help="power (hourly demand, the default), retail (daily sales) or minimal."
+                "--template", "-t",
+                help="power (hourly demand, the default), retail (daily sales), retail-weekly (weekly sales), "
+                "emissions-monthly (monthly emissions) or minimal.",
             ),
         ] = None,
         data: Annotated[

@@ -57,6 +57,34 @@ def _retail_sample(stores: int = 4, days: int = 730, seed: int = 5) -> pd.DataFr
     return pd.concat(frames, ignore_index=True)
 
 
+def _weekly_retail_sample(products: int = 4, weeks: int = 140, seed: int = 8) -> pd.DataFrame:
+    """Weekly unit sales (weeks ending on Sunday) of a few products: a yearly season peaking before
+    Christmas, a trend, and one slow seller that sells nothing most weeks."""
+    rng = np.random.default_rng(seed)
+    weeks_ = pd.date_range("2022-01-02", periods=weeks, freq="W-SUN")
+    yearly = 1 + 0.3 * np.exp(-(((weeks_.isocalendar().week.to_numpy(dtype=np.int64) - 50) % 52) ** 2) / 18.0)
+    frames = []
+    for k in range(products):
+        if k == products - 1:  # the slow seller: intermittent demand
+            units = (rng.random(weeks) < 0.3) * rng.poisson(3, weeks)
+        else:
+            level = 200 + 150 * k
+            units = rng.poisson(level * yearly * (1 + 0.002 * np.arange(weeks)))
+        frames.append(pd.DataFrame({"week": weeks_.strftime("%Y-%m-%d"), "product": f"product_{k + 1}",
+                                    "units": units.astype(float)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _emissions_sample(years: int = 12, seed: int = 4) -> pd.DataFrame:
+    """A site's monthly CO2 emissions (tonnes): heating in winter, a slow decline, noise; one month missing."""
+    rng = np.random.default_rng(seed)
+    months = pd.date_range("2012-01-01", periods=12 * years, freq="MS")
+    season = 1 + 0.25 * np.cos(2 * np.pi * (months.month.to_numpy() - 1) / 12)
+    tonnes = 1200 * season * (1 - 0.002 * np.arange(len(months))) + rng.normal(0, 25, len(months))
+    frame = pd.DataFrame({"month": months.strftime("%b %Y"), "tonnes": tonnes.round(1)})
+    return frame.drop(index=[70]).reset_index(drop=True)  # a month never reported: a gap the cleaning fills
+
+
 def _minimal_sample(days: int = 60, seed: int = 2) -> pd.DataFrame:
     """One clean hourly series: a daily and a weekly cycle with noise."""
     rng = np.random.default_rng(seed)
@@ -91,6 +119,20 @@ TEMPLATES: dict[str, Template] = {
         "data/sales.csv",
         "two years of daily sales of four stores (`date`, `store`, `units`, `promo`)",
         _retail_sample,
+    ),
+    "retail-weekly": Template(
+        "retail-weekly",
+        "Forecast weekly unit sales of each product eight weeks ahead.",
+        "data/weekly_sales.csv",
+        "140 weeks of sales of four products, one a slow seller (`week` ending on Sunday, `product`, `units`)",
+        _weekly_retail_sample,
+    ),
+    "emissions-monthly": Template(
+        "emissions-monthly",
+        "Forecast a site's monthly CO2 emissions a year ahead.",
+        "data/emissions.csv",
+        "twelve years of monthly emissions of one site (`month` written 'Jan 2012', `tonnes`), one month missing",
+        _emissions_sample,
     ),
     "minimal": Template(
         "minimal",
