@@ -148,3 +148,16 @@ def test_weekly_data_gets_a_fourier_term_for_the_52_18_week_year() -> None:
     assert sin[13] > 0.99  # a quarter of the year later: the peak
     with pytest.raises(SpecError, match=r"features\.fourier\[0\]\.period: '1 month' does not fit weekly \(W\) data"):
         build_features(df, FeatureSpec(fourier=[FourierSpec(period="1 month", order=1)]), timezone=None, freq="W")
+
+
+def test_lightgbm_forecasts_business_days_on_the_us_calendar() -> None:
+    import holidays
+
+    closed = sorted(holidays.country_holidays("US", years=range(2022, 2026)))
+    days = pd.bdate_range("2023-01-02", "2024-12-20", freq="C", holidays=closed)
+    df = pd.DataFrame({"unique_id": "a", "ds": days, "y": np.sin(np.arange(len(days))) + 10})
+    ctx = FitContext(freq="C:US", horizon=5, input_window=20, features=FeatureSpec(calendar=["weekday", "month"]))
+    model = build_forecaster("lgb", "lightgbm", {"n_estimators": 10}, freq="C:US").fit(df, ctx)
+    expected = ["2024-12-23", "2024-12-24", "2024-12-26", "2024-12-27", "2024-12-30"]  # Christmas, the weekend skipped
+    assert model.predict(5)["ds"].dt.strftime("%Y-%m-%d").tolist() == expected
+    assert model.predict(5, history=df.tail(20))["ds"].dt.strftime("%Y-%m-%d").tolist() == expected

@@ -82,6 +82,11 @@ def _natural_lag(freq: str) -> int:
     return calendar.season_length(freq)
 
 
+def _mlforecast_freq(freq: str) -> Any:
+    """``freq`` as mlforecast takes it: the string pandas knows, or the offset of ``C:US`` (holidays)."""
+    return calendar.offset_of(freq) if ":" in freq else freq
+
+
 def _steps(value: Any, freq: str, field: str, name: str) -> int:
     try:
         steps = to_steps(value, freq, field=field)
@@ -240,7 +245,7 @@ class MLForecastModel:
         """Keyword arguments of ``MLForecast`` (and ``DistributedMLForecast``) besides the models."""
         assert self._ctx is not None
         args: dict[str, Any] = {
-            "freq": self._ctx.freq, "lags": self._lags or None, "lag_transforms": self._lag_transforms(), "num_threads": 1,
+            "freq": _mlforecast_freq(self._ctx.freq), "lags": self._lags or None, "lag_transforms": self._lag_transforms(), "num_threads": 1,
         }
         return args
 
