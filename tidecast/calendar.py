@@ -305,10 +305,10 @@ def first_irregular(times: pd.Series | pd.DatetimeIndex, freq: str) -> int | Non
         return None
     fi = info(freq)
     if fi.fixed:
-        ok = np.diff(values.asi8) == fi.nominal.value if values.unit == "ns" else (values[1:] - values[:-1]) == fi.nominal
+        ok = np.diff(values.as_unit("ns").asi8) == fi.nominal.value
     else:
-        ok = np.diff(positions(values[0], values, freq)) == 1
-        ok &= positions(values[0], values, freq)[1:] >= 0
+        pos = positions(values[0], values, freq)
+        ok = (np.diff(pos) == 1) & (pos[1:] >= 0)
     bad = np.flatnonzero(~np.asarray(ok))
     return int(bad[0]) + 1 if len(bad) else None
 

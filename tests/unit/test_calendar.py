@@ -161,3 +161,12 @@ def test_lightgbm_forecasts_business_days_on_the_us_calendar() -> None:
     expected = ["2024-12-23", "2024-12-24", "2024-12-26", "2024-12-27", "2024-12-30"]  # Christmas, the weekend skipped
     assert model.predict(5)["ds"].dt.strftime("%Y-%m-%d").tolist() == expected
     assert model.predict(5, history=df.tail(20))["ds"].dt.strftime("%Y-%m-%d").tolist() == expected
+
+
+def test_first_irregular_counts_along_the_anchors() -> None:
+    months = pd.Series(pd.to_datetime(["2024-01-01", "2024-02-01", "2024-04-01"]))
+    assert calendar.first_irregular(months, "MS") == 2  # March is missing
+    assert calendar.first_irregular(months.iloc[:2], "MS") is None
+    assert calendar.first_irregular(pd.Series(pd.to_datetime(["2024-01-01", "2024-02-15"])), "MS") == 1  # off-anchor
+    hours = pd.Series(pd.to_datetime(["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 03:00"]))
+    assert calendar.first_irregular(hours, "h") == 2
