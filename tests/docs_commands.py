@@ -164,17 +164,24 @@ class DocShell:
         return rest.strip() if sep else None
 
     def run(self, line: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        """Run ``line`` with bash in the current folder; stdout and stderr together."""
-        return subprocess.run(
+        """Run ``line`` with bash in the current folder; stdout and stderr together. On timeout the
+        whole process group is killed and :class:`subprocess.TimeoutExpired` raised."""
+        with subprocess.Popen(
             ["bash", "-c", line],
             cwd=self.cwd,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            timeout=timeout,
-            check=False,
-        )
+            start_new_session=True,
+        ) as process:
+            try:
+                output, _ = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise
+        return subprocess.CompletedProcess(process.args, process.returncode, output, None)
 
     def start(self, line: str, probe: str | None, ready_text: str | None, log: Path) -> Server:
         """Start ``line`` in the background (its own process group), replacing a running server."""

@@ -210,7 +210,11 @@ def run_document(shell: DocShell, doc: str, logs: Path) -> list[str]:
                 failures.append(f"{where}: {exc}")
                 shell.stop_server()
             continue
-        result = shell.run(rest, timeout=LINE_TIMEOUT)
+        try:
+            result = shell.run(rest, timeout=LINE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            failures.append(f"{where} did not finish in {LINE_TIMEOUT:.0f} s")
+            continue
         expected = next((codes for prefix, codes in EXPECTED_EXIT.items() if line.startswith(prefix)), {0})
         if result.returncode not in expected or "Traceback" in result.stdout:
             failures.append(f"{where} exited {result.returncode}:\n{result.stdout[-2500:]}")
