@@ -155,6 +155,31 @@ CHECKS: dict[str, Callable[[Path, str], None]] = {
 }
 
 
+def write_meters_export(path: Path) -> None:
+    """A reader's own long-format export: hourly ``kw`` of five meters (``series_id``)."""
+    from tidecast.datasets import make_meters
+
+    make_meters(n_series=5, days=60).rename(columns={"load": "kw"}).to_csv(path, index=False)
+
+
+# files of the reader's own that documented lines read, under the shell's HOME -> how the test writes them
+READER_FILES: dict[str, Callable[[Path], None]] = {"exports/meters.csv": write_meters_export}
+
+
+def doc_shell(root: Path) -> DocShell:
+    """The shell of a workspace ``root``: the venv's bin first on PATH, HOME at ``root/home`` (holding
+    READER_FILES), none of the caller's tidecast/MLflow variables."""
+    home = root / "home"
+    for name, write in READER_FILES.items():
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        if not (home / name).exists():
+            write(home / name)
+    dropped = ("TIDECAST_ENV", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TIDECAST_ADMIN_TOKEN")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", HOME=str(home), COLUMNS="200", NO_COLOR="1")
+    return DocShell(root, env)
+
+
 @pytest.fixture(scope="module")
 def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocShell]:
     """A copy of the tracked examples with examples/power trained once; the shell that runs the docs."""
@@ -166,11 +191,7 @@ def shell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocShell]:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, root / name)
     (root / ".venv").symlink_to(VENV_BIN.parent, target_is_directory=True)
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("TIDECAST_ENV", "MLFLOW_TRACKING_URI", "TIDECAST_ADMIN_TOKEN")
-    }
-    env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", COLUMNS="200", NO_COLOR="1")
-    shell = DocShell(root, env)
+    shell = doc_shell(root)
     shell.cwd = root / "examples" / "power"
     trained = shell.run("tidecast run", timeout=LINE_TIMEOUT)
     assert trained.returncode == 0, trained.stdout[-5000:]
