@@ -123,10 +123,10 @@ def train_champion(root: Path, champion: str, *, days: int, template: Path | Non
     return spec
 
 
-def assert_agree(got: Any, want: Any, what: str = "forecast") -> None:
-    """Two forecasts agree to 1e-9 (relative, and absolute near zero)."""
+def assert_agree(got: Any, want: Any, what: str = "forecast", *, tol: float = 1e-9) -> None:
+    """Two forecasts agree to ``tol`` (relative, and absolute near zero)."""
     import numpy as np
 
     np.testing.assert_allclose(
-        np.asarray(got, dtype=float), np.asarray(want, dtype=float), rtol=1e-9, atol=1e-9, err_msg=what
+        np.asarray(got, dtype=float), np.asarray(want, dtype=float), rtol=tol, atol=tol, err_msg=what
     )

@@ -148,6 +148,35 @@ def test_more_history_than_the_window_and_the_default_horizon(
     assert_agree(got["quantiles"]["0.9"], want["q0.9"], "q0.9")
 
 
+def test_series_sent_together_are_forecast_as_if_alone(
+    client: httpx.Client, data: pd.DataFrame, pyfunc: Any, champion: str
+) -> None:
+    """Two series in one request (ids the model never saw, different stretches): each forecast is the one
+    it gets alone, and the pyfunc given both frames answers exactly the same (a global model must not mix
+    them). The MLP computes in float32, whose matrix products round differently with the batch size:
+    alone and together it agrees to float32 precision (1e-6), not 1e-9."""
+    alone_tol = 1e-6 if champion == "mlp" else 1e-9
+    bodies = [series_body(data, cut=48, id="a"), series_body(data, cut=100, id="b")]
+    response = client.post("/forecast", json={"series": bodies})
+    assert response.status_code == 200, response.text
+    together = {f["id"]: f for f in response.json()["forecasts"]}
+    assert list(together) == ["a", "b"]
+    frames = []
+    for body, cut in zip(bodies, (48, 100), strict=True):
+        alone = client.post("/forecast", json={"series": [body]})
+        assert alone.status_code == 200, alone.text
+        [single] = alone.json()["forecasts"]
+        assert single["timestamps"] == together[body["id"]]["timestamps"]
+        assert_agree(together[body["id"]]["yhat"], single["yhat"], body["id"], tol=alone_tol)
+        assert_agree(together[body["id"]]["quantiles"]["0.9"], single["quantiles"]["0.9"], body["id"], tol=alone_tol)
+        frames.append(pyfunc_input(data, cut=cut).assign(unique_id=body["id"]))
+    want = pyfunc.predict(pd.concat(frames, ignore_index=True))
+    for sid in ("a", "b"):
+        mine = want[want["unique_id"] == sid]
+        assert_agree(together[sid]["yhat"], mine["yhat"], sid)
+        assert_agree(together[sid]["quantiles"]["0.1"], mine["q0.1"], sid)
+
+
 def test_the_future_temperature_reaches_the_model(
     client: httpx.Client, data: pd.DataFrame, pyfunc: Any, champion: str
 ) -> None:
