@@ -277,7 +277,8 @@ def _backtest_one(
     )
     from tidecast.models import distributed  # executor.global_models: lightgbm through mlforecast's Dask path
 
-    if distributed.plan_training(spec, factory.candidate.kind, factory.params, executor).distributed:
+    on_cluster = distributed.plan_training(spec, factory.candidate.kind, factory.params, executor).distributed
+    if on_cluster:
         client = distributed.dask_client(executor)
         result = distributed.backtest_distributed(
             factory, distributed.source_for(data, ctx, client), ctx, folds, client=client,
@@ -291,15 +292,10 @@ def _backtest_one(
     if result.errors:
         raise ModelError(f"candidate '{factory.candidate.name}': {result.errors[0]}")
     if conformal:
-        _calibrate(result, factory, data, ctx, folds, spec, executor, partitions, distributed=client_used(result))
+        _calibrate(result, factory, data, ctx, folds, spec, executor, partitions, distributed=on_cluster)
     m = season_length(spec)
     evaluation = evaluate(result.forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles)
     return result, evaluation
-
-
-def client_used(result: Any) -> bool:
-    """Whether a backtest ran through mlforecast's Dask path (no calibration windows there)."""
-    return type(result).__module__ != "tidecast.evaluation.backtest"
 
 
 def _calibrate(

@@ -93,6 +93,9 @@ class BacktestResult:
     errors: list[FoldError] = field(default_factory=list)
     fit_seconds: float = 0.0
     predict_seconds: float = 0.0
+    calibration: pd.DataFrame | None = None
+    """Residuals of the calibration windows before the first fold (``unique_id, ds, cutoff, step, y,
+    yhat``; see :mod:`tidecast.evaluation.calibration`), when the intervals were calibrated."""
 
     @property
     def ok(self) -> bool:

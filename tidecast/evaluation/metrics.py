@@ -22,6 +22,10 @@ pinball    mean max(q (y - ŷ_q), (q - 1)(y - ŷ_q))               per quantile 
 coverage   fraction of y in [ŷ_q, ŷ_(1-q)] (inclusive)            per symmetric pair (``coverage_80`` for
                                                                  q0.1/q0.9); ``coverage`` is the widest pair
 width      mean (ŷ_(1-q) - ŷ_q)                                  ``width_80``...; ``interval_width`` widest
+interval   mean (u - l) + 2/α (l - y)⁺ + 2/α (y - u)⁺             the interval (Winkler) score of [l, u] =
+ score     (α = 1 - level)                                       [ŷ_q, ŷ_(1-q)], per pair
+                                                                 (``interval_score_80``); ``interval_score``
+                                                                 the mean over pairs (Gneiting & Raftery 2007)
 =========  ====================================================  ==========================================
 
 Rows whose actual is missing (NaN) are ignored everywhere.
@@ -54,6 +58,7 @@ __all__ = [
     "evaluate",
     "fold_scales",
     "interval_pairs",
+    "interval_score",
     "interval_width",
     "mae",
     "mape",
@@ -189,6 +194,22 @@ def interval_width(lo: ArrayLike, hi: ArrayLike) -> float:
     """Mean width ``hi - lo`` of the intervals."""
     lo, hi = _pair(lo, hi)
     return _mean(hi - lo)
+
+
+def _interval_score_terms(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, alpha: float) -> np.ndarray:
+    return (hi - lo) + (2.0 / alpha) * np.maximum(lo - y, 0.0) + (2.0 / alpha) * np.maximum(y - hi, 0.0)
+
+
+def interval_score(y: ArrayLike, lo: ArrayLike, hi: ArrayLike, alpha: float) -> float:
+    """Mean interval (Winkler) score of the central ``1 - alpha`` intervals ``[lo, hi]``: the width,
+    plus ``2 / alpha`` times the distance by which the actual falls outside (lower is better)."""
+    y = np.asarray(y, dtype=float).ravel()
+    lo = np.asarray(lo, dtype=float).ravel()
+    hi = np.asarray(hi, dtype=float).ravel()
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
+    keep = ~(np.isnan(y) | np.isnan(lo) | np.isnan(hi))
+    return _mean(_interval_score_terms(y[keep], lo[keep], hi[keep], float(alpha)))
 
 
 def interval_pairs(quantiles: Iterable[float]) -> list[tuple[float, float, str]]:
@@ -364,6 +385,7 @@ def _row_terms(
         inside[np.isnan(lo_v) | np.isnan(hi_v)] = np.nan
         terms[f"coverage_{level}"] = inside
         terms[f"width_{level}"] = hi_v - lo_v
+        terms[f"interval_score_{level}"] = _interval_score_terms(y, lo_v, hi_v, lo + (1.0 - hi))
     return pd.DataFrame(terms, index=forecasts.index), pairs
 
 
@@ -388,10 +410,12 @@ def _metrics_of(means: pd.DataFrame, quantiles: Sequence[float], pairs: list[tup
     for _, _, level in pairs:
         out[f"coverage_{level}"] = means[f"coverage_{level}"]
         out[f"width_{level}"] = means[f"width_{level}"]
+        out[f"interval_score_{level}"] = means[f"interval_score_{level}"]
     if pairs:
         widest = pairs[0][2]
         out["coverage"] = out[f"coverage_{widest}"]
         out["interval_width"] = out[f"width_{widest}"]
+        out["interval_score"] = out[[f"interval_score_{level}" for _, _, level in pairs]].mean(axis=1)
     return out
 
 

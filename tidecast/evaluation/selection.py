@@ -29,7 +29,9 @@ __all__ = [
     "select_winner",
 ]
 
-METRIC_ORDER = ("mase", "mae", "rmse", "mape", "smape", "wape", "bias", "pinball", "coverage", "interval_width")
+METRIC_ORDER = (
+    "mase", "mae", "rmse", "mape", "smape", "wape", "bias", "pinball", "coverage", "interval_width", "interval_score",
+)
 """Leaderboard column order of the usual metrics; any other metric follows, sorted by name."""
 
 
@@ -90,7 +92,7 @@ def leaderboard(entries: list[CandidateResult], metric: str) -> pd.DataFrame:
 
     Columns: ``rank`` (1 = best; <NA> for candidates that cannot win), ``candidate``, ``kind``,
     ``params`` (JSON), the aggregate metrics (``mase, mae, rmse, mape, smape, wape, bias,
-    pinball, coverage, interval_width`` where computed, then the others), ``fit_seconds``,
+    pinball, coverage, interval_width, interval_score`` where computed, then the others), ``fit_seconds``,
     ``predict_seconds``, ``trials``, ``status`` (``ok``/``failed``), ``error``.
     """
     _check_metric(metric)

@@ -11,7 +11,17 @@ empirical quantiles of the backtest errors ``y - yhat`` made ``k`` steps ahead:
   series' own residuals whenever it has any; ``False`` always pools over series. A series
   without residuals (new at serving time) gets the pooled quantiles;
 * steps beyond the last backtested step reuse the quantiles of the last step;
-* the quantile offsets are made non-decreasing in ``q`` so quantile columns never cross.
+* the quantile offsets are made non-decreasing in ``q`` so quantile columns never cross;
+* quantiles are finite-sample conformal (``finite_sample=True``, default): the
+  ``ceil((n + 1) q)``-th smallest residual for an upper quantile, the ``floor((n + 1) q)``-th for
+  a lower one (:func:`tidecast.evaluation.calibration.conformal_quantile`), which holds the
+  nominal level where the plain empirical quantile of ``n`` residuals under-covers;
+* a known series with too few residuals of its own (``per_series="auto"``) takes the pooled
+  residuals *scaled* to it: each residual divided by its series' mean absolute residual, the
+  quantile of these multiplied by the series' own (a household meter and a substation then
+  share the shape of the interval, not its width).
+
+Models pickled before these two options keep the plain quantiles and unscaled pooling.
 
 A wrapped model with native intervals keeps them unless ``force=True``.
 """
@@ -71,9 +81,11 @@ class ConformalForecaster:
         window: int | None = None,
         per_series: bool | str = "auto",
         min_samples: int = 50,
+        finite_sample: bool = True,
     ) -> None:
         self.inner = inner
         self.force = force
+        self.finite_sample = bool(finite_sample)
         self.per_series = per_series
         self.min_samples = int(min_samples)
         if per_series not in (True, False, "auto"):
@@ -97,6 +109,14 @@ class ConformalForecaster:
         self._pooled = self._by_step(res)
         self._series = {str(uid): self._by_step(g) for uid, g in res.groupby(ID, sort=False)}
         self.n_residuals = len(res)
+        # each series' mean absolute residual, and the pooled residuals divided by their series' one
+        scale = res["e"].abs().groupby(res[ID], sort=False).mean()
+        positive = scale[scale > 0]
+        floor = float(positive.median()) if len(positive) else 1.0
+        scale = scale.where(scale > 0, floor)
+        self._scales: dict[str, float] | None = {str(k): float(v) for k, v in scale.items()}
+        z = res.assign(e=res["e"] / res[ID].map(scale).to_numpy(float))
+        self._pooled_scaled: list[np.ndarray] | None = self._by_step(z)
 
     @property
     def name(self) -> str:
@@ -132,14 +152,28 @@ class ConformalForecaster:
         qs = np.asarray(quantiles, dtype=float)
         order = np.argsort(qs)
         own = self._series.get(uid) if uid is not None and self.per_series is not False else None
+        scaled = getattr(self, "_pooled_scaled", None)
+        scales = getattr(self, "_scales", None) or {}
         out = np.empty((self.horizon, len(qs)))
         for k in range(1, self.horizon + 1):
             vals = self._window_values(own, k) if own is not None else np.empty(0)
             if own is None or len(vals) == 0 or (self.per_series == "auto" and len(vals) < self.min_samples):
-                vals = self._window_values(self._pooled, k)
-            row = np.quantile(vals, qs[order]) if len(vals) else np.full(len(qs), np.nan)
+                if scaled is not None and uid in scales and self.per_series is not False:
+                    vals = self._window_values(scaled, k) * scales[uid]
+                else:
+                    vals = self._window_values(self._pooled, k)
+            row = self._quantiles(vals, qs[order])
             out[k - 1, order] = np.maximum.accumulate(row)
         return out
+
+    def _quantiles(self, vals: np.ndarray, qs: np.ndarray) -> np.ndarray:
+        if not len(vals):
+            return np.full(len(qs), np.nan)
+        if not getattr(self, "finite_sample", False):
+            return np.quantile(vals, qs)
+        from tidecast.evaluation.calibration import conformal_quantile
+
+        return np.array([conformal_quantile(vals, float(q)) for q in qs])
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -154,7 +188,8 @@ class ConformalForecaster:
         params = dict(self.inner.get_params()) if hasattr(self.inner, "get_params") else {}
         params.update(
             {"conformal_window": self.window, "conformal_per_series": self.per_series,
-             "conformal_min_samples": self.min_samples, "conformal_force": self.force}
+             "conformal_min_samples": self.min_samples, "conformal_force": self.force,
+             "conformal_finite_sample": getattr(self, "finite_sample", False)}
         )
         return params
 
