@@ -17,6 +17,7 @@ skips that country's public holidays as well as weekends.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -106,8 +107,6 @@ def offset_of(freq: str) -> pd.DateOffset:
     if text.upper().startswith("C:"):
         return _holiday_offset(text[2:].strip().upper())
     try:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # 'M', 'Q', 'A': still understood
             offset = to_offset(text)
