@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,8 +42,16 @@ def test_interval_metrics_by_hand() -> None:
 def test_evaluate_reports_interval_metrics_per_pair() -> None:
     fc = pd.DataFrame(
         {
-            "unique_id": "a", "ds": pd.date_range("2024-01-01", periods=4, freq="h"), "fold": 0, "step": [1, 2, 3, 4],
-            "y": Y, "yhat": (LO + HI) / 2, "q0.1": LO, "q0.9": HI, "q0.25": LO + 1, "q0.75": HI - 1,
+            "unique_id": "a",
+            "ds": pd.date_range("2024-01-01", periods=4, freq="h"),
+            "fold": 0,
+            "step": [1, 2, 3, 4],
+            "y": Y,
+            "yhat": (LO + HI) / 2,
+            "q0.1": LO,
+            "q0.9": HI,
+            "q0.25": LO + 1,
+            "q0.75": HI - 1,
         }
     )
     agg = evaluate(fc).aggregate
@@ -82,8 +92,9 @@ def test_finite_sample_correction_holds_the_level() -> None:
 def test_pooled_residuals_are_scaled_to_each_series() -> None:
     rng = np.random.default_rng(0)
     rows = [
-        pd.DataFrame({"unique_id": uid, "step": np.tile(np.arange(1, 5), 5), "yhat": 0.0,
-                      "y": rng.normal(0, sigma, 20)})
+        pd.DataFrame(
+            {"unique_id": uid, "step": np.tile(np.arange(1, 5), 5), "yhat": 0.0, "y": rng.normal(0, sigma, 20)}
+        )
         for uid, sigma in (("small", 1.0), ("big", 100.0))
     ]
     model = ConformalForecaster(_Nothing(), pd.concat(rows), window=0, min_samples=50)
@@ -114,7 +125,7 @@ def test_windows_before_the_first_fold_one_horizon_apart() -> None:
     assert [w.index for w in windows] == [-6, -5, -4, -3, -2]
     assert all(w.test_end <= folds[0].cutoff for w in windows)
     assert windows[-1].cutoff == folds[0].cutoff - pd.Timedelta(hours=24)
-    assert all(b.cutoff - a.cutoff == pd.Timedelta(hours=24) for a, b in zip(windows, windows[1:], strict=False))
+    assert all(b.cutoff - a.cutoff == pd.Timedelta(hours=24) for a, b in pairwise(windows))
     # a short history keeps half of the first fold's training data for the calibration model
     short = hourly(8)
     few = calibration_windows(make_folds(short, h=24, folds=2, holdout=24, freq="h", min_train=48), short, CTX, 50)
@@ -148,12 +159,31 @@ def test_fold_quantiles_use_only_residuals_known_at_the_cutoff() -> None:
     for k in range(3):
         cutoff = start + pd.Timedelta(hours=24 * k)
         ds = pd.date_range(cutoff + pd.Timedelta(hours=1), periods=24, freq="h")
-        rows.append(pd.DataFrame({"unique_id": "a", "ds": ds, "fold": k, "cutoff": cutoff, "step": np.arange(1, 25),
-                                  "y": rng.normal(0, 1, 24), "yhat": 0.0}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "unique_id": "a",
+                    "ds": ds,
+                    "fold": k,
+                    "cutoff": cutoff,
+                    "step": np.arange(1, 25),
+                    "y": rng.normal(0, 1, 24),
+                    "yhat": 0.0,
+                }
+            )
+        )
     forecasts = pd.concat(rows, ignore_index=True)
     cal_ds = pd.date_range(start - pd.Timedelta(hours=24 * 6) + pd.Timedelta(hours=1), periods=24 * 6, freq="h")
-    calibration = pd.DataFrame({"unique_id": "a", "ds": cal_ds, "cutoff": cal_ds.floor("D") - pd.Timedelta(hours=1),
-                                "step": np.tile(np.arange(1, 25), 6), "y": rng.normal(0, 1, 24 * 6), "yhat": 0.0})
+    calibration = pd.DataFrame(
+        {
+            "unique_id": "a",
+            "ds": cal_ds,
+            "cutoff": cal_ds.floor("D") - pd.Timedelta(hours=1),
+            "step": np.tile(np.arange(1, 25), 6),
+            "y": rng.normal(0, 1, 24 * 6),
+            "yhat": 0.0,
+        }
+    )
     base, fallback = calibrate_folds(forecasts, calibration, [0.1, 0.9])
     assert fallback == []
     # the last fold's errors blow up: the earlier folds' quantiles do not move, the last fold's own neither

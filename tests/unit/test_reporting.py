@@ -153,11 +153,12 @@ def test_coverage_table_names_the_pairs_as_the_metrics_do() -> None:
     assert nominal_levels([0.1]) == {}
 
     class Result:
-        evaluation = type("E", (), {"aggregate": {"coverage_80": 0.7, "width_80": 3.0}})()
+        evaluation = type("E", (), {"aggregate": {"coverage_80": 0.7, "width_80": 3.0, "interval_score_80": 5.5}})()
 
     table = coverage_table({"m": Result()}, ["m"], [0.1, 0.9])
     assert table.to_dict("records") == [
-        {"candidate": "m", "interval": "80 %", "nominal": pytest.approx(0.8), "coverage": 0.7, "width": 3.0}
+        {"candidate": "m", "interval": "80 %", "nominal": pytest.approx(0.8), "coverage": 0.7, "width": 3.0,
+         "interval_score": 5.5}
     ]
 
 

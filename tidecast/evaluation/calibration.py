@@ -220,7 +220,9 @@ def calibration_forecasts(
                 yield _WindowsTask(windows, None, make_model, ctx, unit, source=(tuple(source.paths), None))
                 return
             for part, ids in located_partitions(source, partitions):
-                yield _WindowsTask(windows, None, make_model, ctx, unit, partial=True, source=(source.part_path(part), ids))
+                yield _WindowsTask(
+                    windows, None, make_model, ctx, unit, partial=True, source=(source.part_path(part), ids)
+                )
             return
         frame = source.to_pandas() if source is not None else df
         if partitions is None:

@@ -141,7 +141,7 @@ def nominal_levels(quantiles: list[float]) -> dict[str, float]:
 
 
 def coverage_table(results: dict[str, Any], names: list[str], quantiles: list[float]) -> pd.DataFrame:
-    """``candidate, interval, nominal, coverage, width`` for every candidate and symmetric pair."""
+    """``candidate, interval, nominal, coverage, width, interval_score`` for every candidate and symmetric pair."""
     levels = nominal_levels(quantiles)
     rows = []
     for name in names:
@@ -150,6 +150,7 @@ def coverage_table(results: dict[str, Any], names: list[str], quantiles: list[fl
         for key, nominal in levels.items():
             if key in aggregate:
                 width = aggregate.get(key.replace("coverage_", "width_"))
+                score = aggregate.get(key.replace("coverage_", "interval_score_"))
                 rows.append(
                     {
                         "candidate": name,
@@ -157,9 +158,10 @@ def coverage_table(results: dict[str, Any], names: list[str], quantiles: list[fl
                         "nominal": nominal,
                         "coverage": float(aggregate[key]),
                         "width": float(width) if width is not None else float("nan"),
+                        "interval_score": float(score) if score is not None else float("nan"),
                     }
                 )
-    return pd.DataFrame(rows, columns=["candidate", "interval", "nominal", "coverage", "width"])
+    return pd.DataFrame(rows, columns=["candidate", "interval", "nominal", "coverage", "width", "interval_score"])
 
 
 def per_step(evaluation: Any, column: str) -> pd.Series | None:

@@ -316,7 +316,8 @@ def build_run_report(
     cv = doc.section(
         "coverage",
         "Interval coverage",
-        "The share of actuals inside each prediction interval on the backtest, against its nominal level.",
+        "The share of actuals inside each prediction interval on the backtest, against its nominal level; the mean "
+        "width and the interval (Winkler) score: the width plus 2/α times each miss (lower is better).",
     )
 
     def draw_coverage() -> None:
