@@ -95,10 +95,10 @@ def run(
     from tidecast.training import preflight
 
     loaded = _load(spec)
-    preflight(loaded)
     pipeline = training_pipeline()
     started = time.perf_counter()
-    with _ProgressCallbacks() as callbacks:
+    # the pre-run check, once the plan is known (before any step runs): a no-op builds no candidate
+    with _ProgressCallbacks(before_steps=lambda plans: preflight(loaded, plans)) as callbacks:
         result = run_pipeline(pipeline, loaded, until=until, force=tuple(force or ()), callbacks=callbacks)
     elapsed = time.perf_counter() - started
     ran, cached = len(result.executed), len(result.skipped)
@@ -107,6 +107,10 @@ def run(
         f"in {elapsed:.1f} s"
     )
     _render_run_outputs(result, loaded)
+    if result.executed:  # each step's share of the run (a no-op has none to show)
+        from tidecast.render import step_times_table
+
+        console.print(step_times_table(result.durations, [p.name for p in result.plans], elapsed=elapsed))
 
 
 @app.command()
@@ -188,7 +192,9 @@ def schema(
 class _ProgressCallbacks:
     """Rich progress bars fed by the pipeline runner's callbacks."""
 
-    def __init__(self) -> None:
+    def __init__(self, before_steps: Any = None) -> None:
+        self.before_steps = before_steps
+        """Called with the run's plans before any step runs (its error stops the run)."""
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.fields[step]:<10}[/bold]"),
@@ -211,6 +217,8 @@ class _ProgressCallbacks:
         self.progress.__exit__(*exc)
 
     def on_plan(self, plans: list[Any]) -> None:
+        if self.before_steps is not None:
+            self.before_steps(plans)
         self._overall = self.progress.add_task("", total=len(plans), step="pipeline")
 
     def on_step_start(self, name: str, index: int, total: int) -> None:

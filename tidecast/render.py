@@ -232,3 +232,35 @@ def per_series_summary(per_series: dict[str, Any], metric: str) -> str:
     if ours is not None and glob:
         both += f" ({(glob - ours) / abs(glob):+.1%})"
     return line + "\n" + both
+
+
+def step_times_table(durations: dict[str, float], steps: list[str], *, elapsed: float | None = None) -> Table:
+    """Each step's share of the run: seconds and percent (cached steps: 0 s). Percentages are of the
+    run's ``elapsed`` wall time when given (with a row for what lies outside the steps: planning, the
+    pre-run check, loading cached outputs), else of the steps' total.
+
+    >>> step_times_table({"backtest": 30.0, "select": 10.0}, ["ingest", "backtest", "select"], elapsed=50.0).row_count
+    5
+    """
+    total = sum(float(v) for v in durations.values())
+    base = elapsed if elapsed else total
+    table = Table(title="Time per step", title_justify="left")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+
+    def share(seconds: float) -> str:
+        return f"{seconds / base:.0%}" if base > 0 else ""
+
+    for name in steps:
+        if name in durations:
+            seconds = float(durations[name])
+            table.add_row(name, f"{seconds:.1f}", share(seconds))
+        else:
+            table.add_row(f"[dim]{name}[/dim]", "[dim]cached[/dim]", "")
+    if elapsed is not None:
+        outside = max(0.0, elapsed - total)
+        table.add_row("[dim]outside the steps[/dim]", f"[dim]{outside:.1f}[/dim]", f"[dim]{share(outside)}[/dim]")
+        table.add_section()
+        table.add_row("[bold]total[/bold]", f"[bold]{elapsed:.1f}[/bold]", "")
+    return table

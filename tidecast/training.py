@@ -70,11 +70,20 @@ def validate_history(frame: pd.DataFrame, spec: Spec) -> None:
         raise DataError(f"{spec.data.source}: history too short: {exc.message}") from None
 
 
-def preflight(spec: Spec) -> None:
+#: The steps that build the candidates' models: only when one of them runs is a candidate built before.
+MODEL_STEPS = frozenset({"backtest", "select", "explain"})
+
+
+def preflight(spec: Spec, plans: Any = None) -> None:
     """Cheap checks before any step runs: every candidate can be built from its kind and params, and
     a Dask scheduler named by ``executor.address`` answers (so that a wrong address fails in seconds,
-    before the data steps, not when the backtest starts)."""
-    validate_candidates(spec)
+    before the data steps, not when the backtest starts).
+
+    ``plans`` (the run's :class:`~tidecast.pipeline.runner.StepPlan` list): the candidates are built
+    only when a step of :data:`MODEL_STEPS` will run, so that a run with those steps cached (a
+    no-op) imports no model library nor plugin."""
+    if plans is None or any(p.will_run and p.name in MODEL_STEPS for p in plans):
+        validate_candidates(spec)
     if spec.executor.kind == "dask" and spec.executor.address:
         from tidecast.pipeline.executors import check_address
 
@@ -288,6 +297,7 @@ def _backtest_one(
         result = run_backtest(
             factory, data.for_kind(factory.candidate.kind), ctx, folds, quantiles=() if conformal else quantiles,
             executor=executor, partitions=partitions, shared_storage=data.shared_storage,
+            keep_last_model=True,  # the explain step reuses it instead of refitting (tidecast.reporting.explain)
         )
     if result.errors:
         raise ModelError(f"candidate '{factory.candidate.name}': {result.errors[0]}")

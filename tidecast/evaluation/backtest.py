@@ -74,6 +74,8 @@ class FoldResult:
     predict_seconds: float
     n_series: int
     error: FoldError | None = None
+    model: Any = None
+    """The fold's fitted model, when the backtest was asked to keep it (``keep_last_model``)."""
 
 
 @dataclass
@@ -96,6 +98,9 @@ class BacktestResult:
     calibration: pd.DataFrame | None = None
     """Residuals of the calibration windows before the first fold (``unique_id, ds, cutoff, step, y,
     yhat``; see :mod:`tidecast.evaluation.calibration`), when the intervals were calibrated."""
+    models: dict[int, Any] = field(default_factory=dict)
+    """Fold index -> the model fitted on that fold's training data, for the folds kept
+    (``keep_last_model``: the last one, which the explain step reuses instead of refitting)."""
 
     @property
     def ok(self) -> bool:
@@ -135,6 +140,7 @@ class _FoldTask:
     ctx: FitContext
     quantiles: tuple[float, ...]
     partial: bool = False  # one series partition of the fold: no training rows is no work, not an error
+    keep_model: bool = False  # send the fitted model back with the forecasts
     source: tuple[Any, tuple[Any, ...] | None] | None = None
     """``(partition file, series ids)``, or ``(every partition file, None)`` for a global model: the
     worker reads its rows there (``train``/``X_future`` are then None)."""
@@ -189,6 +195,7 @@ class _FoldOutput:
     predict_seconds: float
     error: str | None = None
     traceback: str = ""
+    model: Any = None
 
 
 def _error_text(exc: BaseException) -> str:
@@ -217,7 +224,7 @@ def _run_fold(task: _FoldTask) -> _FoldOutput:
         predict_s = time.perf_counter() - started
     except Exception as exc:
         return _FoldOutput(None, fit_s, predict_s, _error_text(exc), traceback.format_exc())
-    return _FoldOutput(predictions, fit_s, predict_s)
+    return _FoldOutput(predictions, fit_s, predict_s, model=model if task.keep_model else None)
 
 
 # ---------------------------------------------------------------------------------------- parent
@@ -395,6 +402,7 @@ def backtest(
     on_fold_done: Callable[[FoldResult], None] | None = None,
     partitions: Sequence[Sequence[Any]] | None = None,
     shared_storage: bool = True,
+    keep_last_model: bool = False,
 ) -> BacktestResult:
     """Backtest the model built by ``make_model()`` on ``folds`` (from :func:`make_folds`).
 
@@ -413,6 +421,10 @@ def backtest(
     ``unique_id, ds, y`` for the actuals); ``shared_storage=False`` (workers without this file
     system) reads each partition here, one at a time, and ships the rows. Without ``partitions``
     every series is read into one frame (a global model needs them all).
+
+    ``keep_last_model``: the last fold's fitted model comes back in ``BacktestResult.models``
+    (unpartitioned runs only: a partitioned fold has one model per partition), so that explaining
+    the candidate later needs no refit.
     """
     if not folds:
         raise BacktestError("backtest: no folds to run")
@@ -510,7 +522,7 @@ def backtest(
                 frame = _assemble(fold, output, actuals, unit, quantiles)
             except Exception as exc:
                 error = FoldError(fold.index, fold.cutoff, _error_text(exc), traceback.format_exc())
-        result = FoldResult(fold, frame, output.fit_seconds, output.predict_seconds, n_series, error)
+        result = FoldResult(fold, frame, output.fit_seconds, output.predict_seconds, n_series, error, output.model)
         results[index] = result
         if on_fold_done is not None:
             on_fold_done(result)
@@ -521,7 +533,13 @@ def backtest(
         executor = SequentialExecutor()
     name = getattr(make_model, "__name__", None) or type(make_model).__name__
     what = f"backtest {name}" + (f" ({n_parts} series partitions x {len(folds)} folds)" if n_parts > 1 else "")
-    executor.map(_run_fold, tasks(), desc=what, on_result=collect)
+    keep = keep_last_model and n_parts == 1
+
+    def kept(items: Iterator[_FoldTask]) -> Iterator[_FoldTask]:
+        for task in items:
+            yield replace(task, keep_model=True) if keep and task.fold is folds[-1] else task
+
+    executor.map(_run_fold, kept(tasks()), desc=what, on_result=collect)
     return _result(list(folds), [r for r in results if r is not None], df, quantiles)
 
 
@@ -599,6 +617,7 @@ def _result(folds: list[Fold], results: list[FoldResult], df: pd.DataFrame, quan
         errors=[r.error for r in results if r.error is not None],
         fit_seconds=float(timings["fit_seconds"].sum()),
         predict_seconds=float(timings["predict_seconds"].sum()),
+        models={r.fold.index: r.model for r in results if r.model is not None},
     )
 
 

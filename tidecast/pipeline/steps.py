@@ -235,7 +235,28 @@ def backtest(features: PartitionedFrame, spec: Spec, ctx: Any) -> dict[str, Any]
     out = candidate_results(features, spec, progress=ctx.progress)
     if out.get("hierarchy") is not None:
         out["hierarchy"]["per_level"].to_csv(ctx.artifact_dir / "per_level.csv", index=False)
+    _set_aside_fold_models(out, ctx.artifact_dir)
     return out
+
+
+#: The backtest's artifact holding each candidate's model of the last fold (read by ``explain``).
+FOLD_MODELS = "fold_models.joblib"
+
+
+def _set_aside_fold_models(out: dict[str, Any], folder: Any) -> None:
+    """Move the fold models the backtest kept (``BacktestResult.models``) to their own artifact:
+    the explain step reuses them instead of refitting, and loading the backtest's output (the
+    leaderboard of a no-op run) unpickles no model, so imports no model library."""
+    import joblib
+
+    models, params = {}, {}
+    for name, entry in (out.get("results") or {}).items():
+        result = getattr(entry, "backtest", None)
+        if result is not None and getattr(result, "models", None):
+            models[name], result.models = result.models, {}
+            params[name] = entry.params
+    if models:  # with the folds and params they belong to, which explain checks
+        joblib.dump({"folds": out.get("folds"), "params": params, "models": models}, folder / FOLD_MODELS)
 
 
 @step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), fingerprint=_training_mode, version=_MODEL_CODE, deps=candidate_deps)

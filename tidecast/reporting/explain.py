@@ -2,9 +2,11 @@
 
 Three views, each for the candidates it fits:
 
-* **Permutation importance of feature groups** (any model): the candidate is refitted once on the
-  training data of the last backtest fold and forecasts that fold through the Forecaster protocol;
-  then each group of inputs is scrambled and the fold forecast again, ``repeats`` times. The
+* **Permutation importance of feature groups** (any model): the candidate's model fitted on the
+  training data of the last backtest fold (the one the backtest kept, see
+  :func:`fold_model`; refitted only when the backtest did not keep it) forecasts that fold through
+  the Forecaster protocol; then each group of inputs is scrambled and the fold forecast again,
+  ``repeats`` times. The
   importance of a group is the relative increase of the fold's MAE. The groups:
 
   - ``lags``: the target's history (what lags, rolling statistics and statistical models read),
@@ -164,6 +166,17 @@ def fit_for_fold(candidate: Any, params: dict[str, Any], spec: Any, train: pd.Da
     model = factory_for(candidate, params, spec)()
     model.fit(train, fit_context(spec, train))
     _single_thread_predictions(model)
+    return model
+
+
+def fold_model(models: dict[int, Any] | None, fold: dict[str, Any]) -> Any | None:
+    """Of ``models`` (fold index -> the model the backtest fitted on that fold's training data and
+    kept, see :attr:`tidecast.evaluation.backtest.BacktestResult.models`), the one of ``fold``, or
+    None: explaining a candidate then costs no fit. Its estimator is set to predict on one thread
+    (the copy on disk is untouched)."""
+    model = (models or {}).get(int(fold.get("index", -2)))
+    if model is not None:
+        _single_thread_predictions(model)
     return model
 
 
@@ -405,12 +418,15 @@ def _candidate_spec(spec: Any, name: str) -> Any:
 
 
 def plan(
-    backtest: dict[str, Any], select: dict[str, Any], spec: Any, *, top: int = PERMUTATION_TOP
+    backtest: dict[str, Any], select: dict[str, Any], spec: Any, *, top: int = PERMUTATION_TOP,
+    kept: frozenset[str] | set[str] = frozenset(),
 ) -> list[tuple[str, set[str]]]:
     """Which candidates to explain and how: ``[(name, {"permutation", "shap", "components"}), ...]``.
 
     The best ``top`` candidates get permutation importance; every tree model gets SHAP and every
-    statistical model its components, unless its backtest took over ``MAX_FIT_SECONDS`` per fold.
+    statistical model its components, unless its backtest took over ``MAX_FIT_SECONDS`` per fold
+    and is not in ``kept`` (the candidates whose model of the last fold the backtest kept: without
+    it, explaining it means refitting it).
     """
     board: pd.DataFrame = backtest["leaderboard"]
     ok = board[board["status"] == "ok"] if "status" in board else board
@@ -430,7 +446,7 @@ def plan(
         if kind in STATISTICAL_KINDS:
             wants.add("components")
         seconds = float(row.get("fit_seconds") or 0.0) / folds
-        if wants and (seconds <= MAX_FIT_SECONDS or name == select.get("winner")):
+        if wants and (seconds <= MAX_FIT_SECONDS or name in kept or name == select.get("winner")):
             out.append((name, wants))
     return out
 
@@ -445,14 +461,21 @@ def explain_candidates(
     repeats: int = PERMUTATION_REPEATS,
     shap_rows: int = SHAP_ROWS,
     progress: Progress = _noop,
+    fold_models: dict[str, dict[int, Any]] | None = None,
 ) -> dict[str, Any]:
     """Explain the candidates :func:`plan` picks; returns ``{"explanations": {name: Explanation},
-    "fold": the last fold, "groups": GROUPS}``. One candidate's failure becomes a note."""
+    "fold": the last fold, "groups": GROUPS}``. One candidate's failure becomes a note.
+
+    ``fold_models`` (candidate -> fold index -> model, what the backtest kept): a candidate whose
+    model of the last fold is there is explained with it; the others are refitted on that fold."""
     fold = _last_fold(backtest)
+    fold_models = fold_models or {}
     results = backtest.get("results") or {}
     board: pd.DataFrame = backtest["leaderboard"]
     ranks = dict(zip(board["candidate"].astype(str), board["rank"], strict=False)) if "rank" in board else {}
-    todo = plan(backtest, select, spec, top=top)
+    last = int(fold["index"]) if fold is not None and "index" in fold else None
+    kept = {name for name, models in fold_models.items() if last in (models or {})}
+    todo = plan(backtest, select, spec, top=top, kept=kept)
     explanations: dict[str, Explanation] = {}
     if fold is None:
         return {"explanations": explanations, "fold": None, "groups": GROUPS}
@@ -477,11 +500,13 @@ def explain_candidates(
         if entry is None or candidate is None:
             explanation.notes.append("not in the spec's models any more")
             continue
-        try:
-            model = fit_for_fold(candidate, entry.params, spec, train)
-        except Exception as exc:
-            explanation.notes.append(f"refitting on the last fold failed: {type(exc).__name__}: {exc}")
-            continue
+        model = fold_model(fold_models.get(name), fold)  # the backtest's own fit of the last fold: no refit
+        if model is None:
+            try:
+                model = fit_for_fold(candidate, entry.params, spec, train)
+            except Exception as exc:
+                explanation.notes.append(f"refitting on the last fold failed: {type(exc).__name__}: {exc}")
+                continue
         if "permutation" in wants:
             try:
                 explanation.permutation = permutation_importance(
@@ -544,6 +569,7 @@ __all__ = [
     "feature_matrix",
     "fitted_components",
     "fold_frames",
+    "fold_model",
     "is_tree_model",
     "permutation_importance",
     "plan",

@@ -1,7 +1,8 @@
 """The ``explain`` and ``report`` pipeline steps, after ``track``.
 
-``explain`` refits the candidates worth explaining on the last backtest fold and measures what
-they rely on (see :mod:`tidecast.reporting.explain`); it is cached like the model steps.
+``explain`` takes the models the backtest fitted on its last fold (refitting only those it did not
+keep) and measures what they rely on (see :mod:`tidecast.reporting.explain`); it is cached like
+the model steps.
 ``report`` builds the run report (:mod:`tidecast.reporting.run_report`), writes it under
 ``.tidecast/reports/`` and logs it, its PNGs and tables to the training's MLflow run (``report/``).
 """
@@ -43,7 +44,38 @@ def explain(
     """Permutation importance of the feature groups, SHAP for tree models, fitted components of statistical ones."""
     from tidecast.reporting.explain import explain_candidates
 
-    return explain_candidates(backtest, select, features, spec, progress=ctx.progress)
+    models = fold_models(spec, upstream_records(spec), backtest)
+    return explain_candidates(backtest, select, features, spec, progress=ctx.progress, fold_models=models)
+
+
+def fold_models(spec: Spec, records: dict[str, Any], backtest: dict[str, Any]) -> dict[str, dict[int, Any]]:
+    """The models the backtest kept of its last fold (``<backtest entry>/artifacts/fold_models.joblib``,
+    see :func:`tidecast.pipeline.steps.backtest`): candidate -> fold index -> model, only those of
+    this ``backtest`` output (same folds, same parameters); empty when absent or unreadable
+    (explain then refits)."""
+    from tidecast.pipeline.cache import ARTIFACTS
+    from tidecast.pipeline.steps import FOLD_MODELS
+
+    record = records.get("backtest")
+    if record is None or not record.outputs:
+        return {}
+    file = Path(spec.root) / record.outputs / ARTIFACTS / FOLD_MODELS
+    if not file.is_file():
+        return {}
+    import joblib
+
+    try:
+        loaded = joblib.load(file)
+    except Exception:  # a torn or foreign file: refitting is the safe answer
+        return {}
+    if not isinstance(loaded, dict) or str(loaded.get("folds")) != str(backtest.get("folds")):
+        return {}  # another backtest's (a lock that records another run): not these folds
+    results = backtest.get("results") or {}
+    params = loaded.get("params") or {}
+    return {
+        name: models for name, models in (loaded.get("models") or {}).items()
+        if name in results and params.get(name) == getattr(results[name], "params", None)
+    }
 
 
 def clean_changes(spec: Spec, records: dict[str, Any]) -> pd.DataFrame | None:
