@@ -67,7 +67,15 @@ def validate_history(frame: pd.DataFrame, spec: Spec) -> None:
     try:
         folds_for_spec(ordered.drop_duplicates([ID, TIME]), spec, min_train=window)
     except BacktestError as exc:
-        raise DataError(f"{spec.data.source}: history too short: {exc.message}") from None
+        where = ""
+        if spec.backtest.holdout is not None and spec.holdout_steps() > spec.forecast_steps()[1]:
+            default = spec.model_copy(update={"backtest": spec.backtest.model_copy(update={"holdout": None})})
+            try:  # the folds fit with the default holdout: the field to fix is backtest.holdout
+                folds_for_spec(ordered.drop_duplicates([ID, TIME]), default, min_train=window)
+                where = f"backtest.holdout ({spec.backtest.holdout!r}, {spec.holdout_steps()} steps) is longer than the data allows: "
+            except BacktestError:
+                pass
+        raise DataError(f"{spec.data.source}: {where}history too short: {exc.message}") from None
 
 
 #: The steps that build the candidates' models: only when one of them runs is a candidate built before.
@@ -159,6 +167,8 @@ def validate_candidates(spec: Spec) -> None:
     if not spec.models:
         raise ModelError("models: the spec lists no candidate models (add at least a seasonal_naive)")
     for candidate in spec.models:
+        if candidate.kind == "ensemble":  # built from its members' backtests (tidecast.evaluation.ensembles)
+            continue
         params = candidate.params
         first = params if not is_searched(params) else (grid(params)[0] if not _has_ranges(params) else None)
         if first is not None:
@@ -349,7 +359,7 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
         window=bt.window,
         train_window=spec.steps(bt.train_window, "backtest.train_window") if bt.train_window is not None else None,
         gap=spec.steps(bt.gap, "backtest.gap"),
-        holdout=horizon,
+        holdout=spec.holdout_steps(),
         freq=spec.data.frequency,
         min_train=window,
     )
@@ -360,6 +370,8 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
     total = len(spec.models)
     try:
         for index, candidate in enumerate(spec.models):
+            if candidate.kind == "ensemble":  # combined from the others' forecasts after the loop
+                continue
             progress(index, total, f"backtesting {candidate.name}")
             started = time.perf_counter()
             trials: list[dict[str, Any]] = []
@@ -428,6 +440,10 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
             }
     finally:
         executor.close()
+    from tidecast.evaluation.ensembles import ensemble_entries
+
+    combined, ensembles = ensemble_entries(entries, frame, spec, folds)  # from the stored fold forecasts
+    entries = [*entries, *combined]
     reconciled = None
     if spec.hierarchy is not None:
         progress(total, total, "reconciling")
@@ -444,6 +460,8 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
     }
     if reconciled is not None:
         out["hierarchy"] = reconciled
+    if ensembles:
+        out["ensembles"] = ensembles
     if spec.selection.scope == "per_series":
         out["per_series"] = per_series_selection(entries, board, frame, spec)
         counts = out["per_series"]["counts"]
@@ -582,8 +600,13 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
     winner = select_winner(board, metric)
     entry = backtested["results"][winner]
     reconciled = _reconciled_factory(winner, backtested, frame, spec)
+    from tidecast.evaluation.ensembles import ensemble_factory
+
+    combined = ensemble_factory(winner, backtested, spec)
     if reconciled is not None:
         factory, kind = reconciled
+    elif combined is not None:
+        factory, kind = combined, "ensemble"
     else:
         candidate = next(c for c in spec.models if c.name == winner)
         factory, kind = factory_for(candidate, entry.params, spec), candidate.kind
@@ -596,15 +619,17 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
     cluster = RefitCluster(spec, kind, entry.params)  # a client when the winner trains distributed
     try:
         progress(0, 3, f"holdout score of {winner}")
-        holdout = holdout_scores(factory, frame, ctx, spec, entry, client=cluster.client)
+        holdout, held, held_scales = holdout_run(factory, frame, ctx, spec, entry, client=cluster.client)
         baseline = _baseline_name(spec, board)
-        baseline_holdout = None
+        baseline_holdout, base_held = None, None
         if baseline and baseline != winner:
             base_entry = backtested["results"][baseline]
             base_candidate = next(c for c in spec.models if c.name == baseline)
-            baseline_holdout = holdout_scores(factory_for(base_candidate, base_entry.params, spec), frame, ctx, spec, base_entry)
+            baseline_holdout, base_held, _ = holdout_run(
+                factory_for(base_candidate, base_entry.params, spec), frame, ctx, spec, base_entry
+            )
         elif baseline == winner:
-            baseline_holdout = holdout
+            baseline_holdout, base_held = holdout, held
 
         progress(1, 3, f"refitting {winner} on all data")
         started = time.perf_counter()
@@ -636,6 +661,11 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
         "trained_until": str(frame[TIME].max()),
         "n_series": int(frame[ID].nunique()),
         "series_ids": sorted(str(u) for u in pd.unique(frame[ID])),
+        # the held-out forecasts, for the gate's significance test (tidecast.evaluation.significance)
+        "holdout_steps": spec.holdout_steps(),
+        "holdout_forecasts": {"winner": held, "baseline": base_held},
+        "holdout_scales": held_scales,
+        "ensembles": backtested.get("ensembles"),  # weights, and where each beats the best single candidate
     }
     if reconciled is not None:  # the model card tells callers to send every bottom series
         out["hierarchy"] = {**model.hierarchy.to_dict(), "method": model.method}  # type: ignore[attr-defined]
@@ -645,14 +675,13 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
 def _select_per_series(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> dict[str, Any]:
     """``selection.scope: per_series``: one model holding every series' winner (and the fallback),
     scored on the held-out stretch, then refit on all data."""
-    from tidecast.evaluation.backtest import holdout_forecast
     from tidecast.evaluation.metrics import evaluate
 
     board: pd.DataFrame = backtested["leaderboard"]
     metric = backtested["metric"]
     chosen = backtested["per_series"]
     quantiles = list(spec.forecast.quantiles)
-    window, horizon = spec.forecast_steps()
+    _, horizon = spec.forecast_steps()
     ctx = fit_context(spec, frame)
     needed = sorted({*chosen["mapping"].values(), chosen["fallback"]})
     factories: dict[str, Callable[[], Forecaster]] = {}
@@ -663,11 +692,9 @@ def _select_per_series(backtested: dict[str, Any], frame: pd.DataFrame, spec: Sp
     factory = PerSeriesFactory(factories, dict(chosen["mapping"]), chosen["fallback"])
 
     progress(0, 3, f"holdout score of the per-series choice ({len(needed)} candidates)")
-    result = holdout_forecast(factory, frame, ctx, horizon, quantiles=quantiles, min_train=window)
-    if result.errors:
-        raise ModelError(f"per-series selection: held-out forecast failed: {result.errors[0]}")
+    forecasts, scales = holdout_predictions(factory, frame, ctx, spec)
     m = season_length(spec)
-    holdout = {k: float(v) for k, v in evaluate(result.forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles).aggregate.items()}
+    holdout = {k: float(v) for k, v in evaluate(forecasts, scales, season_length=m, quantiles=quantiles).aggregate.items()}
     baseline = _baseline_name(spec, board)
     baseline_holdout = None
     if baseline:
@@ -729,23 +756,75 @@ def _with_intervals(factory: Callable[[], Forecaster], entry: Any, quantiles: li
 def holdout_scores(
     factory: Callable[[], Forecaster], frame: pd.DataFrame, ctx: FitContext, spec: Spec, entry: Any, *, client: Any = None
 ) -> dict[str, float]:
-    """Metrics of a candidate on the final held-out horizon (the same stretch for every series),
-    trained on everything before it (through mlforecast's Dask path on ``client``, when given)."""
-    from tidecast.evaluation.backtest import holdout_forecast
+    """Metrics of a candidate on the final held-out stretch (the same for every series), trained on
+    everything before it (through mlforecast's Dask path on ``client``, when given)."""
+    return holdout_run(factory, frame, ctx, spec, entry, client=client)[0]
+
+
+def holdout_run(
+    factory: Callable[[], Forecaster], frame: pd.DataFrame, ctx: FitContext, spec: Spec, entry: Any, *, client: Any = None
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
+    """:func:`holdout_scores`, with the held-out forecasts and their MASE scales."""
     from tidecast.evaluation.metrics import evaluate
 
-    window, horizon = spec.forecast_steps()
     quantiles = list(spec.forecast.quantiles)
-    make = _with_intervals(factory, entry, quantiles)
-    if client is not None:
-        from tidecast.models.distributed import holdout_distributed
-
-        result = holdout_distributed(make, frame, ctx, horizon, client=client, quantiles=quantiles, min_train=window)
-    else:
-        result = holdout_forecast(make, frame, ctx, horizon, quantiles=quantiles, min_train=window)
-    if result.errors:
-        name = getattr(getattr(factory, "candidate", None), "name", None) or getattr(factory, "name", "?")
-        raise ModelError(f"candidate '{name}': held-out forecast failed: {result.errors[0]}")
+    forecasts, scales = holdout_predictions(_with_intervals(factory, entry, quantiles), frame, ctx, spec, client=client)
     m = season_length(spec)
-    evaluation = evaluate(result.forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles)
-    return {k: float(v) for k, v in evaluation.aggregate.items()}
+    evaluation = evaluate(forecasts, scales, season_length=m, quantiles=quantiles)
+    return {k: float(v) for k, v in evaluation.aggregate.items()}, forecasts, scales
+
+
+def holdout_predictions(
+    make: Callable[[], Forecaster], frame: pd.DataFrame, ctx: FitContext, spec: Spec, *, client: Any = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The forecasts of the held-out stretch (``backtest.holdout`` steps, default one horizon) and
+    their MASE scales (``fold, unique_id, scale``). A stretch longer than the horizon is forecast
+    one horizon at a time, each window by a model trained on everything before it (the first
+    window starts early when the stretch is not a whole number of horizons; its rows before the
+    stretch are dropped). Raises :class:`ModelError` when a window fails."""
+    from tidecast.evaluation.backtest import _unit, backtest, holdout_forecast, make_folds
+
+    window, horizon = spec.forecast_steps()
+    length = spec.holdout_steps()
+    quantiles = list(spec.forecast.quantiles)
+    m = season_length(spec)
+    if length <= horizon or client is not None:
+        pieces = []
+        if length <= horizon:
+            ends = [None]
+        else:  # mlforecast's Dask path forecasts one held-out window per call
+            folds = make_folds(frame, h=horizon, folds=-(-length // horizon), step=horizon, freq=_unit(frame, ctx), min_train=window)
+            ends = [f.test_end for f in folds]
+        for index, end in enumerate(ends):
+            part = frame if end is None else frame[frame[TIME] <= end]
+            if client is not None:
+                from tidecast.models.distributed import holdout_distributed
+
+                result = holdout_distributed(make, part, ctx, min(length, horizon), client=client, quantiles=quantiles, min_train=window)
+            else:
+                result = holdout_forecast(make, part, ctx, min(length, horizon), quantiles=quantiles, min_train=window)
+            _raise_failed(result, make)
+            scales = result.scales(part, m)
+            if end is not None:
+                result.forecasts["fold"] = index
+                scales["fold"] = index
+            pieces.append((result.forecasts, scales))
+        forecasts = pd.concat([p[0] for p in pieces], ignore_index=True)
+        scales = pd.concat([p[1] for p in pieces], ignore_index=True)
+    else:
+        folds = make_folds(frame, h=horizon, folds=-(-length // horizon), step=horizon, freq=_unit(frame, ctx), min_train=window)
+        result = backtest(make, frame, ctx, folds, quantiles=quantiles)
+        _raise_failed(result, make)
+        forecasts, scales = result.forecasts, result.scales(frame, m)
+    if length > horizon:  # the stretch itself: the last `length` steps
+        (stretch,) = make_folds(frame, h=length, folds=1, freq=_unit(frame, ctx), min_train=window)
+        forecasts = forecasts[forecasts[TIME] >= stretch.test_start].reset_index(drop=True)
+    return forecasts, scales
+
+
+def _raise_failed(result: Any, factory: Any) -> None:
+    if result.errors:
+        name = getattr(getattr(factory, "candidate", None), "name", None) or getattr(factory, "name", None)
+        inner = getattr(factory, "inner", None)
+        name = name or getattr(getattr(inner, "candidate", None), "name", None) or "?"
+        raise ModelError(f"candidate '{name}': held-out forecast failed: {result.errors[0]}")
