@@ -38,7 +38,9 @@ def require(module: str, purpose: str) -> ModuleType:
         missing = (exc.name or "").split(".")[0]
         if missing and missing != top and missing not in EXTRA_OF:
             raise  # the extra is there but one of its own dependencies is broken: a real error
-        extra = EXTRA_OF.get(top, top)
+        extra = EXTRA_OF.get(top)
+        if extra is None:
+            raise MissingExtraError(f"{purpose} needs the Python package '{top}', which is not installed") from None
         raise MissingExtraError(f"{purpose} needs the '{extra}' extra: {install_hint(extra)}") from None
 
 
