@@ -2,6 +2,7 @@
 #
 #   docker build -t tidecast .                                   # CPU-only torch for neural champions
 #   docker build -t tidecast --build-arg EXTRAS= .               # smaller image, no torch
+#   (the image carries no PDF or dashboard stack: the `report` and `dashboard` extras are not installed)
 #   docker run -p 8000:8000 -v "$PWD/examples/power:/srv/project:ro" \
 #       -e MLFLOW_TRACKING_URI=http://mlflow:5000 -e TIDECAST_ADMIN_TOKEN=... tidecast
 #
