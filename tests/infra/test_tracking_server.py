@@ -165,3 +165,20 @@ def test_monitor_joins_the_actuals_from_the_database(project: dict[str, Any]) ->
         [client(project).get_experiment_by_name(f"{MODEL}-monitor").experiment_id], max_results=1
     )
     assert runs and "live_mae" in runs[0].data.metrics, runs[0].data.metrics if runs else None
+
+
+def _row(table: str, step: str) -> str:
+    """The line of ``step`` in ``tidecast status``'s table."""
+    return next(line for line in table.splitlines() if line.replace("│", " ").split()[:1] == [step])
+
+
+def test_new_rows_in_the_table_make_the_data_steps_stale(project: dict[str, Any]) -> None:
+    """The ingest key covers the rows the query returns, not the query alone: after the monitor
+    test's two new days arrived in the table, ``status`` says ingest is stale (no ``--force``)."""
+    shown = ok(tidecast("status", cwd=project["root"], **project["env"]))
+    ingest = _row(shown, "ingest")
+    assert "data fingerprint changed" in ingest, shown
+    ok(tidecast("run", "--until", "ingest", cwd=project["root"], **project["env"]))
+    again = ok(tidecast("status", cwd=project["root"], **project["env"]))
+    ingest = _row(again, "ingest")
+    assert "stale" not in ingest, again

@@ -321,7 +321,9 @@ def content_fingerprint(data: DataSpec) -> str:
 
     Local files (and folders of files): sha256 of their bytes. Other fsspec URLs: a hash of the
     file's metadata (etag, mtime, size). SQL: a hash of the URL and the query, plus the sha256 of
-    the database file for SQLite (other databases are fingerprinted by their query only).
+    the database file for SQLite; other databases (PostgreSQL, ...) are fingerprinted by the rows
+    the query returns (one read: a database gives no content hash that covers an edited row,
+    and a key of the query alone would keep serving yesterday's data after new rows arrive).
 
     >>> content_fingerprint(DataSpec(source="/data/power.csv", frequency="5min"))  # doctest: +SKIP
     'sha256:4f1c...'
@@ -335,6 +337,10 @@ def content_fingerprint(data: DataSpec) -> str:
             if not Path(sqlite_file).is_file():
                 raise DataError(f"{label}: no such SQLite database file '{sqlite_file}'")
             digest.update(_sha256_local([Path(sqlite_file)]).encode())
+        else:
+            rows = _read_sql(data, label)
+            digest.update(json.dumps([list(map(str, rows.columns)), [str(t) for t in rows.dtypes]]).encode())
+            digest.update(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
         return "sql:" + digest.hexdigest()
     _options, storage = _split_options(data)
     fs, path, is_dir = _check_exists(data.source, storage)
