@@ -52,6 +52,7 @@ NOT_RUN: dict[str, str] = {
     "make test ": "is the test suite itself",
     "make test-faults": "the long fault suites (minutes); CI runs them as `make test-faults`",
     "make fuzz": "thorough fuzzing with fresh random cases (minutes); not part of CI",
+    "make test-infra": "starts PostgreSQL, an MLflow server and Dask workers (minutes); CI runs it as `make test-infra`",
     "curl -s localhost:8000/forecast -H 'content-type: application/json' -d '{\n  \"series\"": "an abbreviated "
     "payload ('... 288 in all ...'); tests/integration/test_serving.py sends whole ones",
     "curl -s localhost:8000/invocations": "an abbreviated payload ('...'); tests/integration sends whole ones",
