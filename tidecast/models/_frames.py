@@ -80,17 +80,24 @@ def is_sorted(df: pd.DataFrame) -> bool:
     return bool((~same | (ns[1:] >= ns[:-1])).all())
 
 
-def regular_grid(df: pd.DataFrame, freq: str, name: str) -> bool:
+def regular_grid(
+    df: pd.DataFrame, freq: str, name: str, *, runs: tuple[np.ndarray, np.ndarray] | None = None
+) -> bool:
     """For ``df`` sorted by ``unique_id, ds`` (as :func:`check_frame` leaves it): a
     :class:`ModelError` naming the series and time of a duplicated timestamp; ``True`` when every
     series steps exactly ``freq`` from row to row; ``False`` when it does not, or when ``freq`` has
-    no fixed length (months...), so the caller checks in its own way."""
+    no fixed length (months...), so the caller checks in its own way. ``runs``: the series' start
+    and stop rows when the caller has them (:func:`series_bounds`), so the ids are not compared again."""
     offset = calendar.offset_of(freq)
     if not isinstance(offset, Tick) or len(df) < 2:
         return isinstance(offset, Tick)
     ids = df[ID].to_numpy()
     ns = pd.DatetimeIndex(df[TIME]).as_unit("ns").asi8
-    same = ids[1:] == ids[:-1]
+    if runs is None:
+        same = ids[1:] == ids[:-1]
+    else:
+        same = np.ones(len(df) - 1, dtype=bool)
+        same[runs[0][1:] - 1] = False
     steps = np.diff(ns)
     dup = np.flatnonzero(same & (steps == 0))
     if len(dup):
@@ -133,15 +140,18 @@ def contiguous_runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None
 
 
-def tail_per_series(df: pd.DataFrame, steps: int | None) -> pd.DataFrame:
+def tail_per_series(
+    df: pd.DataFrame, steps: int | None, *, runs: tuple[np.ndarray, np.ndarray] | None = None
+) -> pd.DataFrame:
     """The last ``steps`` rows of every series (all rows when ``steps`` is None), in their order.
 
     When each series' rows are contiguous (a frame sorted by series, the usual case) the rows are
-    picked by position in numpy, several times faster than ``groupby(...).tail`` on millions of rows."""
+    picked by position in numpy, several times faster than ``groupby(...).tail`` on millions of rows.
+    ``runs``: those series' start and stop rows when the caller has them (:func:`series_bounds`)."""
     if steps is None or df.empty:
         return df.reset_index(drop=True)
     ids = df[ID].to_numpy()
-    runs = contiguous_runs(ids)
+    runs = contiguous_runs(ids) if runs is None else runs
     if runs is None:
         return df.groupby(ID, sort=False, observed=True).tail(int(steps)).reset_index(drop=True)
     starts, stops = runs

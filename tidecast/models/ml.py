@@ -64,6 +64,7 @@ from tidecast.models._frames import (
     no_intervals,
     regular_grid,
     require_future_exog,
+    series_bounds,
     stitch,
     tail_per_series,
 )
@@ -113,6 +114,34 @@ def _norm_rolling(rolling: Any, freq: str, name: str) -> list[tuple[int, tuple[s
             raise ModelError(f"candidate '{name}': rolling[{i}].stats: unknown {bad} (use {', '.join(_STATS)})")
         out.append((w, tuple(stats)))
     return out
+
+
+Runs = tuple[np.ndarray, np.ndarray]
+"""The start and stop row of every series of a frame sorted by series (:func:`series_bounds`)."""
+
+
+def _canonical_starts(df: pd.DataFrame) -> np.ndarray | None:
+    """The first row of every series when ``df`` is already as :func:`check_frame` leaves it
+    (``unique_id`` of str, ``ds`` datetime64, rows sorted by ``unique_id, ds``), else ``None``.
+
+    The ids are compared row to row once; their type and order are checked on each series' first
+    row only (a row equal to a str is a str), which is what makes a backtest fold's millions of rows
+    cheap to take as they are."""
+    if df.empty or df[ID].dtype != object:
+        return None
+    dtype = df[TIME].dtype
+    if not (isinstance(dtype, np.dtype) and dtype.kind == "M"):
+        return None
+    ids = df[ID].to_numpy()
+    new = ids[1:] != ids[:-1]
+    starts = np.flatnonzero(np.concatenate(([True], new)))
+    firsts = ids[starts]
+    if pd.api.types.infer_dtype(firsts, skipna=False) != "string" or not np.all(firsts[1:] > firsts[:-1]):
+        return None
+    ns = df[TIME].to_numpy().view(np.int64)  # NaT the smallest, as check_frame's sortedness test reads it
+    if not np.all(new | (ns[1:] >= ns[:-1])):
+        return None
+    return starts
 
 
 class MLForecastModel:
@@ -253,14 +282,15 @@ class MLForecastModel:
         """Keyword arguments of ``MLForecast.fit`` besides the data."""
         return {"static_features": list(self._static), "max_horizon": self._max_h, "keep_last_n": self._needed(), "dropna": True}
 
-    def _series_stats(self, data: pd.DataFrame) -> pd.DataFrame | None:
+    def _series_stats(self, data: pd.DataFrame, runs: Runs | None = None) -> pd.DataFrame | None:
         """Each series' mean and standard deviation of ``y`` in ``data`` (sorted by series; index
         ``unique_id``), what ``scaling`` standardises with; ``None`` when the model does not scale.
-        A constant series gets a standard deviation of 1."""
+        A constant series gets a standard deviation of 1. ``runs``: the series' rows, when known."""
         if not getattr(self, "_scaled", False):
             return None
         ids = data[ID].to_numpy()
-        runs = contiguous_runs(ids) if len(ids) else None
+        if runs is None:
+            runs = contiguous_runs(ids) if len(ids) else None
         if runs is None:  # rows of a series apart (or none at all)
             grouped = data.groupby(ID, sort=False)[TARGET]
             stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0)})
@@ -274,12 +304,21 @@ class MLForecastModel:
         stats["std"] = stats["std"].where(stats["std"] > 1e-12, 1.0).fillna(1.0)
         return stats
 
-    def _scaled_frame(self, data: pd.DataFrame, stats: pd.DataFrame | None, *, inverse: bool = False, column: str = TARGET) -> pd.DataFrame:
-        """``data`` with ``column`` standardised by its series' ``stats`` (or restored, ``inverse``)."""
+    def _scaled_frame(
+        self, data: pd.DataFrame, stats: pd.DataFrame | None, *, inverse: bool = False, column: str = TARGET,
+        runs: Runs | None = None,
+    ) -> pd.DataFrame:
+        """``data`` with ``column`` standardised by its series' ``stats`` (or restored, ``inverse``);
+        ``runs``: the series' rows when ``stats`` holds the series of ``data`` in their order."""
         if stats is None:
             return data
-        mean = data[ID].map(stats["mean"]).to_numpy(float)
-        std = data[ID].map(stats["std"]).to_numpy(float)
+        if runs is not None and len(stats) == len(runs[0]):  # repeated by position, no lookup per row
+            lengths = runs[1] - runs[0]
+            mean = np.repeat(stats["mean"].to_numpy(float), lengths)
+            std = np.repeat(stats["std"].to_numpy(float), lengths)
+        else:
+            mean = data[ID].map(stats["mean"]).to_numpy(float)
+            std = data[ID].map(stats["std"]).to_numpy(float)
         values = data[column].to_numpy(float)
         out = data.copy()
         out[column] = values * std + mean if inverse else (values - mean) / std
@@ -290,27 +329,56 @@ class MLForecastModel:
         self._fcst = fcst
         self._tail = tail
 
+    def _checked(self, df: pd.DataFrame, ctx: FitContext) -> tuple[pd.DataFrame, np.ndarray]:
+        """``check_frame`` of the columns used (the time features are recomputed from ``ds``) and
+        the first row of each series. A frame already in that form (a backtest fold, the clean
+        step's output) is taken as it is: no copy, sort or conversion of its millions of rows."""
+        used = self._used_columns(df.columns, ctx)
+        data = df if list(df.columns) == used else df[used]
+        starts = _canonical_starts(data)
+        if starts is None:
+            data = check_frame(data, self.name)
+            return data, series_bounds(data[ID].to_numpy())[0]
+        if data[TARGET].dtype != np.float64:
+            data = data.assign(**{TARGET: data[TARGET].astype(float)})
+        index = data.index
+        if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+            data = data.reset_index(drop=True)
+        return data, starts
+
+    def _fit_rows(self, data: pd.DataFrame, starts: np.ndarray) -> tuple[pd.DataFrame, Runs]:
+        """What :meth:`_trimmed` gives (the model's columns, each series cut to ``fit_window``), by
+        position from the series' first rows ``starts``, and the series' rows in the result."""
+        columns = [ID, TIME, TARGET, *self._exog, *self._static]
+        if list(data.columns) != columns:
+            data = data[columns]
+        stops = np.append(starts[1:], len(data))
+        if self.fit_window is not None and bool((stops - starts > self.fit_window).any()):
+            data = tail_per_series(data, self.fit_window, runs=(starts, stops))
+            lengths = np.minimum(stops - starts, int(self.fit_window))
+            stops = np.cumsum(lengths)
+            starts = stops - lengths
+        return data, (starts, stops)
+
     def fit(self, df: pd.DataFrame, ctx: FitContext) -> MLForecastModel:
         from mlforecast import MLForecast
 
-        # the columns used only (the time features are recomputed below): no copying and sorting of the rest
-        data = check_frame(df[self._used_columns(df.columns, ctx)], self.name)
+        data, starts = self._checked(df, ctx)
         self._setup(data.dtypes, ctx)
-        ids = data[ID].to_numpy()
-        self._scaled = self.scaling == "per_series" or (self.scaling == "auto" and bool((ids[1:] != ids[:-1]).any()))
-        data = self._trimmed(data)
-        self._stats = self._series_stats(data)
-        train = self._with_time(self._scaled_frame(data, self._stats))
+        self._scaled = self.scaling == "per_series" or (self.scaling == "auto" and len(starts) > 1)
+        data, runs = self._fit_rows(data, starts)
+        self._stats = self._series_stats(data, runs)
+        train = self._with_time(self._scaled_frame(data, self._stats, runs=runs))
         fcst = MLForecast(models={"model": self._estimator(ctx)}, **self._mlforecast_args())
         try:
             # on a regular grid (what the clean step gives) mlforecast's own check, a groupby over every
             # row costing seconds on millions of rows, has nothing to find
-            fcst.fit(train, validate_data=not regular_grid(data, ctx.freq, self.name), **self._fit_args())
+            fcst.fit(train, validate_data=not regular_grid(data, ctx.freq, self.name, runs=runs), **self._fit_args())
         except ModelError:
             raise
         except Exception as exc:
             raise ModelError(f"candidate '{self.name}': fitting {self.kind} failed: {type(exc).__name__}: {exc}") from exc
-        self._adopt(fcst, tail_per_series(data, self._needed()))
+        self._adopt(fcst, tail_per_series(data, self._needed(), runs=runs))
         return self
 
     # -- predict ---------------------------------------------------------------------------------
