@@ -408,7 +408,13 @@ class MLForecastModel:
         else:
             data = self._tail
         need = self._needed()
-        counts = data.groupby(ID, sort=False).size()
+        runs = contiguous_runs(data[ID].to_numpy())  # the rows of each series are together (stitched or kept)
+        if runs is None:
+            counts = data.groupby(ID, sort=False).size()
+            ends = data.groupby(ID, sort=False).tail(1)[[ID, TIME]]
+        else:
+            counts = pd.Series(runs[1] - runs[0], index=data[ID].to_numpy()[runs[0]])
+            ends = data[[ID, TIME]].iloc[runs[1] - 1]
         short = counts[counts < need]
         if len(short):
             raise ModelError(
@@ -419,7 +425,6 @@ class MLForecastModel:
             raise ModelError(f"candidate '{self.name}': the history has missing values in '{TARGET}'")
         stats = self._stats_for(data)
         new_df, _ = add_time(self._scaled_frame(data, stats), ctx.features, timezone=ctx.timezone, freq=ctx.freq, name=self.name)
-        ends = data.groupby(ID, sort=False).tail(1)[[ID, TIME]]
         fut = require_future_exog(self.name, future_frame(ends, h, ctx.freq), X_future, self._exog)
         X_df = None
         if self._exog or self._time:
