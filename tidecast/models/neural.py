@@ -240,7 +240,13 @@ class MLPForecaster:
         self._config = {"n_in": int(x_train.shape[1]), "n_window": W, "n_out": H,
                         "hidden": list(self.hidden), "dropout": self.dropout}
         self._ctx = ctx
-        self._train(torch, ctx.seed, x_train, y_train, x_val, y_val)
+        threads = torch.get_num_threads()
+        if ctx.threads is not None:  # a parallel backtest's share of the cores (see tidecast.evaluation.backtest.fold_threads)
+            torch.set_num_threads(max(1, int(ctx.threads)))
+        try:
+            self._train(torch, ctx.seed, x_train, y_train, x_val, y_val)
+        finally:
+            torch.set_num_threads(threads)
         self._tail = tail_per_series(data[[ID, TIME, TARGET]], W)
         return self
 
@@ -280,17 +286,20 @@ class MLPForecaster:
         for _epoch in range(self.epochs):
             module.train()
             perm = torch.randperm(n, generator=gen).to(device)
+            # one gather per epoch, then contiguous batches: the same batches in the same order as
+            # indexing each batch (identical weights), without a gather per step
+            xs, ys = xt[perm], yt[perm]
             total = 0.0
             for start in range(0, n, self.batch_size):
-                idx = perm[start : start + self.batch_size]
-                opt.zero_grad()
-                loss = loss_fn(module(xt[idx]), yt[idx])
+                xb, yb = xs[start : start + self.batch_size], ys[start : start + self.batch_size]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(module(xb), yb)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(idx)
+                total += float(loss.detach()) * len(xb)
             self.history_["train_loss"].append(total / n)
             module.eval()
-            with torch.no_grad():
+            with torch.inference_mode():
                 score = float(loss_fn(module(xv), yv)) if xv is not None else total / n
             self.history_["val_loss"].append(score)
             if score < best - self.min_delta * abs(best if math.isfinite(best) else score):
