@@ -1,0 +1,148 @@
+"""Time `make demo`'s pipeline: the cold run and the no-op re-run of examples/power (issue 19).
+
+Copies examples/power and examples/plugins into a temporary folder (the spec's relative
+``plugin_paths: [../plugins]`` keeps working; the committed example is never touched), removes the
+copy's ``.tidecast`` and ``tidecast.lock``, then runs ``tidecast run`` there as a user would:
+
+* the **cold run**: every step executes; wall time, CPU time (this run's process and its children,
+  user + sys) and each step's seconds and share from the ``tidecast.lock`` it writes;
+* the **no-op run**, ``--noop N`` times: nothing changed, every step cached; wall time of each
+  (best and median), and whether it imported a model library (``-X importtime`` of one more run).
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/first_run.py [--noop 5] [--days N] [--keep DIR] [--markdown]
+
+``--days N`` keeps only the last N days of the copy's data (a quick check of the same pipeline
+on a loaded machine; not the reference scenario's figures).
+
+The machine's core count and load average are printed with the figures: compare runs made in the
+same conditions only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TIDECAST = ROOT / ".venv" / "bin" / "tidecast"
+MODEL_LIBRARIES = ("lightgbm", "statsforecast", "statsmodels", "mlforecast", "sklearn", "scipy", "torch", "dask", "numba", "mlflow", "shap")
+
+
+def _load() -> str:
+    with open("/proc/loadavg", encoding="utf-8") as handle:
+        return " ".join(handle.read().split()[:3])
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def copy_example(target: Path, days: int | None = None) -> Path:
+    """examples/power and examples/plugins side by side under ``target``, without state or lock
+    (with ``days``, only the last ``days`` days of the readings)."""
+    for name in ("power", "plugins"):
+        shutil.copytree(ROOT / "examples" / name, target / name, ignore=shutil.ignore_patterns(".tidecast"))
+    project = target / "power"
+    (project / "tidecast.lock").unlink(missing_ok=True)
+    if days:
+        import pandas as pd
+
+        data = project / "data" / "power.csv"
+        frame = pd.read_csv(data)
+        frame.iloc[-288 * days :].to_csv(data, index=False)
+    return project
+
+
+def run_cli(project: Path, *args: str, python_flags: tuple[str, ...] = ()) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """``tidecast run`` in ``project``: (wall seconds, CPU seconds of the process tree, the result)."""
+    env = {**os.environ, "COLUMNS": "120", "TIDECAST_PROGRESS": "0"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, *python_flags, str(TIDECAST), "run", *args] if python_flags else [str(TIDECAST), "run", *args]
+    cpu = _children_cpu()
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"tidecast run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return wall, _children_cpu() - cpu, done
+
+
+def step_seconds(project: Path) -> dict[str, float]:
+    """Each step's duration as the cold run recorded it in ``tidecast.lock``."""
+    lock = yaml.safe_load((project / "tidecast.lock").read_text(encoding="utf-8"))
+    return {name: float(record.get("duration_s") or 0.0) for name, record in (lock.get("steps") or {}).items()}
+
+
+def imported_libraries(stderr: str) -> list[str]:
+    """The model libraries a ``-X importtime`` run imported (top-level package names)."""
+    found = set()
+    for line in stderr.splitlines():
+        match = re.match(r"import time:\s+\d+ \|\s+\d+ \|\s*([\w.]+)", line)
+        if match and match.group(1).split(".")[0] in MODEL_LIBRARIES:
+            found.add(match.group(1).split(".")[0])
+    return sorted(found)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--noop", type=int, default=5, help="no-op re-runs to time (default 5)")
+    parser.add_argument("--days", type=int, default=None, help="keep only the last N days of the data (quick check)")
+    parser.add_argument("--keep", type=Path, default=None, help="work in this (new) folder and keep it")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    args = parser.parse_args()
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="tidecast-first-run-"))
+    work.mkdir(parents=True, exist_ok=True)
+    project = copy_example(work, args.days)
+    print(f"{os.cpu_count()} cores, load average {_load()} at start, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+    try:
+        wall, cpu, _ = run_cli(project)
+        load_cold = _load()
+        steps = step_seconds(project)
+        noops = []
+        for _ in range(max(0, args.noop)):
+            noop_wall, _, _ = run_cli(project)
+            noops.append(noop_wall)
+        _, _, traced = run_cli(project, python_flags=("-X", "importtime"))
+        load_end = _load()
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    total = sum(steps.values())
+    bar = "|" if args.markdown else " "
+    print(f"\ncold run: {wall:.1f} s wall, {cpu:.1f} s CPU (user+sys, every process), load average {load_cold} after")
+    print(f"{bar} step {bar} seconds {bar} share of the run {bar}".strip() if args.markdown else "step        seconds   share")
+    if args.markdown:
+        print("|---|---:|---:|")
+    for name, seconds in steps.items():
+        share = f"{seconds / wall:.0%}"
+        print(f"| {name} | {seconds:.1f} | {share} |" if args.markdown else f"{name:<10} {seconds:8.1f} {share:>7}")
+    outside = max(0.0, wall - total)
+    print(f"| outside the steps (start-up, planning, printing) | {outside:.1f} | {outside / wall:.0%} |" if args.markdown
+          else f"{'outside':<10} {outside:8.1f} {outside / wall:>7.0%}")
+    if noops:
+        print(
+            f"\nno-op run: best {min(noops):.2f} s, median {statistics.median(noops):.2f} s over {len(noops)} "
+            f"(load average {load_end} after)"
+        )
+    libraries = imported_libraries(traced.stderr)
+    print(f"model libraries a no-op imports: {', '.join(libraries) if libraries else 'none'}")
+
+
+if __name__ == "__main__":
+    main()
