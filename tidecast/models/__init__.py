@@ -6,14 +6,32 @@ history and forecasts ``unique_id, ds, yhat`` plus quantile columns.
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from tidecast.models.base import FitContext, Forecaster, future_index, quantile_column
-from tidecast.models.baselines import Naive, SeasonalNaive, WindowAverage
-from tidecast.models.conformal import ConformalForecaster, needs_conformal
-from tidecast.models.ml import LightGBMModel, SklearnModel
-from tidecast.models.neural import MLPForecaster
-from tidecast.models.plugins import load_object
-from tidecast.models.registry import BUILTINS, FitWindow, build_forecaster
-from tidecast.models.statistical import AutoARIMAModel, AutoETSModel, AutoThetaModel, MSTLModel
+
+# The model modules are imported on first use (PEP 562): importing tidecast.models.base, as the
+# pipeline's keys and a no-op run do, then loads none of them (issue 19: CLI start-up time).
+_LAZY = {
+    "Naive": "baselines", "SeasonalNaive": "baselines", "WindowAverage": "baselines",
+    "ConformalForecaster": "conformal", "needs_conformal": "conformal",
+    "LightGBMModel": "ml", "SklearnModel": "ml",
+    "MLPForecaster": "neural",
+    "load_object": "plugins",
+    "BUILTINS": "registry", "FitWindow": "registry", "build_forecaster": "registry",
+    "AutoARIMAModel": "statistical", "AutoETSModel": "statistical", "AutoThetaModel": "statistical",
+    "MSTLModel": "statistical",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tidecast.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tidecast.models.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "BUILTINS",
