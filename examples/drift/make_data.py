@@ -5,7 +5,8 @@ wall-clock times) where, from ``change`` (local midnight) on, the load is ``leve
 and gains a midday plateau of ``plateau_kw`` (new equipment running 10:00-16:00): a level shift
 and a change of the daily shape. ``drift=False`` gives the same series unchanged.
 
-    python examples/drift/make_data.py            # writes data/power.csv (drifting) and data/power_unchanged.csv
+    python examples/drift/make_data.py            # writes data/power.csv (drifting), data/power_unchanged.csv
+                                                  # and data/weather_forecast.csv (the 48 h after the last reading)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tidecast.datasets import make_power
+from tidecast.datasets import make_power, make_weather_forecast
 
 START = "2024-04-01"
 DAYS = 120
@@ -56,7 +57,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     make_drift_power(drift=True).to_csv(args.out / "power.csv", index=False)
     make_drift_power(drift=False).to_csv(args.out / "power_unchanged.csv", index=False)
-    print(f"wrote {args.out / 'power.csv'} (change at {CHANGE}) and {args.out / 'power_unchanged.csv'}")
+    # what `tidecast monitor` (without --as-of) reads for the next day's temperature: serving.future
+    make_weather_forecast(days=DAYS, seed=7, freq="1h", start=START).to_csv(args.out / "weather_forecast.csv", index=False)
+    print(
+        f"wrote {args.out / 'power.csv'} (change at {CHANGE}), {args.out / 'power_unchanged.csv'} "
+        f"and {args.out / 'weather_forecast.csv'}"
+    )
 
 
 if __name__ == "__main__":

@@ -71,12 +71,7 @@ EXPECTED_EXIT: dict[str, set[int]] = {"tidecast monitor --fail-on-drift": {0, 3,
 
 # documents known to fail as written, owned elsewhere: strict xfail, so the fix flips the test to
 # XPASS (a failure) and the entry has to go
-KNOWN_BROKEN: dict[str, str] = {
-    "docs/monitoring.md": "in examples/drift, `tidecast monitor`, `monitor --fail-on-drift` and `schedule --once` "
-    "exit 2/1 (the monitor's forecast has no future temperature rows), `monitor --input new.csv` names a file "
-    "the example lacks, and `python examples/drift/simulate.py` runs after `cd examples/drift` (reported to "
-    "the owner of docs/monitoring.md)",
-}
+KNOWN_BROKEN: dict[str, str] = {}
 
 LINE_TIMEOUT = 1200.0
 READY_TIMEOUT = 120.0

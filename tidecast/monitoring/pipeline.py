@@ -328,13 +328,14 @@ def future_exogenous(
     """The known-in-future values of ``columns`` for the ``horizon`` steps after each series' history, on
     the regular grid: duplicated readings averaged, inner gaps of up to ``clean.gaps.max_gap`` interpolated.
     A DataError names the series and how many values it lacks."""
-    step_ = _step(spec)
+    from tidecast import calendar
+
     max_gap = spec.clean.gaps.max_gap
     limit = None if max_gap is None else max(1, spec.steps(max_gap, "clean.gaps.max_gap"))
     last = history.groupby(ID, observed=True)[TIME].max()
     frames = []
     for uid, end in last.items():
-        grid = pd.date_range(end + step_, periods=horizon, freq=step_)
+        grid = calendar.future_dates(end, horizon, spec.data.frequency)  # on the frequency's anchors
         part = ingested[(ingested[ID] == uid) & (ingested[TIME] > end) & (ingested[TIME] <= grid[-1])]
         values = part.groupby(TIME)[columns].mean().reindex(grid)
         found = int(values.notna().all(axis=1).sum())
@@ -347,6 +348,27 @@ def future_exogenous(
             )
         frames.append(values.rename_axis(TIME).reset_index().assign(**{ID: uid}))
     return pd.concat(frames, ignore_index=True)
+
+
+def _future_values(
+    ingested: pd.DataFrame, history: pd.DataFrame, columns: list[str], horizon: int, spec: Spec
+) -> pd.DataFrame:
+    """The horizon's known-in-future values: the data's own rows after the history (``--as-of``, or
+    future rows appended with the target empty), else the spec's ``serving.future`` file (a weather
+    forecast), as ``tidecast predict`` does; the data's error when neither covers the horizon."""
+    try:
+        return future_exogenous(ingested, history, columns, horizon, spec)
+    except DataError:
+        if not spec.serving.future:
+            raise
+    from tidecast.serving.future import future_rows, read_future
+
+    path = spec.resolve_path(spec.serving.future)
+    values = read_future(spec, path, columns, what="serving.future")
+    rows = future_rows(
+        history, values, horizon, spec.data.frequency, columns, label=f"serving.future {spec.serving.future}"
+    )
+    return rows[[ID, TIME, *columns]]
 
 
 @step(cache=False)
@@ -376,7 +398,7 @@ def monitor_predict(monitor_features: pd.DataFrame, monitor_ingest: pd.DataFrame
     history = monitor_features.sort_values([ID, TIME]).groupby(ID, observed=True).tail(window)[columns]
     frame = history
     if card.get("exog_future"):
-        future = future_exogenous(monitor_ingest, history, list(card["exog_future"]), horizon, spec)
+        future = _future_values(monitor_ingest, history, list(card["exog_future"]), horizon, spec)
         future = future.assign(**{c: np.nan for c in columns if c not in future.columns})[columns]
         frame = pd.concat([history, future], ignore_index=True)
         frame = frame.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
