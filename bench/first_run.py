@@ -97,6 +97,29 @@ def imported_libraries(stderr: str) -> list[str]:
     return sorted(found)
 
 
+STARTUP = """
+import sys, time
+t0 = time.perf_counter()
+import tidecast.cli
+from tidecast.pipeline.steps import training_pipeline
+from tidecast.training import preflight
+from tidecast.spec import load_spec
+t1 = time.perf_counter()
+spec = load_spec(None)
+training_pipeline()
+preflight(spec, [])  # every step cached: what a no-op's pre-run check does
+t2 = time.perf_counter()
+print(f"{t1 - t0:.3f} {t2 - t1:.3f} {time.process_time():.3f}")
+"""
+
+
+def startup(project: Path) -> tuple[float, float, float]:
+    """A no-op's start-up in a fresh process: (imports s, pre-run check s, CPU s)."""
+    done = subprocess.run([sys.executable, "-c", STARTUP], cwd=project, capture_output=True, text=True, check=True)
+    imports, check, cpu = (float(v) for v in done.stdout.split())
+    return imports, check, cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--noop", type=int, default=5, help="no-op re-runs to time (default 5)")
@@ -118,6 +141,7 @@ def main() -> None:
             noop_wall, _, _ = run_cli(project)
             noops.append(noop_wall)
         _, _, traced = run_cli(project, python_flags=("-X", "importtime"))
+        started = startup(project)
         load_end = _load()
     finally:
         if args.keep is None:
@@ -140,6 +164,7 @@ def main() -> None:
             f"\nno-op run: best {min(noops):.2f} s, median {statistics.median(noops):.2f} s over {len(noops)} "
             f"(load average {load_end} after)"
         )
+    print(f"no-op start-up: imports {started[0]:.2f} s, pre-run check {started[1]:.2f} s, {started[2]:.2f} s CPU")
     libraries = imported_libraries(traced.stderr)
     print(f"model libraries a no-op imports: {', '.join(libraries) if libraries else 'none'}")
 
