@@ -392,9 +392,305 @@ def render(rows: list[dict[str, Any]], when: str = "") -> str:
     return "\n".join(out)
 
 
+# ------------------------------------------------------------------------- a cluster of processes
+# ``python bench/many_series.py --cluster --series 10000,30000,100000 [--days 14] [--folds 2]``
+#
+# The whole pipeline (``tidecast run --until track``, a CLI subprocess: the "client") on a Dask
+# cluster of separate processes: ``dask scheduler`` and two ``dask worker --nthreads 1 --no-nanny``,
+# each started from a temporary folder of its own (tests/infra/services.py's DaskCluster), which do
+# not see the project (``executor: {kind: dask, address: ..., shared_storage: false}``), on a
+# generated meters-like dataset (hourly, DAYS days at most, ragged starts, customer_type static).
+# Candidates: seasonal naive (per series) and one global LightGBM (mlforecast's Dask path).
+# Per size it records wall time and CPU time (user + system) of the client, the scheduler and each
+# worker, each process's peak RSS (sampled twice a second), the scheduler's task count and
+# transitions, the lock's per-step seconds and peak memory, and the partition I/O: the features
+# step's partitions read back whole and written again, by this process, as the client does with
+# shared_storage: false. Prints one JSON line per size and a markdown table at the end.
+CLUSTER_SPEC = """\
+project: bench-cluster
+data:
+  source: data/meters.parquet
+  series_column: series_id
+  time_column: timestamp
+  target_column: load
+  frequency: h
+  static_columns: [customer_type]
+clean:
+  duplicates: mean
+  gaps: {{method: interpolate, max_gap: 6h}}
+features:
+  lags: [1, 2, 24, 48]
+  calendar: [hour, weekday, weekend]
+forecast: {{input_window: 2d, horizon: 24h}}
+backtest: {{folds: {folds}, n_jobs: 2}}
+selection: {{metric: mase, scope: global}}
+models:
+  - {{name: seasonal_naive, kind: seasonal_naive, params: {{season_length: 1d}}}}
+  - {{name: lightgbm, kind: lightgbm, params: {{n_estimators: 50, num_leaves: 31}}}}
+executor: {{kind: dask, address: '{address}', shared_storage: false}}
+"""
+
+
+def make_meters_fast(n: int, days: int = 14, seed: int = 0) -> pd.DataFrame:
+    """Meters like ``tidecast.datasets.make_meters`` (three customer types, daily shapes, AR(1) noise,
+    ragged starts: each meter starts within the first DAYS // 4 days and runs to the end), vectorised
+    over the meters so that 100,000 of them take seconds, not minutes."""
+    rng = np.random.default_rng(seed)
+    steps = days * 24
+    ds = pd.date_range("2024-01-01", periods=steps, freq="h")
+    hour = np.asarray(ds.hour, float)[None, :]
+    weekend = np.asarray(ds.weekday >= 5)[None, :]
+    kind = rng.integers(0, 3, n)
+    scale = np.array([1.5, 25.0, 120.0])[kind] * rng.uniform(0.7, 1.3, n)
+
+    def bump(centre: float, width: float) -> np.ndarray:
+        return np.exp(-0.5 * ((hour - centre) / width) ** 2)
+
+    shapes = np.stack([
+        np.broadcast_to(0.4 + 0.5 * bump(7.5, 1.0) + 1.0 * bump(19.5, 2.0), (1, steps))[0],
+        (0.3 + 0.9 * bump(13.0, 4.0) * np.where(weekend, 0.4, 1.0))[0],
+        (0.8 + 0.2 * (np.sin(2 * np.pi * hour / 24.0) > 0) * np.where(weekend, 0.5, 1.0))[0],
+    ])
+    noise = np.empty((n, steps))
+    noise[:, 0] = rng.normal(0, 0.05, n)
+    eps = rng.normal(0, 0.05, (n, steps))
+    for t in range(1, steps):
+        noise[:, t] = 0.8 * noise[:, t - 1] + eps[:, t]
+    load = np.round(np.clip(scale[:, None] * shapes[kind] * (1.0 + noise), 0.0, None), 3)
+    start = rng.integers(0, max(1, days // 4), n) * 24
+    keep = np.arange(steps)[None, :] >= start[:, None]
+    ids = np.array([f"meter_{i + 1:06d}" for i in range(n)], dtype=object)
+    types = np.array(["residential", "commercial", "industrial"], dtype=object)[kind]
+    rows = keep.sum(axis=1)
+    return pd.DataFrame({
+        "series_id": np.repeat(ids, rows),
+        "timestamp": np.broadcast_to(ds.to_numpy(), (n, steps))[keep],
+        "load": load[keep],
+        "customer_type": np.repeat(types, rows),
+    })
+
+
+class _ProcWatch:
+    """Peak RSS and last CPU times (user + system, children included) of named processes, sampled
+    every ``every`` seconds; a process's descendants are summed into it."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
+        self.pids: dict[str, int] = {}
+        self.peak_mb: dict[str, float] = {}
+        self.cpu_s: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def watch(self, name: str, pid: int) -> None:
+        self.pids[name] = pid
+
+    def sample(self) -> None:
+        import psutil
+
+        for name, pid in list(self.pids.items()):
+            rss, cpu = 0, 0.0
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                proc = psutil.Process(pid)
+                for p in [proc, *proc.children(recursive=True)]:
+                    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                        rss += p.memory_info().rss
+                        t = p.cpu_times()
+                        cpu += t.user + t.system
+            if rss:
+                self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), rss / 2**20)
+                self.cpu_s[name] = max(self.cpu_s.get(name, 0.0), cpu)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def __enter__(self) -> _ProcWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _scheduler_stats(dask_scheduler: Any) -> dict[str, Any]:
+    """Runs on the scheduler: tasks per prefix (count, compute seconds) and the transition count."""
+    prefixes = {}
+    for name, tp in dask_scheduler.task_prefixes.items():
+        durations = dict(tp.all_durations)
+        prefixes[name] = {"tasks": int(tp.state_counts.get("memory", 0) + tp.state_counts.get("erred", 0)),
+                          "compute_s": float(durations.get("compute", 0.0)),
+                          "transfer_s": float(durations.get("transfer", 0.0))}
+    return {"transitions": int(dask_scheduler.transition_counter), "prefixes": prefixes}
+
+
+def _partition_io(project: Path) -> dict[str, Any]:
+    """The features step's partitions read whole and written again (seconds, bytes)."""
+    import tempfile
+
+    folders = sorted((project / ".tidecast" / "cache" / "features").glob("*/output.parts"))
+    if not folders:
+        return {}
+    files = sorted(folders[-1].glob("part-*.parquet"))
+    size = sum(f.stat().st_size for f in files)
+    t0, c0 = time.perf_counter(), time.process_time()
+    frames = [pd.read_parquet(f) for f in files]
+    read_s, read_cpu = time.perf_counter() - t0, time.process_time() - c0
+    rows = sum(len(f) for f in frames)
+    with tempfile.TemporaryDirectory(prefix="bench-io-") as tmp:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i, frame in enumerate(frames):
+            frame.to_parquet(Path(tmp) / f"part-{i:05d}.parquet", index=False)
+        write_s, write_cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"parts": len(files), "rows": rows, "mb": size / 2**20, "read_s": read_s, "read_cpu_s": read_cpu,
+            "write_s": write_s, "write_cpu_s": write_cpu}
+
+
+def run_cluster(n: int, days: int = 14, folds: int = 2, keep: Path | None = None) -> dict[str, Any]:
+    """One size on a fresh scheduler + two workers; see the block comment above."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.infra.services
+    from tests.infra.services import DaskCluster, venv_env
+
+    root = Path(tempfile.mkdtemp(prefix=f"bench-cluster-{n}-"))
+    project = root / "project"
+    (project / "data").mkdir(parents=True)
+    load_start = os.getloadavg()
+    t0 = time.perf_counter()
+    frame = make_meters_fast(n, days)
+    rows = len(frame)
+    frame.to_parquet(project / "data" / "meters.parquet", index=False)
+    del frame
+    gen_s = time.perf_counter() - t0
+    cluster = DaskCluster(root / "dask", n_workers=2)
+    out: dict[str, Any] = {"series": n, "days": days, "folds": folds, "rows": rows, "data_s": gen_s}
+    try:
+        cluster.start()
+        (project / "tidecast.yaml").write_text(CLUSTER_SPEC.format(folds=folds, address=cluster.address))
+        with _ProcWatch() as watch:
+            assert cluster.scheduler is not None
+            watch.watch("scheduler", cluster.scheduler.pid)
+            for i, worker in enumerate(cluster.workers):
+                watch.watch(f"worker{i}", worker.pid)
+            watch.sample()
+            base_cpu = dict(watch.cpu_s)  # start-up, before the run
+            started = time.perf_counter()
+            client = subprocess.Popen(
+                [sys.executable, "-m", "tidecast.cli", "run", "--until", "track"], cwd=project,
+                env=venv_env(COLUMNS="200", NO_COLOR="1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+            watch.watch("client", client.pid)
+            log: list[str] = []
+            assert client.stdout is not None
+            for line in client.stdout:  # read as it comes: a full pipe would stall the client
+                log.append(line)
+            _, status, usage = os.wait4(client.pid, 0)
+            client.returncode = os.waitstatus_to_exitcode(status)
+            wall = time.perf_counter() - started
+            watch.sample()
+        (root / "client.log").write_text("".join(log))
+        out["wall_s"] = wall
+        out["exit"] = client.returncode
+        if client.returncode != 0:
+            out["error"] = "".join(log)[-600:]
+        out["cpu_s"] = {name: watch.cpu_s.get(name, 0.0) - base_cpu.get(name, 0.0) for name in watch.cpu_s}
+        out["cpu_s"]["client"] = usage.ru_utime + usage.ru_stime  # exact, from wait4 (its reaped children included)
+        out["peak_rss_mb"] = watch.peak_mb
+        from distributed import Client
+
+        with Client(cluster.address, timeout=10) as dc:
+            stats = dc.run_on_scheduler(_scheduler_stats)
+        out["transitions"] = stats["transitions"]
+        out["tasks"] = sum(p["tasks"] for p in stats["prefixes"].values())
+        out["task_compute_s"] = sum(p["compute_s"] for p in stats["prefixes"].values())
+        out["prefixes"] = {k: v for k, v in stats["prefixes"].items() if v["tasks"]}
+        lock = yaml.safe_load((project / "tidecast.lock").read_text()) if (project / "tidecast.lock").exists() else {}
+        out["steps"] = {name: {"s": rec.get("duration_s"), "peak_mb": rec.get("peak_rss_mb")}
+                        for name, rec in (lock or {}).get("steps", {}).items()}
+        out["partition_io"] = _partition_io(project)
+        out["load"] = [load_start, os.getloadavg()]
+    finally:
+        cluster.stop()
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            out["kept"] = str(root)
+    return out
+
+
+def render_cluster(results: list[dict[str, Any]]) -> str:
+    """Markdown: one row per size (wall, CPU per role, per-series cost, peak RSS, tasks), then the steps."""
+    head = [
+        "| series | rows | wall s | ms/series wall | CPU s all | ms/series CPU | client CPU s | scheduler CPU s | "
+        "worker CPU s (each) | peak RSS MB client / scheduler / workers | tasks | transitions | "
+        "partition read + write s (MB) | load 1-min start-end |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if "wall_s" not in r:
+            head.append(f"| {r['series']} | – | – | – | – | – | – | – | – | – | – | – | – | {r.get('error', '')[:80]} |")
+            continue
+        cpu = r["cpu_s"]
+        workers = [v for k, v in sorted(cpu.items()) if k.startswith("worker")]
+        total = sum(cpu.values())
+        rss = r["peak_rss_mb"]
+        wrss = " / ".join(f"{v:,.0f}" for k, v in sorted(rss.items()) if k.startswith("worker"))
+        io = r.get("partition_io") or {}
+        io_txt = f"{io.get('read_s', 0):.1f} + {io.get('write_s', 0):.1f} ({io.get('mb', 0):,.0f})" if io else "–"
+        head.append(
+            f"| {r['series']:,} | {r['rows']:,} | {r['wall_s']:.0f} | {1000 * r['wall_s'] / r['series']:.2f} | "
+            f"{total:.0f} | {1000 * total / r['series']:.2f} | {cpu.get('client', 0):.0f} | {cpu.get('scheduler', 0):.1f} | "
+            f"{' / '.join(f'{w:.0f}' for w in workers)} | {rss.get('client', 0):,.0f} / {rss.get('scheduler', 0):,.0f} / {wrss} | "
+            f"{r['tasks']:,} | {r['transitions']:,} | {io_txt} | "
+            f"{r['load'][0][0]:.1f}-{r['load'][1][0]:.1f} |"
+        )
+    steps = sorted({s for r in results for s in r.get("steps", {})},
+                   key=["ingest", "clean", "features", "backtest", "select", "track"].index)
+    head += ["", "| series | " + " | ".join(f"{s} s (peak MB)" for s in steps) + " |",
+             "|---:|" + "---:|" * len(steps)]
+    for r in results:
+        if "steps" in r:
+            cells = []
+            for s in steps:
+                rec = r["steps"].get(s) or {}
+                cells.append(f"{rec.get('s') or 0:.1f} ({rec.get('peak_mb') or 0:,.0f})")
+            head.append(f"| {r['series']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(head)
+
+
+def cluster_main(argv: list[str]) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="many_series.py --cluster")
+    ap.add_argument("--series", default="10000", help="comma-separated sizes, e.g. 10000,30000,100000")
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--jsonl", default=os.environ.get("BENCH_JSONL"))
+    ap.add_argument("--keep", action="store_true", help="keep each size's temporary folder (logs, project)")
+    args = ap.parse_args(argv)
+    results = []
+    for n in [int(x) for x in args.series.split(",") if x]:
+        r = run_cluster(n, args.days, args.folds, keep=Path("/") if args.keep else None)
+        results.append(r)
+        print(json.dumps(r), file=sys.stderr, flush=True)
+        if args.jsonl:
+            with open(args.jsonl, "a") as fh:
+                fh.write(json.dumps(r) + "\n")
+    print(f"cluster: scheduler + 2 workers (1 thread each), {platform.machine()}, {os.cpu_count()} cores, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}; {_versions()}\n")
+    print(render_cluster(results))
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--cluster":  # the pipeline on a scheduler + 2 worker processes
+        cluster_main(sys.argv[2:])
     elif len(sys.argv) > 2 and sys.argv[1] == "--render":  # the table again from a BENCH_JSONL file
         print(render([json.loads(line) for line in Path(sys.argv[2]).read_text().splitlines() if line.strip()]))
     else:
