@@ -668,7 +668,8 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
         "ensembles": backtested.get("ensembles"),  # weights, and where each beats the best single candidate
     }
     if reconciled is not None:  # the model card tells callers to send every bottom series
-        out["hierarchy"] = {**model.hierarchy.to_dict(), "method": model.method}  # type: ignore[attr-defined]
+        inner = getattr(model, "inner", model)  # under the interval calibration's wrapper
+        out["hierarchy"] = {**inner.hierarchy.to_dict(), "method": inner.method}
     return out
 
 

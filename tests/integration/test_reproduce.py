@@ -26,6 +26,10 @@ KIND_PARAMS = {
     "lightgbm": "{n_estimators: 20, num_leaves: 7}",
     "sklearn": "{estimator: 'sklearn.linear_model:Ridge', alpha: 1.0}",
     "mlp": "{hidden: [8], epochs: 2, patience: 1}",
+    "croston": "{}",
+    "adida": "{}",
+    "imapa": "{}",
+    "tsb": "{}",
 }
 
 

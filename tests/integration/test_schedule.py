@@ -65,7 +65,8 @@ def test_schedule_runs_the_monitor_and_stops_on_sigterm(trained: Path) -> None:
             time.sleep(0.5)
         assert proc.poll() is None, proc.communicate()
         assert done, "no monitor job was recorded within 90 s"
-        assert done[0]["status"] == "ok" and done[0]["verdict"] == "ok", done[0]
+        # the job ran; its verdict is the monitor's honest one: the data ended long before now (stale)
+        assert done[0]["status"] == "ok" and done[0]["verdict"].startswith("stale: "), done[0]
         stopping = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)

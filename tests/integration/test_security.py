@@ -202,6 +202,7 @@ UNPICKLING = {
     ("tidecast/serving/loader.py", "cloudpickle.load"): "the registered version's forecaster, in its artifact folder",
     ("tidecast/tracking/pyfunc.py", "cloudpickle.load"): "MLflow's load_context: the logged model's own artifact",
     ("tidecast/pipeline/cache.py", "joblib.load"): "the pipeline cache tidecast wrote under the state folder",
+    ("tidecast/reporting/step.py", "joblib.load"): "the backtest's last-fold models, in the cache entry tidecast wrote",
     ("tidecast/serving/predlog.py", "pickle.loads"): "the prediction-log writer's stdin pipe, fed by its server",
 }
 UNSAFE = {"eval", "exec", "compile", "__import__", "marshal.loads", "marshal.load", "yaml.unsafe_load", "dill.load"}
