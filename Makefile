@@ -60,8 +60,9 @@ test-infra: $(STAMP) ## The production topology, for real: PostgreSQL, an MLflow
 fuzz: $(STAMP) ## Thorough fuzzing: thousands of fresh random specs, data files and requests per test (minutes)
 	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q tests/fuzz
 
-lint: $(STAMP) ## ruff check
+lint: $(STAMP) ## ruff check, and lint-imports: the layer contract of .importlinter (docs/architecture.md)
 	$(BIN)/ruff check tidecast tests bench examples
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## ruff format + fix imports
 	$(BIN)/ruff check --fix tidecast tests bench examples
