@@ -75,7 +75,7 @@ class Setup:
 def load(example: Path) -> Setup:
     from tidecast.evaluation.folds import folds_for_spec
     from tidecast.pipeline import run
-    from tidecast.pipeline.steps import training_pipeline
+    from tidecast.flows import training_pipeline
     from tidecast.spec import load_spec
     from tidecast.training import fit_context
 
@@ -123,7 +123,7 @@ def levels_for(quantiles: list[float]) -> tuple[list[int], dict[str, str]]:
 def partitions_for(s: Setup, make_model: Any, executor: Any) -> list[list[Any]] | None:
     """The series partitions ``_backtest_one`` would use (None: one piece, as for one series)."""
     try:
-        from tidecast.training import LOCAL_KINDS, series_partitions
+        from tidecast.training.candidates import LOCAL_KINDS, series_partitions
     except ImportError:  # a tidecast without series partitions
         return None
     kind = getattr(getattr(make_model, "candidate", None), "kind", None)
@@ -308,7 +308,8 @@ def scoring_seconds(s: Setup, forecasts: pd.DataFrame, conformal: bool) -> float
     """What tidecast.training._backtest_one does after the backtest: conformal quantiles, metrics."""
     from tidecast.evaluation.backtest import BacktestResult
     from tidecast.evaluation.metrics import evaluate
-    from tidecast.training import _conformal_cross_fold, season_length
+    from tidecast.training.candidates import _conformal_cross_fold
+    from tidecast.training.settings import season_length
 
     quantiles = list(s.spec.forecast.quantiles)
     started = time.perf_counter()

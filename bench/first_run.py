@@ -101,7 +101,7 @@ STARTUP = """
 import sys, time
 t0 = time.perf_counter()
 import tidecast.cli
-from tidecast.pipeline.steps import training_pipeline
+from tidecast.flows import training_pipeline
 from tidecast.training import preflight
 from tidecast.spec import load_spec
 t1 = time.perf_counter()

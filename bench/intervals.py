@@ -267,7 +267,7 @@ def _before(forecasts: pd.DataFrame, quantiles: list[float], level: str) -> dict
     *other* folds' residuals (plain empirical quantiles, pooled over series), on the same forecasts."""
     from tidecast.evaluation.metrics import evaluate
     from tidecast.models.base import quantile_column
-    from tidecast.training import _conformal_cross_fold
+    from tidecast.training.candidates import _conformal_cross_fold
 
     point = forecasts.drop(columns=[quantile_column(q) for q in quantiles])
     agg = evaluate(_conformal_cross_fold(point, quantiles), quantiles=quantiles).aggregate

@@ -82,7 +82,7 @@ def train_tiny(folder: Path) -> Path:
     from tidecast.datasets import make_power
     from tidecast.pipeline import run
     from tidecast.pipeline.dag import Pipeline
-    from tidecast.pipeline.steps import TRAINING_STEPS
+    from tidecast.training.steps import TRAINING_STEPS
     from tidecast.spec import load_spec
     from tidecast.tracking.step import track
 

@@ -91,7 +91,7 @@ def run(
     Example: [bold]tidecast run --until clean[/bold]
     """
     from tidecast.pipeline import run as run_pipeline
-    from tidecast.pipeline.steps import training_pipeline
+    from tidecast.flows import training_pipeline
     from tidecast.training import preflight
 
     loaded = _load(spec)
@@ -121,7 +121,7 @@ def status(spec: SpecOpt = None) -> None:
     """
     from tidecast.pipeline import status as pipeline_status
     from tidecast.pipeline.lock import LOCK_FILENAME, LockFile
-    from tidecast.pipeline.steps import training_pipeline
+    from tidecast.flows import training_pipeline
 
     loaded = _load(spec)
     plans = pipeline_status(training_pipeline(), loaded)
@@ -152,7 +152,7 @@ def dag(spec: SpecOpt = None) -> None:
     """
     from tidecast.pipeline import status as pipeline_status
     from tidecast.pipeline.dag import render_tree
-    from tidecast.pipeline.steps import training_pipeline
+    from tidecast.flows import training_pipeline
 
     pipeline = training_pipeline()
     statuses = None

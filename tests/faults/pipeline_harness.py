@@ -144,7 +144,7 @@ class FaultProject:
 
     def plans(self) -> dict[str, Any]:
         from tidecast.pipeline import status
-        from tidecast.pipeline.steps import training_pipeline
+        from tidecast.flows import training_pipeline
 
         return {p.name: p for p in status(training_pipeline(), self.spec)}
 

@@ -56,7 +56,7 @@ def train_project(
     from tests.conftest import make_project
     from tidecast.pipeline import run
     from tidecast.pipeline.dag import Pipeline
-    from tidecast.pipeline.steps import TRAINING_STEPS
+    from tidecast.training.steps import TRAINING_STEPS
     from tidecast.tracking.step import track
 
     make_project(root, days=days, models=MODELS, extra=SERVING)

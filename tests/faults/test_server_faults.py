@@ -102,7 +102,7 @@ def _kinds(outcomes: list[Outcome]) -> dict[str, int]:
 def test_kill_9_under_load_then_restart_on_the_same_port(
     server: ServeProcess, project: Spec, body: dict[str, Any], answers: dict[str, Any]
 ) -> None:
-    from tidecast.monitoring.store import store_for
+    from tidecast.serving.store import store_for
 
     hammer = Hammer(server.base, body, {"1": answers["1"]}, threads=CLIENTS).start()
     windows: list[tuple[float, float]] = []  # (killed, ready again)

@@ -103,7 +103,7 @@ def train_champion(root: Path, champion: str, *, days: int, template: Path | Non
     from tests.conftest import make_project
     from tidecast.pipeline import run
     from tidecast.pipeline.dag import Pipeline
-    from tidecast.pipeline.steps import TRAINING_STEPS
+    from tidecast.training.steps import TRAINING_STEPS
     from tidecast.spec import load_spec
     from tidecast.tracking.step import track
 

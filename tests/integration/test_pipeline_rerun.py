@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from tidecast.pipeline import run, status
-from tidecast.pipeline.steps import training_pipeline
+from tidecast.flows import training_pipeline
 from tidecast.spec import load_spec
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 from serving_helpers import run_cli as cli
 
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 from tidecast.spec import Spec, load_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +164,7 @@ def backfill(spec: Spec, *, days: int = 7) -> dict[str, Any]:
     import numpy as np
 
     from tidecast.data.partitions import PartitionedFrame
-    from tidecast.monitoring.store import store_for
+    from tidecast.serving.store import store_for
     from tidecast.tracking.store import active_uris
 
     frame = PartitionedFrame(_lock_output(spec, "clean") / "output.parts").to_pandas([ID, TIME, TARGET, "temperature"])
@@ -355,8 +355,8 @@ def test_client_report_html_and_pdf(project: Spec, served: dict[str, Any]) -> No
 # ---------------------------------------------------------------------------------- the dashboard
 def test_dashboard_loads_has_data_and_refreshes(project: Spec, served: dict[str, Any]) -> None:
     need_browser()
-    from tidecast.monitoring.store import store_for
     from tidecast.reporting.dashboard import DashboardServer, create_app
+    from tidecast.serving.store import store_for
 
     server = DashboardServer(create_app(project, refresh=2.0), port=0).start()
     driver = browser()

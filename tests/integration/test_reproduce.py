@@ -47,7 +47,7 @@ def half_hourly_project(root: Path, models: str, *, days: int = 9) -> Path:
 
 def train(root: Path, mlflow_template: Path) -> str:
     from tidecast.pipeline import run
-    from tidecast.pipeline.steps import training_pipeline
+    from tidecast.flows import training_pipeline
     from tidecast.spec import load_spec
 
     (root / ".tidecast").mkdir(exist_ok=True)

@@ -134,7 +134,7 @@ def test_the_token_is_never_logged_nor_stored(served: tuple[Spec, ServeProcess])
     for path in stores:
         data = path.read_bytes()
         assert TOKEN.encode() not in data and WRONG.encode() not in data, path
-    from tidecast.monitoring.store import store_for
+    from tidecast.serving.store import store_for
 
     assert len(store_for(spec).predictions("small")) >= 24  # the forecast above was logged, without the token
 

@@ -421,7 +421,7 @@ def test_metrics_parse(client: httpx.Client, data: pd.DataFrame) -> None:
 def test_served_forecasts_are_logged_to_the_prediction_store(
     server: Server, project: Spec, client: httpx.Client, data: pd.DataFrame
 ) -> None:
-    from tidecast.monitoring.store import store_for
+    from tidecast.serving.store import store_for
 
     assert server.app.state.prediction_log.flush(timeout=20)  # idle writer: this forecast is a batch of its own
     response = client.post("/forecast", json=series_body(data, cut=30), headers={"x-request-id": "logged-1"})
@@ -462,7 +462,7 @@ def test_predict_cli_writes_csv_and_png_and_logs(
 ) -> None:
     from PIL import Image
 
-    from tidecast.monitoring.store import store_for
+    from tidecast.serving.store import store_for
 
     raw = pd.read_csv(project.root / "data" / "power.csv")
     raw.loc[raw.index[-HORIZON:], "power_kw"] = np.nan  # the last day: temperature known, power to forecast

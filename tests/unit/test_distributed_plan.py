@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tidecast.errors import SpecError
-from tidecast.models.distributed import _pieces, plan_training, resolve_global_models, unsupported_reason
+from tidecast.training.distributed import _pieces, plan_training, resolve_global_models, unsupported_reason
 from tidecast.spec import ExecutorSpec, parse_spec
 
 SPEC = {

@@ -24,7 +24,7 @@ from tidecast.monitoring.drift import (
 )
 from tidecast.monitoring.model_drift import assess, baseline_from_tags, model_drift, score_windows
 from tidecast.monitoring.pipeline import retrain_policy
-from tidecast.monitoring.store import PredictionStore
+from tidecast.serving.store import PredictionStore
 from tidecast.spec import ModelDriftSpec, parse_spec
 
 

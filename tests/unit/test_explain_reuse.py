@@ -89,7 +89,7 @@ def test_pipeline_sets_the_fold_models_aside_and_explain_checks_they_are_its_own
     from tidecast.pipeline import Pipeline, run
     from tidecast.pipeline.cache import ARTIFACTS
     from tidecast.pipeline.lock import LOCK_FILENAME, LockFile
-    from tidecast.pipeline.steps import FOLD_MODELS, TRAINING_STEPS
+    from tidecast.training.steps import FOLD_MODELS, TRAINING_STEPS
     from tidecast.reporting.step import explain, fold_models
 
     spec = _write_project(tmp_path)

@@ -71,7 +71,7 @@ def _forecast(n: int = 24) -> pd.DataFrame:
 
 @pytest.mark.parametrize("process", [False, True])
 def test_prediction_log_writes_in_the_background(tmp_path: Path, process: bool) -> None:
-    from tidecast.monitoring.store import PredictionStore
+    from tidecast.serving.store import PredictionStore
 
     url = f"sqlite:///{tmp_path / 'p.db'}"
     logger = PredictionLogger(url, process=process)

@@ -133,7 +133,7 @@ def ensemble_entries(
 def ensemble_factory(winner: str, backtested: dict[str, Any], spec: Any) -> Callable[[], Forecaster] | None:
     """For an ensemble winner: the factory of its model (members of positive weight, each with its own
     intervals as in its backtest); ``None`` for any other winner."""
-    from tidecast.training import _with_intervals, factory_for
+    from tidecast.training.factories import _with_intervals, factory_for
 
     summary = (backtested.get("ensembles") or {}).get(winner)
     if summary is None:

@@ -244,7 +244,7 @@ class MLForecastModel:
         cls = {"mean": RollingMean, "std": RollingStd, "min": RollingMin, "max": RollingMax}
         return {1: [cls[s](window_size=w) for w, stats in self._rolling for s in stats]}
 
-    # The steps of ``fit``, also used by :mod:`tidecast.models.distributed` to train the same model
+    # The steps of ``fit``, also used by :mod:`tidecast.training.distributed` to train the same model
     # through mlforecast's Dask path (the same features, columns and settings).
     @staticmethod
     def _used_columns(columns: Sequence[str], ctx: FitContext) -> list[str]:

@@ -1,6 +1,6 @@
 """Model drift: the champion's logged forecasts against the actuals that arrived, versus its backtest.
 
-Forecasts and actuals live in the prediction store (:mod:`tidecast.monitoring.store`). For the
+Forecasts and actuals live in the prediction store (:mod:`tidecast.serving.store`). For the
 ``model_drift.windows`` windows of ``model_drift.window`` that end at ``as_of``, the latest
 forecast of each (series, timestamp) made by the model version is joined with its actual; a
 window counts when at least ``min_actuals`` of its forecasts have one (actuals that arrive late
@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 
 from tidecast.durations import freq_timedelta
-from tidecast.models.base import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME
 
 if TYPE_CHECKING:
-    from tidecast.monitoring.store import PredictionStore
+    from tidecast.serving.store import PredictionStore
     from tidecast.spec import ModelDriftSpec, Spec
 
 

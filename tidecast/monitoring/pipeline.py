@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tidecast.durations import freq_timedelta
 from tidecast.errors import DataError, PipelineError, TidecastError, TrackingError
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 from tidecast.pipeline.dag import Pipeline, step
 from tidecast.pipeline.hashing import source_hash
 from tidecast.spec import ExogenousColumn, Spec
@@ -257,7 +257,7 @@ def data_drift(monitor_features: pd.DataFrame, monitor_ingest: pd.DataFrame, spe
 def monitor_actuals(monitor_ingest: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Log the observed target values of the recent windows to the prediction store (duplicates averaged);
     values that arrive late are logged by a later run, whose windows are recomputed."""
-    from tidecast.monitoring.store import store_for
+    from tidecast.serving.store import store_for
 
     as_of = resolve_as_of(monitor_ingest, spec)
     ms = spec.monitoring.model_drift
@@ -277,7 +277,7 @@ def model_drift(monitor_actuals: dict[str, Any], spec: Spec, ctx: Any) -> dict[s
     from tidecast.monitoring.drift import load_reference
     from tidecast.monitoring.model_drift import baseline_from_tags
     from tidecast.monitoring.model_drift import model_drift as score
-    from tidecast.monitoring.store import store_for
+    from tidecast.serving.store import store_for
 
     mv = champion(spec)
     baseline = baseline_from_tags(dict(mv.tags or {}), folds=spec.backtest.folds)
@@ -376,7 +376,7 @@ def monitor_predict(monitor_features: pd.DataFrame, monitor_ingest: pd.DataFrame
     """Forecast the next horizon from the last input window with the champion; log it to the prediction store."""
     import mlflow
 
-    from tidecast.monitoring.store import store_for
+    from tidecast.serving.store import store_for
     from tidecast.tracking.registry import CHAMPION
     from tidecast.tracking.store import active_uris
 
@@ -511,8 +511,8 @@ def retrain(
     """Run the training pipeline on the data known at ``as_of`` (see :func:`training_spec`); the
     registry's gate decides the promotion. Returns ``{"version", "promoted", "alias", "reason",
     "run_id", "executed"}`` (``version`` None when every step was cached: nothing new to train on)."""
+    from tidecast.flows import training_pipeline
     from tidecast.pipeline import run as run_pipeline
-    from tidecast.pipeline.steps import training_pipeline
     from tidecast.training import preflight
 
     train = training_spec(spec, as_of=as_of, input=input)

@@ -294,7 +294,7 @@ def train_job(spec_path: str | os.PathLike[str] | None, env: str | None = None) 
 
     def job() -> str:
         from tidecast.pipeline import run as run_pipeline
-        from tidecast.pipeline.steps import training_pipeline
+        from tidecast.flows import training_pipeline
         from tidecast.spec import load_spec
         from tidecast.training import preflight
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import TrackingError
-from tidecast.models.base import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME
 
 CHAMPION = "champion"
 
@@ -310,7 +310,7 @@ def normalise_drift(frame: Any) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- predictions
 def store(spec: Any) -> Any:
-    from tidecast.monitoring.store import store_for
+    from tidecast.serving.store import store_for
 
     return store_for(spec)
 

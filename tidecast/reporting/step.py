@@ -23,7 +23,7 @@ from tidecast.pipeline.hashing import source_hash
 from tidecast.spec import Spec
 from tidecast.tracking.step import TRACK_SPEC_SECTIONS, clean_summary, upstream_records
 
-_EXPLAIN_CODE = source_hash("data", "models", "evaluation", "training.py", "reporting/explain.py")
+_EXPLAIN_CODE = source_hash("data", "models", "evaluation", "training", "reporting/explain.py")
 _REPORT_CODE = source_hash(
     "reporting/run_report.py",
     "reporting/charts.py",
@@ -50,11 +50,11 @@ def explain(
 
 def fold_models(spec: Spec, records: dict[str, Any], backtest: dict[str, Any]) -> dict[str, dict[int, Any]]:
     """The models the backtest kept of its last fold (``<backtest entry>/artifacts/fold_models.joblib``,
-    see :func:`tidecast.pipeline.steps.backtest`): candidate -> fold index -> model, only those of
+    see :func:`tidecast.training.steps.backtest`): candidate -> fold index -> model, only those of
     this ``backtest`` output (same folds, same parameters); empty when absent or unreadable
     (explain then refits)."""
     from tidecast.pipeline.cache import ARTIFACTS
-    from tidecast.pipeline.steps import FOLD_MODELS
+    from tidecast.training.steps import FOLD_MODELS
 
     record = records.get("backtest")
     if record is None or not record.outputs:

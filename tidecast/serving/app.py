@@ -53,6 +53,7 @@ from tidecast.serving.schemas import (
     InvocationsResponse,
     ValidationProblem,
 )
+from tidecast.serving.store import default_url
 
 if TYPE_CHECKING:
     from tidecast.spec import Spec
@@ -195,8 +196,6 @@ def create_app(
     admin_token = token if token is not None else (os.environ.get(settings.token_env) or None)
     predlog: PredictionLogger | None = None
     if settings.log_predictions:
-        from tidecast.monitoring.store import default_url
-
         predlog = PredictionLogger(spec.predictions.url or default_url(spec.state_dir))
 
     @contextlib.asynccontextmanager

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tidecast.errors import DataError, ServingError
-from tidecast.models.base import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME
 from tidecast.serving.plots import PLOT_FORMATS, draw
+from tidecast.serving.store import store_for
 
 if TYPE_CHECKING:
     from tidecast.serving.loader import LoadedModel
@@ -243,8 +244,6 @@ def predict_batch(
     if plot is not None:
         result.plot = draw(recent, forecast, plot, title=f"{model.name} v{model.version}", quantiles=model.quantiles)
     if log_predictions:
-        from tidecast.monitoring.store import store_for
-
         result.batch_id = store_for(spec).log_forecast(
             forecast, model_name=model.name, model_version=model.version, alias=model.alias, source="predict"
         )

@@ -33,6 +33,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 
+from tidecast.serving.store import PredictionStore
+
 log = logging.getLogger("tidecast.serving")
 
 _BATCH = 64  # forecasts written per transaction at most, when a backlog builds up
@@ -238,8 +240,6 @@ class PredictionLogger:
 
     # -- thread mode -----------------------------------------------------------------------------
     def _thread_main(self) -> None:
-        from tidecast.monitoring.store import PredictionStore
-
         store = None
         while True:
             item = self._queue.get()
@@ -298,7 +298,6 @@ def _child_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--source", default="serve")
     args = parser.parse_args(argv)
-    from tidecast.monitoring.store import PredictionStore
 
     stdin, stdout = sys.stdin.buffer.raw, sys.stdout  # unbuffered: select() then tells what is waiting
     store = None

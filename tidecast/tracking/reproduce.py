@@ -251,7 +251,7 @@ def _logged_board(client: Any, run_id: str) -> pd.DataFrame:
 def rebuild_features(spec: Spec, folder: Path) -> tuple[pd.DataFrame, Any]:
     """ingest → clean → features of ``spec``, by calling the pipeline's step functions directly
     (the project's cache and ``tidecast.lock`` are left untouched)."""
-    from tidecast.pipeline import steps
+    from tidecast.training import steps
 
     state = Path(spec.state_dir)
     from tidecast.pipeline.executors import executor_scope

@@ -1,4 +1,5 @@
-"""The training pipeline: ingest → clean → features → backtest → select → track.
+"""The training steps: ingest → clean → features → backtest → select (assembled, with track,
+explain and report, in :mod:`tidecast.flows`).
 
 Each step is a plain function; its parameter names are its inputs (the outputs of the steps of
 the same name), ``spec`` is the project's spec, of which only the sections named in ``@step``
@@ -9,27 +10,25 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
 from tidecast.data.partitions import PartitionedFrame
-from tidecast.models.base import ID, TIME
-from tidecast.pipeline.dag import Pipeline, step
+from tidecast.frames import ID, TIME
+from tidecast.pipeline.dag import step
 from tidecast.pipeline.executors import shares_files
 from tidecast.pipeline.hashing import source_hash
 from tidecast.spec import Spec
-from tidecast.training import (
-    candidate_results,
-    fit_context,
-    select_and_refit,
-)
+from tidecast.training.candidates import candidate_results
+from tidecast.training.selection import select_and_refit
+from tidecast.training.settings import min_history, validate_history
 
 # A step's key covers its own source; these hashes add the library code it calls, so that an
 # upgrade of tidecast's data or model code invalidates the cached results it produced.
 _DATA_CODE = source_hash("data")
-_MODEL_CODE = source_hash("data", "models", "evaluation", "training.py")
+_MODEL_CODE = source_hash("data", "models", "evaluation", "training")
 
 # ------------------------------------------------------------------------------------ data steps
 
@@ -69,7 +68,6 @@ def ingest(spec: Spec, ctx: Any) -> PartitionedFrame:
     data cannot serve fails in the backtest step instead."""
     from tidecast.data.partitions import partition_count, write_partitions
     from tidecast.data.sources import read_source, source_label, to_long
-    from tidecast.training import validate_history
 
     ctx.progress(0, 3, "reading")
     raw = read_source(spec.data)
@@ -114,7 +112,6 @@ def clean(ingest: PartitionedFrame, spec: Spec, ctx: Any) -> PartitionedFrame:
     run's executor (each series on its own); keep a summary of what changed; drop series too short."""
     from tidecast.data.clean import resolve_min_length, summarize
     from tidecast.data.partitions import map_partitions, write_partitions
-    from tidecast.training import min_history
 
     length = resolve_min_length(spec.clean, spec.data.frequency, min_history(spec))
     work = functools.partial(_clean_partition, clean_spec=spec.clean, freq=spec.data.frequency, min_length=length)
@@ -219,9 +216,9 @@ def candidate_deps(spec: Spec) -> dict[str, str]:
 
 def _training_mode(spec: Spec) -> str:
     """What of the executor changes the models' results: how global models train ('single' or
-    'distributed', see :func:`tidecast.models.distributed.resolve_global_models`). Local processes
+    'distributed', see :func:`tidecast.training.distributed.resolve_global_models`). Local processes
     and a Dask cluster give the same results otherwise, so switching between them keeps the cache."""
-    from tidecast.models.distributed import resolve_global_models
+    from tidecast.training.distributed import resolve_global_models
 
     return f"global_models={resolve_global_models(spec.executor)}"
 
@@ -265,26 +262,5 @@ def select(backtest: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: An
     return select_and_refit(backtest, features, spec, progress=ctx.progress)
 
 
-def _track() -> Callable[..., Any]:
-    from tidecast.tracking.step import track
-
-    return track
-
-
-def _report_steps() -> tuple[Callable[..., Any], ...]:
-    from tidecast.reporting.step import REPORT_STEPS
-
-    return REPORT_STEPS
-
-
 TRAINING_STEPS: tuple[Callable[..., Any], ...] = (ingest, clean, features, backtest, select)
-
-
-def training_pipeline(extra: Iterable[Callable[..., Any]] = (), *, report: bool = True) -> Pipeline:
-    """The training DAG (``track``: MLflow records and the registry's promotion gate; then, unless
-    ``report=False``, ``explain`` and ``report``: the run report logged to the same MLflow run);
-    later capabilities plug their steps in through ``extra``."""
-    return Pipeline([*TRAINING_STEPS, _track(), *(_report_steps() if report else ()), *extra])
-
-
-__all__ = ["TRAINING_STEPS", "fit_context", "training_pipeline"]
+"""The model-building steps, in order (:func:`tidecast.flows.training_pipeline` adds track, explain, report)."""

@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tidecast.errors import DataError, TrackingError
-from tidecast.models.base import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME
 
 _metadata = sa.MetaData()
 

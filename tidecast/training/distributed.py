@@ -49,7 +49,8 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import ModelError
-from tidecast.models.base import ID, TARGET, TIME, FitContext, Forecaster
+from tidecast.frames import ID, TARGET, TIME
+from tidecast.models.base import FitContext, Forecaster
 from tidecast.models.ml import _THREAD_PARAMS, LightGBMModel, MLForecastModel
 
 LIBRARY = "mlforecast + LightGBM Dask"
@@ -116,7 +117,7 @@ def n_dask_workers(client: Any) -> int:
 
 def plan_training(spec: Any, kind: str, params: dict[str, Any], executor: Any) -> TrainingPlan:
     """How a candidate of ``kind`` with ``params`` trains on ``executor`` under ``spec``."""
-    from tidecast.training import LOCAL_KINDS
+    from tidecast.training.candidates import LOCAL_KINDS
 
     if kind in LOCAL_KINDS:
         return TrainingPlan("per series", "per series")
@@ -262,7 +263,7 @@ def spread(data: Any, ctx: FitContext, client: Any) -> _Source:
 
 
 def source_for(data: Any, ctx: FitContext, client: Any) -> _Source:
-    """The data of a backtest (a :class:`tidecast.training._Data` holder, or a frame) spread on
+    """The data of a backtest (a :class:`tidecast.training.candidates._Data` holder, or a frame) spread on
     ``client`` once for all the candidates that train distributed: the partition files when the
     workers see them (``shared_storage``), else the full frame, scattered."""
     if isinstance(data, pd.DataFrame):
@@ -283,7 +284,7 @@ class RefitCluster:
     def __init__(self, spec: Any, kind: str, params: dict[str, Any]) -> None:
         self._executor: Any = None
         self.client: Any = None
-        from tidecast.training import LOCAL_KINDS
+        from tidecast.training.candidates import LOCAL_KINDS
 
         self.label = "per series" if kind in LOCAL_KINDS else "single"
         if self.label != "single" or resolve_global_models(spec.executor) != "distributed":

@@ -1,0 +1,293 @@
+"""Backtest every candidate of a spec (searching its parameters) and rank them: the work behind
+the ``backtest`` step. Everything here speaks the Forecaster protocol only."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tidecast.errors import ModelError, TidecastError
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.models.base import FitContext
+from tidecast.spec import CandidateSpec, Spec
+from tidecast.training.factories import ModelFactory, factory_for, validate_candidates
+from tidecast.training.hierarchy import _with_reconciled, with_aggregates
+from tidecast.training.selection import per_series_selection
+from tidecast.training.settings import Progress, _noop, fit_context, season_length
+
+
+class _NoModel:
+    """A placeholder inner model: only the residual arithmetic of ConformalForecaster is used."""
+
+    name = "residuals"
+
+
+def _conformal_cross_fold(forecasts: pd.DataFrame, quantiles: list[float]) -> pd.DataFrame:
+    """Honest intervals for models without their own: each fold's quantiles come from the *other*
+    folds' residuals at the same horizon step (pooled over series)."""
+    from tidecast.models.conformal import ConformalForecaster
+
+    out = []
+    for fold in sorted(forecasts["fold"].unique()):
+        part = forecasts[forecasts["fold"] == fold].copy()
+        others = forecasts[forecasts["fold"] != fold]
+        if others.empty:  # a single fold: calibrating in-sample is the only option
+            others = part
+        # pooled over series (per_series=False): one id for all rows spares the per-series tables the
+        # calibrator would otherwise build and never use (minutes at 10,000 series)
+        pooled = others[["step", TARGET, POINT]].assign(**{ID: "*"})
+        calibrator = ConformalForecaster(_NoModel(), pooled, per_series=False)  # type: ignore[arg-type]
+        offsets = calibrator.offsets(quantiles)
+        rows = np.minimum(part["step"].to_numpy(int), calibrator.horizon) - 1
+        for j, q in enumerate(quantiles):
+            part[quantile_column(q)] = part[POINT].to_numpy(float) + offsets[rows, j]
+        out.append(part)
+    return pd.concat(out, ignore_index=True)
+
+
+LOCAL_KINDS = frozenset({
+    "naive", "seasonal_naive", "window_average", "autoets", "autoarima", "autotheta", "mstl",
+    "croston", "adida", "imapa", "tsb",
+})
+"""Built-in kinds fitted series by series: their backtests split into series partitions x folds.
+Every other kind (lightgbm, sklearn, mlp, plugins) is a global model, fit on all series at once."""
+
+PARTITION_MAX_SERIES = 2000
+"""No series partition holds more series than this (bounds one task's memory)."""
+
+
+def series_partitions(frame: pd.DataFrame, n_workers: int) -> list[list[Any]] | None:
+    """How a per-series model's backtest is split: ``None`` (one piece) for one worker and few
+    series, else about two partitions per worker, of at most :data:`PARTITION_MAX_SERIES` series.
+    The forecasts do not depend on it (each series is fit on its own)."""
+    from tidecast.evaluation.backtest import partition_series
+
+    ids = pd.unique(frame[ID])
+    n = len(ids)
+    wanted = max(2 * n_workers if n_workers > 1 else 1, -(-n // PARTITION_MAX_SERIES))
+    wanted = min(wanted, n)
+    return None if wanted <= 1 else partition_series(ids, wanted)
+
+
+class _Data:
+    """The backtest's data: the partitions on disk (when the features step wrote them), the
+    ``unique_id, ds, y`` columns this process needs for folds and scores, and every column, read
+    only when a global model needs them all."""
+
+    def __init__(self, data: Any, spec: Spec) -> None:
+        from tidecast.data.partitions import PartitionedFrame
+
+        self.source = data if isinstance(data, PartitionedFrame) and spec.hierarchy is None else None
+        frame = data.to_pandas() if isinstance(data, PartitionedFrame) else data  # a hierarchy needs every node
+        self._full = None if self.source is not None else with_aggregates(frame, spec)
+        self.light = self.source.to_pandas([ID, TIME, TARGET]) if self.source is not None else self._full
+        from tidecast.pipeline.executors import shares_files
+
+        self.shared_storage = shares_files(spec.executor)
+
+    @property
+    def full(self) -> pd.DataFrame:
+        if self._full is None:
+            self._full = self.source.to_pandas()  # type: ignore[union-attr]
+        return self._full
+
+    def for_kind(self, kind: str) -> Any:
+        """What the backtest of a candidate of ``kind`` reads: the partitions (the workers read
+        their rows there), unless a global model's workers cannot see them."""
+        if self.source is not None and (kind in LOCAL_KINDS or self.shared_storage):
+            return self.source
+        return self.full
+
+
+def _backtest_one(
+    factory: ModelFactory, data: _Data | pd.DataFrame, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any
+) -> tuple[Any, Any]:
+    from tidecast.evaluation.backtest import backtest as run_backtest
+    from tidecast.evaluation.metrics import evaluate
+
+    if not isinstance(data, _Data):
+        data = _Data(data, spec)
+    frame = data.light
+    quantiles = list(spec.forecast.quantiles)
+    conformal = bool(quantiles)  # every candidate's intervals are calibrated (tidecast.evaluation.calibration)
+    partitions = (
+        series_partitions(frame, int(getattr(executor, "n_workers", 1) or 1))
+        if factory.candidate.kind in LOCAL_KINDS
+        else None
+    )
+    from tidecast.training import distributed  # executor.global_models: lightgbm through mlforecast's Dask path
+
+    on_cluster = distributed.plan_training(spec, factory.candidate.kind, factory.params, executor).distributed
+    if on_cluster:
+        client = distributed.dask_client(executor)
+        result = distributed.backtest_distributed(
+            factory, distributed.source_for(data, ctx, client), ctx, folds, client=client,
+            quantiles=() if conformal else quantiles,
+        )
+    else:
+        result = run_backtest(
+            factory, data.for_kind(factory.candidate.kind), ctx, folds, quantiles=() if conformal else quantiles,
+            executor=executor, partitions=partitions, shared_storage=data.shared_storage,
+            keep_last_model=True,  # the explain step reuses it instead of refitting (tidecast.reporting.explain)
+        )
+    if result.errors:
+        raise ModelError(f"candidate '{factory.candidate.name}': {result.errors[0]}")
+    if conformal:
+        _calibrate(result, factory, data, ctx, folds, spec, executor, partitions, distributed=on_cluster)
+    m = season_length(spec)
+    evaluation = evaluate(result.forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles)
+    return result, evaluation
+
+
+def _calibrate(
+    result: Any, factory: ModelFactory, data: _Data, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any,
+    partitions: Any, *, distributed: bool = False,
+) -> None:
+    """Calibrated quantiles on ``result``'s folds, fit without look-ahead (calibration windows
+    before the first fold, then each earlier fold); the windows' residuals kept on ``result``."""
+    from tidecast.evaluation.calibration import calibrate_folds, calibration_forecasts, calibration_windows
+
+    window, _ = spec.forecast_steps()
+    n_windows = 0 if distributed else int(getattr(spec.backtest, "calibration_windows", 10))
+    windows = calibration_windows(folds, data.light, ctx, n_windows, min_train=window)
+    calibration, _errors = calibration_forecasts(
+        factory, data.for_kind(factory.candidate.kind), ctx, windows, executor=executor, partitions=partitions,
+        shared_storage=data.shared_storage,
+    )
+    result.calibration = calibration
+    result.forecasts, _fallback = calibrate_folds(result.forecasts, calibration, list(spec.forecast.quantiles))
+
+
+def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> dict[str, Any]:
+    """Backtest every candidate (grid or Optuna search where params ask for it) and build the leaderboard."""
+    from tidecast.evaluation.backtest import make_folds
+    from tidecast.evaluation.search import grid, is_searched, optuna_search
+    from tidecast.evaluation.selection import CandidateResult, leaderboard
+    from tidecast.pipeline.executors import make_executor
+    from tidecast.training.distributed import plan_training
+
+    validate_candidates(spec)
+    data = _Data(frame, spec)
+    frame = data.light  # unique_id, ds, y (every column without partitions on disk)
+    ctx = fit_context(spec, frame)
+    window, horizon = spec.forecast_steps()
+    bt = spec.backtest
+    folds = make_folds(
+        frame,
+        h=horizon,
+        folds=bt.folds,
+        step=spec.steps(bt.step, "backtest.step") if bt.step is not None else horizon,
+        window=bt.window,
+        train_window=spec.steps(bt.train_window, "backtest.train_window") if bt.train_window is not None else None,
+        gap=spec.steps(bt.gap, "backtest.gap"),
+        holdout=spec.holdout_steps(),
+        freq=spec.data.frequency,
+        min_train=window,
+    )
+    executor = make_executor(spec.executor, bt.n_jobs)
+    metric = spec.selection.metric
+    entries: list[Any] = []
+    details: dict[str, Any] = {}
+    total = len(spec.models)
+    try:
+        for index, candidate in enumerate(spec.models):
+            if candidate.kind == "ensemble":  # combined from the others' forecasts after the loop
+                continue
+            progress(index, total, f"backtesting {candidate.name}")
+            started = time.perf_counter()
+            trials: list[dict[str, Any]] = []
+
+            def score(params: dict[str, Any], candidate: CandidateSpec = candidate) -> tuple[float, Any, Any]:
+                factory = factory_for(candidate, params, spec)
+                result, evaluation = _backtest_one(factory, data, ctx, folds, spec, executor)
+                value = float(evaluation.aggregate[metric])
+                return value, result, evaluation
+
+            best: tuple[float, dict[str, Any], Any, Any] | None = None
+            error: str | None = None
+            try:
+                if candidate.search is not None:
+                    cache: dict[str, tuple[Any, Any]] = {}
+
+                    def objective(params: dict[str, Any], cache: dict = cache) -> float:  # type: ignore[type-arg]
+                        value, result, evaluation = score(params)
+                        cache[repr(sorted(params.items()))] = (result, evaluation)
+                        return value
+
+                    search = optuna_search(objective, candidate.params, candidate.search)
+                    trials = [
+                        {"params": t.params, "value": t.value, "seconds": t.seconds, "error": t.error}
+                        for t in search.trials
+                    ]
+                    result, evaluation = cache[repr(sorted(search.best_params.items()))]
+                    best = (search.best_value, search.best_params, result, evaluation)
+                else:
+                    combos = grid(candidate.params) if is_searched(candidate.params) else [dict(candidate.params)]
+                    for params in combos:
+                        try:
+                            value, result, evaluation = score(params)
+                        except TidecastError as exc:
+                            trials.append({"params": params, "value": None, "seconds": None, "error": str(exc)})
+                            if len(combos) == 1:
+                                raise
+                            continue
+                        trials.append({"params": params, "value": value, "seconds": None, "error": None})
+                        if best is None or value < best[0]:
+                            best = (value, params, result, evaluation)
+                    if best is None:
+                        raise ModelError(f"candidate '{candidate.name}': every parameter combination failed")
+            except (TidecastError, Exception) as exc:  # a candidate that fails is recorded, the others go on
+                error = str(exc) if isinstance(exc, TidecastError) else f"{type(exc).__name__}: {exc}"
+            seconds = time.perf_counter() - started
+            if best is None:
+                entries.append(
+                    CandidateResult(
+                        name=candidate.name, kind=candidate.kind, params=dict(candidate.params), evaluation=None,
+                        backtest=None, error=error, fit_seconds=seconds, predict_seconds=0.0, trials=len(trials),
+                    )
+                )
+                continue
+            _, params, result, evaluation = best
+            entries.append(
+                CandidateResult(
+                    name=candidate.name, kind=candidate.kind, params=params, evaluation=evaluation, backtest=result,
+                    error=None, fit_seconds=result.fit_seconds, predict_seconds=result.predict_seconds,
+                    trials=len(trials),
+                )
+            )
+            details[candidate.name] = {
+                "params": params, "trials": trials, "seconds": seconds,
+                "training": plan_training(spec, candidate.kind, params, executor).label,
+            }
+    finally:
+        executor.close()
+    from tidecast.evaluation.ensembles import ensemble_entries
+
+    combined, ensembles = ensemble_entries(entries, frame, spec, folds)  # from the stored fold forecasts
+    entries = [*entries, *combined]
+    reconciled = None
+    if spec.hierarchy is not None:
+        progress(total, total, "reconciling")
+        entries, reconciled = _with_reconciled(entries, data.full, spec)
+    progress(total, total, "ranked")
+    board = leaderboard(entries, metric)
+    out = {
+        "leaderboard": board,
+        "metric": metric,
+        "folds": [f.__dict__ for f in folds],
+        "season_length": season_length(spec),
+        "results": {e.name: e for e in entries},
+        "details": details,
+    }
+    if reconciled is not None:
+        out["hierarchy"] = reconciled
+    if ensembles:
+        out["ensembles"] = ensembles
+    if spec.selection.scope == "per_series":
+        out["per_series"] = per_series_selection(entries, board, frame, spec)
+        counts = out["per_series"]["counts"]
+        board.insert(board.columns.get_loc("fit_seconds"), "series_won", [int(counts.get(c, 0)) for c in board["candidate"]])
+    return out
