@@ -266,7 +266,7 @@ def _before(forecasts: pd.DataFrame, quantiles: list[float], level: str) -> dict
     """The winner's fold scores with tidecast's previous intervals: each fold's quantiles from the
     *other* folds' residuals (plain empirical quantiles, pooled over series), on the same forecasts."""
     from tidecast.evaluation.metrics import evaluate
-    from tidecast.models.base import quantile_column
+    from tidecast.frames import quantile_column
     from tidecast.training.candidates import _conformal_cross_fold
 
     point = forecasts.drop(columns=[quantile_column(q) for q in quantiles])

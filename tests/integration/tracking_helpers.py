@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, future_index, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, future_index, quantile_column
+from tidecast.models.base import FitContext
 from tidecast.spec import Spec, parse_spec
 
 FREQ = "1h"

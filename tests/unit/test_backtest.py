@@ -14,7 +14,8 @@ from tidecast.errors import BacktestError
 from tidecast.evaluation.backtest import HOLDOUT_FOLD, FoldResult, backtest, holdout_forecast
 from tidecast.evaluation.folds import make_folds
 from tidecast.evaluation.metrics import evaluate, fold_scales
-from tidecast.models.base import FitContext, Forecaster, future_index
+from tidecast.frames import future_index
+from tidecast.models.base import FitContext, Forecaster
 from tidecast.pipeline.executors import LocalExecutor, SequentialExecutor
 
 STEP = pd.Timedelta("1h")

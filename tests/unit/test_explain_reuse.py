@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tidecast.models.base import POINT, TIME
+from tidecast.frames import POINT, TIME
 from tidecast.spec import parse_spec
 
 FREQ = "1h"
@@ -89,8 +89,8 @@ def test_pipeline_sets_the_fold_models_aside_and_explain_checks_they_are_its_own
     from tidecast.pipeline import Pipeline, run
     from tidecast.pipeline.cache import ARTIFACTS
     from tidecast.pipeline.lock import LOCK_FILENAME, LockFile
-    from tidecast.training.steps import FOLD_MODELS, TRAINING_STEPS
     from tidecast.reporting.step import explain, fold_models
+    from tidecast.training.steps import FOLD_MODELS, TRAINING_STEPS
 
     spec = _write_project(tmp_path)
     result = run(Pipeline([*TRAINING_STEPS, explain]), spec)

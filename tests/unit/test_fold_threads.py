@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from tidecast.evaluation.backtest import backtest, fold_threads, make_folds
-from tidecast.models.base import ID, POINT, TIME, FitContext
+from tidecast.frames import ID, POINT, TIME
+from tidecast.models.base import FitContext
 from tidecast.models.ml import LightGBMModel
 from tidecast.pipeline.executors import LocalExecutor
 

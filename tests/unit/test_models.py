@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from tidecast.errors import ModelError
+from tidecast.frames import quantile_column
 from tidecast.models import BUILTINS, FitWindow, build_forecaster, needs_conformal
-from tidecast.models.base import FitContext, Forecaster, quantile_column
+from tidecast.models.base import FitContext, Forecaster
 from tidecast.spec import FeatureSpec, FourierSpec, RollingSpec
 
 H, W, SEASON = 24, 48, 24

@@ -132,7 +132,7 @@ def test_cache_commits_partitions_written_in_place_and_copies_others(tmp_path: P
 
 
 def test_tail_per_series_by_position_equals_groupby_tail() -> None:
-    from tidecast.models._frames import tail_per_series
+    from tidecast.frames import tail_per_series
 
     frame = _frame(SIZES)
     for steps in (1, 3, 10, 100):

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, future_index
+from tidecast.frames import ID, POINT, TARGET, TIME, future_index
+from tidecast.models.base import FitContext
 from tidecast.spec import parse_spec
 
 FREQ = "1h"

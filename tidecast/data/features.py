@@ -20,7 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tidecast import calendar
 from tidecast.durations import Duration, freq_timedelta, to_steps
 from tidecast.errors import DataError, SpecError
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 from tidecast.spec import FeatureSpec
 
 __all__ = [

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import DataError, ModelError
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 
 __all__ = ["Hierarchy", "add_aggregates", "aggregate_frame", "check_sums", "ingest_hierarchy"]
 

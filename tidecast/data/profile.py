@@ -27,7 +27,7 @@ import pandas as pd
 
 from tidecast.data.profile_time import gaps, grid_of, infer_grid, seasonal_periods
 from tidecast.errors import DataError
-from tidecast.models.base import ID, TIME
+from tidecast.frames import ID, TIME
 
 _DAY_MONTH_RE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-]\d{2,4}\b")
 _TIME_NAME_RE = re.compile(r"time|date|stamp|^ds$|datetime|period", re.IGNORECASE)

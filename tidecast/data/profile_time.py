@@ -19,7 +19,7 @@ from pandas.tseries import offsets
 from pandas.tseries.frequencies import to_offset
 
 from tidecast.errors import DataError
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 
 _ACF_SERIES = 8  # series whose autocorrelation is averaged
 _PEAK = 0.2  # the least autocorrelation of a seasonal peak

@@ -30,7 +30,7 @@ import pandas as pd
 
 from tidecast import calendar
 from tidecast.errors import DataError, SpecError
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 from tidecast.spec import DataSpec, TargetSpec
 
 __all__ = ["SINGLE_SERIES_ID", "content_fingerprint", "read_source", "source_label", "to_long"]

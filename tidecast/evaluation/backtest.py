@@ -31,7 +31,8 @@ import pandas as pd
 
 from tidecast.errors import BacktestError, ModelError, TidecastError
 from tidecast.evaluation.folds import HOLDOUT_FOLD, Fold, folds_for_spec, holdout_fold, infer_step, make_folds
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, Forecaster, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.models.base import FitContext, Forecaster
 
 __all__ = [
     "HOLDOUT_FOLD",

@@ -42,7 +42,8 @@ from tidecast.evaluation.backtest import (
     located_partitions,
 )
 from tidecast.evaluation.folds import Fold
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, Forecaster, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.models.base import FitContext, Forecaster
 
 __all__ = [
     "DEFAULT_WINDOWS",

@@ -33,7 +33,7 @@ import pandas as pd
 
 from tidecast import calendar
 from tidecast.errors import BacktestError, SpecError
-from tidecast.models.base import ID, TIME
+from tidecast.frames import ID, TIME
 
 HOLDOUT_FOLD = -1
 """The ``fold`` index of the held-out stretch in forecasts from :func:`holdout_fold`."""

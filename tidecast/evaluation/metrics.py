@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import BacktestError
-from tidecast.models.base import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 
 __all__ = [
     "POINT_METRICS",

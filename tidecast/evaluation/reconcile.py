@@ -17,7 +17,7 @@ import pandas as pd
 
 from tidecast.data.hierarchy import Hierarchy
 from tidecast.errors import TidecastError
-from tidecast.models.base import ID, TIME
+from tidecast.frames import ID, TIME
 from tidecast.models.reconciled import NEEDS_ERRORS, projection, reconcile_forecasts, residual_matrix
 
 __all__ = ["coherence_error", "per_level_table", "reconcile_backtest", "reconciled_entries", "split_name"]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import BacktestError
-from tidecast.models.base import ID
+from tidecast.frames import ID
 
 __all__ = [
     "METRIC_ORDER",

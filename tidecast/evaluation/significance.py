@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import BacktestError
-from tidecast.models.base import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME
 
 Alternative = Literal["less", "two-sided"]
 

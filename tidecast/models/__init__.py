@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tidecast.models.base import FitContext, Forecaster, future_index, quantile_column
+from tidecast.frames import future_index, quantile_column
+from tidecast.models.base import FitContext, Forecaster
 
 # The model modules are imported on first use (PEP 562): importing tidecast.models.base, as the
 # pipeline's keys and a no-op run do, then loads none of them (issue 19: CLI start-up time).

@@ -1,4 +1,5 @@
-"""Small frame helpers shared by the model adapters (not public API)."""
+"""Small frame helpers shared by the model adapters (not public API); the ones that know
+nothing of models live in :mod:`tidecast.frames`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pandas.tseries.offsets import Tick
 
 from tidecast import calendar
 from tidecast.errors import ModelError
-from tidecast.models.base import ID, POINT, TARGET, TIME, future_index, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, future_index, is_sorted, quantile_column
 
 
 def default_season_length(freq: str) -> int:
@@ -68,18 +69,6 @@ def history_arrays(df: pd.DataFrame, name: str, *, what: str = "history") -> tup
     return ids, times, y
 
 
-def is_sorted(df: pd.DataFrame) -> bool:
-    """Whether ``df`` (``unique_id`` as str, ``ds`` timestamps) is already sorted by ``unique_id, ds``."""
-    if len(df) < 2:
-        return True
-    ids = df[ID].to_numpy()
-    same = ids[1:] == ids[:-1]
-    if not (same | (ids[1:] > ids[:-1])).all():
-        return False
-    ns = pd.DatetimeIndex(df[TIME]).asi8  # one unit within a column: comparisons stay valid
-    return bool((~same | (ns[1:] >= ns[:-1])).all())
-
-
 def regular_grid(
     df: pd.DataFrame, freq: str, name: str, *, runs: tuple[np.ndarray, np.ndarray] | None = None
 ) -> bool:
@@ -106,82 +95,6 @@ def regular_grid(
             f"candidate '{name}': the training data has several rows for series '{ids[row]}' at {df[TIME].iloc[row]}"
         )
     return bool((steps[same] == offset.nanos).all())
-
-
-def series_bounds(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and stop row of each run of equal ids in ``ids`` (rows grouped by series, e.g. sorted)."""
-    if not len(ids):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-    return np.r_[0, change], np.r_[change, len(ids)]
-
-
-def future_grid(ends: pd.DatetimeIndex, h: int, freq: str) -> pd.DatetimeIndex:
-    """The ``h`` timestamps after each of ``ends``, flat (``len(ends) * h``, series-major), like
-    :func:`tidecast.models.base.future_index` but without a frame per series."""
-    offset = calendar.offset_of(freq)
-    if isinstance(offset, Tick):
-        ends = ends.as_unit("ns")
-        steps = np.arange(1, h + 1, dtype=np.int64) * offset.nanos
-        flat = (ends.asi8[:, None] + steps[None, :]).reshape(-1)
-        grid = pd.DatetimeIndex(flat.view("datetime64[ns]"))
-        return grid.tz_localize("UTC").tz_convert(ends.tz) if ends.tz is not None else grid
-    parts = [calendar.future_dates(end, h, freq) for end in ends]
-    return parts[0].append(parts[1:]) if parts else pd.DatetimeIndex([], tz=ends.tz)
-
-
-def contiguous_runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`series_bounds` of ``ids`` when each id's rows are contiguous (a frame sorted by
-    series), else ``None`` (an id in several runs: use a groupby)."""
-    try:
-        starts, stops = series_bounds(ids)
-        return (starts, stops) if len(set(ids[starts].tolist())) == len(starts) else None
-    except TypeError:
-        return None
-
-
-def tail_per_series(
-    df: pd.DataFrame, steps: int | None, *, runs: tuple[np.ndarray, np.ndarray] | None = None
-) -> pd.DataFrame:
-    """The last ``steps`` rows of every series (all rows when ``steps`` is None), in their order.
-
-    When each series' rows are contiguous (a frame sorted by series, the usual case) the rows are
-    picked by position in numpy, several times faster than ``groupby(...).tail`` on millions of rows.
-    ``runs``: those series' start and stop rows when the caller has them (:func:`series_bounds`)."""
-    if steps is None or df.empty:
-        return df.reset_index(drop=True)
-    ids = df[ID].to_numpy()
-    runs = contiguous_runs(ids) if runs is None else runs
-    if runs is None:
-        return df.groupby(ID, sort=False, observed=True).tail(int(steps)).reset_index(drop=True)
-    starts, stops = runs
-    lengths = stops - starts
-    from_end = np.repeat(stops, lengths) - np.arange(len(ids))  # 1 on each series' last row
-    keep = from_end <= int(steps)
-    if keep.all():
-        return df.reset_index(drop=True)
-    return df.iloc[np.flatnonzero(keep)].reset_index(drop=True)
-
-
-def stitch(stored: pd.DataFrame | None, history: pd.DataFrame, freq: str, keep: int | None) -> pd.DataFrame:
-    """The stored training tail followed by ``history`` (history wins on overlapping ``ds``).
-
-    The stored tail of a series is used only when it is contiguous with (or overlaps) that
-    series' ``history``: after a gap the history alone is the series. Each series keeps at most
-    its last ``keep`` rows.
-    """
-    if stored is None or stored.empty:
-        return tail_per_series(history, keep)
-    pieces = []
-    stored_by_id = dict(tuple(stored.groupby(ID, sort=False, observed=True)))
-    for uid, hist in history.groupby(ID, sort=False, observed=True):
-        old = stored_by_id.get(uid)
-        if old is not None and not old.empty and calendar.shift(old[TIME].max(), 1, freq) >= hist[TIME].min():
-            old = old[old[TIME] < hist[TIME].min()]
-            hist = pd.concat([old[[c for c in hist.columns if c in old.columns]], hist], ignore_index=True)
-        pieces.append(hist)
-    out = pd.concat(pieces, ignore_index=True)
-    return tail_per_series(out, keep)
 
 
 def level_of(q: float) -> float:

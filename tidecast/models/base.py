@@ -1,15 +1,8 @@
-"""The one protocol every model speaks, and the data conventions it relies on.
+"""The one protocol every model speaks (:class:`Forecaster`) and what a fit is told (:class:`FitContext`).
 
-Data frames are in long format, as in statsforecast/mlforecast:
-
-* history: ``unique_id`` (str), ``ds`` (tz-naive UTC timestamps on the spec's frequency), ``y``
-  (float), then exogenous columns;
-* future exogenous (``X_future``): ``unique_id``, ``ds`` and the known-in-future columns for the
-  ``h`` steps after each series' last timestamp;
-* forecasts: ``unique_id``, ``ds``, ``yhat`` and one column per requested quantile named by
-  :func:`quantile_column` (``q0.1``, ``q0.9``...).
-
-Backtesting, tracking and serving speak only this protocol.
+The frames it takes and returns follow the schema of :mod:`tidecast.frames` (long format:
+``unique_id, ds, y`` in, ``unique_id, ds, yhat`` and quantile columns out). Backtesting,
+tracking and serving speak only this protocol.
 """
 
 from __future__ import annotations
@@ -18,15 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
 import pandas as pd
 
-ID, TIME, TARGET, POINT = "unique_id", "ds", "y", "yhat"
-
-
-def quantile_column(q: float) -> str:
-    """The forecast column holding quantile ``q``: ``quantile_column(0.1) == 'q0.1'``."""
-    return f"q{q:g}"
+# The frame schema moved to the leaf tidecast.frames (issue 16); re-exported here only while the
+# parallel rewrite of the importers lands. New code imports it from tidecast.frames.
+from tidecast.frames import ID, POINT, TARGET, TIME, future_index, quantile_column  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -79,22 +68,3 @@ class Forecaster(Protocol):
     def get_params(self) -> dict[str, Any]:
         """The hyper-parameters this instance was built with (for tracking)."""
         ...
-
-
-def future_index(last: pd.DataFrame, h: int, freq: str) -> pd.DataFrame:
-    """``unique_id, ds`` rows for the ``h`` steps after each series' last timestamp in ``last``."""
-    ends = last.groupby(ID, observed=True)[TIME].max()
-    from tidecast import calendar
-
-    offset = calendar.offset_of(freq)
-    if len(ends) and isinstance(offset, pd.offsets.Tick) and isinstance(ends.dtype, np.dtype) and ends.dtype.kind == "M":
-        # fixed steps, tz-naive: every series' timestamps at once (a frame per series costs ~3 ms each)
-        firsts = ends.to_numpy().astype("datetime64[ns]")
-        steps = np.arange(1, h + 1, dtype=np.int64) * offset.nanos
-        flat = (firsts.view(np.int64)[:, None] + steps[None, :]).reshape(-1).view("datetime64[ns]")
-        return pd.DataFrame({ID: np.repeat(ends.index.to_numpy(), h), TIME: flat})
-    frames = [
-        pd.DataFrame({ID: uid, TIME: calendar.future_dates(end, h, freq)})
-        for uid, end in ends.items()
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({ID: [], TIME: []})

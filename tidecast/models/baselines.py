@@ -21,17 +21,9 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import ModelError
-from tidecast.models._frames import (
-    check_frame,
-    check_quantiles,
-    default_season_length,
-    finish,
-    future_frame,
-    stitch,
-    tail_per_series,
-    z_of,
-)
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column, stitch, tail_per_series
+from tidecast.models._frames import check_frame, check_quantiles, default_season_length, finish, future_frame, z_of
+from tidecast.models.base import FitContext
 
 
 class _Baseline:

@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import ModelError
-from tidecast.models._frames import check_quantiles, finish, is_sorted, series_bounds
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, Forecaster, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, is_sorted, quantile_column, series_bounds
+from tidecast.models._frames import check_quantiles, finish
+from tidecast.models.base import FitContext, Forecaster
 
 STEP = "step"
 

@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import ModelError
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, Forecaster, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.models.base import FitContext, Forecaster
 
 KIND = "ensemble"
 AUTO_NAME = "ensemble"

@@ -55,21 +55,18 @@ import pandas as pd
 from tidecast import calendar
 from tidecast.durations import to_steps
 from tidecast.errors import ModelError, SpecError
+from tidecast.frames import ID, POINT, TARGET, TIME, contiguous_runs, series_bounds, stitch, tail_per_series
 from tidecast.models._frames import (
     check_frame,
     check_quantiles,
-    contiguous_runs,
     finish,
     future_frame,
     no_intervals,
     regular_grid,
     require_future_exog,
-    series_bounds,
-    stitch,
-    tail_per_series,
 )
 from tidecast.models._time import add_time
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext
+from tidecast.models.base import FitContext
 
 _STATS = ("mean", "std", "min", "max")
 _OURS = ("strategy", "lags", "rolling", "scaling")

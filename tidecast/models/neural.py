@@ -39,17 +39,10 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import ModelError
-from tidecast.models._frames import (
-    check_frame,
-    check_quantiles,
-    future_grid,
-    history_arrays,
-    no_intervals,
-    series_bounds,
-    tail_per_series,
-)
+from tidecast.frames import ID, POINT, TARGET, TIME, future_grid, series_bounds, tail_per_series
+from tidecast.models._frames import check_frame, check_quantiles, history_arrays, no_intervals
 from tidecast.models._time import add_time
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext
+from tidecast.models.base import FitContext
 
 
 def _torch(name: str) -> Any:

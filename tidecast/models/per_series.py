@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from tidecast.errors import ModelError
-from tidecast.models.base import ID, FitContext, Forecaster
+from tidecast.frames import ID
+from tidecast.models.base import FitContext, Forecaster
 
 
 class PerSeriesForecaster:

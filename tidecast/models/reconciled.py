@@ -27,7 +27,8 @@ import pandas as pd
 
 from tidecast.data.hierarchy import Hierarchy
 from tidecast.errors import ModelError
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, Forecaster, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.models.base import FitContext, Forecaster
 
 __all__ = ["METHODS", "ReconciledFactory", "ReconciledForecaster", "projection", "reconcile_forecasts", "residual_matrix"]
 

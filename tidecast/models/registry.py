@@ -18,8 +18,9 @@ import pandas as pd
 
 from tidecast.durations import to_steps
 from tidecast.errors import ModelError, PluginError, SpecError, TidecastError
-from tidecast.models._frames import finish, tail_per_series
-from tidecast.models.base import FitContext, Forecaster, quantile_column
+from tidecast.frames import quantile_column, tail_per_series
+from tidecast.models._frames import finish
+from tidecast.models.base import FitContext, Forecaster
 from tidecast.models.baselines import Naive, SeasonalNaive, WindowAverage
 from tidecast.models.intermittent import ADIDAModel, CrostonModel, IMAPAModel, TSBModel
 from tidecast.models.ml import LightGBMModel, SklearnModel

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import ModelError
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column, stitch, tail_per_series
 from tidecast.models._frames import (
     check_frame,
     check_quantiles,
@@ -62,10 +63,8 @@ from tidecast.models._frames import (
     future_frame,
     level_of,
     require_future_exog,
-    stitch,
-    tail_per_series,
 )
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, quantile_column
+from tidecast.models.base import FitContext
 
 _SF_CLASS = {"autoets": "AutoETS", "autoarima": "AutoARIMA", "autotheta": "AutoTheta", "mstl": "MSTL"}
 _OURS = {"alias", "prediction_intervals"}

@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 
 from tidecast.data.target import apply_transform, invert_transform
-from tidecast.models.base import POINT, TARGET, FitContext, Forecaster, quantile_column
+from tidecast.frames import POINT, TARGET, quantile_column
+from tidecast.models.base import FitContext, Forecaster
 
 
 class TransformedForecaster:

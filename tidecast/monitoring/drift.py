@@ -56,7 +56,7 @@ import pandas as pd
 
 from tidecast.durations import freq_timedelta, to_steps
 from tidecast.errors import SpecError, TrackingError
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 
 if TYPE_CHECKING:
     from tidecast.spec import DriftSpec, Spec

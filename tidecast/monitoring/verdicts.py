@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 
 OK, UNKNOWN, STALE, DRIFT = "ok", "unknown", "stale", "drift"
 STATES = (OK, UNKNOWN, STALE, DRIFT)

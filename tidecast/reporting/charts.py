@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tidecast.models.base import POINT, TARGET, TIME
+from tidecast.frames import POINT, TARGET, TIME
 from tidecast.reporting.analysis import SeriesView, autocorrelation, residuals, smooth, thin, widest_band
 
 PALETTE = ["#1f6feb", "#d9480f", "#2f9e44", "#ae3ec9", "#e8590c", "#0c8599", "#c2255c", "#5c940d", "#495057"]

@@ -29,7 +29,7 @@ import pandas as pd
 from tidecast.durations import to_timedelta
 from tidecast.errors import SpecError, TidecastError
 from tidecast.extras import require
-from tidecast.models.base import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME
 from tidecast.reporting import static
 from tidecast.reporting.analysis import widest_band
 from tidecast.reporting.data import (

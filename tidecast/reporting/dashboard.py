@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from tidecast.extras import require
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 from tidecast.reporting import charts
 from tidecast.reporting.data import (
     DriftView,

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.durations import freq_timedelta
-from tidecast.models.base import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME
 
 GROUPS = ("lags", "calendar", "exogenous")
 #: Candidates (best first) whose feature groups are permuted.

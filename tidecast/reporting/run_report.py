@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from tidecast.models.base import ID, TIME
+from tidecast.frames import ID, TIME
 from tidecast.reporting import analysis, charts, static
 from tidecast.reporting.html import Document, Section, fmt_number
 

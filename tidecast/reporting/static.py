@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tidecast.models.base import POINT, TARGET, TIME
+from tidecast.frames import POINT, TARGET, TIME
 from tidecast.reporting.analysis import SeriesView, autocorrelation, residuals, smooth, thin, widest_band
 from tidecast.reporting.charts import ACTUAL, KIND_STYLE, PALETTE, colour
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast import calendar
-from tidecast.models.base import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 
 if TYPE_CHECKING:
     from tidecast.serving.loader import LoadedModel

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import DataError
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 
 if TYPE_CHECKING:
     from tidecast.spec import Spec

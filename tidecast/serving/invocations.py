@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 
 FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
 REQUIRED_INPUT_FORMAT = (

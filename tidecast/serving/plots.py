@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import ServingError
-from tidecast.models.base import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 
 PLOT_FORMATS = {".png": "png", ".html": "html", ".htm": "html"}
 MAX_PLOTTED_SERIES = 12

@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover
     PythonModel = object  # type: ignore[assignment,misc]
 
 from tidecast import calendar
-from tidecast.models.base import ID, POINT, TARGET, TIME, FitContext, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.models.base import FitContext
 
 if TYPE_CHECKING:
     from tidecast.spec import Spec
@@ -201,7 +202,7 @@ def _future_frame(
     history: pd.DataFrame, supplied: pd.DataFrame | None, card: dict[str, Any], horizon: int
 ) -> pd.DataFrame | None:
     """The ``X_future`` the forecaster sees: the supplied exogenous rows or the future index, plus time features."""
-    from tidecast.models.base import future_index
+    from tidecast.frames import future_index
 
     needs_future = list(card.get("exog_future") or [])
     time_cols = list(card.get("time_feature_columns") or [])

@@ -29,7 +29,7 @@ import pandas as pd
 
 from tidecast.errors import TrackingError
 from tidecast.faults import fault_point
-from tidecast.models.base import ID, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 from tidecast.tracking.store import active_uris, connect, experiment_id, retry_locked
 
 if TYPE_CHECKING:

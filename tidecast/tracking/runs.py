@@ -276,7 +276,7 @@ def plot_backtest(forecasts: pd.DataFrame, title: str, path: Path, *, max_series
     """Forecast vs actual over the backtest folds (first ``max_series`` series), with the widest quantile band."""
     from matplotlib.figure import Figure
 
-    from tidecast.models.base import ID, POINT, TARGET, TIME
+    from tidecast.frames import ID, POINT, TARGET, TIME
 
     ids = list(dict.fromkeys(forecasts[ID].astype(str)))[:max_series]
     qcols = sorted(
@@ -475,7 +475,7 @@ def _parent_artifacts(
     (folder / "requirements.txt").write_text(
         "".join(f"{name}=={version}\n" for name, version in versions.items()), encoding="utf-8"
     )
-    from tidecast.models.base import ID, TIME
+    from tidecast.frames import ID, TIME
 
     lineage = {
         "data_fingerprint": data_fingerprint,
