@@ -3,25 +3,20 @@
 The engine knows nothing about forecasting. Steps are plain functions whose parameter names name
 their inputs (see :mod:`tidecast.pipeline.dag`); outputs are cached under ``.tidecast/cache/``
 (:mod:`tidecast.pipeline.cache`) and recorded in ``tidecast.lock`` (:mod:`tidecast.pipeline.lock`);
-:func:`run` executes only what changed (:mod:`tidecast.pipeline.runner`).
+:func:`plan` computes every step's key and status (:mod:`tidecast.pipeline.planning`) and :func:`run`
+executes only what changed (:mod:`tidecast.pipeline.runner`). The domain plugs in through what it
+passes: steps, a spec (:class:`SpecLike`), callbacks and executors (:mod:`tidecast.pipeline.executors`).
 """
 
 from __future__ import annotations
 
 from tidecast.pipeline.cache import ArtifactCache
+from tidecast.pipeline.context import RunCallbacks, RunResult, SpecLike, StepContext, StepPlan
 from tidecast.pipeline.dag import Pipeline, StepDef, render_tree, step
 from tidecast.pipeline.hashing import code_hash, file_sha256, stable_hash
 from tidecast.pipeline.lock import LockFile, ProjectLock, StepRecord
-from tidecast.pipeline.runner import (
-    RunCallbacks,
-    RunResult,
-    SpecLike,
-    StepContext,
-    StepPlan,
-    plan,
-    run,
-    status,
-)
+from tidecast.pipeline.planning import plan, status
+from tidecast.pipeline.runner import run
 
 __all__ = [
     "ArtifactCache",

@@ -5,7 +5,7 @@ Layout under ``<state_dir>/cache/``::
     <step>/<key>/output.parquet   a pandas DataFrame            (or)
     <step>/<key>/output.json      a dict/list that JSON holds exactly  (or)
     <step>/<key>/output.joblib    anything else                 (None: no output file)
-    <step>/<key>/output.parts/    a :class:`~tidecast.data.partitions.PartitionedFrame` (Parquet partitions)
+    <step>/<key>/output.parts/    a partitioned output (a folder of files: see ``PARTITIONED_TYPE``)
     <step>/<key>/artifacts/...    extra files the step wrote through ``ctx.artifact_dir``
     <step>/<key>/meta.json        step, key, created, format, type, sizes, duration
 
@@ -17,6 +17,7 @@ only once complete, so a killed run leaves at most a ``.tmp-*`` folder, which re
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import secrets
@@ -39,6 +40,27 @@ _OUTPUT_FILES = {
     "parquet": "output.parquet", "json": "output.json", "joblib": "output.joblib", "partitioned": "output.parts",
 }
 PARTS_DIR = _OUTPUT_FILES["partitioned"]
+#: The class name of a partitioned output: a step's output held as a folder of files (the domain's
+#: ``tidecast.data.partitions.PartitionedFrame``: Parquet partitions). The engine knows it by name only
+#: and needs of it: ``path`` (its folder), ``to_pandas()`` (the whole frame), ``manifest`` (reading it
+#: checks the folder) and ``cls(folder)`` (reopen it: the class is imported by the name the entry's
+#: meta records, so the engine imports no domain module).
+PARTITIONED_TYPE = "PartitionedFrame"
+
+
+def is_partitioned(value: Any) -> bool:
+    """Whether ``value`` is a partitioned output (see ``PARTITIONED_TYPE``)."""
+    return type(value).__name__ == PARTITIONED_TYPE
+
+
+def _open_partitioned(type_name: str, folder: Path) -> Any:
+    """Reopen the partitioned output of class ``type_name`` (``module.PartitionedFrame``) at ``folder``."""
+    module, _, name = str(type_name).rpartition(".")
+    if name != PARTITIONED_TYPE or not module:
+        raise PipelineError(f"cache entry {folder.parent} records a partitioned output of type {type_name!r}")
+    handle = getattr(importlib.import_module(module), name)(folder)
+    handle.manifest  # noqa: B018 -- a missing or damaged manifest fails here, with its one-line message
+    return handle
 
 
 def _is_dataframe(value: Any) -> bool:
@@ -46,7 +68,7 @@ def _is_dataframe(value: Any) -> bool:
     return pandas is not None and isinstance(value, pandas.DataFrame)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
     try:
@@ -68,7 +90,7 @@ def _write_output(value: Any, folder: Path, kind: str, step: str) -> str:
     """Write ``value`` into ``folder``; return the format used ("parquet", "json", "joblib", "none")."""
     if value is None and kind == "auto":
         return "none"
-    if type(value).__name__ == "PartitionedFrame" and kind in ("auto", "partitioned"):
+    if is_partitioned(value) and kind in ("auto", "partitioned"):
         target = folder / PARTS_DIR  # a step writes its partitions there (ctx.parts_dir); others are copied
         if Path(value.path).resolve() != target.resolve():
             shutil.copytree(value.path, target, dirs_exist_ok=True)
@@ -258,11 +280,7 @@ class ArtifactCache:
         file = folder / _OUTPUT_FILES[fmt]
         try:
             if fmt == "partitioned":
-                from tidecast.data.partitions import PartitionedFrame
-
-                parts = PartitionedFrame(file)
-                parts.manifest  # noqa: B018 -- a missing or damaged manifest fails here, with its one-line message
-                return parts
+                return _open_partitioned(meta.get("type", ""), file)
             if fmt == "parquet":
                 import pandas as pd
 
@@ -315,7 +333,7 @@ class ArtifactCache:
                     age = now - entry.stat().st_mtime
                 except OSError:
                     continue
-                if not _pid_alive(pid) or age > max_age_s:
+                if not pid_alive(pid) or age > max_age_s:
                     _rmtree(entry)
                     removed.append(entry)
         return removed

@@ -205,7 +205,7 @@ def as_step(obj: Callable[..., Any] | StepDef) -> StepDef:
     return _make_stepdef(obj)
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -233,7 +233,7 @@ class Pipeline:
         for d in defs.values():
             for param in d.inputs:
                 if param not in defs:
-                    hint = _did_you_mean(param, [*defs, *RESERVED])
+                    hint = did_you_mean(param, [*defs, *RESERVED])
                     raise PipelineError(
                         f"step '{d.name}': parameter '{param}' names no step of the pipeline "
                         f"and is not 'spec' or 'ctx'{hint}"
@@ -289,7 +289,7 @@ class Pipeline:
         try:
             return self._steps[name]
         except KeyError:
-            raise PipelineError(f"no step named '{name}'{_did_you_mean(name, self._steps)}") from None
+            raise PipelineError(f"no step named '{name}'{did_you_mean(name, self._steps)}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._steps

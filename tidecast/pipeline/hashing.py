@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
 
+_PACKAGE_ROOT = Path(__file__).parent.parent  # the tidecast package folder
+
 HASH_LENGTH = 16
 
 
@@ -90,9 +92,7 @@ def source_hash(*parts: str, length: int = 16) -> str:
     >>> len(source_hash("data"))
     16
     """
-    import tidecast
-
-    root = Path(tidecast.__file__).parent
+    root = _PACKAGE_ROOT
     digest = hashlib.sha256()
     for part in parts:
         target = root / part

@@ -34,6 +34,7 @@ import yaml
 
 from tidecast.errors import LockedError, PipelineError
 from tidecast.faults import fault_point
+from tidecast.pipeline.cache import pid_alive
 
 LOCK_FILENAME = "tidecast.lock"
 RUN_LOCK_FILENAME = "run.lock"
@@ -145,8 +146,6 @@ class LockFile:
         """Remove the temporary files of writes whose process died before ``os.replace`` (a killed run
         leaves ``.tidecast.lock.<pid>-<random>.tmp`` beside the lock file). Call it while holding the
         project lock. Returns the removed files."""
-        from tidecast.pipeline.cache import _pid_alive
-
         removed: list[Path] = []
         prefix = f".{self.path.name}."
         try:
@@ -155,7 +154,7 @@ class LockFile:
             return removed
         for file in candidates:
             pid_text = file.name[len(prefix) : -len(".tmp")].split("-", 1)[0]
-            if pid_text.isdigit() and int(pid_text) != os.getpid() and _pid_alive(int(pid_text)):
+            if pid_text.isdigit() and int(pid_text) != os.getpid() and pid_alive(int(pid_text)):
                 continue
             with contextlib.suppress(OSError):
                 file.unlink()

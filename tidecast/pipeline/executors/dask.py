@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import distributed  # noqa: F401  -- a missing distributed makes make_executor say 'dask is not available'
 
 from tidecast.errors import PipelineError
+from tidecast.pipeline.executors import check_address
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,8 +55,6 @@ class DaskExecutor:
         if address:
             if "://" not in address and ":" not in address:
                 raise PipelineError(f"executor.address: '{address}' is not a scheduler address (tcp://host:8786)")
-            from tidecast.pipeline.executors import check_address
-
             check_address(address, CONNECT_TIMEOUT_S)  # one clear line for a wrong address, not Dask's errors
             try:
                 self._client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
