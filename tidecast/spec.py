@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tidecast import calendar
+from tidecast.cron import parse_cron
 from tidecast.durations import Duration, to_steps
 from tidecast.errors import SpecError
 
@@ -446,8 +447,6 @@ class ScheduleSpec(_Model):
     @field_validator("train", "monitor", "report")
     @classmethod
     def _check_cron(cls, value: str | None, info: ValidationInfo) -> str | None:
-        from tidecast.monitoring.scheduler import parse_cron
-
         if value is not None:
             try:
                 parse_cron(value, field=f"schedule.{info.field_name}")

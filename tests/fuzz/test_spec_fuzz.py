@@ -213,8 +213,8 @@ def _floats(node: Any, path: str = "") -> Iterator[tuple[str, float]]:
 
 def check_loaded(spec: Spec) -> None:
     """A spec load_spec accepted must hold up: nothing silently wrong in it."""
+    from tidecast.cron import parse_cron
     from tidecast.durations import to_steps
-    from tidecast.monitoring.scheduler import parse_cron
 
     dumped = spec.model_dump(mode="python")
     bad = [(p, v) for p, v in _floats(dumped) if not math.isfinite(v)]

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tidecast.cron import expand_field, parse_cron
 from tidecast.errors import SpecError
 from tidecast.monitoring.scheduler import (
     Scheduler,
     cron_lines,
-    expand_field,
     make_trigger,
     on_calendar,
-    parse_cron,
     read_history,
     systemd_units,
 )
