@@ -74,8 +74,8 @@ class Setup:
 
 def load(example: Path) -> Setup:
     from tidecast.evaluation.folds import folds_for_spec
-    from tidecast.pipeline import run
     from tidecast.flows import training_pipeline
+    from tidecast.pipeline import run
     from tidecast.spec import load_spec
     from tidecast.training import fit_context
 

@@ -82,9 +82,9 @@ def train_tiny(folder: Path) -> Path:
     from tidecast.datasets import make_power
     from tidecast.pipeline import run
     from tidecast.pipeline.dag import Pipeline
-    from tidecast.training.steps import TRAINING_STEPS
     from tidecast.spec import load_spec
     from tidecast.tracking.step import track
+    from tidecast.training.steps import TRAINING_STEPS
 
     (folder / "data").mkdir(parents=True, exist_ok=True)
     make_power(days=14, seed=3, freq="1h").to_csv(folder / "data" / "power.csv", index=False)

@@ -90,8 +90,8 @@ def run(
 
     Example: [bold]tidecast run --until clean[/bold]
     """
-    from tidecast.pipeline import run as run_pipeline
     from tidecast.flows import training_pipeline
+    from tidecast.pipeline import run as run_pipeline
     from tidecast.training import preflight
 
     loaded = _load(spec)
@@ -119,9 +119,9 @@ def status(spec: SpecOpt = None) -> None:
 
     Example: [bold]tidecast status[/bold]
     """
+    from tidecast.flows import training_pipeline
     from tidecast.pipeline import status as pipeline_status
     from tidecast.pipeline.lock import LOCK_FILENAME, LockFile
-    from tidecast.flows import training_pipeline
 
     loaded = _load(spec)
     plans = pipeline_status(training_pipeline(), loaded)
@@ -150,9 +150,9 @@ def dag(spec: SpecOpt = None) -> None:
 
     Example: [bold]tidecast dag[/bold]
     """
+    from tidecast.flows import training_pipeline
     from tidecast.pipeline import status as pipeline_status
     from tidecast.pipeline.dag import render_tree
-    from tidecast.flows import training_pipeline
 
     pipeline = training_pipeline()
     statuses = None

@@ -143,8 +143,8 @@ class FaultProject:
         spec_file.write_text(yaml.safe_dump(data, sort_keys=False))
 
     def plans(self) -> dict[str, Any]:
-        from tidecast.pipeline import status
         from tidecast.flows import training_pipeline
+        from tidecast.pipeline import status
 
         return {p.name: p for p in status(training_pipeline(), self.spec)}
 

@@ -56,8 +56,8 @@ def train_project(
     from tests.conftest import make_project
     from tidecast.pipeline import run
     from tidecast.pipeline.dag import Pipeline
-    from tidecast.training.steps import TRAINING_STEPS
     from tidecast.tracking.step import track
+    from tidecast.training.steps import TRAINING_STEPS
 
     make_project(root, days=days, models=MODELS, extra=SERVING)
     if template is not None:

@@ -103,9 +103,9 @@ def train_champion(root: Path, champion: str, *, days: int, template: Path | Non
     from tests.conftest import make_project
     from tidecast.pipeline import run
     from tidecast.pipeline.dag import Pipeline
-    from tidecast.training.steps import TRAINING_STEPS
     from tidecast.spec import load_spec
     from tidecast.tracking.step import track
+    from tidecast.training.steps import TRAINING_STEPS
 
     if champion == "mlp":
         pytest.importorskip("torch", reason="the MLP champion needs torch: pip install 'tidecast[neural]'")

@@ -70,9 +70,9 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def runs(root: Path) -> dict[str, Any]:
     """The same backtest and refit on the single-machine path and on the distributed one (one
     2-worker LocalCluster for every distributed step, through the run's executor scope)."""
-    from tidecast.training.distributed import plan_training
     from tidecast.pipeline.executors import executor_scope, make_executor
     from tidecast.training import candidate_results, select_and_refit
+    from tidecast.training.distributed import plan_training
 
     single_spec = _spec(root)
     frame = _features(single_spec)
@@ -101,8 +101,8 @@ def runs(root: Path) -> dict[str, Any]:
 def _parquet_backtest(root: Path, frame: pd.DataFrame, spec: Spec, client: Any) -> tuple[Any, Any]:
     """The last fold, from two Parquet files of whole series (read by the workers)."""
     from tidecast.evaluation.backtest import make_folds
-    from tidecast.training.distributed import backtest_distributed
     from tidecast.training import factory_for, fit_context
+    from tidecast.training.distributed import backtest_distributed
 
     ids = sorted(frame["unique_id"].unique())
     paths = []
@@ -212,9 +212,9 @@ def test_on_one_worker_the_distributed_path_is_the_single_one(runs: dict[str, An
     and the refit model equal the single-machine ones exactly, so the features (lags, rolling,
     calendar, known-future and static columns, fit_window, target transform) are the same."""
     from tidecast.evaluation.backtest import backtest, make_folds
-    from tidecast.training.distributed import backtest_distributed, fit_distributed
     from tidecast.pipeline.executors.dask import DaskExecutor
     from tidecast.training import factory_for, fit_context
+    from tidecast.training.distributed import backtest_distributed, fit_distributed
 
     models = [{"name": "lightgbm", "kind": "lightgbm", "fit_window": "5d", "params": {"n_estimators": 20, "n_jobs": 1}}]
     spec = parse_spec({**SPEC, "target": {"transform": "log1p"}, "models": models}, root=root)

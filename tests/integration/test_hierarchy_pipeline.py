@@ -40,8 +40,8 @@ def test_pipeline_ranks_reconciled_candidates_and_serves_coherent_forecasts(
 ) -> None:
     from tidecast.data.hierarchy import Hierarchy
     from tidecast.evaluation.reconcile import coherence_error
-    from tidecast.pipeline import run
     from tidecast.flows import training_pipeline
+    from tidecast.pipeline import run
     from tidecast.spec import load_spec
     from tidecast.tracking.store import active_uris
 

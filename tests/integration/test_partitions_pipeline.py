@@ -54,9 +54,9 @@ def _in_memory(spec: Spec) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def test_steps_hand_over_partitions_and_match_the_whole_frame(project: Path) -> None:
     from tidecast.data.partitions import PartitionedFrame
+    from tidecast.flows import training_pipeline
     from tidecast.pipeline.cache import ArtifactCache
     from tidecast.pipeline.runner import run
-    from tidecast.flows import training_pipeline
     from tidecast.training import candidate_results
 
     spec = parse_spec(SPEC, root=project)
@@ -96,8 +96,8 @@ def test_dask_workers_clean_and_add_features_partition_by_partition(project: Pat
     pytest.importorskip("distributed")
     import shutil
 
-    from tidecast.pipeline.runner import run
     from tidecast.flows import training_pipeline
+    from tidecast.pipeline.runner import run
 
     root = tmp_path / "dask"
     shutil.copytree(project / "data", root / "data")
@@ -117,8 +117,8 @@ def test_partitions_of_different_column_types_feed_a_global_model(tmp_path: Path
     """A static column all null in some partitions (and strings in others) gives partition files of
     different Parquet types; a global model's fold, which reads them all, still runs."""
     from tidecast.datasets import make_meters
-    from tidecast.pipeline.runner import run
     from tidecast.flows import training_pipeline
+    from tidecast.pipeline.runner import run
 
     frame = make_meters(8, days=10, seed=2)
     frame["customer_type"] = frame["customer_type"].astype(object)

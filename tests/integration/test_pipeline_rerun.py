@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from tidecast.pipeline import run, status
 from tidecast.flows import training_pipeline
+from tidecast.pipeline import run, status
 from tidecast.spec import load_spec
 
 

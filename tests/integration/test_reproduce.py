@@ -46,8 +46,8 @@ def half_hourly_project(root: Path, models: str, *, days: int = 9) -> Path:
 
 
 def train(root: Path, mlflow_template: Path) -> str:
-    from tidecast.pipeline import run
     from tidecast.flows import training_pipeline
+    from tidecast.pipeline import run
     from tidecast.spec import load_spec
 
     (root / ".tidecast").mkdir(exist_ok=True)

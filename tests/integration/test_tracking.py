@@ -253,8 +253,8 @@ def test_track_step_in_the_pipeline_then_reproduce(tmp_path: Path, mlflow_templa
     import shutil
 
     from tests.conftest import make_project
-    from tidecast.pipeline import run
     from tidecast.flows import training_pipeline
+    from tidecast.pipeline import run
     from tidecast.spec import load_spec
     from tidecast.tracking.reproduce import reproduce
 

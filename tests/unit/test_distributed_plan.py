@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from tidecast.errors import SpecError
-from tidecast.training.distributed import _pieces, plan_training, resolve_global_models, unsupported_reason
 from tidecast.spec import ExecutorSpec, parse_spec
+from tidecast.training.distributed import _pieces, plan_training, resolve_global_models, unsupported_reason
 
 SPEC = {
     "project": "p", "data": {"source": "x.csv", "frequency": "h"},

@@ -264,7 +264,7 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
             }
     finally:
         executor.close()
-    from tidecast.evaluation.ensembles import ensemble_entries
+    from tidecast.training.ensembles import ensemble_entries
 
     combined, ensembles = ensemble_entries(entries, frame, spec, folds)  # from the stored fold forecasts
     entries = [*entries, *combined]

@@ -61,7 +61,7 @@ def validate_candidates(spec: Spec) -> None:
     if not spec.models:
         raise ModelError("models: the spec lists no candidate models (add at least a seasonal_naive)")
     for candidate in spec.models:
-        if candidate.kind == "ensemble":  # built from its members' backtests (tidecast.evaluation.ensembles)
+        if candidate.kind == "ensemble":  # built from its members' backtests (tidecast.training.ensembles)
             continue
         params = candidate.params
         first = params if not is_searched(params) else (grid(params)[0] if not _has_ranges(params) else None)

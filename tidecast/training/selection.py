@@ -86,7 +86,7 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
     winner = select_winner(board, metric)
     entry = backtested["results"][winner]
     reconciled = _reconciled_factory(winner, backtested, frame, spec)
-    from tidecast.evaluation.ensembles import ensemble_factory
+    from tidecast.training.ensembles import ensemble_factory
 
     combined = ensemble_factory(winner, backtested, spec)
     if reconciled is not None:
