@@ -33,15 +33,12 @@ sys.path.insert(0, str(HERE))
 from make_data import CHANGE, make_drift_power  # noqa: E402
 
 from tidecast.monitoring.drift import detect_drift, load_reference  # noqa: E402
-from tidecast.monitoring.pipeline import (  # noqa: E402
-    monitor,
-    monitor_pipeline,
-    monitor_spec,
-    parse_as_of,
-    read_history,
-    retrain,
-)
+from tidecast.monitoring.retrain import retrain  # noqa: E402
+from tidecast.monitoring.run import monitor  # noqa: E402
+from tidecast.monitoring.run_spec import monitor_spec, parse_as_of  # noqa: E402
+from tidecast.monitoring.steps import monitor_pipeline  # noqa: E402
 from tidecast.pipeline import run as run_pipeline  # noqa: E402
+from tidecast.serving.history import read_history  # noqa: E402
 from tidecast.spec import load_spec  # noqa: E402
 from tidecast.tracking.registry import champion_version  # noqa: E402
 

@@ -189,9 +189,9 @@ def test_a_feed_that_stopped_is_stale(project: Path) -> None:
 def test_history_mlflow_and_dashboard_carry_the_states(project: Path) -> None:
     from mlflow import MlflowClient
 
-    from tidecast.monitoring.pipeline import read_history
     from tidecast.reporting.dashboard import drift_kpi
     from tidecast.reporting.data import drift_history
+    from tidecast.serving.history import read_history
     from tidecast.spec import load_spec
     from tidecast.tracking.store import tracking_uri
 

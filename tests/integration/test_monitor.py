@@ -17,7 +17,9 @@ from mlflow import MlflowClient
 from tests.conftest import make_project
 from tidecast.errors import DataError, TrackingError
 from tidecast.monitoring.drift import clear_reference_cache
-from tidecast.monitoring.pipeline import monitor, read_history, retrain
+from tidecast.monitoring.retrain import retrain
+from tidecast.monitoring.run import monitor
+from tidecast.serving.history import read_history
 from tidecast.serving.store import store_for
 from tidecast.spec import load_spec
 from tidecast.tracking.store import tracking_uri

@@ -21,7 +21,7 @@ MODELS = "  - {name: seasonal_naive, kind: seasonal_naive, params: {season_lengt
 
 @pytest.fixture
 def trained(tmp_path: Path, mlflow_template: Path) -> Path:
-    from tidecast.monitoring.pipeline import retrain
+    from tidecast.monitoring.retrain import retrain
     from tidecast.spec import load_spec
 
     root = make_project(

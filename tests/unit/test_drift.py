@@ -23,7 +23,7 @@ from tidecast.monitoring.drift import (
     write_reference,
 )
 from tidecast.monitoring.model_drift import assess, baseline_from_tags, model_drift, score_windows
-from tidecast.monitoring.pipeline import retrain_policy
+from tidecast.monitoring.retrain import retrain_policy
 from tidecast.serving.store import PredictionStore
 from tidecast.spec import ModelDriftSpec, parse_spec
 
@@ -291,7 +291,7 @@ def test_retrain_policy_waits_cools_down_and_obeys_switches(tmp_path: Path) -> N
 
 def test_future_exogenous_values_are_regularised_or_named_missing(tmp_path: Path) -> None:
     from tidecast.errors import DataError
-    from tidecast.monitoring.pipeline import future_exogenous
+    from tidecast.monitoring.steps import future_exogenous
 
     spec = make_spec(tmp_path)  # clean.gaps.max_gap: 1h by default
     history = pd.DataFrame({"unique_id": "series", "ds": pd.date_range("2024-01-01", periods=3, freq="h"), "y": 1.0})

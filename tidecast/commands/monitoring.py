@@ -138,7 +138,7 @@ def register(app: typer.Typer, console: Console) -> None:
         """
         from tidecast.cli import _load, _ProgressCallbacks
         from tidecast.errors import SpecError
-        from tidecast.monitoring.pipeline import monitor as run_monitor
+        from tidecast.monitoring.run import monitor as run_monitor
 
         if fmt not in ("table", "json"):
             raise SpecError(f"monitor: unknown format {fmt!r} (use table or json)")

@@ -21,7 +21,6 @@ accepted for tests), read in ``schedule.timezone``. The process (APScheduler):
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import signal
@@ -36,6 +35,7 @@ from typing import Any
 from tidecast.cron import FIELD_HELP as _FIELD_HELP
 from tidecast.cron import CronSpec, expand_field, parse_cron
 from tidecast.errors import LockedError, SpecError
+from tidecast.serving.history import append_history, read_lines
 
 HISTORY_FILENAME = "schedule-history.jsonl"
 JOBS = ("train", "monitor")
@@ -237,7 +237,7 @@ def monitor_job(spec_path: str | os.PathLike[str] | None, env: str | None = None
     """The monitoring pipeline as a job (the spec is re-read each time); returns its verdict."""
 
     def job() -> str:
-        from tidecast.monitoring.pipeline import monitor
+        from tidecast.monitoring.run import monitor
         from tidecast.spec import load_spec
 
         return monitor(load_spec(spec_path, env=env)).verdict
@@ -301,14 +301,8 @@ class Scheduler:
     # -- history ------------------------------------------------------------------------------
     def record(self, entry: dict[str, Any]) -> None:
         entry = {"pid": os.getpid(), **entry}
-        line = json.dumps(entry, default=str, separators=(",", ":")) + "\n"
         with self._write_lock:
-            self.history_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.history_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, line.encode("utf-8"))
-            finally:
-                os.close(fd)
+            append_history(self.history_path, entry)
         if self.on_event is not None:
             with contextlib.suppress(Exception):  # a front end's printing must not break the scheduler
                 self.on_event(entry)
@@ -436,17 +430,8 @@ class Scheduler:
 
 
 def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The schedule history (oldest first)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
+    """The schedule history (oldest first); unreadable lines are skipped."""
+    return read_lines(path)
 
 
 __all__ = [

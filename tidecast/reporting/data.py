@@ -16,6 +16,7 @@ import pandas as pd
 
 from tidecast.errors import TrackingError
 from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.serving.history import read_history
 
 CHAMPION = "champion"
 
@@ -260,10 +261,6 @@ DRIFT_COLUMNS = ["checked_at", "kind", "drifted", "detail"]
 def drift_history(spec: Any, model_name: str | None = None) -> DriftView:
     """The drift checks of ``tidecast monitor`` (``.tidecast/monitor-history.jsonl``), one row per
     run and kind (``data``, ``model``); empty, reading "no drift checks yet", when none ran."""
-    try:
-        from tidecast.monitoring.pipeline import read_history
-    except ImportError:
-        return DriftView(pd.DataFrame(columns=DRIFT_COLUMNS), source="")
     rows = []
     for entry in read_history(spec):
         when = entry.get("as_of") or entry.get("finished") or entry.get("started")
