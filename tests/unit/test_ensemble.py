@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tidecast.evaluation.ensembles import ensemble_backtest, greedy_weights
 from tidecast.models.base import FitContext
 from tidecast.models.baselines import Naive, SeasonalNaive
-from tidecast.models.ensemble import EnsembleForecaster, ensemble_backtest, greedy_weights
+from tidecast.models.ensemble import EnsembleForecaster
 
 
 def test_greedy_finds_the_known_mix() -> None:

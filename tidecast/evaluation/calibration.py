@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tidecast import calendar
 from tidecast.evaluation.backtest import (
     _actuals,
     _assemble,
@@ -44,6 +45,8 @@ from tidecast.evaluation.backtest import (
 from tidecast.evaluation.folds import Fold
 from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 from tidecast.models.base import FitContext, Forecaster
+from tidecast.models.conformal import ConformalForecaster, conformal_quantile
+from tidecast.pipeline.executors import SequentialExecutor
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -60,42 +63,9 @@ DEFAULT_WINDOWS = 10
 RESIDUAL_COLUMNS = [ID, TIME, "cutoff", "step", TARGET, POINT]
 
 
-def conformal_quantile(values: Any, q: float, weights: Any = None) -> float:
-    """The finite-sample conformal quantile ``q`` of ``values``.
-
-    Uniform weights: the ``ceil((n + 1) q)``-th smallest value for ``q >= 0.5`` (the largest when
-    that exceeds ``n``), the ``floor((n + 1) q)``-th for ``q < 0.5`` (the smallest when it is 0).
-    ``weights`` (non-negative, one per value; the test point weighs 1): the weighted version of
-    Barber et al. (2023, non-exchangeable conformal), where the extra unit of mass sits at
-    ``+inf`` (upper) or ``-inf`` (lower).
-
-    >>> conformal_quantile([1, 2, 3, 4, 5, 6, 7, 8, 9], 0.9), conformal_quantile(range(1, 10), 0.1)
-    (9.0, 1.0)
-    >>> conformal_quantile(range(1, 20), 0.9)  # ceil(20 * 0.9) = 18th smallest
-    18.0
-    """
-    v = np.asarray(values, dtype=float).ravel()
-    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=float).ravel()
-    keep = np.isfinite(v) & (w > 0)
-    v, w = v[keep], w[keep]
-    if v.size == 0:
-        return float("nan")
-    if q < 0.5:  # mirror: the lower quantile q of v is minus the upper quantile 1 - q of -v
-        return -conformal_quantile(-v, 1.0 - q, w)
-    order = np.argsort(v, kind="stable")
-    v, w = v[order], w[order]
-    total = w.sum() + 1.0
-    cum = np.cumsum(w)
-    # the smallest value whose cumulative weight reaches q * total (tolerance for float sums)
-    idx = int(np.searchsorted(cum, q * total - 1e-9 * total, side="left"))
-    return float(v[min(idx, v.size - 1)])
-
-
 # ------------------------------------------------------------------------------------- windows
 def _shift(ts: Any, steps: int, unit: Any) -> Any:
     if isinstance(unit, str):
-        from tidecast import calendar
-
         return calendar.shift(ts, steps, unit)
     return ts + steps * unit
 
@@ -234,8 +204,6 @@ def calibration_forecasts(
             yield _WindowsTask(windows, piece, make_model, ctx, unit, partial=True)
 
     if executor is None:
-        from tidecast.pipeline.executors import SequentialExecutor
-
         executor = SequentialExecutor()
     outputs = executor.map(_run_windows, tasks(), desc=f"calibration windows ({len(windows)})")
     frames = [o.forecasts for o in outputs if o.forecasts is not None and len(o.forecasts)]
@@ -274,8 +242,6 @@ def calibrate_folds(
     ``calibration`` windows and the earlier folds. A fold with none (the first, without
     calibration windows) falls back to the other folds' residuals, as before; those folds are
     returned as the second element. ``conformal``: options of ``ConformalForecaster``."""
-    from tidecast.models.conformal import ConformalForecaster
-
     quantiles = sorted(float(q) for q in quantiles)
     pool = interval_residuals(forecasts, calibration)
     res_ds = pool[TIME]

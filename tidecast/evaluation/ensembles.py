@@ -1,148 +1,230 @@
-"""The ensemble candidates of a backtest, and the model of an ensemble winner.
+"""The ensemble method on backtest forecasts: greedy ensemble selection with replacement.
 
-Glue between :mod:`tidecast.models.ensemble` (the method) and :mod:`tidecast.training` (the
-pipeline's backtest and select steps): after every single candidate's backtest, each ensemble of
-the spec is computed from its members' stored fold forecasts (no refit), scored like any
-candidate and put on the leaderboard; with the ensemble as the winner, its members are refit on
-all data inside one :class:`~tidecast.models.ensemble.EnsembleForecaster`.
+Caruana et al. (2004), the method behind AutoGluon-TimeSeries' weighted ensemble: start from an
+empty bag; ``max_iterations`` times, add (with replacement) the member whose addition gives the
+bag's average forecast the lowest loss; a member's weight is the share of the bag it holds. The
+loss is the selection metric's pointwise loss (:func:`tidecast.evaluation.significance.loss_kind`:
+squared errors for ``rmse``, scaled absolute errors for ``mase``, pinball of the combined quantiles
+for ``pinball``...).
+
+An ensemble's backtest (:func:`ensemble_backtest`) is computed from the members' stored fold
+forecasts, never by refitting them, and without look-ahead: fold ``k`` is forecast with weights
+fitted on folds ``0..k-1`` only; fold 0, which has no earlier fold, with equal weights. The final
+weights (those served, :class:`tidecast.models.ensemble.EnsembleForecaster`) are fitted on every
+fold. Quantiles are combined with the same weights as the point forecast, each member's quantiles
+being its own calibrated ones. :func:`beats_best_single` says where the ensemble beats the best
+single candidate. The pipeline glue (leaderboard entries, the winner's model) is in
+:mod:`tidecast.training.ensembles`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tidecast.errors import ModelError
-from tidecast.models.base import Forecaster
-from tidecast.models.ensemble import KIND, EnsembleFactory, EnsembleSpec, beats_best_single, ensemble_backtest
+from tidecast.evaluation.metrics import evaluate
+from tidecast.evaluation.significance import loss_kind
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.models.ensemble import KEYS
+from tidecast.spec.ensemble import DEFAULT_ITERATIONS
 
-__all__ = ["ensemble_entries", "ensemble_factory", "ensemble_names"]
-
-
-def ensemble_names(spec: Any) -> set[str]:
-    """The names of the spec's ensemble candidates (``selection.ensemble: auto``'s included)."""
-    from tidecast.models.ensemble import ensemble_specs
-
-    return {e.name for e in ensemble_specs(spec)}
+__all__ = ["EnsembleBacktest", "beats_best_single", "ensemble_backtest", "greedy_weights"]
 
 
-def _members_of(ens: EnsembleSpec, entries: list[Any], spec: Any) -> list[Any]:
-    """The member entries: the named ones (each must have succeeded), else every single candidate that did."""
-    by_name = {e.name: e for e in entries}
-    field = f"models ({ens.name}).params.members" if ens.explicit else "selection.ensemble"
-    if ens.members is None:
-        ok = [e for e in entries if e.ok and e.kind != KIND]
-        if not ok:
-            raise ModelError(f"{field}: every candidate failed its backtest; nothing to combine")
-        return ok
-    chosen = []
-    for name in ens.members:
-        entry = by_name.get(name)
-        if entry is None:
-            raise ModelError(f"{field}: no candidate named '{name}'")
-        if not entry.ok:
-            reason = (entry.error or "no evaluation").splitlines()[0][:200]
-            raise ModelError(f"{field}: member '{name}' failed its backtest ({reason})")
-        chosen.append(entry)
-    return chosen
+# -------------------------------------------------------------------------------- the weights
+def _combined_loss(
+    point: np.ndarray, quant: np.ndarray | None, y: np.ndarray, scale: np.ndarray | None, kind: str, qs: Sequence[float]
+) -> float:
+    e = y - point
+    if kind == "squared":
+        return float(np.mean(e**2))
+    if kind == "scaled_absolute" and scale is not None:
+        return float(np.mean(np.abs(e) / scale))
+    if kind == "relative_absolute":
+        return float(np.mean(np.abs(e) / np.abs(y)))
+    if kind == "symmetric_absolute":
+        return float(np.mean(2 * np.abs(e) / (np.abs(y) + np.abs(point))))
+    if kind == "pinball" and quant is not None and len(qs):
+        terms = [np.maximum(q * (y - quant[:, j]), (q - 1) * (y - quant[:, j])) for j, q in enumerate(qs)]
+        return float(np.mean(terms))
+    if kind == "pinball":
+        return float(np.mean(0.5 * np.abs(e)))
+    return float(np.mean(np.abs(e)))
 
 
-def ensemble_entries(
-    entries: list[Any], frame: pd.DataFrame, spec: Any, folds: list[Any]
-) -> tuple[list[Any], dict[str, Any]]:
-    """One :class:`~tidecast.evaluation.selection.CandidateResult` per ensemble of the spec (after the
-    single candidates' backtests), and a summary per ensemble: final weights, each fold's weights,
-    and where it beats the best single candidate (per fold, horizon step, series)."""
-    from tidecast.evaluation.backtest import BacktestResult
-    from tidecast.evaluation.metrics import evaluate
-    from tidecast.evaluation.selection import CandidateResult, leaderboard, select_winner
-    from tidecast.models.ensemble import ensemble_specs
-    from tidecast.training import season_length
+def greedy_weights(
+    points: np.ndarray,
+    y: np.ndarray,
+    *,
+    max_iterations: int = DEFAULT_ITERATIONS,
+    metric: str = "mae",
+    scale: np.ndarray | None = None,
+    quantiles: np.ndarray | None = None,
+    levels: Sequence[float] = (),
+) -> np.ndarray:
+    """Greedy ensemble selection with replacement (Caruana et al. 2004).
 
-    specs = ensemble_specs(spec)
-    if not specs:
-        return [], {}
-    metric = spec.selection.metric
-    quantiles = list(spec.forecast.quantiles)
-    m = season_length(spec)
-    out: list[Any] = []
-    summaries: dict[str, Any] = {}
-    for ens in specs:
-        members = _members_of(ens, entries, spec)
-        scales = members[0].backtest.scales(frame, m)
-        built = ensemble_backtest(
-            {e.name: e.backtest.forecasts for e in members},
+    ``points``: ``(members, rows)`` forecasts; ``y``: the actuals; ``quantiles``: optional
+    ``(members, rows, len(levels))``. Returns the weights (summing to 1). Ties go to the earlier member.
+
+    >>> y = np.array([0.0, 0.0, 0.0, 0.0])
+    >>> greedy_weights(np.array([[1.0, 1, 1, 1], [-1.0, -1, -1, -1], [3.0, 3, 3, 3]]), y, max_iterations=10)
+    array([0.5, 0.5, 0. ])
+    """
+    points = np.asarray(points, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n_members = points.shape[0]
+    if n_members == 0:
+        raise ModelError("ensemble: no members to weigh")
+    kind = loss_kind(metric)
+    keep = np.isfinite(y) & np.isfinite(points).all(axis=0)
+    if scale is not None:
+        keep &= np.isfinite(scale) & (scale > 0)
+    if kind == "relative_absolute":
+        keep &= y != 0
+    if not keep.any():
+        return np.full(n_members, 1.0 / n_members)
+    points, y = points[:, keep], y[keep]
+    scale = scale[keep] if scale is not None else None
+    quant = quantiles[:, keep, :] if quantiles is not None and kind == "pinball" else None
+    counts = np.zeros(n_members, dtype=int)
+    total = np.zeros_like(y)
+    total_q = np.zeros(quant.shape[1:]) if quant is not None else None
+    for iteration in range(1, int(max_iterations) + 1):
+        best, best_loss = 0, np.inf
+        for m in range(n_members):
+            trial_q = (total_q + quant[m]) / iteration if quant is not None and total_q is not None else None
+            loss = _combined_loss((total + points[m]) / iteration, trial_q, y, scale, kind, levels)
+            if loss < best_loss - 1e-15:
+                best, best_loss = m, loss
+        counts[best] += 1
+        total += points[best]
+        if total_q is not None and quant is not None:
+            total_q += quant[best]
+    return counts / counts.sum()
+
+
+# -------------------------------------------------------------------------- the backtest
+@dataclass
+class EnsembleBacktest:
+    """The ensemble's fold forecasts (no look-ahead), its final weights and each fold's weights."""
+
+    forecasts: pd.DataFrame
+    weights: dict[str, float]
+    fold_weights: dict[int, dict[str, float]] = field(default_factory=dict)
+    members: list[str] = field(default_factory=list)
+
+
+def _aligned(
+    members: dict[str, pd.DataFrame], quantiles: Sequence[float]
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """The rows every member forecast (keys, y), their points ``(members, rows)`` and quantiles."""
+    names = list(members)
+    qcols = [quantile_column(q) for q in quantiles]
+    have_q = bool(qcols) and all(all(c in f.columns for c in qcols) for f in members.values())
+    base = members[names[0]][[*KEYS, "cutoff", "step", TARGET]]
+    frames = [f.set_index(list(KEYS)) for f in members.values()]
+    common = frames[0].index
+    for frame in frames[1:]:
+        common = common.intersection(frame.index)
+    base = base.set_index(list(KEYS)).loc[common].reset_index()
+    points = np.stack([f.loc[common, POINT].to_numpy(float) for f in frames])
+    quant = np.stack([f.loc[common, qcols].to_numpy(float) for f in frames]) if have_q else None
+    return base, points, quant
+
+
+def ensemble_backtest(
+    members: dict[str, pd.DataFrame],
+    *,
+    metric: str,
+    quantiles: Sequence[float] = (),
+    scales: pd.DataFrame | None = None,
+    max_iterations: int = DEFAULT_ITERATIONS,
+) -> EnsembleBacktest:
+    """The ensemble's backtest from the members' fold forecasts (``unique_id, ds, fold, cutoff,
+    step, y, yhat`` + quantile columns): fold ``k`` combined with weights fitted on folds ``< k``
+    (fold 0: equal weights), and the final weights fitted on every fold. ``scales``
+    (``fold, unique_id, scale``) scale the errors for ``mase``."""
+    names = list(members)
+    if not names:
+        raise ModelError("ensemble: no members to combine")
+    base, points, quant = _aligned(members, quantiles)
+    if base.empty:
+        raise ModelError("ensemble: the members' backtests share no forecast rows")
+    scale = None
+    if scales is not None and metric == "mase":
+        table = scales.assign(**{ID: scales[ID].astype(str)}).drop_duplicates(["fold", ID], keep="last")
+        keyed = base[["fold", ID]].assign(**{ID: base[ID].astype(str)}).merge(table, on=["fold", ID], how="left")
+        scale = keyed["scale"].to_numpy(float)
+    y = base[TARGET].to_numpy(float)
+    folds = base["fold"].to_numpy()
+    levels = [float(q) for q in quantiles] if quant is not None else []
+
+    def fit(mask: np.ndarray) -> np.ndarray:
+        return greedy_weights(
+            points[:, mask],
+            y[mask],
+            max_iterations=max_iterations,
             metric=metric,
-            quantiles=quantiles,
-            scales=scales,
-            max_iterations=ens.max_iterations,
+            scale=scale[mask] if scale is not None else None,
+            quantiles=quant[:, mask, :] if quant is not None else None,
+            levels=levels,
         )
-        evaluation = evaluate(built.forecasts, scales, season_length=m, quantiles=quantiles)
-        used = [e for e in members if built.weights.get(e.name, 0) > 0]
-        result = BacktestResult(
-            forecasts=built.forecasts,
-            folds=list(members[0].backtest.folds),
-            timings=members[0].backtest.timings.assign(fit_seconds=0.0, predict_seconds=0.0),
-            fit_seconds=float(sum(e.fit_seconds for e in used)),
-            predict_seconds=float(sum(e.predict_seconds for e in used)),
-        )
-        params = {
-            "members": [e.name for e in members],
-            "max_iterations": ens.max_iterations,
-            "weights": {k: round(v, 6) for k, v in built.weights.items() if v > 0},
-        }
-        out.append(
-            CandidateResult(
-                name=ens.name,
-                kind=KIND,
-                params=params,
-                evaluation=evaluation,
-                backtest=result,
-                error=None,
-                fit_seconds=result.fit_seconds,
-                predict_seconds=result.predict_seconds,
-                trials=1,
-            )
-        )
-        singles = [e for e in entries if e.ok and e.kind != KIND]
-        best = select_winner(leaderboard(singles, metric), metric) if singles else None
-        comparison: dict[str, Any] = {}
-        if best is not None:
-            best_entry = next(e for e in singles if e.name == best)
-            comparison = beats_best_single(built.forecasts, best_entry.backtest.forecasts, metric, scales)
-            comparison.update(
-                {
-                    "single": best,
-                    "single_value": float(best_entry.evaluation.aggregate.get(metric, float("nan"))),
-                    "ensemble_value": float(evaluation.aggregate.get(metric, float("nan"))),
-                }
-            )
-        summaries[ens.name] = {
-            "weights": dict(built.weights),
-            "fold_weights": {str(k): v for k, v in built.fold_weights.items()},
-            "members": [e.name for e in members],
-            "max_iterations": ens.max_iterations,
-            "fold0": "equal weights (no earlier fold to fit on)",
-            "versus_best_single": comparison,
-        }
-    return out, summaries
+
+    combined = np.empty(len(base))
+    combined_q = np.empty((len(base), len(levels))) if quant is not None else None
+    fold_weights: dict[int, dict[str, float]] = {}
+    for fold in sorted(pd.unique(folds)):
+        rows = folds == fold
+        earlier = folds < fold
+        w = fit(earlier) if earlier.any() else np.full(len(names), 1.0 / len(names))
+        fold_weights[int(fold)] = {n: float(v) for n, v in zip(names, w, strict=True)}
+        combined[rows] = w @ points[:, rows]
+        if combined_q is not None and quant is not None:
+            combined_q[rows] = np.einsum("m,mrk->rk", w, quant[:, rows, :])
+    final = fit(np.ones(len(base), dtype=bool))
+    out = base.copy()
+    out[POINT] = combined
+    if combined_q is not None:
+        for j, q in enumerate(levels):
+            out[quantile_column(q)] = combined_q[:, j]
+    out = out.sort_values(["fold", ID, TIME], kind="stable", ignore_index=True)
+    return EnsembleBacktest(out, {n: float(v) for n, v in zip(names, final, strict=True)}, fold_weights, names)
 
 
-def ensemble_factory(winner: str, backtested: dict[str, Any], spec: Any) -> Callable[[], Forecaster] | None:
-    """For an ensemble winner: the factory of its model (members of positive weight, each with its own
-    intervals as in its backtest); ``None`` for any other winner."""
-    from tidecast.training.factories import _with_intervals, factory_for
 
-    summary = (backtested.get("ensembles") or {}).get(winner)
-    if summary is None:
-        return None
-    quantiles = list(spec.forecast.quantiles)
-    factories: dict[str, Callable[[], Forecaster]] = {}
-    weights = {k: float(v) for k, v in summary["weights"].items() if float(v) > 0}
-    for name in weights:
-        entry = backtested["results"][name]
-        candidate = next(c for c in spec.models if c.name == name)
-        factories[name] = _with_intervals(factory_for(candidate, entry.params, spec), entry, quantiles)
-    return EnsembleFactory(factories, weights, name=winner)
+
+def beats_best_single(
+    ensemble: pd.DataFrame, single: pd.DataFrame, metric: str, scales: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """Where the ensemble's backtest beats the best single candidate's and where it does not: per
+    fold, per horizon step (share of steps) and per series (share of series), on ``metric``."""
+    ens = evaluate(ensemble, scales, season_length=None)
+    one = evaluate(single, scales, season_length=None)
+    if metric not in ens.per_fold or metric not in one.per_fold:
+        return {}
+
+    def lower(a: pd.Series, b: pd.Series) -> pd.Series:
+        a, b = a.align(b, join="inner")
+        return (a.abs() < b.abs()) if metric == "bias" else (a < b)
+
+    per_fold = [
+        {"fold": int(k), "ensemble": float(ens.per_fold.loc[k, metric]), "single": float(one.per_fold.loc[k, metric])}
+        for k in ens.per_fold.index
+        if k in one.per_fold.index
+    ]
+    steps = lower(ens.per_step[metric], one.per_step[metric])
+    series = lower(ens.per_series[metric], one.per_series[metric])
+    return {
+        "per_fold": per_fold,
+        "folds_won": sum(1 for f in per_fold if f["ensemble"] < f["single"]),
+        "steps_won": int(steps.sum()),
+        "steps": len(steps),
+        "series_won": int(series.sum()),
+        "series": len(series),
+    }

@@ -14,7 +14,7 @@ empirical quantiles of the backtest errors ``y - yhat`` made ``k`` steps ahead:
 * the quantile offsets are made non-decreasing in ``q`` so quantile columns never cross;
 * quantiles are finite-sample conformal (``finite_sample=True``, default): the
   ``ceil((n + 1) q)``-th smallest residual for an upper quantile, the ``floor((n + 1) q)``-th for
-  a lower one (:func:`tidecast.evaluation.calibration.conformal_quantile`), which holds the
+  a lower one (:func:`conformal_quantile`), which holds the
   nominal level where the plain empirical quantile of ``n`` residuals under-covers;
 * a known series with too few residuals of its own (``per_series="auto"``) takes the pooled
   residuals *scaled* to it: each residual divided by its series' mean absolute residual, the
@@ -40,6 +40,37 @@ from tidecast.models._frames import check_quantiles, finish
 from tidecast.models.base import FitContext, Forecaster
 
 STEP = "step"
+
+
+def conformal_quantile(values: Any, q: float, weights: Any = None) -> float:
+    """The finite-sample conformal quantile ``q`` of ``values``.
+
+    Uniform weights: the ``ceil((n + 1) q)``-th smallest value for ``q >= 0.5`` (the largest when
+    that exceeds ``n``), the ``floor((n + 1) q)``-th for ``q < 0.5`` (the smallest when it is 0).
+    ``weights`` (non-negative, one per value; the test point weighs 1): the weighted version of
+    Barber et al. (2023, non-exchangeable conformal), where the extra unit of mass sits at
+    ``+inf`` (upper) or ``-inf`` (lower).
+
+    >>> conformal_quantile([1, 2, 3, 4, 5, 6, 7, 8, 9], 0.9), conformal_quantile(range(1, 10), 0.1)
+    (9.0, 1.0)
+    >>> conformal_quantile(range(1, 20), 0.9)  # ceil(20 * 0.9) = 18th smallest
+    18.0
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=float).ravel()
+    keep = np.isfinite(v) & (w > 0)
+    v, w = v[keep], w[keep]
+    if v.size == 0:
+        return float("nan")
+    if q < 0.5:  # mirror: the lower quantile q of v is minus the upper quantile 1 - q of -v
+        return -conformal_quantile(-v, 1.0 - q, w)
+    order = np.argsort(v, kind="stable")
+    v, w = v[order], w[order]
+    total = w.sum() + 1.0
+    cum = np.cumsum(w)
+    # the smallest value whose cumulative weight reaches q * total (tolerance for float sums)
+    idx = int(np.searchsorted(cum, q * total - 1e-9 * total, side="left"))
+    return float(v[min(idx, v.size - 1)])
 
 
 def needs_conformal(forecaster: Any) -> bool:
@@ -172,8 +203,6 @@ class ConformalForecaster:
             return np.full(len(qs), np.nan)
         if not getattr(self, "finite_sample", False):
             return np.quantile(vals, qs)
-        from tidecast.evaluation.calibration import conformal_quantile
-
         return np.array([conformal_quantile(vals, float(q)) for q in qs])
 
     def __getstate__(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pandas as pd
 from tidecast.errors import ModelError, TidecastError
 from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 from tidecast.models.base import FitContext
+from tidecast.models.registry import fits_per_series
 from tidecast.spec import CandidateSpec, Spec
 from tidecast.training.factories import ModelFactory, factory_for, validate_candidates
 from tidecast.training.hierarchy import _with_reconciled, with_aggregates
@@ -47,13 +48,6 @@ def _conformal_cross_fold(forecasts: pd.DataFrame, quantiles: list[float]) -> pd
         out.append(part)
     return pd.concat(out, ignore_index=True)
 
-
-LOCAL_KINDS = frozenset({
-    "naive", "seasonal_naive", "window_average", "autoets", "autoarima", "autotheta", "mstl",
-    "croston", "adida", "imapa", "tsb",
-})
-"""Built-in kinds fitted series by series: their backtests split into series partitions x folds.
-Every other kind (lightgbm, sklearn, mlp, plugins) is a global model, fit on all series at once."""
 
 PARTITION_MAX_SERIES = 2000
 """No series partition holds more series than this (bounds one task's memory)."""
@@ -97,7 +91,7 @@ class _Data:
     def for_kind(self, kind: str) -> Any:
         """What the backtest of a candidate of ``kind`` reads: the partitions (the workers read
         their rows there), unless a global model's workers cannot see them."""
-        if self.source is not None and (kind in LOCAL_KINDS or self.shared_storage):
+        if self.source is not None and (fits_per_series(kind) or self.shared_storage):
             return self.source
         return self.full
 
@@ -115,7 +109,7 @@ def _backtest_one(
     conformal = bool(quantiles)  # every candidate's intervals are calibrated (tidecast.evaluation.calibration)
     partitions = (
         series_partitions(frame, int(getattr(executor, "n_workers", 1) or 1))
-        if factory.candidate.kind in LOCAL_KINDS
+        if fits_per_series(factory.candidate.kind)
         else None
     )
     from tidecast.training import distributed  # executor.global_models: lightgbm through mlforecast's Dask path
