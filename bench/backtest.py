@@ -123,11 +123,12 @@ def levels_for(quantiles: list[float]) -> tuple[list[int], dict[str, str]]:
 def partitions_for(s: Setup, make_model: Any, executor: Any) -> list[list[Any]] | None:
     """The series partitions ``_backtest_one`` would use (None: one piece, as for one series)."""
     try:
-        from tidecast.training.candidates import LOCAL_KINDS, series_partitions
+        from tidecast.models.registry import fits_per_series
+        from tidecast.training.candidates import series_partitions
     except ImportError:  # a tidecast without series partitions
         return None
     kind = getattr(getattr(make_model, "candidate", None), "kind", None)
-    if kind not in LOCAL_KINDS:
+    if kind is None or not fits_per_series(kind):
         return None
     return series_partitions(s.frame, int(getattr(executor, "n_workers", 1) or 1))
 

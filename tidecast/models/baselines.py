@@ -31,6 +31,8 @@ class _Baseline:
 
     native_intervals: ClassVar[bool] = True
     kind: ClassVar[str] = ""
+    #: fit series by series (its backtest splits into series partitions x folds)
+    per_series: ClassVar[bool] = True
 
     def __init__(self, *, name: str | None = None, fit_window: int | None = None) -> None:
         self.name = name or self.kind

@@ -23,6 +23,7 @@ class _Intermittent(StatsForecastModel):
     native_intervals: ClassVar[bool] = False
     refit_on_history: ClassVar[bool] = True
     sf_name: ClassVar[str] = ""
+    components: ClassVar[bool] = False
 
     def __init__(
         self, season_length: int | None = None, *, name: str | None = None, fit_window: int | None = None, **params: Any

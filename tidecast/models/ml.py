@@ -146,6 +146,10 @@ class MLForecastModel:
 
     native_intervals: ClassVar[bool] = False
     kind: ClassVar[str] = ""
+    #: a global model: fit on all series at once
+    per_series: ClassVar[bool] = False
+    #: the explain step computes SHAP values of its regressor
+    shap: ClassVar[bool] = True
 
     def __init__(
         self,

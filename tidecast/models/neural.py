@@ -88,6 +88,8 @@ class MLPForecaster:
 
     native_intervals: ClassVar[bool] = False
     kind: ClassVar[str] = "mlp"
+    #: a global model: fit on all series at once
+    per_series: ClassVar[bool] = False
 
     def __init__(
         self,

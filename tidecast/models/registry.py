@@ -45,6 +45,20 @@ BUILTINS: dict[str, Callable[..., Forecaster]] = {
     "mlp": MLPForecaster,
 }
 
+
+def kind_property(kind: str, name: str, default: Any = False) -> Any:
+    """A class attribute of the built-in model class of ``kind`` (``per_series``, ``components``,
+    ``shap``); ``default`` for a plugin or any other kind. Reads the class, builds nothing."""
+    return getattr(BUILTINS.get(kind), name, default)
+
+
+def fits_per_series(kind: str) -> bool:
+    """Whether a candidate of ``kind`` is fit series by series (its backtest splits into series
+    partitions x folds); every other kind (lightgbm, sklearn, mlp, plugins) is a global model,
+    fit on all series at once."""
+    return bool(kind_property(kind, "per_series"))
+
+
 # common other names, used only for "did you mean"
 _ALIASES = {
     "lgbm": "lightgbm", "lgb": "lightgbm", "gbm": "lightgbm", "ets": "autoets", "arima": "autoarima",

@@ -166,6 +166,10 @@ class StatsForecastModel:
 
     native_intervals: ClassVar[bool] = True
     kind: ClassVar[str] = ""
+    #: fit series by series (its backtest splits into series partitions x folds)
+    per_series: ClassVar[bool] = True
+    #: the explain step shows its fitted components (trend, seasons)
+    components: ClassVar[bool] = True
     #: forecasts from new history refit the model on it (models without statsforecast's ``forward``)
     refit_on_history: ClassVar[bool] = False
 

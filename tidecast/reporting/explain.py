@@ -41,6 +41,7 @@ import pandas as pd
 
 from tidecast.durations import freq_timedelta
 from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.models.registry import kind_property
 
 GROUPS = ("lags", "calendar", "exogenous")
 #: Candidates (best first) whose feature groups are permuted.
@@ -53,8 +54,6 @@ SHAP_ROWS = 2000
 SHAP_DEPENDENCE = 3
 #: Candidates whose backtest took longer than this per fold are not refitted to be explained.
 MAX_FIT_SECONDS = 300.0
-#: Statistical kinds whose fitted components may be exposed.
-STATISTICAL_KINDS = ("autoets", "autoarima", "autotheta", "mstl")
 #: Trailing stretch of the fitted components kept for the report (enough to see a weekly season twice).
 COMPONENT_DAYS = 21
 
@@ -441,9 +440,9 @@ def plan(
         wants: set[str] = set()
         if position < top:
             wants.add("permutation")
-        if kind in ("lightgbm", "sklearn"):
+        if kind_property(kind, "shap"):
             wants.add("shap")
-        if kind in STATISTICAL_KINDS:
+        if kind_property(kind, "components"):
             wants.add("components")
         seconds = float(row.get("fit_seconds") or 0.0) / folds
         if wants and (seconds <= MAX_FIT_SECONDS or name in kept or name == select.get("winner")):

@@ -52,6 +52,7 @@ from tidecast.errors import ModelError
 from tidecast.frames import ID, TARGET, TIME
 from tidecast.models.base import FitContext, Forecaster
 from tidecast.models.ml import _THREAD_PARAMS, LightGBMModel, MLForecastModel
+from tidecast.models.registry import fits_per_series
 
 LIBRARY = "mlforecast + LightGBM Dask"
 
@@ -117,9 +118,7 @@ def n_dask_workers(client: Any) -> int:
 
 def plan_training(spec: Any, kind: str, params: dict[str, Any], executor: Any) -> TrainingPlan:
     """How a candidate of ``kind`` with ``params`` trains on ``executor`` under ``spec``."""
-    from tidecast.training.candidates import LOCAL_KINDS
-
-    if kind in LOCAL_KINDS:
+    if fits_per_series(kind):
         return TrainingPlan("per series", "per series")
     client = dask_client(executor)
     if client is None:
@@ -284,9 +283,7 @@ class RefitCluster:
     def __init__(self, spec: Any, kind: str, params: dict[str, Any]) -> None:
         self._executor: Any = None
         self.client: Any = None
-        from tidecast.training.candidates import LOCAL_KINDS
-
-        self.label = "per series" if kind in LOCAL_KINDS else "single"
+        self.label = "per series" if fits_per_series(kind) else "single"
         if self.label != "single" or resolve_global_models(spec.executor) != "distributed":
             return
         reason = unsupported_reason(kind, params)
