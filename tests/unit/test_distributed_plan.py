@@ -10,7 +10,8 @@ import pytest
 
 from tidecast.errors import SpecError
 from tidecast.spec import ExecutorSpec, parse_spec
-from tidecast.training.distributed import _pieces, plan_training, resolve_global_models, unsupported_reason
+from tidecast.training.dask_data import _pieces
+from tidecast.training.distributed import plan_training, resolve_global_models, unsupported_reason
 
 SPEC = {
     "project": "p", "data": {"source": "x.csv", "frequency": "h"},
