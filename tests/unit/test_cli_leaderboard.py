@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from tidecast.cli import leaderboard_table
-from tidecast.render import format_metric, winner_summary
+from tidecast.render import format_metric, leaderboard_table, winner_summary
 
 BOARD = pd.DataFrame({
     "rank": [1, 2], "candidate": ["lightgbm/min_trace_wls_struct", "seasonal_naive"],

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tidecast.commands.pipeline import render_tree
 from tidecast.errors import PipelineError
-from tidecast.pipeline import Pipeline, StepPlan, code_hash, file_sha256, render_tree, stable_hash, step
+from tidecast.pipeline import Pipeline, StepPlan, code_hash, file_sha256, stable_hash, step
 
 
 @step(spec=("data",))

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tidecast.errors import DataError, TidecastError
+
 if TYPE_CHECKING:
     from tidecast.data.profile import Profile
     from tidecast.templates.from_data import Plan
@@ -21,8 +23,7 @@ _URL_TIMEOUT_S = 10.0
 
 def _check_url(url: str) -> None:
     """An http(s) URL must answer within a few seconds (fsspec would wait minutes, then say 'no such file')."""
-    from tidecast.data.sources import source_label
-    from tidecast.errors import DataError
+    from tidecast.data.sources import source_label  # lazy: pandas stays out of `tidecast --help`
 
     if not url.lower().startswith(("http://", "https://")):
         return
@@ -96,9 +97,9 @@ def init_from_data(
     force: bool,
 ) -> None:
     """Profile ``data``, print what it holds and write the project (see :mod:`tidecast.templates.from_data`)."""
+    # lazy: pandas and pydantic stay out of `tidecast --help`
     from tidecast.data.profile import profile_frame
     from tidecast.data.sources import read_source, source_label
-    from tidecast.errors import TidecastError
     from tidecast.spec import DataSpec
     from tidecast.templates import project_name
     from tidecast.templates.from_data import plan, render, write_project
@@ -193,8 +194,6 @@ def register(app: typer.Typer, console: Console) -> None:
         Examples: [bold]tidecast init sales --data sales.csv --target units --horizon 14d[/bold],
         [bold]tidecast init demo2 --template retail[/bold]
         """
-        from tidecast.errors import TidecastError
-
         if data is not None:
             if template is not None:
                 raise TidecastError("init: use either --template or --data, not both")
@@ -223,7 +222,7 @@ def register(app: typer.Typer, console: Console) -> None:
         ]
         if given:
             raise TidecastError(f"init: {', '.join(given)} need --data FILE_OR_URL")
-        from tidecast.templates import scaffold
+        from tidecast.templates import scaffold  # lazy: pandas stays out of `tidecast --help`
 
         result = scaffold(name, template=template or "power", force=force)
         console.print(

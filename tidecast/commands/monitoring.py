@@ -12,10 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-SpecOpt = Annotated[
-    Path | None,
-    typer.Option("--spec", "-s", help="The spec file or its folder (default: ./tidecast.yaml)."),
-]
+from tidecast.commands._common import STATE, ProgressCallbacks, SpecOpt, load, num
+from tidecast.errors import SpecError
 
 
 def _colour(status: str) -> str:
@@ -28,14 +26,6 @@ EXIT_HELP = (
     "Exit non-zero unless every check ran and found nothing (for alerting from cron): "
     "3 drift, 4 stale (the feed stopped), 5 unknown (a check could not run); 0 ok; 2 is bad input."
 )
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return ""
-    return "" if number != number else f"{number:.{digits}g}"
 
 
 def render_monitor(console: Console, result: Any) -> None:
@@ -53,7 +43,7 @@ def render_monitor(console: Console, result: Any) -> None:
             t = tests.get(name)
             if not t:
                 return ""
-            text = f"{_num(t['value'])} / {_num(t['threshold'])}"
+            text = f"{num(t['value'], 3)} / {num(t['threshold'], 3)}"
             return f"[red]{text}[/red]" if t["fired"] else text
 
         label = col["column"] if col["series"] in ("*", "series", "") else f"{col['column']}[{col['series']}]"
@@ -72,7 +62,7 @@ def render_monitor(console: Console, result: Any) -> None:
     windows = [w for w in model["windows"] if w["forecasts"]]
     if windows:
         mt = Table(
-            title=f"Model drift of v{model['model_version']} (baseline MAE {_num(model['baseline_mae'], 4)})",
+            title=f"Model drift of v{model['model_version']} (baseline MAE {num(model['baseline_mae'], 4)})",
             title_justify="left",
         )
         for column in ("window end", "forecasts", "actuals", "MAE", "ratio", "MASE", "coverage", ""):
@@ -80,8 +70,8 @@ def render_monitor(console: Console, result: Any) -> None:
         for w in windows:
             flag = "[red]degraded[/red]" if w.get("degraded") else ("" if w["complete"] else f"[dim]{escape(w.get('note') or '')}[/dim]")
             mt.add_row(
-                str(w["end"])[:16], str(w["forecasts"]), str(w["actuals"]), _num(w["mae"], 4), _num(w["ratio"]),
-                _num(w["mase"]), _num(w["coverage"]), flag,
+                str(w["end"])[:16], str(w["forecasts"]), str(w["actuals"]), num(w["mae"], 4), num(w["ratio"], 3),
+                num(w["mase"], 3), num(w["coverage"], 3), flag,
             )
         console.print(mt)
     for note in result.notes:
@@ -136,21 +126,19 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast monitor --as-of "2024-03-01 00:00" --fail-on-drift[/bold]
         """
-        from tidecast.cli import _load, _ProgressCallbacks
-        from tidecast.errors import SpecError
-        from tidecast.monitoring.run import monitor as run_monitor
+        from tidecast.monitoring.pipeline import monitor as run_monitor  # lazy: pandas, MLflow, the models
 
         if fmt not in ("table", "json"):
             raise SpecError(f"monitor: unknown format {fmt!r} (use table or json)")
-        loaded = _load(spec)
-        with _ProgressCallbacks() as callbacks:
+        loaded = load(spec)
+        with ProgressCallbacks() as callbacks:
             result = run_monitor(loaded, as_of=as_of, input=input_file, retrain_allowed=not no_retrain, callbacks=callbacks)
         if fmt == "json":
             sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
         else:
             render_monitor(console, result)
         if fail_on_drift and result.state != "ok":
-            from tidecast.monitoring.verdicts import exit_code
+            from tidecast.monitoring.verdicts import exit_code  # lazy: pandas
 
             raise typer.Exit(exit_code(result.state))
 
@@ -169,11 +157,11 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast schedule --print-cron[/bold]
         """
-        from tidecast.cli import _STATE, _load
+        # lazy: the scheduler and the spec (APScheduler, pandas, pydantic) stay out of `tidecast --help`
         from tidecast.monitoring.scheduler import Scheduler, cron_lines, default_jobs, systemd_units
         from tidecast.spec import find_spec
 
-        loaded = _load(spec)
+        loaded = load(spec)
         spec_file = find_spec(spec).resolve()
         if print_cron:
             sys.stdout.write("# --- crontab (crontab -e) ---\n" + cron_lines(loaded))
@@ -194,7 +182,7 @@ def register(app: typer.Typer, console: Console) -> None:
                 soft_wrap=True,
             )
 
-        jobs = default_jobs(loaded, spec_file, _STATE["env"])
+        jobs = default_jobs(loaded, spec_file, STATE["env"])
         scheduler = Scheduler(loaded, jobs, on_event=show)
         if once:
             entries = scheduler.run_once()

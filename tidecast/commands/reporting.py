@@ -8,10 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-SpecOpt = Annotated[
-    Path | None,
-    typer.Option("--spec", "-s", help="The spec file or its folder (default: ./tidecast.yaml)."),
-]
+from tidecast.commands._common import SpecOpt, load
+from tidecast.errors import TidecastError
 
 
 def register(app: typer.Typer, console: Console) -> None:
@@ -42,13 +40,11 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast report --model power-demo --period 7d --format pdf[/bold]
         """
-        from tidecast.cli import _load
-        from tidecast.errors import TidecastError
-        from tidecast.reporting.client import FORMATS, default_path, gather, write
+        from tidecast.reporting.client import FORMATS, default_path, gather, write  # lazy: pandas, plotly
 
         if fmt not in FORMATS:
             raise TidecastError(f"--format: unknown format {fmt!r} (use html or pdf)")
-        loaded = _load(spec)
+        loaded = load(spec)
         data = gather(loaded, model=model, alias=alias, period=period, until=until)
         path = write(data, output or default_path(loaded, data, fmt), fmt=fmt)
         console.print(f"[green]✓[/green] {data.model.label}: wrote {path}")
@@ -73,10 +69,9 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast dashboard --port 8050 --refresh 10[/bold]
         """
-        from tidecast.cli import _load
-        from tidecast.reporting.dashboard import DashboardServer, admin_token, create_app
+        from tidecast.reporting.dashboard import DashboardServer, admin_token, create_app  # lazy: dash, plotly
 
-        loaded = _load(spec)
+        loaded = load(spec)
         server = DashboardServer(create_app(loaded, refresh=refresh, alias=alias), host=host, port=port)
         admin = (
             "admin actions need the token" if admin_token(loaded) else f"read-only ({loaded.serving.token_env} unset)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from tidecast.commands._common import SpecOpt, load, num
+from tidecast.errors import TrackingError
+from tidecast.render import format_metric, is_percent
 
 if TYPE_CHECKING:
     from tidecast.tracking.reproduce import ReproduceReport
@@ -33,12 +38,6 @@ class ReportFormat(StrEnum):
     json = "json"
 
 
-SpecOpt = Annotated[
-    Path | None,
-    typer.Option("--spec", "-s", help="The spec file or its folder (default: ./tidecast.yaml)."),
-]
-
-
 def register(app: typer.Typer, console: Console) -> None:
     """Add the tracking/registry commands to ``app``."""
 
@@ -52,11 +51,9 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast ui --port 5001[/bold]
         """
-        from tidecast.cli import _load
-        from tidecast.errors import TrackingError
-        from tidecast.tracking.store import artifact_location, connect, registry_uri, tracking_uri
+        from tidecast.tracking.store import artifact_location, connect, registry_uri, tracking_uri  # lazy: MLflow
 
-        loaded = _load(spec)
+        loaded = load(spec)
         uri = tracking_uri(loaded)
         if uri.startswith(("http://", "https://")):
             console.print(f"the tracking store is a server already: open [bold]{uri}[/bold]")
@@ -111,11 +108,9 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast compare --last 5 --metric mae --format csv[/bold]
         """
-        from tidecast.cli import _load
-        from tidecast.render import format_metric, is_percent
-        from tidecast.tracking.compare import compare_runs, to_format
+        from tidecast.tracking.compare import compare_runs, to_format  # lazy: pandas, MLflow
 
-        frame = compare_runs(_load(spec), experiment=experiment, last=last, metric=metric)
+        frame = compare_runs(load(spec), experiment=experiment, last=last, metric=metric)
         if fmt is not TableFormat.table:
             sys.stdout.write(to_format(frame, fmt.value) + ("" if fmt is TableFormat.csv else "\n"))
             return
@@ -132,7 +127,7 @@ def register(app: typer.Typer, console: Console) -> None:
 
         def fig(row: object, value: object) -> str:
             chosen = str(row["metric"])  # type: ignore[index]
-            return format_metric(chosen, value) if is_percent(chosen) else _num(value)
+            return format_metric(chosen, value) if is_percent(chosen) else num(value)
 
         fixed = ["run", "started", "status", "winner", "held-out", "backtest", "registry"]
         candidates = list(frame.columns[frame.columns.get_loc("git_commit") + 1 :])
@@ -165,10 +160,9 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast promote power 3 --reason "validated on last week"[/bold]
         """
-        from tidecast.cli import _load
-        from tidecast.tracking.registry import promote as do_promote
+        from tidecast.tracking.registry import promote as do_promote  # lazy: pandas, MLflow
 
-        action = do_promote(_load(spec), version, alias=alias, reason=reason, name=name)
+        action = do_promote(load(spec), version, alias=alias, reason=reason, name=name)
         before = f" (was v{action.from_version})" if action.from_version else ""
         console.print(f"[green]✓[/green] {name}@{alias} → v{action.to_version}{before}")
 
@@ -182,10 +176,9 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast rollback power --reason "bad forecasts since v4"[/bold]
         """
-        from tidecast.cli import _load
-        from tidecast.tracking.registry import rollback as do_rollback
+        from tidecast.tracking.registry import rollback as do_rollback  # lazy: pandas, MLflow
 
-        action = do_rollback(_load(spec), reason=reason, name=name)
+        action = do_rollback(load(spec), reason=reason, name=name)
         console.print(
             f"[green]✓[/green] {name}@champion → v{action.to_version} (rolled back from v{action.from_version})"
         )
@@ -200,12 +193,9 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast reproduce 3c9f0e2b7a6d4e51[/bold]
         """
-        import json
+        from tidecast.tracking.reproduce import reproduce as do_reproduce  # lazy: pandas, MLflow, the models
 
-        from tidecast.cli import _load
-        from tidecast.tracking.reproduce import reproduce as do_reproduce
-
-        report = do_reproduce(_load(spec), run_id)
+        report = do_reproduce(load(spec), run_id)
         if fmt is ReportFormat.json:
             sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
         else:
@@ -217,7 +207,7 @@ def register(app: typer.Typer, console: Console) -> None:
 def _print_reproduction(console: Console, report: ReproduceReport) -> None:
     """The figures compared (only those that differ, when some do), the verdict, and when the run
     does not reproduce, its inputs logged vs now (the differing ones marked)."""
-    from tidecast.tracking.reproduce import ATOL, RTOL
+    from tidecast.tracking.reproduce import ATOL, RTOL  # lazy: pandas, MLflow
 
     frame = report.comparison
     failed = frame[~frame["match"].astype(bool)]
@@ -231,8 +221,8 @@ def _print_reproduction(console: Console, report: ReproduceReport) -> None:
             str(row["candidate"]),
             str(row["scope"]),
             str(row["metric"]),
-            _num(row["logged"], 10),
-            _num(row["reproduced"], 10),
+            num(row["logged"], 10),
+            num(row["reproduced"], 10),
             f"{row['abs_diff']:.1e}",
             f"{row['allowed']:.1e}",
             "[green]✓[/green]" if row["match"] else "[red]✗[/red]",
@@ -261,11 +251,3 @@ def _print_reproduction(console: Console, report: ReproduceReport) -> None:
         else "no logged input differs: the difference comes from the computation itself (a non-deterministic model?)",
         highlight=False,
     )
-
-
-def _num(value: object, digits: int = 4) -> str:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return ""
-    return "" if number != number else f"{number:.{digits}g}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tidecast.pipeline.cache import ArtifactCache
 from tidecast.pipeline.context import RunCallbacks, RunResult, SpecLike, StepContext, StepPlan
-from tidecast.pipeline.dag import Pipeline, StepDef, render_tree, step
+from tidecast.pipeline.dag import Pipeline, StepDef, step
 from tidecast.pipeline.hashing import code_hash, file_sha256, stable_hash
 from tidecast.pipeline.lock import LockFile, ProjectLock, StepRecord
 from tidecast.pipeline.planning import plan, status
@@ -33,7 +33,6 @@ __all__ = [
     "code_hash",
     "file_sha256",
     "plan",
-    "render_tree",
     "run",
     "stable_hash",
     "status",

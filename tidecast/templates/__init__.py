@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tidecast.datasets import make_power
 from tidecast.errors import TidecastError
 
 HERE = Path(__file__).resolve().parent
@@ -25,8 +26,6 @@ COMMON = HERE / "common"
 
 
 def _power_sample() -> pd.DataFrame:
-    from tidecast.datasets import make_power
-
     return make_power(days=90, seed=11, freq="1h")
 
 

@@ -22,7 +22,10 @@ from typing import Any
 import pandas as pd
 
 from tidecast.data.profile import Profile
+from tidecast.data.profile_time import Grid, candidate_periods
+from tidecast.durations import to_steps
 from tidecast.errors import DataError, SpecError, TidecastError
+from tidecast.spec import load_spec
 
 #: statistical candidates fit every series on its own: above this many series only the global model runs
 MAX_LOCAL_SERIES = 200
@@ -64,8 +67,6 @@ def duration(steps: int, profile: Profile) -> str | int:
 
 def parse_horizon(value: str, profile: Profile) -> int:
     """``--horizon``: a step count or a duration such as ``1d``, in steps of the profile's frequency."""
-    from tidecast.durations import to_steps
-
     text = value.strip()
     try:
         steps = to_steps(int(text) if text.isdigit() else text, profile.frequency, field="--horizon")
@@ -87,8 +88,6 @@ def _natural_horizon(profile: Profile) -> int:
 
 
 def _default_season(profile: Profile) -> int:
-    from tidecast.data.profile_time import Grid, candidate_periods
-
     periods = candidate_periods(
         Grid(profile.frequency, profile.step, profile.step if profile.fixed else pd.DateOffset())
     )
@@ -289,8 +288,6 @@ def _durations(key: str, value: Any, profile: Profile) -> Any:
 def write_project(folder: Path, files: Callable[[Path], None], *, force: bool = False) -> Path:
     """Build the project in a temporary folder beside ``folder`` (``files(tmp)`` writes it, then the
     spec there is loaded to check it) and move it into place: an error leaves no folder behind."""
-    from tidecast.spec import load_spec
-
     folder = folder.absolute()
     if folder.exists() and not folder.is_dir():
         raise TidecastError(f"{folder} exists and is not a folder")
