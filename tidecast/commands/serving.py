@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tidecast.commands._common import STATE, SpecOpt, load
+from tidecast.errors import ServingError
 
 SPEC_ENV = "TIDECAST_SERVE_SPEC"
 MODEL_ENV = "TIDECAST_SERVE_MODEL"
@@ -43,11 +44,9 @@ def register(app: typer.Typer, console: Console) -> None:
         # one forecast is small: parallelise across requests (--workers), not inside one with OpenMP
         # threads that spin between requests and take the CPU the next request needs
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        # lazy: uvicorn and the serving modules (MLflow, FastAPI) stay out of `tidecast --help`
-        import uvicorn
+        import uvicorn  # lazy: the server's libraries stay out of every other command
 
-        from tidecast.serving.app import create_app
-        from tidecast.serving.loader import parse_model_ref, registry_client, resolve_version
+        from tidecast.serving.loader import parse_model_ref, registry_client, resolve_version  # lazy: MLflow
 
         loaded = load(spec)
         settings = loaded.serving
@@ -68,6 +67,8 @@ def register(app: typer.Typer, console: Console) -> None:
             "timeout_graceful_shutdown": 15,
         }
         if workers == 1:
+            from tidecast.serving.app import create_app
+
             uvicorn.run(create_app(loaded, model=model), **options)
             return
         os.environ[SPEC_ENV] = str(loaded.source_file or (loaded.root / "tidecast.yaml"))
@@ -111,8 +112,11 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast predict --model power-demo --future data/weather_forecast.csv --output forecast.csv --plot forecast.png[/bold]
         """
+        from tidecast.reporting.bands import PLOT_FORMATS, forecast_file  # lazy: pandas
         from tidecast.serving.batch import predict_batch, route_of  # lazy: pandas, SQLAlchemy, MLflow
 
+        if plot is not None and plot.suffix.lower() not in PLOT_FORMATS:
+            raise ServingError(f"--plot {plot}: unknown format (use {', '.join(PLOT_FORMATS)})")
         loaded = load(spec)
         result = predict_batch(
             loaded,
@@ -124,10 +128,12 @@ def register(app: typer.Typer, console: Console) -> None:
             history=history,
             horizon=horizon,
             output=output,
-            plot=plot,
             log_predictions=not no_log,
         )
         m = result.model
+        if plot is not None:
+            title = f"{m.name} v{m.version}"
+            result.plot = forecast_file(result.history, result.forecast, plot, title=title, quantiles=m.quantiles)
         label = f"{m.name} v{m.version}" + (f" (@{m.alias})" if m.alias else "")
         table = Table(
             title=f"{label}: {result.horizon} steps ahead, from {escape(result.source)}", title_justify="left"

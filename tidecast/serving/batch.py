@@ -4,8 +4,9 @@
 (:func:`~tidecast.data.sources.read_source`, :func:`~tidecast.data.sources.to_long`, then
 :func:`~tidecast.data.clean.clean` with the spec's ``clean`` section), takes the last ``history``
 of each series, forecasts through the model's own prediction
-(:func:`~tidecast.tracking.pyfunc.forecast_with`), writes the forecasts (CSV or Parquet), draws
-them (PNG or HTML) and logs them to the prediction store (``source="predict"``).
+(:func:`~tidecast.tracking.pyfunc.forecast_with`), writes the forecasts (CSV or Parquet) and logs
+them to the prediction store (``source="predict"``). It does not draw: ``tidecast predict --plot``
+draws the result's ``history`` and ``forecast`` with :func:`tidecast.reporting.bands.forecast_file`.
 
 The future values of the exogenous columns the model needs for the horizon (a weather forecast,
 say) come from ``future`` (a file; see :mod:`tidecast.serving.future`), else from the input's rows
@@ -28,7 +29,6 @@ import pandas as pd
 
 from tidecast.errors import DataError, ServingError
 from tidecast.frames import ID, POINT, TARGET, TIME
-from tidecast.serving.plots import PLOT_FORMATS, draw
 from tidecast.serving.store import store_for
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class BatchResult:
     future_source: str | None = None
     output: Path | None = None
     plot: Path | None = None
+    """Set by the caller that drew the result (``tidecast predict --plot``)."""
     batch_id: str | None = None
     skipped: list[str] = field(default_factory=list)
     clean_summary: dict[str, Any] = field(default_factory=dict)
@@ -138,7 +139,6 @@ def predict_batch(
     history: str | int | None = None,
     horizon: str | int | None = None,
     output: str | Path | None = None,
-    plot: str | Path | None = None,
     log_predictions: bool = True,
     loaded: LoadedModel | None = None,
 ) -> BatchResult:
@@ -155,9 +155,8 @@ def predict_batch(
     from tidecast.serving.loader import load_model
     from tidecast.tracking.pyfunc import forecast_with
 
-    for path, formats, what in ((output, OUTPUT_FORMATS, "--output"), (plot, PLOT_FORMATS, "--plot")):
-        if path is not None and Path(path).suffix.lower() not in formats:
-            raise ServingError(f"{what} {path}: unknown format (use {', '.join(formats)})")
+    if output is not None and Path(output).suffix.lower() not in OUTPUT_FORMATS:
+        raise ServingError(f"--output {output}: unknown format (use {', '.join(OUTPUT_FORMATS)})")
     model = loaded or load_model(spec, _model_ref(spec, model_name, version, alias), warmup=False)
     freq = model.freq
     from tidecast import calendar
@@ -241,8 +240,6 @@ def predict_batch(
     )
     if output is not None:
         result.output = write_forecast(forecast, output)
-    if plot is not None:
-        result.plot = draw(recent, forecast, plot, title=f"{model.name} v{model.version}", quantiles=model.quantiles)
     if log_predictions:
         result.batch_id = store_for(spec).log_forecast(
             forecast, model_name=model.name, model_version=model.version, alias=model.alias, source="predict"
@@ -284,4 +281,4 @@ def write_forecast(forecast: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["BatchResult", "draw", "predict_batch", "read_frame", "split_future", "write_forecast"]
+__all__ = ["BatchResult", "predict_batch", "read_frame", "split_future", "write_forecast"]
