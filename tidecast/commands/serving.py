@@ -44,9 +44,11 @@ def register(app: typer.Typer, console: Console) -> None:
         # one forecast is small: parallelise across requests (--workers), not inside one with OpenMP
         # threads that spin between requests and take the CPU the next request needs
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        import uvicorn  # lazy: the server's libraries stay out of every other command
+        # lazy: uvicorn and the serving modules (MLflow, FastAPI) stay out of `tidecast --help`
+        import uvicorn
 
-        from tidecast.serving.loader import parse_model_ref, registry_client, resolve_version  # lazy: MLflow
+        from tidecast.serving.app import create_app
+        from tidecast.serving.loader import parse_model_ref, registry_client, resolve_version
 
         loaded = load(spec)
         settings = loaded.serving
@@ -67,8 +69,6 @@ def register(app: typer.Typer, console: Console) -> None:
             "timeout_graceful_shutdown": 15,
         }
         if workers == 1:
-            from tidecast.serving.app import create_app
-
             uvicorn.run(create_app(loaded, model=model), **options)
             return
         os.environ[SPEC_ENV] = str(loaded.source_file or (loaded.root / "tidecast.yaml"))
