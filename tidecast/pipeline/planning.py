@@ -9,7 +9,7 @@ content, so they are all computed before anything runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,27 +58,28 @@ def _spec_hashes(d: StepDef, spec: Any) -> dict[str, str]:
     return hashes
 
 
-def _fingerprint(d: StepDef, spec: Any) -> str | None:
-    if d.fingerprint is None:
-        return None
+def _call(what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, a hook of a step: a :class:`TidecastError` passes through, any other error
+    becomes a :class:`PipelineError` naming ``what`` failed."""
     try:
-        value = d.fingerprint(spec)
+        return fn(*args)
     except TidecastError:
         raise
     except Exception as exc:
-        raise PipelineError(f"fingerprint of step '{d.name}' failed: {type(exc).__name__}: {exc}") from exc
+        raise PipelineError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _fingerprint(d: StepDef, spec: Any) -> str | None:
+    if d.fingerprint is None:
+        return None
+    value = _call(f"fingerprint of step '{d.name}'", d.fingerprint, spec)
     return value if isinstance(value, str) else stable_hash(value)
 
 
 def _deps(d: StepDef, spec: Any) -> dict[str, str] | None:
     if d.deps is None:
         return None
-    try:
-        value = d.deps(spec)
-    except TidecastError:
-        raise
-    except Exception as exc:
-        raise PipelineError(f"dependencies of step '{d.name}' failed: {type(exc).__name__}: {exc}") from exc
+    value = _call(f"dependencies of step '{d.name}'", d.deps, spec)
     return {str(k): str(v) for k, v in sorted(dict(value).items())}
 
 
@@ -87,12 +88,7 @@ def check(d: StepDef, spec: Any, output: Any) -> str | None:
     ``output`` None, raise if the step cannot run."""
     if d.check is None:
         return None
-    try:
-        reason = d.check(spec, output)
-    except TidecastError:
-        raise
-    except Exception as exc:
-        raise PipelineError(f"checking step '{d.name}' failed: {type(exc).__name__}: {exc}") from exc
+    reason = _call(f"checking step '{d.name}'", d.check, spec, output)
     return str(reason) if reason else None
 
 

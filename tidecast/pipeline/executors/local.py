@@ -38,9 +38,13 @@ class _Base:
     def _sequential(
         fn: Callable[[T], R], items: Iterable[T], on_result: Callable[[int, Any], None] | None
     ) -> list[R]:
+        return _Base._collect((fn(item) for item in items), on_result)
+
+    @staticmethod
+    def _collect(results: Iterable[R], on_result: Callable[[int, Any], None] | None) -> list[R]:
+        """The results in order, each passed to ``on_result(index, result)`` as it comes."""
         out: list[R] = []
-        for index, item in enumerate(items):
-            result = fn(item)
+        for index, result in enumerate(results):
             out.append(result)
             if on_result is not None:
                 on_result(index, result)
@@ -100,12 +104,7 @@ class LocalExecutor(_Base):
         if hasattr(items, "__len__"):  # no more processes than tasks: each costs a start and its imports
             n_jobs = min(self.n_workers, len(items))  # type: ignore[arg-type]
         parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")
-        out: list[R] = []
-        for index, result in enumerate(parallel(delayed(fn)(item) for item in items)):
-            out.append(result)
-            if on_result is not None:
-                on_result(index, result)
-        return out
+        return self._collect(parallel(delayed(fn)(item) for item in items), on_result)
 
     def __repr__(self) -> str:
         return f"LocalExecutor(n_jobs={self.n_jobs})"
