@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tidecast.data.clean import clean
 from tidecast.data.sources import to_long
 from tidecast.datasets import make_power
-from tidecast.monitoring.drift import detect_drift, reference_profile
+from tidecast.monitoring.drift import detect_drift
 from tidecast.spec import parse_spec
+from tidecast.training.reference import reference_profile
 
 SPEC = {
     "project": "sweep",

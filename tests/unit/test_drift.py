@@ -9,23 +9,21 @@ import pandas as pd
 import pytest
 
 from tidecast.errors import SpecError, TrackingError
-from tidecast.monitoring.drift import (
-    detect_drift,
+from tidecast.evaluation.drift_stats import (
     effective_size,
     ks_test,
     lag1_autocorrelation,
     population_stability_index,
     profile_shift,
-    read_reference,
-    reference_profile,
     seasonal_cells,
     wasserstein,
-    write_reference,
 )
+from tidecast.monitoring.drift import detect_drift
 from tidecast.monitoring.model_drift import assess, baseline_from_tags, model_drift, score_windows
 from tidecast.monitoring.retrain import retrain_policy
 from tidecast.serving.store import PredictionStore
 from tidecast.spec import ModelDriftSpec, parse_spec
+from tidecast.training.reference import read_reference, reference_profile, write_reference
 
 
 def make_spec(tmp_path: Path, **monitoring):

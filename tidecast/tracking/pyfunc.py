@@ -15,6 +15,7 @@ for models with future exogenous inputs, the future rows with ``y`` left empty::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 from pathlib import Path
@@ -28,12 +29,18 @@ try:  # mlflow is a hard dependency; the guard keeps this module importable for 
 except ImportError:  # pragma: no cover
     PythonModel = object  # type: ignore[assignment,misc]
 
-from tidecast import calendar
-from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
+from tidecast import __version__, calendar
+from tidecast.data.features import add_time_features, time_feature_names
+from tidecast.faults import fault_point
+from tidecast.frames import ID, POINT, TARGET, TIME, future_index, quantile_column
 from tidecast.models.base import FitContext
+from tidecast.spec import FeatureSpec
+from tidecast.training.reference import REFERENCE_FILE, reference_profile, write_reference
 
 if TYPE_CHECKING:
     from tidecast.spec import Spec
+
+log = logging.getLogger("tidecast.tracking")
 
 MODEL_FILE = "forecaster.pkl"
 CARD_FILE = "model_card.json"
@@ -54,8 +61,6 @@ _OPTIONAL_REQUIREMENTS = {
 # ------------------------------------------------------------------------------------ the card
 def model_card(select: dict[str, Any], spec: Spec | None = None) -> dict[str, Any]:
     """What a caller of the logged model needs to know, and what the model needs to build its inputs."""
-    from tidecast.spec import FeatureSpec
-
     ctx: FitContext = select["context"]
     features = ctx.features if ctx.features is not None else (spec.features if spec is not None else FeatureSpec())
     features_dump = features.model_dump(mode="json") if hasattr(features, "model_dump") else dict(features or {})
@@ -96,8 +101,6 @@ def model_card(select: dict[str, Any], spec: Spec | None = None) -> dict[str, An
 def _time_feature_names(features: Any, freq: str) -> list[str]:
     if not _has_time_features(features):
         return []
-    from tidecast.data.features import time_feature_names
-
     return list(time_feature_names(features, freq))
 
 
@@ -202,8 +205,6 @@ def _future_frame(
     history: pd.DataFrame, supplied: pd.DataFrame | None, card: dict[str, Any], horizon: int
 ) -> pd.DataFrame | None:
     """The ``X_future`` the forecaster sees: the supplied exogenous rows or the future index, plus time features."""
-    from tidecast.frames import future_index
-
     needs_future = list(card.get("exog_future") or [])
     time_cols = list(card.get("time_feature_columns") or [])
     if not needs_future and not time_cols:
@@ -219,9 +220,6 @@ def add_card_time_features(frame: pd.DataFrame, card: dict[str, Any]) -> pd.Data
     """Recompute the calendar/holiday/Fourier columns of the card's feature spec on ``frame``."""
     if not card.get("time_feature_columns"):
         return frame
-    from tidecast.data.features import add_time_features
-    from tidecast.spec import FeatureSpec
-
     features = FeatureSpec.model_validate(card["time_features"])
     stale = [c for c in card["time_feature_columns"] if c in frame.columns]
     return add_time_features(frame.drop(columns=stale), features, timezone=card.get("timezone"), freq=card["freq"])
@@ -293,8 +291,6 @@ class TidecastModel(PythonModel):
     def load_context(self, context: Any) -> None:
         import cloudpickle
 
-        from tidecast.faults import fault_point
-
         fault_point("pyfunc.load")
         with open(context.artifacts["forecaster"], "rb") as handle:
             self.forecaster = cloudpickle.load(handle)
@@ -341,11 +337,9 @@ def requirements(model_bytes: bytes) -> list[str]:
     model libraries the pickled forecaster refers to, pinned to the installed versions."""
     from importlib.metadata import PackageNotFoundError, version
 
-    import tidecast
-
     names = ["mlflow", "pandas", "numpy", "cloudpickle", "pyarrow", "pydantic"]
     names += [dist for module, dist in _OPTIONAL_REQUIREMENTS.items() if module.encode() in model_bytes]
-    out = [f"tidecast=={tidecast.__version__}"]
+    out = [f"tidecast=={__version__}"]
     for name in dict.fromkeys(names):
         try:
             out.append(f"{name}=={version(name)}")
@@ -419,14 +413,10 @@ def _reference_file(features: pd.DataFrame | None, spec: Spec, folder: Path) -> 
     and the monitor asks for a retrain)."""
     if features is None or not len(features):
         return None
-    import logging
-
-    from tidecast.monitoring.drift import REFERENCE_FILE, reference_profile, write_reference
-
     try:
         return write_reference(reference_profile(features, spec), folder / REFERENCE_FILE)
     except Exception as exc:  # monitoring must never block a training
-        logging.getLogger("tidecast.tracking").warning("no reference profile logged: %s: %s", type(exc).__name__, exc)
+        log.warning("no reference profile logged: %s: %s", type(exc).__name__, exc)
         return None
 
 
