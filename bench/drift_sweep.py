@@ -26,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tidecast.data.clean import clean
-from tidecast.data.sources import to_long
+from tidecast.data.long_format import to_long
 from tidecast.datasets import make_power
 from tidecast.monitoring.drift import detect_drift
 from tidecast.spec import parse_spec

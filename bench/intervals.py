@@ -202,7 +202,8 @@ def run_tidecast(ds: Dataset, workdir: Path) -> dict[str, Any]:
 
     from tidecast.data.clean import clean
     from tidecast.data.features import add_time_features
-    from tidecast.data.sources import read_source, to_long
+    from tidecast.data.long_format import to_long
+    from tidecast.data.sources import read_source
     from tidecast.evaluation.metrics import interval_pairs
     from tidecast.evaluation.selection import select_winner
     from tidecast.spec import parse_spec

@@ -125,3 +125,12 @@ def to_steps(value: Duration, freq: str, *, field: str = "duration") -> int:
     if exact.denominator != 1:
         raise SpecError(f"{field}: {value!r} is not a whole number of {freq} steps (write {calendar.unit_hint(freq)})")
     return int(exact)
+
+
+def format_delta(delta: pd.Timedelta) -> str:
+    """``1h``, ``5min``, ``2d``, ``30s``: the largest unit that divides ``delta`` exactly."""
+    seconds = round(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{delta.total_seconds():g}s"

@@ -333,7 +333,8 @@ def run_data_layer(spec: Spec) -> Outcome:
     """What the ingest, clean and features steps do, in their order."""
     from tidecast.data.clean import clean
     from tidecast.data.features import build_features
-    from tidecast.data.sources import read_source, source_label, to_long
+    from tidecast.data.long_format import to_long
+    from tidecast.data.sources import read_source, source_label
     from tidecast.training import min_history, validate_history
 
     raw = read_source(spec.data)

@@ -89,7 +89,8 @@ def whole_frame_features(spec: Spec) -> tuple[pd.DataFrame, dict[str, Any]]:
     clean summary (as JSON gives it back)."""
     from tidecast.data.clean import clean
     from tidecast.data.features import add_time_features
-    from tidecast.data.sources import read_source, to_long
+    from tidecast.data.long_format import to_long
+    from tidecast.data.sources import read_source
     from tidecast.training import min_history
 
     frame = to_long(read_source(spec.data), spec.data, spec.target, source_name=Path(spec.data.source).name)

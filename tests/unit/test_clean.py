@@ -268,7 +268,7 @@ def test_series_without_values() -> None:
 
 
 def test_no_nan_guarantee_on_power_sample() -> None:
-    from tidecast.data.sources import to_long
+    from tidecast.data.long_format import to_long
     from tidecast.datasets import make_power
     from tidecast.spec import DataSpec, TargetSpec
 

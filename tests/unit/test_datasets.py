@@ -20,7 +20,7 @@ def power() -> pd.DataFrame:
 
 def _utc(frame: pd.DataFrame) -> pd.Series:
     """The readings' instants, read as Europe/Paris wall-clock times (first pass of a repeated hour first)."""
-    from tidecast.data.sources import to_long
+    from tidecast.data.long_format import to_long
     from tidecast.spec import DataSpec, TargetSpec
 
     data = DataSpec(source="power.csv", target_column="power_kw", frequency="5min", timezone="Europe/Paris")

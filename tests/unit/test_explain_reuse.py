@@ -37,7 +37,8 @@ def _write_project(root: Path, days: int = 30) -> Any:
 
 
 def _features(spec: Any) -> pd.DataFrame:
-    from tidecast.data.sources import read_source, to_long
+    from tidecast.data.long_format import to_long
+    from tidecast.data.sources import read_source
 
     return to_long(read_source(spec.data), spec.data, spec.target, source_name="x.csv")
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tidecast.data.sources import SINGLE_SERIES_ID, content_fingerprint, read_source, source_label, to_long
+from tidecast.data.long_format import SINGLE_SERIES_ID, to_long
+from tidecast.data.sources import content_fingerprint, read_source, source_label
 from tidecast.errors import DataError, SpecError
 from tidecast.spec import DataSpec, ResampleSpec, TargetSpec
 

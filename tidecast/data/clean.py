@@ -15,16 +15,15 @@ The returned frame never holds NaN in ``y``.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 from tidecast import calendar
-from tidecast.durations import freq_timedelta, to_steps
+from tidecast.data.clean_series import SeriesSettings, anchored, clean_series, when
+from tidecast.durations import format_delta, freq_timedelta, to_steps
 from tidecast.errors import DataError, SpecError
 from tidecast.frames import ID, TARGET, TIME
 from tidecast.spec import CleanSpec
@@ -36,7 +35,6 @@ __all__ = [
 
 CHANGE_KINDS = ("filled", "outlier", "duplicate")
 _MAX_LISTED = 50
-_MAD_SCALE = 1.4826
 
 
 @dataclass(frozen=True)
@@ -54,28 +52,6 @@ class CleanResult:
     summary: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class _Settings:
-    spec: CleanSpec
-    freq: str
-    step: pd.Timedelta  # exact for fixed frequencies, the average step for calendar ones
-    fixed: bool
-    max_gap: int | None
-    season: int
-    window: int
-    numeric: tuple[str, ...]
-    other: tuple[str, ...]
-
-
-def _human(delta: pd.Timedelta) -> str:
-    """``1h``, ``5min``, ``2d``, ``30s``: the largest unit that divides ``delta`` exactly."""
-    seconds = round(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{delta.total_seconds():g}s"
-
-
 def _max_gap(spec: CleanSpec, freq: str) -> int | None:
     """``clean.gaps.max_gap`` in steps; its default (``1h``) where it does not fit the frequency (monthly
     data) is the frequency's natural one, as :class:`tidecast.spec.Spec` sets it."""
@@ -88,40 +64,6 @@ def _max_gap(spec: CleanSpec, freq: str) -> int | None:
         if "max_gap" in spec.gaps.model_fields_set:
             raise
         return calendar.natural_max_gap(freq)
-
-
-def _span(steps: int, s: _Settings) -> str:
-    """``2h`` for fixed frequencies, ``3 x MS`` for calendar ones."""
-    return _human(steps * s.step) if s.fixed else f"{steps} x {s.freq}"
-
-
-def _anchored(uid: str, ds: pd.Series, freq: str) -> pd.Series:
-    """``ds`` on the anchors of the calendar frequency ``freq``; a :class:`DataError` for a reading that
-    has none (a weekend for business days)."""
-    out = calendar.anchor(ds, freq)
-    bad = out.isna() & ds.notna()
-    if bad.any():
-        first = pd.Timestamp(ds[bad].iloc[0])
-        raise DataError(
-            f"data.frequency is '{freq}' but series '{uid}' has a reading on {first:%Y-%m-%d} ({first:%A}), which is "
-            f"not a {freq} date and cannot be moved onto one ({int(bad.sum())} such reading(s))"
-        )
-    return out
-
-
-def _when(ts: Any) -> str:
-    return f"{pd.Timestamp(ts)} UTC"
-
-
-def _runs(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(start positions, lengths) of the runs of True in ``missing``."""
-    if not missing.any():
-        return np.array([], dtype=int), np.array([], dtype=int)
-    padded = np.concatenate([[False], missing, [False]]).astype(np.int8)
-    edges = np.diff(padded)
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    return starts, ends - starts
 
 
 def clean(df: pd.DataFrame, spec: CleanSpec, freq: str, *, min_length: int | None = None) -> CleanResult:
@@ -204,7 +146,7 @@ def clean_part(df: pd.DataFrame, spec: CleanSpec, freq: str) -> CleanPart:
     check_spacing(ordered, step, freq)
     extra = [c for c in df.columns if c not in (ID, TIME, TARGET)]
     numeric = [c for c in extra if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
-    settings = _Settings(
+    settings = SeriesSettings(
         spec=spec,
         freq=freq,
         step=step,
@@ -225,7 +167,7 @@ def clean_part(df: pd.DataFrame, spec: CleanSpec, freq: str) -> CleanPart:
     stats: list[dict[str, Any]] = []
     empty_series: list[str] = []
     for uid, part in ordered.groupby(ID, sort=True, observed=True):
-        frame, change, stat = _clean_series(str(uid), part, settings)
+        frame, change, stat = clean_series(str(uid), part, settings)
         stats.append(stat)
         if frame is None:
             empty_series.append(str(uid))
@@ -285,7 +227,7 @@ def check_duplicates(df: pd.DataFrame, *, label: str | None = None) -> None:
     pairs = len(extra.drop_duplicates())
     prefix = f"{label}: " if label else ""
     raise DataError(
-        f"{prefix}series '{uid}': timestamp {_when(ts)} appears {times} times; {int(repeated.sum())} duplicated "
+        f"{prefix}series '{uid}': timestamp {when(ts)} appears {times} times; {int(repeated.sum())} duplicated "
         f"row(s) over {pairs} (series, time) pair(s) in all (clean.duplicates is 'error'; "
         "use mean, first or last to merge them)"
     )
@@ -308,7 +250,7 @@ def check_spacing(ordered: pd.DataFrame, step: pd.Timedelta, freq: str) -> None:
     if len(bad):
         uid = bad.index[0]
         raise DataError(
-            f"data.frequency is '{freq}' but readings in series '{uid}' are typically {_human(typical[uid])} apart"
+            f"data.frequency is '{freq}' but readings in series '{uid}' are typically {format_delta(typical[uid])} apart"
         )
 
 
@@ -318,7 +260,7 @@ def check_anchors(ordered: pd.DataFrame, freq: str) -> None:
     if calendar.is_fixed(freq) or ordered.empty:
         return
     for uid, part in ordered.groupby(ID, sort=False, observed=True):
-        _anchored(str(uid), part[TIME], freq)
+        anchored(str(uid), part[TIME], freq)
 
 
 def _restore_dtypes(out: pd.DataFrame, original: pd.DataFrame) -> pd.DataFrame:
@@ -364,215 +306,4 @@ def _summary(
         summary["per_series_omitted"] = max(0, len(stats) - _MAX_LISTED)
     return summary
 
-
-def _change_rows(uid: str, ds: Any, kind: str, original: Any) -> pd.DataFrame:
-    ds_index = pd.DatetimeIndex(ds)
-    return pd.DataFrame({
-        ID: np.full(len(ds_index), uid, dtype=object),
-        TIME: ds_index,
-        "kind": kind,
-        "original": np.asarray(original, dtype="float64"),
-    })
-
-
-def _aggregate(part: pd.DataFrame, key: pd.Series, how: str, settings: _Settings) -> pd.DataFrame:
-    """Collapse rows with the same ``key`` (a timestamp): ``how`` on numbers, first of the rest."""
-    numeric = [TARGET, *settings.numeric]
-    grouped = part.groupby(key.rename(TIME), sort=True)
-    values = grouped[numeric]
-    result = values.sum(min_count=1) if how == "sum" else getattr(values, how)()
-    if settings.other:
-        result = result.join(grouped[list(settings.other)].first())
-    result = result.reset_index()
-    result.insert(0, ID, part[ID].iloc[0])
-    return result[[ID, TIME, TARGET, *settings.numeric, *settings.other]]
-
-
-def _clean_series(uid: str, part: pd.DataFrame, s: _Settings) -> tuple[pd.DataFrame | None, pd.DataFrame, dict[str, Any]]:
-    spec = s.spec
-    stat: dict[str, Any] = {
-        "unique_id": uid, "rows_in": len(part), "rows_out": 0, "duplicates": 0, "regularized": 0, "trimmed": 0,
-        "gaps_filled": 0, "longest_gap_steps": 0, "outliers": 0,
-    }
-    changes: list[pd.DataFrame] = []
-    part = part[[ID, TIME, TARGET, *s.numeric, *s.other]].reset_index(drop=True)
-
-    # 1. duplicated timestamps
-    dup_any = part[TIME].duplicated(keep=False)
-    if dup_any.any():
-        first_dup = part.loc[dup_any, TIME].iloc[0]
-        if spec.duplicates == "error":
-            raise DataError(
-                f"series '{uid}': timestamp {_when(first_dup)} appears {int((part[TIME] == first_dup).sum())} times "
-                "(clean.duplicates is 'error'; use mean, first or last to merge them)"
-            )
-        dropped = part[TIME].duplicated(keep="last" if spec.duplicates == "last" else "first")
-        changes.append(_change_rows(uid, part.loc[dropped, TIME], "duplicate", part.loc[dropped, TARGET]))
-        stat["duplicates"] = int(dropped.sum())
-        if spec.duplicates == "mean":
-            part = _aggregate(part, part[TIME], "mean", s)
-        else:
-            part = part[~dropped].reset_index(drop=True)
-
-    # 2. (the spacing was checked against the frequency up front, see _check_spacing)
-    # 3. off-grid readings into frequency bins (calendar frequencies: onto their anchors)
-    binned = part[TIME].dt.floor(s.step) if s.fixed else _anchored(uid, part[TIME], s.freq)
-    moved = binned.ne(part[TIME])
-    if moved.any():
-        stat["regularized"] = int(moved.sum())
-        if not s.fixed:
-            stat["regularized_note"] = (
-                f"{int(moved.sum())} reading(s) of series '{uid}' moved onto the {s.freq} anchors (e.g. "
-                f"{pd.Timestamp(part[TIME][moved].iloc[0]):%Y-%m-%d} -> {pd.Timestamp(binned[moved].iloc[0]):%Y-%m-%d})"
-            )
-        part = _aggregate(part, binned, spec.regularize_agg, s)
-
-    # 4. no target before the first / after the last observed value: drop, never extrapolate
-    observed = part[TARGET].notna().to_numpy()
-    if not observed.any():
-        stat["trimmed"] = len(part)
-        return None, _change_rows(uid, [], "filled", []), stat
-    first, last = int(np.argmax(observed)), len(observed) - 1 - int(np.argmax(observed[::-1]))
-    stat["trimmed"] = first + (len(part) - 1 - last)
-    part = part.iloc[first:last + 1]
-
-    # 5. the full regular grid
-    grid = calendar.grid(part[TIME].iloc[0], part[TIME].iloc[-1], s.freq)
-    frame = part.set_index(TIME).reindex(grid)
-    frame.index.name = TIME
-    frame[ID] = uid
-    y = frame[TARGET].to_numpy(dtype="float64", copy=True)
-
-    # 6. outliers among the observed values
-    flagged, lower, upper = _outliers(y, spec.outliers.method, spec.outliers.threshold, s.window)
-    if flagged.any():
-        stat["outliers"] = int(flagged.sum())
-        changes.append(_change_rows(uid, grid[flagged], "outlier", y[flagged]))
-        if spec.outliers.action == "clip":
-            y[flagged] = np.clip(y[flagged], lower[flagged], upper[flagged])
-
-    # 7. gaps
-    missing = np.isnan(y)
-    starts, lengths = _runs(missing)
-    if len(starts):
-        if spec.gaps.method == "error":
-            raise DataError(
-                f"series '{uid}': no reading at {_when(grid[starts[0]])} ({int(missing.sum())} missing in all; "
-                "clean.gaps.method is 'error')"
-            )
-        if s.max_gap is not None and lengths.max() > s.max_gap:
-            i = int(np.argmax(lengths > s.max_gap))
-            raise DataError(
-                f"series '{uid}': a gap of {lengths[i]} steps ({_span(int(lengths[i]), s)}) starting at "
-                f"{_when(grid[starts[i]])} is longer than clean.gaps.max_gap "
-                f"({spec.gaps.max_gap}, {s.max_gap} step{'' if s.max_gap == 1 else 's'})"
-            )
-        source = y.copy()
-        if flagged.any() and spec.outliers.action == "interpolate":
-            source[flagged] = np.nan
-        y = _fill(source, missing, spec.gaps.method, s.season)
-        if flagged.any() and spec.outliers.action == "interpolate":
-            y[flagged] = source[flagged]  # still NaN: interpolated below with the filled gaps as anchors
-        stat["gaps_filled"] = int(missing.sum())
-        stat["longest_gap_steps"] = int(lengths.max())
-        changes.append(_change_rows(uid, grid[missing], "filled", np.full(int(missing.sum()), np.nan)))
-    if flagged.any() and spec.outliers.action == "interpolate":
-        y[flagged] = np.nan
-        y = _interpolate(y)
-    frame[TARGET] = y
-
-    # 8. exogenous and static columns
-    for col in s.numeric:
-        values = frame[col]
-        if values.isna().all():
-            raise DataError(f"series '{uid}': exogenous column '{col}' has no values")
-        if values.isna().any():
-            frame[col] = values.interpolate(limit_area="inside").ffill().bfill()
-    for col in s.other:
-        if frame[col].isna().any():
-            frame[col] = frame[col].ffill().bfill()
-
-    frame = frame.reset_index()[[ID, TIME, TARGET, *s.numeric, *s.other]]
-    stat["rows_out"] = len(frame)
-    change = pd.concat(changes, ignore_index=True) if changes else _change_rows(uid, [], "filled", [])
-    return frame, change, stat
-
-
-def _interpolate(y: np.ndarray) -> np.ndarray:
-    """Linear in position (= in time on a regular grid); the ends take the nearest value."""
-    series = pd.Series(y)
-    return series.interpolate(method="linear", limit_area="inside").ffill().bfill().to_numpy(dtype="float64")
-
-
-def _fill(y: np.ndarray, missing: np.ndarray, method: str, season: int) -> np.ndarray:
-    out = y.copy()
-    if method == "ffill":
-        filled = pd.Series(out).ffill().to_numpy(dtype="float64")
-        out[missing] = filled[missing]
-    elif method == "seasonal":
-        positions = np.flatnonzero(missing)
-        earlier = positions - season
-        ok = earlier >= 0
-        ok[ok] = ~np.isnan(y[earlier[ok]])
-        out[positions[ok]] = y[earlier[ok]]
-    # interpolate, and whatever 'seasonal' could not fill
-    if np.isnan(out[missing]).any():
-        interpolated = _interpolate(out)
-        still = missing & np.isnan(out)
-        out[still] = interpolated[still]
-    return out
-
-
-def _outliers(y: np.ndarray, method: str, k: float, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(flags, lower bounds, upper bounds) for the observed values of ``y``.
-
-    A series without spread (IQR, standard deviation or local MAD of 0) flags nothing there. The
-    Hampel filter's local MAD is floored at the typical step-to-step change of the series.
-    """
-    n = len(y)
-    none = np.zeros(n, dtype=bool)
-    observed = ~np.isnan(y)
-    if method == "none" or observed.sum() < 4:
-        return none, np.full(n, -np.inf), np.full(n, np.inf)
-    if method == "iqr":
-        q1, q3 = np.nanpercentile(y, [25, 75])
-        spread = q3 - q1
-        lower, upper = np.full(n, q1 - k * spread), np.full(n, q3 + k * spread)
-        flags = observed & ((y < lower) | (y > upper)) if spread > 0 else none
-    elif method == "zscore":
-        mean, std = float(np.nanmean(y)), float(np.nanstd(y, ddof=1))
-        lower, upper = np.full(n, mean - k * std), np.full(n, mean + k * std)
-        flags = observed & (np.abs(y - mean) > k * std) if std > 0 else none
-    else:  # hampel
-        median, mad = _rolling_median_mad(y, window)
-        # floor the local MAD at the series' step-to-step noise, so that a flat stretch does not
-        # turn ordinary noise into outliers (a short window's MAD is often tiny by chance)
-        steps = np.abs(np.diff(y))
-        steps = steps[~np.isnan(steps)]
-        if len(steps):
-            mad = np.fmax(mad, float(np.median(steps)) / np.sqrt(2.0))
-        scale = k * _MAD_SCALE * mad
-        lower, upper = median - scale, median + scale
-        with np.errstate(invalid="ignore"):
-            flags = observed & (mad > 0) & (np.abs(y - median) > scale)
-    return flags, lower, upper
-
-
-def _rolling_median_mad(y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centred rolling median and MAD over ``window`` steps (an odd number: ``window // 2`` each side)."""
-    half = max(1, window // 2)
-    width = 2 * half + 1
-    padded = np.pad(y, half, constant_values=np.nan)
-    view = sliding_window_view(padded, width)
-    median = np.empty(len(y))
-    mad = np.empty(len(y))
-    chunk = max(1, 2_000_000 // width)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows inside long gaps
-        for start in range(0, len(y), chunk):
-            block = view[start:start + chunk]
-            med = np.nanmedian(block, axis=1)
-            median[start:start + chunk] = med
-            mad[start:start + chunk] = np.nanmedian(np.abs(block - med[:, None]), axis=1)
-    return median, mad
 

@@ -2,7 +2,7 @@
 series id; the frequency, gaps, duplicates, candidate exogenous columns, seasonal periods and length.
 
 Pure logic on a raw DataFrame (read by :func:`tidecast.data.sources.read_source`). Timestamps, ids and
-values are brought to the canonical long frame by :func:`tidecast.data.sources.to_long`, the function
+values are brought to the canonical long frame by :func:`tidecast.data.long_format.to_long`, the function
 the ``ingest`` step uses, so what the profile finds is what a run reads. A choice the data leaves open
 (two time columns, several numeric columns and no target named) is an :class:`AmbiguousDataError`
 whose message asks the question and names the flag that answers it.
@@ -253,7 +253,7 @@ def profile_frame(
     ``frequency`` replace what would be inferred; ``data_format`` (csv, parquet, json) numbers the rows
     in messages as :func:`to_long` does. Raises :class:`DataError` for data that cannot be
     forecast as it is, :class:`AmbiguousDataError` for a choice left open."""
-    from tidecast.data.sources import to_long
+    from tidecast.data.long_format import to_long
     from tidecast.spec import DataSpec, ExogenousColumn, TargetSpec
 
     if raw.empty:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tidecast.data.sources import read_source, source_label, to_long
+from tidecast.data.long_format import to_long
+from tidecast.data.sources import read_source, source_label
 from tidecast.errors import DataError
 from tidecast.flows import training_pipeline
 from tidecast.frames import TIME
@@ -59,7 +60,7 @@ def training_spec(spec: Spec, *, as_of: Any = None, input: str | os.PathLike[str
 
     The copy keeps the source's own columns and formats (the data spec's time zone, sums and
     resampling still apply as in any training); a row's time is read with the same code as
-    ingest (:func:`tidecast.data.sources.to_long`), so time zones and DST are handled alike.
+    ingest (:func:`tidecast.data.long_format.to_long`), so time zones and DST are handled alike.
     """
     mspec = monitor_spec(spec, as_of=as_of, input=input)
     base = mspec.base()

@@ -25,7 +25,8 @@ from tidecast import calendar
 from tidecast.data.clean import check_spacing
 from tidecast.data.clean import clean as clean_frame
 from tidecast.data.features import add_time_features
-from tidecast.data.sources import content_fingerprint, read_source, source_label, to_long
+from tidecast.data.long_format import to_long
+from tidecast.data.sources import content_fingerprint, read_source, source_label
 from tidecast.errors import DataError, TidecastError, TrackingError
 from tidecast.frames import ID, TARGET, TIME
 from tidecast.monitoring import verdicts

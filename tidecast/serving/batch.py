@@ -1,7 +1,7 @@
 """Batch prediction: forecast every series of a data file with a registered model, by name and version.
 
 :func:`predict_batch` reads the file (or the spec's data source) as training does
-(:func:`~tidecast.data.sources.read_source`, :func:`~tidecast.data.sources.to_long`, then
+(:func:`~tidecast.data.sources.read_source`, :func:`~tidecast.data.long_format.to_long`, then
 :func:`~tidecast.data.clean.clean` with the spec's ``clean`` section), takes the last ``history``
 of each series, forecasts through the model's own prediction
 (:func:`~tidecast.tracking.pyfunc.forecast_with`), writes the forecasts (CSV or Parquet) and logs
@@ -107,7 +107,8 @@ def _model_ref(spec: Spec, model_name: str | None, version: str | int | None, al
 
 def read_frame(spec: Spec, input_path: str | Path | None) -> tuple[pd.DataFrame, str]:
     """The canonical long frame of ``input_path`` (read with the spec's data settings) or of the spec's source."""
-    from tidecast.data.sources import read_source, source_label, to_long
+    from tidecast.data.long_format import to_long
+    from tidecast.data.sources import read_source, source_label
 
     data = spec.data
     if input_path is not None:

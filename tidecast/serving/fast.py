@@ -91,7 +91,7 @@ def max_horizon(model: LoadedModel) -> int:
 
 
 def _human_step(ns: int) -> str:
-    from tidecast.data.clean import _human
+    from tidecast.durations import format_delta as _human
 
     return _human(pd.Timedelta(int(ns), unit="ns"))
 

@@ -36,7 +36,8 @@ def read_future(spec: Spec, path: str | Path, columns: list[str], *, what: str =
     ``columns``; a target column is not needed (it is ignored when present). Raises
     :class:`DataError` naming a missing file or the missing columns.
     """
-    from tidecast.data.sources import read_source, source_label, to_long
+    from tidecast.data.long_format import to_long
+    from tidecast.data.sources import read_source, source_label
     from tidecast.spec import ExogenousColumn
 
     file = Path(path).expanduser()

@@ -66,8 +66,9 @@ def ingest(spec: Spec, ctx: Any) -> PartitionedFrame:
     folds and holdout) so that bad input fails here, before anything is cached. Those checks read
     the forecast/backtest sections without being part of the key: a later edit of them that the
     data cannot serve fails in the backtest step instead."""
+    from tidecast.data.long_format import to_long
     from tidecast.data.partitions import partition_count, write_partitions
-    from tidecast.data.sources import read_source, source_label, to_long
+    from tidecast.data.sources import read_source, source_label
 
     ctx.progress(0, 3, "reading")
     raw = read_source(spec.data)
