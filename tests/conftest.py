@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 SMALL_SPEC = """\
@@ -49,3 +51,29 @@ def make_project(root: Path, *, days: int = 60, models: str = SMALL_MODELS, extr
 @pytest.fixture
 def small_project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "proj")
+
+
+def future_temp(df: pd.DataFrame, h: int) -> pd.DataFrame:
+    """The ``h`` steps (hourly) after each series of ``df`` (unique_id, ds, temp), ``temp`` held at its
+    last value: the known-in-future exogenous frame a model's ``predict`` takes."""
+    rows = []
+    for uid, g in df.groupby("unique_id"):
+        ds = pd.date_range(g["ds"].max() + pd.Timedelta("1h"), periods=h, freq="h")
+        rows.append(pd.DataFrame({"unique_id": uid, "ds": ds, "temp": g["temp"].iloc[-1]}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def mixed_meters() -> pd.DataFrame:
+    """Hourly meters (series_id, timestamp, load, customer_type) for per-series selection: seasonal
+    ones (the seasonal naive is exact on them), random walks (the naive wins) and one, ``late``, that
+    starts too late for any backtest fold (enough for clean: input window + horizon, 36 steps)."""
+    rng = np.random.default_rng(0)
+    ds = pd.date_range("2024-01-01", periods=24 * 12, freq="h")
+    profile = 10 + 5 * np.sin(2 * np.pi * np.arange(24) / 24)
+    frames = []
+    for i in range(4):
+        frames.append(pd.DataFrame({"series_id": f"seasonal_{i}", "timestamp": ds, "load": np.tile(profile, 12) * (i + 1)}))
+        frames.append(pd.DataFrame({"series_id": f"walk_{i}", "timestamp": ds, "load": 50 + np.cumsum(rng.normal(0, 3, len(ds)))}))
+    late = ds[-40:]
+    frames.append(pd.DataFrame({"series_id": "late", "timestamp": late, "load": np.tile(profile, 12)[-40:]}))
+    return pd.concat(frames, ignore_index=True).assign(customer_type="x")

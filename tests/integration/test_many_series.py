@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from tracking_helpers import whole_frame_features
 
+from tests.conftest import mixed_meters
 from tidecast.spec import Spec, parse_spec
 
 pytest.importorskip("distributed")
@@ -79,21 +80,9 @@ def test_local_and_dask_give_identical_leaderboards(meters: Path, tmp_path: Path
 
 
 def _mixed_series(root: Path) -> None:
-    """Seasonal meters (the seasonal naive is exact on them), random walks (the naive wins) and
-    one that starts too late for any backtest fold (it gets the fallback)."""
-    rng = np.random.default_rng(0)
-    ds = pd.date_range("2024-01-01", periods=24 * 12, freq="h")
-    profile = 10 + 5 * np.sin(2 * np.pi * np.arange(24) / 24)
-    frames = []
-    for i in range(4):
-        frames.append(pd.DataFrame({"series_id": f"seasonal_{i}", "timestamp": ds, "load": np.tile(profile, 12) * (i + 1)}))
-        walk = 50 + np.cumsum(rng.normal(0, 3, len(ds)))
-        frames.append(pd.DataFrame({"series_id": f"walk_{i}", "timestamp": ds, "load": walk}))
-    late = ds[-40:]  # enough for clean (input window + horizon: 36), too little for any fold (48)
-    frames.append(pd.DataFrame({"series_id": "late", "timestamp": late, "load": np.tile(profile, 12)[-40:]}))
-    data = pd.concat(frames, ignore_index=True).assign(customer_type="x")
+    """:func:`tests.conftest.mixed_meters` as the project's data file."""
     (root / "data").mkdir(exist_ok=True)
-    data.to_parquet(root / "data" / "meters.parquet", index=False)
+    mixed_meters().to_parquet(root / "data" / "meters.parquet", index=False)
 
 
 def test_per_series_selection_picks_each_series_winner(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from serving_helpers import Server, run_cli
 
+from tests.conftest import mixed_meters
 from tidecast.spec import Spec, load_spec
 
 MODEL = "many-ps"
@@ -46,19 +47,6 @@ models:
 MAPPING = {**{f"seasonal_{i}": "seasonal_naive" for i in range(4)}, **{f"walk_{i}": "naive" for i in range(4)}}
 
 
-def _mixed_series() -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    ds = pd.date_range("2024-01-01", periods=24 * 12, freq="h")
-    profile = 10 + 5 * np.sin(2 * np.pi * np.arange(24) / 24)
-    frames = []
-    for i in range(4):
-        frames.append(pd.DataFrame({"series_id": f"seasonal_{i}", "timestamp": ds, "load": np.tile(profile, 12) * (i + 1)}))
-        frames.append(pd.DataFrame({"series_id": f"walk_{i}", "timestamp": ds, "load": 50 + np.cumsum(rng.normal(0, 3, len(ds)))}))
-    late = ds[-40:]  # enough for clean (input window + horizon: 36), too little for any fold
-    frames.append(pd.DataFrame({"series_id": "late", "timestamp": late, "load": np.tile(profile, 12)[-40:]}))
-    return pd.concat(frames, ignore_index=True).assign(customer_type="x")
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Iterator[tuple[Spec, str]]:
     """The project after `tidecast run --until track` (the CLI, in this process): (spec, what it printed)."""
@@ -68,7 +56,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> 
     (root / "data").mkdir(parents=True)
     (root / ".tidecast").mkdir()
     shutil.copy(mlflow_template, root / ".tidecast" / "mlflow.db")
-    _mixed_series().to_csv(root / "data" / "meters.csv", index=False)
+    mixed_meters().to_csv(root / "data" / "meters.csv", index=False)
     (root / "tidecast.yaml").write_text(SPEC)
     with pytest.MonkeyPatch.context() as mp:
         for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TIDECAST_ENV", "TIDECAST_ADMIN_TOKEN"):
@@ -83,7 +71,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> 
 
 
 def _training_run(spec: Spec) -> Any:
-    from tidecast.tracking.runs import training_runs
+    from tidecast.tracking.records import training_runs
     from tidecast.tracking.store import connect, experiment_id
 
     client = connect(spec)
@@ -137,7 +125,7 @@ def test_predict_forecasts_every_series_with_its_own_candidate(
     trained: tuple[Spec, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec, _ = trained
-    data = _mixed_series()
+    data = mixed_meters()
     new = data[data["series_id"] == "walk_2"].assign(series_id="brand_new")  # unknown to the mapping
     source, output = tmp_path / "input.csv", tmp_path / "forecast.csv"
     pd.concat([data, new], ignore_index=True).to_csv(source, index=False)
@@ -170,7 +158,7 @@ def test_forecast_endpoint_routes_each_series_to_its_model(trained: tuple[Spec, 
     from tidecast.tracking.store import active_uris
 
     spec, _ = trained
-    data = _mixed_series().rename(columns={"series_id": "unique_id", "timestamp": "ds", "load": "y"})
+    data = mixed_meters().rename(columns={"series_id": "unique_id", "timestamp": "ds", "load": "y"})
     cut = data[data["unique_id"] == "walk_1"].assign(unique_id="brand_new")
     data = pd.concat([data, cut], ignore_index=True)
     asked = ["seasonal_0", "walk_0", "late", "brand_new", "walk_3"]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import future_temp
 from tidecast.errors import ModelError
 from tidecast.frames import quantile_column
 from tidecast.models import BUILTINS, FitWindow, build_forecaster, needs_conformal
@@ -33,11 +34,7 @@ def hourly(n: int = 24 * 14, ids: tuple[str, ...] = ("A", "B"), start: str = "20
 
 
 def future_exog(df: pd.DataFrame, h: int = H) -> pd.DataFrame:
-    rows = []
-    for uid, g in df.groupby("unique_id"):
-        ds = pd.date_range(g["ds"].max() + pd.Timedelta("1h"), periods=h, freq="h")
-        rows.append(pd.DataFrame({"unique_id": uid, "ds": ds, "temp": g["temp"].iloc[-1]}))
-    return pd.concat(rows, ignore_index=True)
+    return future_temp(df, h)
 
 
 def ctx(**kw) -> FitContext:

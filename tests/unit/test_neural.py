@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import future_temp
 from tidecast.errors import ModelError
 from tidecast.models import build_forecaster, needs_conformal
 from tidecast.models.base import FitContext
@@ -37,11 +38,7 @@ def hourly(n: int = 24 * 30, ids=("A", "B"), exog: bool = True) -> pd.DataFrame:
 
 
 def future(df: pd.DataFrame, h: int = H) -> pd.DataFrame:
-    rows = []
-    for uid, g in df.groupby("unique_id"):
-        ds = pd.date_range(g["ds"].max() + pd.Timedelta("1h"), periods=h, freq="h")
-        rows.append(pd.DataFrame({"unique_id": uid, "ds": ds, "temp": g["temp"].iloc[-1]}))
-    return pd.concat(rows, ignore_index=True)
+    return future_temp(df, h)
 
 
 CTX = FitContext(freq="h", horizon=H, input_window=W, exog_future=("temp",), seed=1,
