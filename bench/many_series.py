@@ -406,29 +406,10 @@ def render(rows: list[dict[str, Any]], when: str = "") -> str:
 # transitions, the lock's per-step seconds and peak memory, and the partition I/O: the features
 # step's partitions read back whole and written again, by this process, as the client does with
 # shared_storage: false. Prints one JSON line per size and a markdown table at the end.
-CLUSTER_SPEC = """\
-project: bench-cluster
-data:
-  source: data/meters.parquet
-  series_column: series_id
-  time_column: timestamp
-  target_column: load
-  frequency: h
-  static_columns: [customer_type]
-clean:
-  duplicates: mean
-  gaps: {{method: interpolate, max_gap: 6h}}
-features:
-  lags: [1, 2, 24, 48]
-  calendar: [hour, weekday, weekend]
-forecast: {{input_window: 2d, horizon: 24h}}
-backtest: {{folds: {folds}, n_jobs: 2}}
-selection: {{metric: mase, scope: global}}
-models:
-  - {{name: seasonal_naive, kind: seasonal_naive, params: {{season_length: 1d}}}}
-  - {{name: lightgbm, kind: lightgbm, params: {{n_estimators: 50, num_leaves: 31}}}}
-executor: {{kind: dask, address: '{address}', shared_storage: false}}
-"""
+CLUSTER_MODELS = [
+    "{name: seasonal_naive, kind: seasonal_naive, params: {season_length: 1d}}",
+    "{name: lightgbm, kind: lightgbm, params: {n_estimators: 50, num_leaves: 31}}",
+]
 
 
 def make_meters_fast(n: int, days: int = 14, seed: int = 0) -> pd.DataFrame:
@@ -554,8 +535,9 @@ def run_cluster(n: int, days: int = 14, folds: int = 2, keep: Path | None = None
 
     import yaml
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.infra.services
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.infra
     from tests.infra.services import DaskCluster, venv_env
+    from tests.infra.topology import meters_spec
 
     root = Path(tempfile.mkdtemp(prefix=f"bench-cluster-{n}-"))
     project = root / "project"
@@ -571,7 +553,10 @@ def run_cluster(n: int, days: int = 14, folds: int = 2, keep: Path | None = None
     out: dict[str, Any] = {"series": n, "days": days, "folds": folds, "rows": rows, "data_s": gen_s}
     try:
         cluster.start()
-        (project / "tidecast.yaml").write_text(CLUSTER_SPEC.format(folds=folds, address=cluster.address))
+        executor = f"{{kind: dask, address: '{cluster.address}', shared_storage: false}}"
+        (project / "tidecast.yaml").write_text(
+            meters_spec("bench-cluster", folds=folds, models=CLUSTER_MODELS, executor=executor)
+        )
         with _ProcWatch() as watch:
             assert cluster.scheduler is not None
             watch.watch("scheduler", cluster.scheduler.pid)

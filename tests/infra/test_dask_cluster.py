@@ -23,33 +23,14 @@ import pandas as pd
 import pytest
 
 from tests.infra.services import DaskCluster, venv_env
-from tests.infra.topology import CLI, ok, tidecast
+from tests.infra.topology import CLI, meters_spec, ok, tidecast
 
 SERIES = 120
-METERS_SPEC = """\
-project: infra-meters
-data:
-  source: data/meters.parquet
-  series_column: series_id
-  time_column: timestamp
-  target_column: load
-  frequency: h
-  static_columns: [customer_type]
-clean:
-  duplicates: mean
-  gaps: {{method: interpolate, max_gap: 6h}}
-features:
-  lags: [1, 2, 24, 48]
-  calendar: [hour, weekday, weekend]
-forecast: {{input_window: 2d, horizon: 24h}}
-backtest: {{folds: 3, n_jobs: 2}}
-selection: {{metric: mase, scope: global}}
-models:
-  - {{name: naive, kind: naive}}
-  - {{name: seasonal_naive, kind: seasonal_naive, params: {{season_length: 1d}}}}
-  - {{name: lightgbm, kind: lightgbm, params: {{n_estimators: 50, num_leaves: 15}}}}
-executor: {executor}
-"""
+MODELS = [
+    "{name: naive, kind: naive}",
+    "{name: seasonal_naive, kind: seasonal_naive, params: {season_length: 1d}}",
+    "{name: lightgbm, kind: lightgbm, params: {n_estimators: 50, num_leaves: 15}}",
+]
 
 
 def meters_project(root: Path, executor: str) -> Path:
@@ -57,7 +38,7 @@ def meters_project(root: Path, executor: str) -> Path:
 
     (root / "data").mkdir(parents=True)
     make_meters(n_series=SERIES, days=21, freq="h", seed=0).to_parquet(root / "data" / "meters.parquet", index=False)
-    (root / "tidecast.yaml").write_text(METERS_SPEC.format(executor=executor))
+    (root / "tidecast.yaml").write_text(meters_spec("infra-meters", folds=3, models=MODELS, executor=executor))
     return root
 
 

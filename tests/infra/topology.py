@@ -18,6 +18,39 @@ from tests.infra.services import Process, free_port, venv_env, wait_until
 CLI = [sys.executable, "-m", "tidecast.cli"]
 TRAIN_DAYS = 28  # the rows in the table at training time; monitoring inserts the next days
 
+METERS_SPEC = """\
+project: {project}
+data:
+  source: data/meters.parquet
+  series_column: series_id
+  time_column: timestamp
+  target_column: load
+  frequency: h
+  static_columns: [customer_type]
+clean:
+  duplicates: mean
+  gaps: {{method: interpolate, max_gap: 6h}}
+features:
+  lags: [1, 2, 24, 48]
+  calendar: [hour, weekday, weekend]
+forecast: {{input_window: 2d, horizon: 24h}}
+backtest: {{folds: {folds}, n_jobs: 2}}
+selection: {{metric: mase, scope: global}}
+models:
+{models}
+executor: {executor}
+"""
+
+
+def meters_spec(project: str, *, folds: int, models: list[str], executor: str) -> str:
+    """The spec of an hourly meters project (``data/meters.parquet``: series_id, timestamp, load,
+    customer_type) with these candidates (one YAML mapping each) and executor: the cluster test's
+    and ``bench/many_series.py --cluster``'s."""
+    return METERS_SPEC.format(
+        project=project, folds=folds, models="\n".join(f"  - {m}" for m in models), executor=executor
+    )
+
+
 POWER_SPEC = """\
 project: {project}
 data:
