@@ -37,23 +37,22 @@ def test_missing_target_column(project: Path) -> None:
     assert_clean_failure(tidecast("run", cwd=project), project, "power")
 
 
-def test_non_numeric_target(project: Path) -> None:
-    csv = project / "data" / "power.csv"
+def _set_cell(csv: Path, line: int, column: int, value: str) -> None:
+    """Overwrite one cell of the CSV (``line`` counts from 0, the header included)."""
     lines = csv.read_text().splitlines()
-    parts = lines[10].split(",")
-    parts[1] = "lots"
-    lines[10] = ",".join(parts)
+    parts = lines[line].split(",")
+    parts[column] = value
+    lines[line] = ",".join(parts)
     csv.write_text("\n".join(lines) + "\n")
+
+
+def test_non_numeric_target(project: Path) -> None:
+    _set_cell(project / "data" / "power.csv", 10, 1, "lots")
     assert_clean_failure(tidecast("run", cwd=project), project, "line 11", "lots")
 
 
 def test_unparseable_timestamp(project: Path) -> None:
-    csv = project / "data" / "power.csv"
-    lines = csv.read_text().splitlines()
-    parts = lines[5].split(",")
-    parts[0] = "not-a-date"
-    lines[5] = ",".join(parts)
-    csv.write_text("\n".join(lines) + "\n")
+    _set_cell(project / "data" / "power.csv", 5, 0, "not-a-date")
     assert_clean_failure(tidecast("run", cwd=project), project, "line 6", "not-a-date")
 
 
