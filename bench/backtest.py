@@ -283,12 +283,14 @@ def timed(fn: Callable[[], pd.DataFrame]) -> tuple[tuple[float, float], pd.DataF
 
 def compare(s: Setup, ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[float, float | None, bool]:
     """max |Δyhat|, max |Δquantile| and whether the cut-offs (and rows) coincide."""
+    from tidecast.frames import quantile_of
+
     cutoffs = sorted(pd.to_datetime(theirs["cutoff"].unique())) == [pd.Timestamp(f.cutoff) for f in s.folds]
     merged = ours.merge(theirs, on=KEYS, how="outer", suffixes=("", "_direct"), validate="one_to_one", indicator=True)
     same_rows = bool((merged["_merge"] == "both").all()) and len(ours) == len(theirs)
     same_cut = bool((pd.to_datetime(merged["cutoff"]) == pd.to_datetime(merged["cutoff_direct"])).all())
     dy = float(np.nanmax(np.abs(merged["yhat"] - merged["yhat_direct"])))
-    qcols = [c for c in ours.columns if c.startswith("q") and f"{c}_direct" in merged.columns]
+    qcols = [c for c in ours.columns if quantile_of(c) is not None and f"{c}_direct" in merged.columns]
     dq = max((float(np.nanmax(np.abs(merged[c] - merged[f"{c}_direct"]))) for c in qcols), default=None)
     return dy, dq, cutoffs and same_rows and same_cut
 

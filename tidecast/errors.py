@@ -6,6 +6,9 @@ Each error says *what* is wrong and *where* (file, row, field, candidate) in its
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class TidecastError(Exception):
     """Base class: a problem the user can fix. ``exit_code`` is what the CLI exits with."""
@@ -59,3 +62,17 @@ class ServingError(TidecastError):
 
 class MissingExtraError(TidecastError):
     """An optional part of tidecast is used but its extra is not installed (the message names it)."""
+
+
+def closest(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    """The choice most like ``word`` (what a typo probably meant), or ``None`` when none is close
+    enough (``difflib`` ratio below ``cutoff``)."""
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str:
+    """``" (did you mean 'x'?)"`` for the choice closest to ``word`` (:func:`closest`), else ``""``:
+    the one "did you mean" of tidecast's messages."""
+    guess = closest(word, choices, cutoff=cutoff)
+    return f" (did you mean '{guess}'?)" if guess else ""

@@ -27,6 +27,7 @@ import cloudpickle
 import httpx
 import pandas as pd
 
+from tidecast.frames import quantile_of
 from tidecast.spec import Spec, load_spec
 
 TOKEN = "faults-admin-token-7c1e9a4b"
@@ -97,7 +98,7 @@ class Shifted:
     def predict(self, h: int, **kwargs: Any) -> pd.DataFrame:
         out = self.inner.predict(h, **kwargs)
         for column in out.columns:
-            if column == "yhat" or (column.startswith("q") and column[1:2].isdigit()):
+            if column == "yhat" or quantile_of(column) is not None:
                 out[column] = out[column] + self.offset
         return out
 

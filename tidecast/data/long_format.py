@@ -12,7 +12,6 @@ Every problem is a :class:`~tidecast.errors.DataError` whose message names the s
 
 from __future__ import annotations
 
-import difflib
 import re
 import warnings
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ import pandas as pd
 
 from tidecast import calendar
 from tidecast.data.sources import source_format
-from tidecast.errors import DataError, SpecError
+from tidecast.errors import DataError, SpecError, closest
 from tidecast.frames import ID, TARGET, TIME
 from tidecast.spec import DataSpec, TargetSpec
 
@@ -61,10 +60,10 @@ class _Rows:
 def _did_you_mean(name: str, columns: Sequence[str]) -> str:
     """A suggestion: the same name in other case/spacing, a column it abbreviates, or the closest."""
     key = name.lower().strip()
-    close = [c for c in columns if c.lower().strip() == key]
-    close = close or [c for c in columns if key and c.lower().strip().startswith(key)]
-    close = close or difflib.get_close_matches(name, columns, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'? " if close else ""
+    same = [c for c in columns if c.lower().strip() == key]
+    same = same or [c for c in columns if key and c.lower().strip().startswith(key)]
+    guess = same[0] if same else closest(name, columns)
+    return f"did you mean '{guess}'? " if guess else ""
 
 def _missing_column(label: str, name: str, field: str, columns: Sequence[str]) -> DataError:
     shown = ", ".join(columns[:30]) + (f", ... ({len(columns)} in all)" if len(columns) > 30 else "")

@@ -16,7 +16,6 @@ whose message asks the question and names the flag that answers it.
 
 from __future__ import annotations
 
-import difflib
 import re
 import warnings
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.data.profile_time import gaps, grid_of, infer_grid, seasonal_periods
-from tidecast.errors import DataError
+from tidecast.errors import DataError, did_you_mean
 from tidecast.frames import ID, TIME
 
 _DAY_MONTH_RE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-]\d{2,4}\b")
@@ -67,15 +66,10 @@ class Profile:
 
 
 # ------------------------------------------------------------------------------------ columns
-def _did_you_mean(name: str, columns: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(columns), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _check_column(name: str, columns: Sequence[str], flag: str, label: str) -> None:
     if name not in columns:
         raise DataError(
-            f"{label}: {flag} {name}: no such column{_did_you_mean(name, columns)}; columns: {', '.join(columns)}"
+            f"{label}: {flag} {name}: no such column{did_you_mean(name, columns)}; columns: {', '.join(columns)}"
         )
 
 

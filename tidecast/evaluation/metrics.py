@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import BacktestError
-from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column, quantiles_in
 
 __all__ = [
     "POINT_METRICS",
@@ -73,7 +73,6 @@ __all__ = [
 ]
 
 POINT_METRICS = ("mae", "rmse", "mape", "smape", "mase", "wape", "bias")
-_QUANTILE_RE = re.compile(r"^q(\d*\.?\d+(?:e-?\d+)?)$")
 
 ArrayLike = Any
 
@@ -320,12 +319,7 @@ class Evaluation:
 
 def forecast_quantiles(forecasts: pd.DataFrame) -> tuple[float, ...]:
     """The quantiles whose columns (``q0.1``...) a forecast frame holds."""
-    found = []
-    for column in forecasts.columns:
-        match = _QUANTILE_RE.match(str(column))
-        if match:
-            found.append(float(match.group(1)))
-    return tuple(sorted(found))
+    return quantiles_in(forecasts.columns)
 
 
 @dataclass(frozen=True)

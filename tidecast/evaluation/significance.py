@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import BacktestError
-from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_of
 
 Alternative = Literal["less", "two-sided"]
 
@@ -151,11 +151,10 @@ def pointwise_loss(forecasts: pd.DataFrame, metric: str, scales: pd.DataFrame | 
         with np.errstate(divide="ignore", invalid="ignore"):
             values = 2 * np.abs(e) / (np.abs(y) + np.abs(yhat))
     elif kind == "pinball":
-        columns = [c for c in forecasts.columns if c.startswith("q") and _is_quantile(c)]
+        columns = [(q, c) for c in forecasts.columns if (q := quantile_of(c)) is not None]
         if columns:
             terms = []
-            for column in columns:
-                q = float(column[1:])
+            for q, column in columns:
                 diff = y - forecasts[column].to_numpy(float)
                 terms.append(np.maximum(q * diff, (q - 1) * diff))
             values = np.mean(terms, axis=0)
@@ -164,13 +163,6 @@ def pointwise_loss(forecasts: pd.DataFrame, metric: str, scales: pd.DataFrame | 
     else:
         values = np.abs(e)
     return pd.Series(values, index=forecasts.index, name="loss")
-
-
-def _is_quantile(column: str) -> bool:
-    try:
-        return 0 < float(column[1:]) < 1
-    except ValueError:
-        return False
 
 
 def loss_series(forecasts: pd.DataFrame, metric: str, scales: pd.DataFrame | None = None) -> pd.Series:

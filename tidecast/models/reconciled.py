@@ -27,7 +27,7 @@ import pandas as pd
 
 from tidecast.data.hierarchy import Hierarchy
 from tidecast.errors import ModelError
-from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column, quantile_of
 from tidecast.models.base import FitContext, Forecaster
 
 __all__ = ["METHODS", "ReconciledFactory", "ReconciledForecaster", "projection", "reconcile_forecasts", "residual_matrix"]
@@ -105,7 +105,7 @@ def reconcile_forecasts(forecasts: pd.DataFrame, hierarchy: Hierarchy, P: np.nda
     out = forecasts.copy()
     out[POINT] = out[POINT].to_numpy(dtype=np.float64) + shift
     for column in out.columns:
-        if column.startswith("q") and column[1:].replace(".", "", 1).isdigit():
+        if quantile_of(column) is not None:
             out[column] = out[column].to_numpy(dtype=np.float64) + shift
     return out
 

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from tidecast.durations import to_steps
-from tidecast.errors import ModelError, PluginError, SpecError, TidecastError
+from tidecast.errors import ModelError, PluginError, SpecError, TidecastError, closest
 from tidecast.frames import quantile_column, tail_per_series
 from tidecast.models._frames import finish
 from tidecast.models.base import FitContext, Forecaster
@@ -78,8 +78,8 @@ def _did_you_mean(kind: str) -> str:
     key = kind.strip().lower()
     if key in _ALIASES:
         return _ALIASES[key]
-    close = difflib.get_close_matches(key, list(BUILTINS) + list(_ALIASES), n=1, cutoff=0.6)
-    return _ALIASES.get(close[0], close[0]) if close else ""
+    close = closest(key, [*BUILTINS, *_ALIASES])
+    return _ALIASES.get(close, close) if close else ""
 
 
 def convert_durations(params: dict[str, Any], freq: str, *, name: str) -> dict[str, Any]:

@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.durations import freq_timedelta, to_steps
-from tidecast.errors import SpecError, TrackingError
+from tidecast.errors import SpecError, TrackingError, closest
 from tidecast.evaluation.drift_stats import seasonal_cells, window_stats
 from tidecast.frames import ID, TARGET, TIME
 from tidecast.tracking.store import active_uris
@@ -264,8 +264,8 @@ def column_thresholds(drift_spec: DriftSpec, column: str) -> dict[str, float]:
     }
     for key, value in (drift_spec.columns.get(column) or {}).items():
         if key not in THRESHOLD_KEYS:
-            close = difflib.get_close_matches(key, THRESHOLD_KEYS, n=1, cutoff=0.5)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (use {', '.join(THRESHOLD_KEYS)})"
+            close = closest(key, THRESHOLD_KEYS, cutoff=0.5)
+            hint = f" (did you mean '{close}'?)" if close else f" (use {', '.join(THRESHOLD_KEYS)})"
             raise SpecError(f"monitoring.data_drift.columns.{column}: unknown threshold '{key}'{hint}")
         base[key] = float(value)
     return base

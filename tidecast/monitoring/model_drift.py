@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.durations import freq_timedelta
-from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_of
 
 if TYPE_CHECKING:
     from tidecast.serving.store import PredictionStore
@@ -155,14 +155,7 @@ def baseline_from_tags(tags: dict[str, str], folds: int = 1) -> dict[str, float 
 
 # ------------------------------------------------------------------------------------ scoring
 def _interval_columns(frame: pd.DataFrame) -> tuple[str, str] | None:
-    qs = []
-    for column in frame.columns:
-        if column.startswith("q"):
-            try:
-                qs.append((float(column[1:]), column))
-            except ValueError:
-                continue
-    qs.sort()
+    qs = sorted((q, c) for c in frame.columns if (q := quantile_of(c)) is not None)
     for lo, lo_col in qs:
         if lo >= 0.5:
             break

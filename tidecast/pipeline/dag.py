@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from tidecast.errors import PipelineError
+from tidecast.errors import PipelineError, did_you_mean
 from tidecast.pipeline.hashing import code_hash
 
 #: Parameter names that do not name an upstream step.
@@ -203,11 +203,6 @@ def as_step(obj: Callable[..., Any] | StepDef) -> StepDef:
     if isinstance(found, StepDef) and found.fn is obj:
         return found
     return _make_stepdef(obj)
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 class Pipeline:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_columns
 
 #: Weeks of the most recent data drawn at full resolution.
 RECENT_WEEKS = 8
@@ -78,19 +78,6 @@ def thin(frame: pd.DataFrame, points: int = 2500) -> pd.DataFrame:
     out = frame[numeric].groupby(block).mean()
     out.insert(0, TIME, frame[TIME].to_numpy()[::size][: len(out)])
     return out.reset_index(drop=True)
-
-
-def quantile_columns(frame: pd.DataFrame) -> list[str]:
-    """``q…`` columns of a forecast frame, by increasing quantile."""
-    cols = []
-    for column in frame.columns:
-        text = str(column)
-        if text.startswith("q"):
-            try:
-                cols.append((float(text[1:]), text))
-            except ValueError:
-                continue
-    return [c for _, c in sorted(cols)]
 
 
 def widest_band(frame: pd.DataFrame) -> tuple[str, str] | None:

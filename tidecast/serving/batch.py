@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tidecast.errors import DataError, ServingError
-from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_columns
 from tidecast.serving.store import store_for
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class BatchResult:
     def summary(self) -> pd.DataFrame:
         """Per series: history points, forecast start/end, mean point forecast, mean interval width."""
         rows = []
-        qcols = [c for c in self.forecast.columns if c.startswith("q")]
+        qcols = quantile_columns(self.forecast.columns)
         for uid, part in self.forecast.groupby(ID, sort=False):
             hist = self.history[self.history[ID] == uid]
             width = float((part[qcols[-1]] - part[qcols[0]]).mean()) if len(qcols) >= 2 else float("nan")

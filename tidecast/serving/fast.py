@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from difflib import get_close_matches
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from tidecast import calendar
+from tidecast.errors import closest
 from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 
 if TYPE_CHECKING:
@@ -143,8 +143,8 @@ def check_series(
             )
         for column in (*past, *needs_future):
             if column not in s.exog:
-                close = get_close_matches(column, list(s.exog), n=1)
-                hint = f" (is {close[0]!r} a typo?)" if close else ""
+                close = closest(column, s.exog)
+                hint = f" (is {close!r} a typo?)" if close else ""
                 needed = f"{n} history + {horizon} future" if column in needs_future else f"{n} history"
                 problems.append(
                     Problem(

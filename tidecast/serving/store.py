@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tidecast.errors import DataError, TrackingError
-from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, POINT, TARGET, TIME, quantile_of
 
 _metadata = sa.MetaData()
 
@@ -156,7 +156,7 @@ class PredictionStore:
         if ID not in frame:
             frame[ID] = "series"
         frame = frame.sort_values([ID, TIME], kind="stable")
-        qcols = [c for c in frame.columns if c.startswith("q") and c[1:].replace(".", "", 1).isdigit()]
+        qcols = [c for c in frame.columns if quantile_of(c) is not None]
         created = _now()
         ids = frame[ID].astype(str).tolist()
         steps = (frame.groupby(ID, sort=False).cumcount() + 1).tolist()

@@ -5,7 +5,6 @@ the file, the line and the field, with a "did you mean" for typos."""
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tidecast.errors import SpecError
+from tidecast.errors import SpecError, closest
 from tidecast.spec.root import Spec
 
 SPEC_FILENAME = "tidecast.yaml"
@@ -174,8 +173,8 @@ def _spec_error(exc: ValidationError, data: Any, lines: dict[tuple[Any, ...], in
         if err["type"] == "extra_forbidden":
             key = str(loc[-1]) if loc else ""
             choices = _allowed_keys(Spec, loc)
-            close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else (
+            close = closest(key, choices)
+            hint = f" (did you mean '{close}'?)" if close else (
                 f" (allowed: {', '.join(choices)})" if choices else ""
             )
             msg = f"{where}: {field}: unknown key{hint}"
