@@ -7,7 +7,6 @@ and ``examples/plugins/README.md`` for the contract.
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib
 import os
 import re

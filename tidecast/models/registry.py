@@ -8,7 +8,6 @@ before ``fit``.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path

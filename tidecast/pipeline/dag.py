@@ -20,7 +20,6 @@ The graph is built from those declarations, never from a hand-kept list of edges
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass

@@ -7,7 +7,6 @@ reads as empty (the callers say so plainly) rather than failing.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
