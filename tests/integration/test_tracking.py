@@ -21,8 +21,10 @@ from tracking_helpers import (
 )
 
 from tidecast.errors import TrackingError
+from tidecast.reporting.bands import backtest_png
 from tidecast.spec import parse_spec
-from tidecast.tracking.runs import process_tags, reap_dead_runs, track_training
+from tidecast.tracking.records import process_tags, reap_dead_runs
+from tidecast.tracking.runs import track_training
 from tidecast.tracking.store import connect, experiment_id, tracking_uri
 
 
@@ -55,6 +57,7 @@ def test_one_parent_run_with_nested_candidates_trials_artifacts_and_dataset(new_
         clean_summary={"gaps_filled": 2, "outliers": 1},
         data_fingerprint="sha256:" + "ab" * 32,
         lock_hashes={"ingest": "k1", "select": "k5"},
+        draw_backtest=backtest_png,
     )
     client = _client(spec)
     parent = client.get_run(result.run_id)
@@ -175,7 +178,7 @@ def test_an_unreachable_tracking_uri_fails_fast(new_project) -> None:
 
 
 def test_tracking_uri_defaults_and_overrides(new_project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from tidecast.tracking.runs import git_commit
+    from tidecast.tracking.provenance import git_commit
 
     commit, _ = git_commit(Path(__file__).parent)
     assert commit is not None and len(commit) == 40

@@ -45,7 +45,7 @@ from tidecast.pipeline.cache import ArtifactCache
 from tidecast.pipeline.lock import LockFile
 from tidecast.serving.history import append_history, history_path, read_history
 from tidecast.spec import Spec
-from tidecast.tracking.runs import _metrics, _tags, log_batch, process_tags
+from tidecast.tracking.records import as_metrics, as_tags, log_batch, process_tags
 from tidecast.tracking.store import connect, experiment_id, experiment_name, retry_locked
 
 EXPERIMENT_SUFFIX = "-monitor"
@@ -301,7 +301,7 @@ def log_monitor_run(spec: Spec, result: MonitorResult, metrics: dict[str, float]
             **{f"checks_{state}": float(sum(c["state"] == state for c in result.checks)) for state in STATES},
             "seconds": result.seconds,
         }
-        log_batch(client, run_id, metrics=_metrics({**metrics, **extra}), tags=_tags({}))
+        log_batch(client, run_id, metrics=as_metrics({**metrics, **extra}), tags=as_tags({}))
         with tempfile.TemporaryDirectory(prefix="tidecast-monitor-") as tmp:
             (Path(tmp) / "monitor_report.json").write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
             retry_locked(lambda: client.log_artifacts(run_id, tmp))

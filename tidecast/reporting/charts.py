@@ -7,20 +7,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tidecast.frames import POINT, TARGET, TIME
-from tidecast.reporting.analysis import SeriesView, autocorrelation, residuals, smooth, thin, widest_band
+from tidecast.frames import TARGET, TIME
+from tidecast.reporting.analysis import SeriesView, autocorrelation, residuals, smooth, thin
+from tidecast.reporting.bands import ACTUAL, PALETTE, colour, forecast_traces
 
-PALETTE = ["#1f6feb", "#d9480f", "#2f9e44", "#ae3ec9", "#e8590c", "#0c8599", "#c2255c", "#5c940d", "#495057"]
-ACTUAL = "#1f2933"
 KIND_STYLE = {
     "filled": ("#2f9e44", "circle-open", "gap filled"),
     "outlier": ("#cf222e", "x", "outlier clipped"),
     "duplicate": ("#ae3ec9", "diamond-open", "duplicate merged"),
 }
-
-
-def colour(index: int) -> str:
-    return PALETTE[index % len(PALETTE)]
 
 
 def _go() -> Any:
@@ -83,35 +78,6 @@ def _layout(fig: Any, *, title: str = "", height: int = 380, ytitle: str = "", x
     if xtitle:
         fig.update_xaxes(title_text=xtitle)
     return fig
-
-
-def band_traces(
-    x: Any, lo: Any, hi: Any, *, colour_hex: str, name: str, legend: bool = True, group: str = ""
-) -> list[Any]:
-    """Two traces drawing a shaded interval between ``lo`` and ``hi``."""
-    go = _go()
-    rgba = _rgba(colour_hex, 0.18)
-    return [
-        go.Scatter(x=x, y=hi, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip", legendgroup=group),
-        go.Scatter(
-            x=x,
-            y=lo,
-            mode="lines",
-            line={"width": 0},
-            fill="tonexty",
-            fillcolor=rgba,
-            name=name,
-            showlegend=legend,
-            hoverinfo="skip",
-            legendgroup=group,
-        ),
-    ]
-
-
-def _rgba(hex_colour: str, alpha: float) -> str:
-    h = hex_colour.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
 
 
 # ------------------------------------------------------------------------------- data section
@@ -198,31 +164,13 @@ def backtest_folds(forecasts: pd.DataFrame, name: str, uid: str, *, index: int =
     go = _go()
     part = forecasts[forecasts["unique_id"].astype(str) == str(uid)].sort_values(TIME)
     fig = go.Figure()
-    band = widest_band(part)
     for i, fold in enumerate(sorted(part["fold"].unique()) if "fold" in part else [0]):
         chunk = part[part["fold"] == fold] if "fold" in part else part
-        hex_colour = colour(index + i)
-        if band is not None:
-            for trace in band_traces(
-                chunk[TIME],
-                chunk[band[0]],
-                chunk[band[1]],
-                colour_hex=hex_colour,
-                name=f"fold {fold} {band[0]}–{band[1]}",
-                legend=i == 0,
-                group=f"f{fold}",
-            ):
-                fig.add_trace(trace)
-        fig.add_trace(
-            go.Scatter(
-                x=chunk[TIME],
-                y=chunk[POINT],
-                mode="lines",
-                name=f"fold {fold} forecast",
-                line={"color": hex_colour, "width": 1.6},
-                legendgroup=f"f{fold}",
-            )
-        )
+        for trace in forecast_traces(
+            chunk, colour_hex=colour(index + i), name=f"fold {fold} forecast", group=f"f{fold}", width=1.6,
+            band_name=f"fold {fold} interval",
+        ):
+            fig.add_trace(trace)
     actual = part.drop_duplicates(TIME)
     fig.add_trace(
         go.Scatter(x=actual[TIME], y=actual[TARGET], mode="lines", name="actual", line={"color": ACTUAL, "width": 1})
@@ -488,26 +436,8 @@ def forecast_over_actuals(actuals: pd.DataFrame, forecast: pd.DataFrame, *, titl
     """The latest forecast with its widest interval, over the recent actuals (one series)."""
     go = _go()
     fig = go.Figure()
-    band = widest_band(forecast) if not forecast.empty else None
-    if band is not None:
-        for trace in band_traces(
-            forecast[TIME],
-            forecast[band[0]],
-            forecast[band[1]],
-            colour_hex=PALETTE[0],
-            name=f"interval {band[0]}–{band[1]}",
-        ):
-            fig.add_trace(trace)
-    if not forecast.empty:
-        fig.add_trace(
-            go.Scatter(
-                x=forecast[TIME],
-                y=forecast[POINT],
-                mode="lines",
-                name="forecast",
-                line={"color": PALETTE[0], "width": 2},
-            )
-        )
+    for trace in forecast_traces(forecast):
+        fig.add_trace(trace)
     if not actuals.empty:
         fig.add_trace(
             go.Scatter(
@@ -521,7 +451,6 @@ def forecast_over_actuals(actuals: pd.DataFrame, forecast: pd.DataFrame, *, titl
 __all__ = [
     "PALETTE",
     "backtest_folds",
-    "band_traces",
     "cleaned_series",
     "colour",
     "components",

@@ -7,15 +7,20 @@ reads as empty (the callers say so plainly) rather than failing.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tidecast.errors import TrackingError, closest
-from tidecast.frames import ID, POINT, TARGET, TIME, quantiles_in
+from tidecast.errors import TrackingError
+from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.reporting.analysis import widest_band
 from tidecast.serving.history import read_history
+from tidecast.serving.store import store_for
+from tidecast.tracking.records import training_runs
+from tidecast.tracking.store import active_uris, connect, experiment_name, retry_locked
 
 CHAMPION = "champion"
 
@@ -73,14 +78,10 @@ def _ms(value: Any) -> pd.Timestamp | None:
 
 
 def client_for(spec: Any) -> Any:
-    from tidecast.tracking.store import connect
-
     return connect(spec)
 
 
 def registered_names(client: Any) -> list[str]:
-    from tidecast.tracking.store import retry_locked
-
     return sorted(m.name for m in retry_locked(lambda: client.search_registered_models(max_results=1000)))
 
 
@@ -93,8 +94,6 @@ def resolve_model(
     """
     from mlflow.exceptions import MlflowException
 
-    from tidecast.tracking.store import active_uris, retry_locked
-
     client = client or client_for(spec)
     name = name or spec.model_name
     alias = alias or CHAMPION
@@ -103,9 +102,9 @@ def resolve_model(
             registered = retry_locked(lambda: client.get_registered_model(name))
         except MlflowException:
             known = registered_names(client)
-            close = closest(name, known)
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
             hint = (
-                f" (did you mean '{close}'?)"
+                f" (did you mean '{close[0]}'?)"
                 if close
                 else (
                     f" (registered: {', '.join(known)})" if known else " (none is registered yet: run 'tidecast run')"
@@ -141,8 +140,6 @@ def registry_versions(spec: Any, name: str | None = None, *, client: Any = None,
     """The registered versions, newest first: ``version, aliases, created, winner, gate, <metric> (held-out), reason``."""
     from mlflow.exceptions import MlflowException
 
-    from tidecast.tracking.store import retry_locked
-
     columns = ["version", "aliases", "created", "winner", "gate", "holdout", "metric", "reason", "run_id"]
     client = client or client_for(spec)
     name = name or spec.model_name
@@ -177,9 +174,6 @@ def registry_versions(spec: Any, name: str | None = None, *, client: Any = None,
 
 def recent_trainings(spec: Any, *, client: Any = None, limit: int = 10) -> pd.DataFrame:
     """The last training runs, newest first: ``started, run_id, status, winner, metric, holdout, version, alias, verdict``."""
-    from tidecast.tracking.runs import training_runs
-    from tidecast.tracking.store import experiment_name, retry_locked
-
     columns = ["started", "run_id", "status", "winner", "metric", "holdout", "version", "alias", "verdict"]
     client = client or client_for(spec)
     experiment = retry_locked(lambda: client.get_experiment_by_name(experiment_name(spec)))
@@ -306,8 +300,6 @@ def normalise_drift(frame: Any) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- predictions
 def store(spec: Any) -> Any:
-    from tidecast.serving.store import store_for
-
     return store_for(spec)
 
 
@@ -321,8 +313,6 @@ def latest_batch(predictions: pd.DataFrame) -> pd.DataFrame:
 
 def accuracy(joined: pd.DataFrame) -> dict[str, float]:
     """MAE, RMSE, WAPE, bias and the widest interval's coverage of forecasts joined with actuals."""
-    from tidecast.reporting.analysis import widest_band
-
     if joined.empty:
         return {}
     err = joined[TARGET].to_numpy(float) - joined[POINT].to_numpy(float)
@@ -341,14 +331,12 @@ def accuracy(joined: pd.DataFrame) -> dict[str, float]:
         ok = np.isfinite(lo) & np.isfinite(hi)
         if ok.any():
             out["coverage"] = float(np.mean((y[ok] >= lo[ok]) & (y[ok] <= hi[ok])))
-            out["nominal"] = max(quantiles_in(band)) - min(quantiles_in(band))
+            out["nominal"] = float(band[1][1:]) - float(band[0][1:])
     return out
 
 
 def rolling_accuracy(joined: pd.DataFrame, *, freq: str = "1D") -> pd.DataFrame:
     """``period, mae, coverage, n`` per ``freq`` bucket of the forecast timestamps."""
-    from tidecast.reporting.analysis import widest_band
-
     if joined.empty:
         return pd.DataFrame(columns=["period", "mae", "coverage", "n"])
     frame = joined.assign(abs_error=(joined[TARGET] - joined[POINT]).abs())

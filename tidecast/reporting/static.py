@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tidecast.frames import POINT, TARGET, TIME
-from tidecast.reporting.analysis import SeriesView, autocorrelation, residuals, smooth, thin, widest_band
-from tidecast.reporting.charts import ACTUAL, KIND_STYLE, PALETTE, colour
+from tidecast.frames import TARGET, TIME
+from tidecast.reporting.analysis import SeriesView, autocorrelation, residuals, smooth, thin
+from tidecast.reporting.bands import ACTUAL, PALETTE, colour, draw_forecast
+from tidecast.reporting.charts import KIND_STYLE
 
 _MARKERS = {"circle-open": "o", "x": "x", "diamond-open": "D"}
 
@@ -194,18 +195,7 @@ def components(frame: pd.DataFrame, name: str, uid: str) -> Any:
 def forecast_vs_actual(joined: pd.DataFrame, *, title: str, misses: pd.DataFrame | None = None) -> Any:
     """The forecast (and its widest interval) against what happened."""
     fig, ax = figure(10, 3.3)
-    band = widest_band(joined)
-    if band is not None:
-        ax.fill_between(
-            joined[TIME],
-            joined[band[0]],
-            joined[band[1]],
-            color=PALETTE[0],
-            alpha=0.18,
-            linewidth=0,
-            label=f"interval {band[0]}–{band[1]}",
-        )
-    ax.plot(joined[TIME], joined[POINT], color=PALETTE[0], linewidth=1.2, label="forecast")
+    draw_forecast(ax, joined, alpha=0.18, width=1.2)
     ax.plot(joined[TIME], joined[TARGET], color=ACTUAL, linewidth=0.9, label="actual")
     if misses is not None and not misses.empty:
         ax.scatter(
@@ -239,18 +229,7 @@ def forecast_ahead(history: pd.DataFrame, forecast: pd.DataFrame, *, title: str)
     fig, ax = figure(10, 3.1)
     if not history.empty:
         ax.plot(history[TIME], history[TARGET], color=ACTUAL, linewidth=0.9, label="recent actuals")
-    band = widest_band(forecast)
-    if band is not None:
-        ax.fill_between(
-            forecast[TIME],
-            forecast[band[0]],
-            forecast[band[1]],
-            color=PALETTE[0],
-            alpha=0.2,
-            linewidth=0,
-            label=f"interval {band[0]}–{band[1]}",
-        )
-    ax.plot(forecast[TIME], forecast[POINT], color=PALETTE[0], linewidth=1.4, label="forecast")
+    draw_forecast(ax, forecast)
     _style(ax, title)
     ax.legend(fontsize=8, loc="upper right", ncols=3)
     fig.autofmt_xdate()

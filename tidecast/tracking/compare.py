@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tidecast.errors import TrackingError
-from tidecast.tracking.runs import KIND_TAG, candidate_runs, training_runs
+from tidecast.tracking.records import KIND_TAG, candidate_runs, training_runs
 from tidecast.tracking.store import connect, experiment_name, retry_locked
 
 if TYPE_CHECKING:

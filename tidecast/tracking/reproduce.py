@@ -31,17 +31,20 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tidecast import __version__
+from tidecast.data.sources import content_fingerprint
 from tidecast.errors import TrackingError
-from tidecast.tracking.runs import KIND_TAG, redact
+from tidecast.pipeline.executors import executor_scope
+from tidecast.spec import Spec, load_spec, parse_spec
+from tidecast.tracking.provenance import git_commit, installed_versions, redact
+from tidecast.tracking.records import KIND_TAG, candidate_runs
 from tidecast.tracking.store import connect, retry_locked
-
-if TYPE_CHECKING:
-    from tidecast.spec import Spec
+from tidecast.training import candidate_results, select_and_refit, steps
 
 RTOL = 1e-6
 ATOL = 1e-9
@@ -159,8 +162,6 @@ def _row(candidate: str, scope: str, metric: str, logged: float, now: float, sca
 
 def _logged_candidate_metrics(client: Any, run: Any) -> dict[str, dict[str, float]]:
     """Each candidate's aggregate metrics as its nested run logged them (float64, unrounded)."""
-    from tidecast.tracking.runs import candidate_runs
-
     out: dict[str, dict[str, float]] = {}
     for child in candidate_runs(client, [run.info.experiment_id], run.info.run_id):
         if child.data.tags.get(KIND_TAG) == "candidate":
@@ -181,9 +182,6 @@ def _logged_versions(client: Any, run_id: str) -> dict[str, str] | None:
 
 def _inputs(client: Any, run: Any, spec: Spec, root: Path, data_now: str) -> list[dict[str, Any]]:
     """The logged run's inputs next to this re-run's: data, spec, code, libraries, seed."""
-    import tidecast
-    from tidecast.tracking.runs import git_commit, installed_versions
-
     tags, params = run.data.tags, run.data.params
 
     def row(name: str, logged: Any, now: Any, same: bool | None = None) -> dict[str, Any]:
@@ -207,7 +205,7 @@ def _inputs(client: Any, run: Any, spec: Spec, root: Path, data_now: str) -> lis
         row("data", tags.get("tidecast.data_fingerprint"), data_now),
         row("spec", tags.get("tidecast.spec_fingerprint"), spec.fingerprint()),
         row("code: git commit", shown(logged_commit, logged_dirty), shown(commit, dirty), code_same),
-        row("code: tidecast", tags.get("tidecast.version"), tidecast.__version__),
+        row("code: tidecast", tags.get("tidecast.version"), __version__),
     ]
     logged_versions = _logged_versions(client, run.info.run_id)
     now_versions = installed_versions()
@@ -230,8 +228,6 @@ def logged_spec(client: Any, run_id: str, root: Path) -> Spec:
     """The resolved spec a training logged (``spec.yaml``), rooted at ``root``."""
     import yaml
 
-    from tidecast.spec import parse_spec
-
     with tempfile.TemporaryDirectory(prefix="tidecast-repro-") as tmp:
         try:
             path = retry_locked(lambda: client.download_artifacts(run_id, "spec.yaml", tmp))
@@ -251,11 +247,7 @@ def _logged_board(client: Any, run_id: str) -> pd.DataFrame:
 def rebuild_features(spec: Spec, folder: Path) -> tuple[pd.DataFrame, Any]:
     """ingest → clean → features of ``spec``, by calling the pipeline's step functions directly
     (the project's cache and ``tidecast.lock`` are left untouched)."""
-    from tidecast.training import steps
-
     state = Path(spec.state_dir)
-    from tidecast.pipeline.executors import executor_scope
-
     with executor_scope():
         raw = steps.ingest(spec, _Ctx("ingest", folder, state, spec))
         cleaned = steps.clean(raw, spec, _Ctx("clean", folder, state, spec))
@@ -270,12 +262,7 @@ def reproduce(spec_or_root: Spec | str | os.PathLike[str], run_id: str) -> Repro
     both content hashes). Metrics are compared per metric, relative and absolute (see the module's
     docstring); the report says which differ, and which of the run's inputs differ from the logged ones.
     """
-    from tidecast.data.sources import content_fingerprint
-    from tidecast.spec import Spec as SpecClass
-    from tidecast.spec import load_spec
-    from tidecast.training import candidate_results, select_and_refit
-
-    project = spec_or_root if isinstance(spec_or_root, SpecClass) else load_spec(spec_or_root)
+    project = spec_or_root if isinstance(spec_or_root, Spec) else load_spec(spec_or_root)
     client = connect(project)
     try:
         run = retry_locked(lambda: client.get_run(run_id))

@@ -20,23 +20,34 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
-import socket
-import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
+from tidecast import __version__
 from tidecast.errors import TrackingError
 from tidecast.faults import fault_point
+from tidecast.frames import ID, TIME
+from tidecast.render import winner_summary
+from tidecast.tracking.candidates import RunBook, log_candidate
+from tidecast.tracking.provenance import git_commit, installed_versions, redact, resolved_spec_yaml
+from tidecast.tracking.pyfunc import log_forecaster
+from tidecast.tracking.records import (
+    KIND_TAG,
+    as_metrics,
+    as_params,
+    as_tags,
+    finite,
+    log_batch,
+    reap_dead_runs,
+)
+from tidecast.tracking.registry import RegistryDecision, register_and_gate
 from tidecast.tracking.store import (
     _UNREACHABLE,
     _reason,
@@ -53,31 +64,12 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from tidecast.spec import Spec
-    from tidecast.tracking.registry import RegistryDecision
 
-TAG = "tidecast."
-KIND_TAG = "tidecast.kind"
-PARENT_TAG = "mlflow.parentRunId"
-MAX_PARAM_LENGTH = 6000
+BacktestDrawer = Callable[[pd.DataFrame, str, Path], Path]
+"""Draws one candidate's backtest forecasts (``forecasts, title, path``) to a PNG; the layer above
+tracking passes it (:func:`tidecast.reporting.static.backtest_png`), tracking does not draw."""
+
 MAX_PLOTS = 3
-MAIN_PACKAGES = (
-    "tidecast",
-    "mlflow",
-    "pandas",
-    "numpy",
-    "pyarrow",
-    "pydantic",
-    "scikit-learn",
-    "statsforecast",
-    "mlforecast",
-    "utilsforecast",
-    "lightgbm",
-    "optuna",
-    "holidays",
-    "joblib",
-    "cloudpickle",
-    "torch",
-)
 
 
 @dataclass
@@ -99,339 +91,7 @@ class TrackingResult:
         return out
 
 
-# --------------------------------------------------------------------------------- small helpers
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _str(value: Any, limit: int = MAX_PARAM_LENGTH) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if np.isfinite(number) else None
-
-
-def _metric_key(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in str(name))
-
-
-def _metrics(values: dict[str, Any], *, prefix: str = "", step: int = 0, ts: int | None = None) -> list[Any]:
-    from mlflow.entities import Metric
-
-    ts = ts or _now_ms()
-    out = []
-    for key, value in values.items():
-        number = _finite(value)
-        if number is not None:
-            out.append(Metric(_metric_key(prefix + str(key)), number, ts, int(step)))
-    return out
-
-
-def _params(values: dict[str, Any], prefix: str = "") -> list[Any]:
-    from mlflow.entities import Param
-
-    return [Param(_metric_key(prefix + str(k))[:250], _str(v)) for k, v in values.items()]
-
-
-def _tags(values: dict[str, Any]) -> list[Any]:
-    from mlflow.entities import RunTag
-
-    return [RunTag(k, _str(v, 8000)) for k, v in values.items() if v is not None]
-
-
-def log_batch(
-    client: MlflowClient, run_id: str, *, metrics: list[Any] = (), params: list[Any] = (), tags: list[Any] = ()
-) -> None:
-    """``client.log_batch`` within MLflow's per-request limits, retried while SQLite is locked."""
-    metrics, params, tags = list(metrics), list(params), list(tags)
-    # params are write-once: the same key twice in one batch is an error
-    params = list({p.key: p for p in params}.values())
-    while metrics or params or tags:
-        chunk_p, params = params[:100], params[100:]
-        chunk_t, tags = tags[:100], tags[100:]
-        room = 1000 - len(chunk_p) - len(chunk_t)
-        chunk_m, metrics = metrics[:room], metrics[room:]
-        retry_locked(lambda m=chunk_m, p=chunk_p, t=chunk_t: client.log_batch(run_id, metrics=m, params=p, tags=t))
-
-
-# ------------------------------------------------------------------------------ process identity
-def _proc_start(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (tells a live process from a recycled pid), Linux only."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def process_tags() -> dict[str, str]:
-    pid = os.getpid()
-    tags = {"tidecast.pid": str(pid), "tidecast.host": socket.gethostname()}
-    start = _proc_start(pid)
-    if start:
-        tags["tidecast.pid_start"] = start
-    return tags
-
-
-def _pid_alive(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    if start is not None:
-        current = _proc_start(pid)
-        if current is not None and current != start:
-            return False  # the pid was recycled by another process
-    return True
-
-
-def reap_dead_runs(client: MlflowClient, exp_id: str) -> list[str]:
-    """Mark FAILED the RUNNING runs of ``exp_id`` whose recorded process (on this host) is gone.
-
-    A training killed with SIGKILL cannot end its own runs; this is how they stop showing as
-    RUNNING. Runs of other hosts, or without a recorded pid, are left alone.
-    """
-    host = socket.gethostname()
-    reaped: list[str] = []
-    runs = retry_locked(
-        lambda: client.search_runs([exp_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
-    )
-    for run in runs:
-        tags = run.data.tags
-        if tags.get("tidecast.host") != host or "tidecast.pid" not in tags:
-            continue
-        try:
-            pid = int(tags["tidecast.pid"])
-        except ValueError:
-            continue
-        if pid == os.getpid() or _pid_alive(pid, tags.get("tidecast.pid_start")):
-            continue
-        note = f"process {pid} on {host} died before the run ended"
-        retry_locked(lambda run=run, note=note: client.set_tag(run.info.run_id, "tidecast.error", note))
-        retry_locked(lambda run=run: client.set_terminated(run.info.run_id, status="FAILED"))
-        reaped.append(run.info.run_id)
-    return reaped
-
-
-# --------------------------------------------------------------------------------- provenance
-def git_commit(path: Path) -> tuple[str | None, bool | None]:
-    """(HEAD commit, work tree dirty?) when ``path`` is inside a git work tree; (None, None) otherwise."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-        if head.returncode != 0:
-            return None, None
-        dirty = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        return head.stdout.strip() or None, bool(dirty.stdout.strip()) if dirty.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-
-
-def installed_versions(packages: Iterable[str] = MAIN_PACKAGES) -> dict[str, str]:
-    """``name -> version`` of the installed main dependencies (absent ones are left out)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in packages:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return out
-
-
-def redact(source: str) -> str:
-    """A data source URL without its password (``user:***@host``): credentials never reach MLflow."""
-    return re.sub(r"(://[^/:@]+):[^/@]*@", r"\1:***@", source)
-
-
-def resolved_spec_yaml(spec: Spec) -> str:
-    """The spec as validated (environment overrides applied, paths resolved), passwords redacted."""
-    import yaml
-
-    data = spec.model_dump(mode="json", exclude={"envs"})
-    data["data"]["source"] = redact(data["data"]["source"])
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-
-
-# ------------------------------------------------------------------------------------ plotting
-def plot_backtest(forecasts: pd.DataFrame, title: str, path: Path, *, max_series: int = 3) -> Path:
-    """Forecast vs actual over the backtest folds (first ``max_series`` series), with the widest quantile band."""
-    from matplotlib.figure import Figure
-
-    from tidecast.frames import ID, POINT, TARGET, TIME
-
-    ids = list(dict.fromkeys(forecasts[ID].astype(str)))[:max_series]
-    qcols = sorted(
-        (c for c in forecasts.columns if c.startswith("q") and _finite(c[1:]) is not None), key=lambda c: float(c[1:])
-    )
-    fig = Figure(figsize=(10, 2.6 * max(1, len(ids))), dpi=80, layout="constrained")
-    axes = fig.subplots(max(1, len(ids)), 1, squeeze=False)[:, 0]
-    for ax, uid in zip(axes, ids, strict=False):
-        part = forecasts[forecasts[ID].astype(str) == uid].sort_values(TIME)
-        ax.plot(part[TIME], part[TARGET], color="black", linewidth=1, label="actual")
-        folds = sorted(part["fold"].unique()) if "fold" in part else [None]
-        for i, fold in enumerate(folds):
-            chunk = part if fold is None else part[part["fold"] == fold]
-            colour = f"C{i % 10}"
-            ax.plot(chunk[TIME], chunk[POINT], color=colour, linewidth=1, label="forecast" if i == 0 else None)
-            if len(qcols) >= 2:
-                ax.fill_between(chunk[TIME], chunk[qcols[0]], chunk[qcols[-1]], color=colour, alpha=0.2, linewidth=0)
-        ax.set_title(f"{title} · {uid}", fontsize=9, loc="left")
-        ax.tick_params(labelsize=7)
-    axes[0].legend(fontsize=7, loc="upper right")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
-
-
-# --------------------------------------------------------------------------------- the records
-def _per_fold(evaluation: Any) -> list[Any]:
-    frame = getattr(evaluation, "per_fold", None)
-    return _stepped(frame, "fold", prefix="fold_")
-
-
-def _per_step(evaluation: Any) -> list[Any]:
-    frame = getattr(evaluation, "per_step", None)
-    return _stepped(frame, "step", prefix="step_", limit=2000)
-
-
-def _stepped(frame: Any, column: str, *, prefix: str, limit: int | None = None) -> list[Any]:
-    """Metrics of a per-fold/per-step frame (averaged over series if it has several rows per step)."""
-    if not isinstance(frame, pd.DataFrame) or frame.empty:
-        return []
-    if column not in frame.columns and column in (frame.index.names or []):
-        frame = frame.reset_index()
-    if column not in frame.columns:
-        return []
-    skip = {column, "unique_id", "cutoff", "fold", "step", "ds", "n"}
-    numeric = [c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
-    if not numeric:
-        return []
-    grouped = frame.groupby(column)[numeric].mean()
-    if limit is not None:
-        grouped = grouped.iloc[:limit]
-    ts = _now_ms()
-    out = []
-    for step_value, row in grouped.iterrows():
-        try:
-            step = int(step_value)
-        except (TypeError, ValueError):
-            continue
-        out.extend(_metrics(row.to_dict(), prefix=prefix, step=step, ts=ts))
-    return out
-
-
-class _RunBook:
-    """The runs opened by one training, so that every one of them ends FINISHED or FAILED."""
-
-    def __init__(self, client: MlflowClient, exp_id: str) -> None:
-        self.client = client
-        self.exp_id = exp_id
-        self.open: list[str] = []
-
-    def create(self, name: str, tags: dict[str, Any], parent: str | None = None) -> str:
-        all_tags = {**tags, **process_tags()}
-        if parent is not None:
-            all_tags[PARENT_TAG] = parent
-        run = retry_locked(
-            lambda: self.client.create_run(
-                self.exp_id, run_name=name, tags={k: _str(v, 8000) for k, v in all_tags.items() if v is not None}
-            )
-        )
-        self.open.append(run.info.run_id)
-        return run.info.run_id
-
-    def end(self, run_id: str, status: str = "FINISHED") -> None:
-        retry_locked(lambda: self.client.set_terminated(run_id, status=status))
-        if run_id in self.open:
-            self.open.remove(run_id)
-
-    def fail_all(self, error: str) -> None:
-        for run_id in reversed(list(self.open)):
-            with contextlib.suppress(Exception):
-                retry_locked(lambda run_id=run_id: self.client.set_tag(run_id, "tidecast.error", _str(error, 8000)))
-            with contextlib.suppress(Exception):
-                self.end(run_id, "FAILED")
-
-
-def _log_candidate(
-    book: _RunBook, parent: str, name: str, result: Any, details: dict[str, Any], metric: str, rank: Any
-) -> tuple[str, list[str]]:
-    client = book.client
-    error = getattr(result, "error", None)
-    params = getattr(result, "params", None) or {}
-    tags = {
-        KIND_TAG: "candidate",
-        "tidecast.candidate": name,
-        "tidecast.model_kind": getattr(result, "kind", None),
-        "tidecast.status": "failed" if error else "ok",
-        "tidecast.error": error,
-        "tidecast.rank": None if rank is None else str(rank),
-        "tidecast.training_run": parent,
-        "tidecast.training": (details or {}).get("training"),  # single / per series / distributed (...)
-    }
-    run_id = book.create(name, tags, parent=parent)
-    metrics = _metrics(
-        {
-            "fit_seconds": getattr(result, "fit_seconds", None),
-            "predict_seconds": getattr(result, "predict_seconds", None),
-            "trials": getattr(result, "trials", None),
-            "search_seconds": (details or {}).get("seconds"),
-        }
-    )
-    evaluation = getattr(result, "evaluation", None)
-    if evaluation is not None:
-        metrics += _metrics(dict(getattr(evaluation, "aggregate", {}) or {}))
-        metrics += _per_fold(evaluation)
-        metrics += _per_step(evaluation)
-    log_batch(client, run_id, metrics=metrics, params=_params(params))
-    trial_ids: list[str] = []
-    trials = (details or {}).get("trials") or []
-    if len(trials) > 1:
-        for index, trial in enumerate(trials, start=1):
-            trial_error = trial.get("error")
-            trial_id = book.create(
-                f"{name}/trial-{index:03d}",
-                {
-                    KIND_TAG: "trial",
-                    "tidecast.candidate": name,
-                    "tidecast.trial": str(index),
-                    "tidecast.status": "failed" if trial_error else "ok",
-                    "tidecast.error": trial_error,
-                    "tidecast.training_run": parent,
-                },
-                parent=run_id,
-            )
-            log_batch(
-                client,
-                trial_id,
-                params=_params(trial.get("params") or {}),
-                metrics=_metrics({metric: trial.get("value"), "seconds": trial.get("seconds")}),
-            )
-            book.end(trial_id, "FAILED" if trial_error else "FINISHED")
-            trial_ids.append(trial_id)
-    book.end(run_id, "FAILED" if error else "FINISHED")
-    return run_id, trial_ids
-
-
+# --------------------------------------------------------------------------------- the parent
 def _log_dataset(spec: Spec, features: pd.DataFrame, data_fingerprint: str | None) -> None:
     """The training frame as an input of the active run: an MLflow dataset named ``<project>-features``
     whose digest is the data's content hash, tagged with the full hash and the row count (lineage in the UI)."""
@@ -463,6 +123,7 @@ def _parent_artifacts(
     data_fingerprint: str | None,
     lock_hashes: dict[str, Any] | None,
     commit: str | None,
+    draw_backtest: BacktestDrawer | None = None,
 ) -> None:
     board: pd.DataFrame = backtest["leaderboard"]
     board.to_csv(folder / "leaderboard.csv", index=False)
@@ -475,8 +136,6 @@ def _parent_artifacts(
     (folder / "requirements.txt").write_text(
         "".join(f"{name}=={version}\n" for name, version in versions.items()), encoding="utf-8"
     )
-    from tidecast.frames import ID, TIME
-
     lineage = {
         "data_fingerprint": data_fingerprint,
         "data_source": redact(spec.data.source),
@@ -493,6 +152,8 @@ def _parent_artifacts(
         "trained_until": select.get("trained_until"),
     }
     (folder / "lineage.json").write_text(json.dumps(lineage, indent=2, default=str), encoding="utf-8")
+    if draw_backtest is None:
+        return
     results = backtest.get("results") or {}
     ok = board[board["status"] == "ok"] if "status" in board else board
     for _, row in ok.head(MAX_PLOTS).iterrows():
@@ -500,7 +161,7 @@ def _parent_artifacts(
         result = results.get(name)
         forecasts = getattr(getattr(result, "backtest", None), "forecasts", None)
         if isinstance(forecasts, pd.DataFrame) and not forecasts.empty:
-            plot_backtest(
+            draw_backtest(
                 forecasts,
                 f"#{row.get('rank', '?')} {name}",
                 folder / "plots" / f"backtest_{row.get('rank', 0)}_{name}.png",
@@ -519,11 +180,11 @@ def _log_parent_artifacts(client: MlflowClient, run_id: str, folder: Path) -> No
 
 def _parent_metrics(backtest: dict[str, Any], select: dict[str, Any]) -> list[Any]:
     board: pd.DataFrame = backtest["leaderboard"]
-    metrics = _metrics(select.get("backtest_metrics") or {}, prefix="backtest_")
-    metrics += _metrics(select.get("holdout_metrics") or {}, prefix="holdout_")
-    metrics += _metrics(select.get("baseline_holdout_metrics") or {}, prefix="baseline_holdout_")
+    metrics = as_metrics(select.get("backtest_metrics") or {}, prefix="backtest_")
+    metrics += as_metrics(select.get("holdout_metrics") or {}, prefix="holdout_")
+    metrics += as_metrics(select.get("baseline_holdout_metrics") or {}, prefix="baseline_holdout_")
     status = board["status"] if "status" in board else pd.Series(["ok"] * len(board))
-    metrics += _metrics(
+    metrics += as_metrics(
         {
             "improvement_over_baseline": select.get("improvement_over_baseline"),
             "refit_seconds": select.get("refit_seconds"),
@@ -554,7 +215,7 @@ def _parent_params(spec: Spec, backtest: dict[str, Any], select: dict[str, Any])
     }
     if select.get("training"):
         params["winner_training"] = select["training"]
-    return _params(params) + _params(select.get("params") or {}, prefix="winner.")
+    return as_params(params) + as_params(select.get("params") or {}, prefix="winner.")
 
 
 def track_training(
@@ -569,11 +230,13 @@ def track_training(
     register: bool = True,
     progress: Any = None,
     step_peaks: dict[str, float | None] | None = None,
+    draw_backtest: BacktestDrawer | None = None,
 ) -> TrackingResult:
     """Record one training in MLflow: a parent run, nested candidate/trial runs, the pyfunc model, and
     (``register=True``) a registered model version promoted or not by the spec's gate.
     ``step_peaks`` (step name -> peak RSS in MiB, as the pipeline runner recorded it) become the
-    parent run's ``peak_rss_mb.<step>`` metrics.
+    parent run's ``peak_rss_mb.<step>`` metrics. ``draw_backtest`` draws the backtest forecasts of the
+    best candidates (``plots/backtest_<rank>_<candidate>.png``); without it no plot is logged.
 
     Any exception ends every run it opened as FAILED (with the error as the ``tidecast.error`` tag)
     and is raised again; MLflow's own errors are raised as :class:`TrackingError`.
@@ -589,14 +252,12 @@ def track_training(
     client = connect(spec)
     exp_id = experiment_id(spec, client)
     reap_dead_runs(client, exp_id)
-    book = _RunBook(client, exp_id)
+    book = RunBook(client, exp_id)
     commit, dirty = git_commit(Path(spec.root))
-    import tidecast
-
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     parent_tags = {
         KIND_TAG: "training",
-        "tidecast.version": tidecast.__version__,
+        "tidecast.version": __version__,
         "tidecast.spec_fingerprint": spec.fingerprint(),
         "tidecast.data_fingerprint": data_fingerprint,
         "tidecast.project": spec.project,
@@ -620,10 +281,10 @@ def track_training(
             metric = backtest.get("metric") or select.get("metric")
             ranks = dict(zip(board["candidate"].astype(str), board["rank"], strict=False)) if "rank" in board else {}
             results = backtest.get("results") or {}
-            order = sorted(results, key=lambda n: (_finite(ranks.get(n)) or float("inf"), n))
+            order = sorted(results, key=lambda n: (finite(ranks.get(n)) or float("inf"), n))
             report(0, len(order) + 3, "logging candidates")
             for index, name in enumerate(order, start=1):
-                run_id, trial_ids = _log_candidate(
+                run_id, trial_ids = log_candidate(
                     book,
                     parent,
                     name,
@@ -640,13 +301,14 @@ def track_training(
             log_batch(
                 client,
                 parent,
-                metrics=_parent_metrics(backtest, select) + _metrics(step_peaks or {}, prefix="peak_rss_mb."),
+                metrics=_parent_metrics(backtest, select) + as_metrics(step_peaks or {}, prefix="peak_rss_mb."),
                 params=_parent_params(spec, backtest, select),
             )
             fault_point("track.metrics-logged")
             with tempfile.TemporaryDirectory(prefix="tidecast-run-") as tmp:
                 _parent_artifacts(
-                    Path(tmp), spec, backtest, select, features, clean_summary, data_fingerprint, lock_hashes, commit
+                    Path(tmp), spec, backtest, select, features, clean_summary, data_fingerprint, lock_hashes, commit,
+                    draw_backtest,
                 )
                 _log_parent_artifacts(client, parent, Path(tmp))
             fault_point("track.artifacts-logged")
@@ -655,15 +317,11 @@ def track_training(
             resumed = True
             _log_dataset(spec, features, data_fingerprint)
             report(len(order) + 1, len(order) + 3, "logging the model")
-            from tidecast.tracking.pyfunc import log_forecaster
-
             result.model_uri = log_forecaster(select, spec, features=features)
             retry_locked(lambda: client.set_tag(parent, "tidecast.model_uri", result.model_uri))
             fault_point("track.model-logged")
             if register:
                 report(len(order) + 2, len(order) + 3, "registering")
-                from tidecast.tracking.registry import register_and_gate
-
                 decision = register_and_gate(
                     spec,
                     client=client,
@@ -678,7 +336,7 @@ def track_training(
                 log_batch(
                     client,
                     parent,
-                    tags=_tags(
+                    tags=as_tags(
                         {
                             "tidecast.registry.model": decision.model_name,
                             "tidecast.registry.version": decision.version,
@@ -722,23 +380,4 @@ def _tracking_failed(spec: Spec, parent: str, exc: BaseException) -> str:
 
 
 def _note(select: dict[str, Any], board: pd.DataFrame | None = None) -> str:
-    from tidecast.render import winner_summary  # the CLI's winner line: each figure names its stretch
-
     return winner_summary(select, board)
-
-
-def training_runs(
-    client: MlflowClient, exp_ids: list[str], *, max_results: int = 10, filter_extra: str = ""
-) -> list[Any]:
-    """The parent runs of trainings, newest first."""
-    query = f"tags.`{KIND_TAG}` = 'training'" + (f" and {filter_extra}" if filter_extra else "")
-    return retry_locked(
-        lambda: client.search_runs(
-            exp_ids, filter_string=query, max_results=max_results, order_by=["attributes.start_time DESC"]
-        )
-    )
-
-
-def candidate_runs(client: MlflowClient, exp_ids: list[str], parent_run_id: str) -> list[Any]:
-    query = f"tags.`{KIND_TAG}` = 'candidate' and tags.`{PARENT_TAG}` = '{parent_run_id}'"
-    return retry_locked(lambda: client.search_runs(exp_ids, filter_string=query, max_results=1000))
