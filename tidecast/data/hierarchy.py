@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tidecast.data.long_format import to_long
 from tidecast.errors import DataError, ModelError
 from tidecast.frames import ID, TARGET, TIME
 
@@ -356,8 +357,6 @@ def ingest_hierarchy(raw: pd.DataFrame, data: Any, target: Any, hierarchy: Any, 
     """The ingest step with a hierarchy: check the level columns and the structure on the raw rows,
     bring them to the long format (the level columns carried along), check the data's own aggregate
     rows add up, and return the bottom series only (aggregates are rebuilt after cleaning)."""
-    from tidecast.data.long_format import to_long
-
     label = source_name
     levels = list(hierarchy.levels)
     raw = raw.reset_index(drop=True)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import PipelineError
-from tidecast.frames import ID, TIME
+from tidecast.frames import ID, TIME, series_bounds
 
 INDEX = "index.parquet"
 MANIFEST = "manifest.json"
@@ -72,8 +72,6 @@ def partition_bounds(ids: np.ndarray, n_partitions: int) -> list[tuple[int, int]
     >>> partition_bounds(np.array(["a", "a", "a", "b", "c", "c"]), 2)
     [(0, 3), (3, 6)]
     """
-    from tidecast.frames import series_bounds
-
     n = len(ids)
     if n == 0:
         return [(0, 0)]

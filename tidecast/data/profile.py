@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from tidecast.data.long_format import to_long
 from tidecast.data.profile_time import gaps, grid_of, infer_grid, seasonal_periods
 from tidecast.errors import DataError, did_you_mean
 from tidecast.frames import ID, TIME
+from tidecast.spec import DataSpec, ExogenousColumn, TargetSpec
 
 _DAY_MONTH_RE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-]\d{2,4}\b")
 _TIME_NAME_RE = re.compile(r"time|date|stamp|^ds$|datetime|period", re.IGNORECASE)
@@ -247,9 +249,6 @@ def profile_frame(
     ``frequency`` replace what would be inferred; ``data_format`` (csv, parquet, json) numbers the rows
     in messages as :func:`to_long` does. Raises :class:`DataError` for data that cannot be
     forecast as it is, :class:`AmbiguousDataError` for a choice left open."""
-    from tidecast.data.long_format import to_long
-    from tidecast.spec import DataSpec, ExogenousColumn, TargetSpec
-
     if raw.empty:
         raise DataError(f"{label}: no data rows")
     raw = raw.reset_index(drop=True)

@@ -17,9 +17,11 @@ import numpy as np
 import pandas as pd
 from pandas.tseries import offsets
 from pandas.tseries.frequencies import to_offset
+from pydantic import ValidationError
 
 from tidecast.errors import DataError
 from tidecast.frames import ID, TARGET, TIME
+from tidecast.spec import DataSpec
 
 _ACF_SERIES = 8  # series whose autocorrelation is averaged
 _PEAK = 0.2  # the least autocorrelation of a seasonal peak
@@ -43,10 +45,6 @@ class Grid:
 
 def _spec_accepts(freq: str) -> str | None:
     """``None`` when ``data.frequency`` takes ``freq``, else why not."""
-    from pydantic import ValidationError
-
-    from tidecast.spec import DataSpec
-
     try:
         DataSpec(source="x.csv", frequency=freq)
     except ValidationError as exc:

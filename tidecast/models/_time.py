@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from tidecast.errors import ModelError
+from tidecast.data.features import add_time_features, time_feature_names
 
 
 def wants_time_features(spec: Any) -> bool:
@@ -21,10 +21,6 @@ def add_time(df: pd.DataFrame, spec: Any, *, timezone: str | None, freq: str, na
     """``df`` with the time feature columns of ``spec`` added, and their names (in order)."""
     if not wants_time_features(spec):
         return df, []
-    try:
-        from tidecast.data.features import add_time_features, time_feature_names
-    except ImportError as exc:  # pragma: no cover - the module ships with tidecast
-        raise ModelError(f"candidate '{name}': time features are unavailable ({exc})") from exc
     names = list(time_feature_names(spec, freq))
     # recompute columns a feature step may already have added, so training and serving agree
     base = df.drop(columns=[c for c in names if c in df.columns])
