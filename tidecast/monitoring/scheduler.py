@@ -35,7 +35,14 @@ from typing import Any
 from tidecast.cron import FIELD_HELP as _FIELD_HELP
 from tidecast.cron import CronSpec, expand_field, parse_cron
 from tidecast.errors import LockedError, SpecError
+from tidecast.flows import training_pipeline
+from tidecast.monitoring.run import monitor
+from tidecast.pipeline import ProjectLock
+from tidecast.pipeline import run as run_pipeline
 from tidecast.serving.history import append_history, read_lines
+from tidecast.spec import load_spec
+from tidecast.tracking.step import read_registration
+from tidecast.training import preflight
 
 HISTORY_FILENAME = "schedule-history.jsonl"
 JOBS = ("train", "monitor")
@@ -205,11 +212,6 @@ def train_job(spec_path: str | os.PathLike[str] | None, env: str | None = None) 
     """The training pipeline as a job (the spec is re-read each time); returns the registry verdict."""
 
     def job() -> str:
-        from tidecast.flows import training_pipeline
-        from tidecast.pipeline import run as run_pipeline
-        from tidecast.spec import load_spec
-        from tidecast.training import preflight
-
         spec = load_spec(spec_path, env=env)
         preflight(spec)
         result = run_pipeline(training_pipeline(), spec)
@@ -218,8 +220,6 @@ def train_job(spec_path: str | os.PathLike[str] | None, env: str | None = None) 
         registration = (result.outputs["track"] or {}).get("registration") or {}
         if not registration:
             return "trained (not registered)"
-        from tidecast.tracking.step import read_registration
-
         # read back from the store now, not from what the track step remembers
         now = read_registration(spec, str(registration.get("model_name")), str(registration.get("version")))
         if not now.exists:
@@ -237,9 +237,6 @@ def monitor_job(spec_path: str | os.PathLike[str] | None, env: str | None = None
     """The monitoring pipeline as a job (the spec is re-read each time); returns its verdict."""
 
     def job() -> str:
-        from tidecast.monitoring.run import monitor
-        from tidecast.spec import load_spec
-
         return monitor(load_spec(spec_path, env=env)).verdict
 
     return job
@@ -310,8 +307,6 @@ class Scheduler:
     # -- running ------------------------------------------------------------------------------
     def _acquire(self, name: str) -> Any:
         """The project lock, waiting (interruptibly) up to misfire_grace for another tidecast run."""
-        from tidecast.pipeline import ProjectLock
-
         deadline = time.monotonic() + float(self.spec.schedule.misfire_grace)
         while True:
             try:

@@ -40,6 +40,7 @@ from starlette.responses import Response
 from tidecast import __version__
 from tidecast.errors import ServingError, TidecastError
 from tidecast.serving import fast
+from tidecast.serving.batch import route_of
 from tidecast.serving.invocations import InvocationError, coerce, parse_request, records
 from tidecast.serving.loader import ModelHolder
 from tidecast.serving.metrics import CONTENT_TYPE, ServingMetrics
@@ -54,6 +55,7 @@ from tidecast.serving.schemas import (
     ValidationProblem,
 )
 from tidecast.serving.store import default_url
+from tidecast.tracking.pyfunc import forecast_with
 
 if TYPE_CHECKING:
     from tidecast.spec import Spec
@@ -123,8 +125,6 @@ _ERRORS = {
 def _with_routes(body: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
     """For a per-series model: each forecast says which candidate made it, and whether that is the
     fallback (a series the mapping does not know); ``warnings`` lists the fallback series."""
-    from tidecast.serving.batch import route_of
-
     if not card.get("per_series"):
         return body
     unknown = []
@@ -317,8 +317,6 @@ def create_app(
         return await anyio.to_thread.run_sync(_invoke, model, body, content_type, request, limiter=compute)
 
     def _invoke(model: Any, body: bytes, content_type: str | None, request: Request) -> Response:
-        from tidecast.tracking.pyfunc import forecast_with
-
         try:
             frame, params = parse_request(body, content_type)
             count = int(frame["unique_id"].nunique()) if "unique_id" in frame.columns else 1

@@ -27,12 +27,19 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tidecast.errors import DataError, ServingError
+from tidecast import calendar
+from tidecast.data.clean import clean
+from tidecast.data.long_format import to_long
+from tidecast.data.sources import read_source, source_label
+from tidecast.durations import to_steps
+from tidecast.errors import DataError, ServingError, SpecError
 from tidecast.frames import ID, POINT, TARGET, TIME, quantile_columns
+from tidecast.serving.future import choose_future
+from tidecast.serving.loader import LoadedModel, ModelRef, load_model
 from tidecast.serving.store import store_for
+from tidecast.tracking.pyfunc import forecast_with
 
 if TYPE_CHECKING:
-    from tidecast.serving.loader import LoadedModel
     from tidecast.spec import Spec
 
 log = logging.getLogger("tidecast.serving")
@@ -80,9 +87,6 @@ class BatchResult:
 
 
 def _steps(value: str | int | None, freq: str, field: str) -> int | None:
-    from tidecast.durations import to_steps
-    from tidecast.errors import SpecError
-
     if value is None:
         return None
     try:
@@ -92,8 +96,6 @@ def _steps(value: str | int | None, freq: str, field: str) -> int | None:
 
 
 def _model_ref(spec: Spec, model_name: str | None, version: str | int | None, alias: str | None) -> Any:
-    from tidecast.serving.loader import ModelRef
-
     if version is not None and alias is not None:
         raise ServingError("give either --version or --alias, not both")
     name = model_name or spec.model_name
@@ -107,9 +109,6 @@ def _model_ref(spec: Spec, model_name: str | None, version: str | int | None, al
 
 def read_frame(spec: Spec, input_path: str | Path | None) -> tuple[pd.DataFrame, str]:
     """The canonical long frame of ``input_path`` (read with the spec's data settings) or of the spec's source."""
-    from tidecast.data.long_format import to_long
-    from tidecast.data.sources import read_source, source_label
-
     data = spec.data
     if input_path is not None:
         path = Path(input_path).expanduser()
@@ -151,17 +150,10 @@ def predict_batch(
     ``serving.future``). Raises :class:`ServingError` for an unknown model, version or alias, and
     :class:`DataError` for data the model cannot forecast from (missing future values named).
     """
-    from tidecast.data.clean import clean
-    from tidecast.serving.future import choose_future
-    from tidecast.serving.loader import load_model
-    from tidecast.tracking.pyfunc import forecast_with
-
     if output is not None and Path(output).suffix.lower() not in OUTPUT_FORMATS:
         raise ServingError(f"--output {output}: unknown format (use {', '.join(OUTPUT_FORMATS)})")
     model = loaded or load_model(spec, _model_ref(spec, model_name, version, alias), warmup=False)
     freq = model.freq
-    from tidecast import calendar
-
     if calendar.offset_of(freq) != calendar.offset_of(spec.data.frequency):
         raise ServingError(
             f"model {model.name} v{model.version} forecasts at {freq}, the spec's data is at {spec.data.frequency}"

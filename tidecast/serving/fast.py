@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 
 from tidecast import calendar
+from tidecast.durations import format_delta as _human
 from tidecast.errors import closest
 from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
+from tidecast.tracking.pyfunc import DEFAULT_SERIES, add_card_time_features, check_finite
 
 if TYPE_CHECKING:
     from tidecast.serving.loader import LoadedModel
@@ -77,8 +79,6 @@ class Prepared:
 
 def default_series_id(card: dict[str, Any]) -> str | None:
     """The id of a series sent without one: the model's only series, else None (must be named)."""
-    from tidecast.tracking.pyfunc import DEFAULT_SERIES
-
     ids = card.get("series_ids") or []
     if len(ids) > 1:
         return None
@@ -91,8 +91,6 @@ def max_horizon(model: LoadedModel) -> int:
 
 
 def _human_step(ns: int) -> str:
-    from tidecast.durations import format_delta as _human
-
     return _human(pd.Timedelta(int(ns), unit="ns"))
 
 
@@ -234,8 +232,6 @@ def predict_frames(
 ) -> pd.DataFrame:
     """The forecaster's answer (``unique_id, ds, yhat, q…``), exactly as ``forecast_with`` computes it
     (a forecast that is not finite raises ``ValueError``, as there)."""
-    from tidecast.tracking.pyfunc import add_card_time_features, check_finite
-
     card = model.card
     if card.get("time_feature_columns"):
         history = add_card_time_features(history, card)

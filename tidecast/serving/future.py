@@ -20,8 +20,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from tidecast import calendar
+from tidecast.data.long_format import to_long
+from tidecast.data.sources import read_source, source_label
 from tidecast.errors import DataError
 from tidecast.frames import ID, TARGET, TIME
+from tidecast.spec import ExogenousColumn
 
 if TYPE_CHECKING:
     from tidecast.spec import Spec
@@ -36,10 +40,6 @@ def read_future(spec: Spec, path: str | Path, columns: list[str], *, what: str =
     ``columns``; a target column is not needed (it is ignored when present). Raises
     :class:`DataError` naming a missing file or the missing columns.
     """
-    from tidecast.data.long_format import to_long
-    from tidecast.data.sources import read_source, source_label
-    from tidecast.spec import ExogenousColumn
-
     file = Path(path).expanduser()
     if "://" not in str(path) and not file.exists():
         raise DataError(f"{what} {path}: no such file")
@@ -84,8 +84,6 @@ def future_rows(
     Raises :class:`DataError` naming the series and the rows that are missing or empty, or a
     duplicated timestamp.
     """
-    from tidecast import calendar
-
     duplicated = future.duplicated([ID, TIME])
     if duplicated.any():
         row = future[duplicated].iloc[0]
@@ -130,8 +128,6 @@ def choose_future(
     """(the future rows of the model input, where they come from): ``--future``, else the input's
     own future rows, else ``serving.future``; the input's rows as they are when nothing covers them
     (the pyfunc's check then names what is missing)."""
-    from tidecast.data.sources import source_label
-
     if future_path is not None:
         path, what = Path(future_path), "--future"
     elif len(own) or not spec.serving.future:

@@ -33,6 +33,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from tidecast.errors import ServingError, TidecastError
+from tidecast.serving.fast import warm_up
+from tidecast.tracking.pyfunc import CARD_FILE, MODEL_FILE
+from tidecast.tracking.store import active_uris, connect, retry_locked
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -187,8 +190,6 @@ def metrics_from_tags(tags: dict[str, str]) -> dict[str, dict[str, float]]:
 # ----------------------------------------------------------------------------------- registry
 def registry_client(spec: Spec) -> MlflowClient:
     """A client on the spec's registry, raising :class:`ServingError` when the store is unreachable."""
-    from tidecast.tracking.store import connect
-
     try:
         return connect(spec)
     except TidecastError as exc:
@@ -201,8 +202,6 @@ def resolve_version(client: MlflowClient, ref: ModelRef) -> Any:
     Raises :class:`ServingError` naming what is missing: the registered model, the alias or the version.
     """
     from mlflow.exceptions import MlflowException
-
-    from tidecast.tracking.store import retry_locked
 
     try:
         if ref.alias:
@@ -237,8 +236,6 @@ def _artifact_paths(model_dir: Path, label: str) -> tuple[Path, Path]:
     """(forecaster pickle, model card) of a logged tidecast pyfunc, from its MLmodel file."""
     import yaml
 
-    from tidecast.tracking.pyfunc import CARD_FILE, MODEL_FILE
-
     mlmodel = model_dir / "MLmodel"
     if not mlmodel.is_file():
         raise ServingError(f"model {label}: no MLmodel file in {model_dir}")
@@ -272,8 +269,6 @@ def load_version(
     """Read a registered version's forecaster and card (downloading them first from a remote store)."""
     import cloudpickle
     import mlflow
-
-    from tidecast.tracking.store import active_uris, retry_locked
 
     started = time.perf_counter()
     name, version = str(mv.name), str(mv.version)
@@ -325,8 +320,6 @@ def load_version(
         temporary_dir=temporary,
     )
     if warmup:
-        from tidecast.serving.fast import warm_up
-
         warm_up(loaded)
     loaded.load_seconds = time.perf_counter() - started
     return loaded
