@@ -13,10 +13,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-# The frame schema moved to the leaf tidecast.frames (issue 16); re-exported here only while the
-# parallel rewrite of the importers lands. New code imports it from tidecast.frames.
-from tidecast.frames import ID, POINT, TARGET, TIME, future_index, quantile_column  # noqa: F401
-
 
 @dataclass(frozen=True)
 class FitContext:
