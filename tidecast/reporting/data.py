@@ -7,15 +7,14 @@ reads as empty (the callers say so plainly) rather than failing.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tidecast.errors import TrackingError
-from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.errors import TrackingError, closest
+from tidecast.frames import ID, POINT, TARGET, TIME, quantiles_in
 from tidecast.reporting.analysis import widest_band
 from tidecast.serving.history import read_history
 from tidecast.serving.store import store_for
@@ -102,9 +101,9 @@ def resolve_model(
             registered = retry_locked(lambda: client.get_registered_model(name))
         except MlflowException:
             known = registered_names(client)
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            close = closest(name, known)
             hint = (
-                f" (did you mean '{close[0]}'?)"
+                f" (did you mean '{close}'?)"
                 if close
                 else (
                     f" (registered: {', '.join(known)})" if known else " (none is registered yet: run 'tidecast run')"
@@ -331,7 +330,7 @@ def accuracy(joined: pd.DataFrame) -> dict[str, float]:
         ok = np.isfinite(lo) & np.isfinite(hi)
         if ok.any():
             out["coverage"] = float(np.mean((y[ok] >= lo[ok]) & (y[ok] <= hi[ok])))
-            out["nominal"] = float(band[1][1:]) - float(band[0][1:])
+            out["nominal"] = max(quantiles_in(band)) - min(quantiles_in(band))
     return out
 
 
