@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,31 +221,43 @@ def check_recorded(spec: Spec, output: dict[str, Any] | None) -> str | None:
     return None
 
 
-@step(spec=TRACK_SPEC_SECTIONS, deps=store_deps, check=check_recorded)
-def track(
-    select: dict[str, Any], backtest: dict[str, Any], features: pd.DataFrame, clean: pd.DataFrame, spec: Spec, ctx: Any
-) -> dict[str, Any]:
-    """Log the training to MLflow (parent + candidate runs, the pyfunc model) and register it behind the gate."""
-    from tidecast.tracking.runs import track_training
+def track_step(draw_backtest: Callable[[pd.DataFrame, str, Path], Path] | None = None) -> Any:
+    """The ``track`` step. Tracking draws nothing: ``draw_backtest`` (``forecasts, title, path`` -> the
+    PNG), passed by the layer that assembles the pipeline (:mod:`tidecast.flows` passes
+    :func:`tidecast.reporting.bands.backtest_png`), draws the best candidates' backtest plots."""
 
-    records = upstream_records(spec)
-    ingest = records.get("ingest")
-    fingerprint = ingest.fingerprint if ingest is not None and ingest.fingerprint else None
-    if fingerprint is None:
-        from tidecast.data.sources import content_fingerprint
+    @step(spec=TRACK_SPEC_SECTIONS, deps=store_deps, check=check_recorded)
+    def track(
+        select: dict[str, Any], backtest: dict[str, Any], features: pd.DataFrame, clean: pd.DataFrame, spec: Spec, ctx: Any
+    ) -> dict[str, Any]:
+        """Log the training to MLflow (parent + candidate runs, the pyfunc model) and register it behind the gate."""
+        from tidecast.tracking.runs import track_training
 
-        fingerprint = content_fingerprint(spec.data)
-    result = track_training(
-        spec,
-        backtest=backtest,
-        select=select,
-        features=features,
-        clean_summary=clean_summary(spec, records, clean),
-        data_fingerprint=fingerprint,
-        lock_hashes={name: record.key for name, record in records.items()},
-        progress=ctx.progress,
-        step_peaks={name: record.peak_rss_mb for name, record in records.items() if name not in NOT_UPSTREAM},
-    )
-    out = result.to_dict()
-    (Path(ctx.artifact_dir) / "tracking.json").write_text(json.dumps(out, indent=2, default=str), encoding="utf-8")
-    return json.loads(json.dumps(out, default=str))
+        records = upstream_records(spec)
+        ingest = records.get("ingest")
+        fingerprint = ingest.fingerprint if ingest is not None and ingest.fingerprint else None
+        if fingerprint is None:
+            from tidecast.data.sources import content_fingerprint
+
+            fingerprint = content_fingerprint(spec.data)
+        result = track_training(
+            spec,
+            backtest=backtest,
+            select=select,
+            features=features,
+            clean_summary=clean_summary(spec, records, clean),
+            data_fingerprint=fingerprint,
+            lock_hashes={name: record.key for name, record in records.items()},
+            progress=ctx.progress,
+            step_peaks={name: record.peak_rss_mb for name, record in records.items() if name not in NOT_UPSTREAM},
+            draw_backtest=draw_backtest,
+        )
+        out = result.to_dict()
+        (Path(ctx.artifact_dir) / "tracking.json").write_text(json.dumps(out, indent=2, default=str), encoding="utf-8")
+        return json.loads(json.dumps(out, default=str))
+
+    return track
+
+
+track = track_step()
+"""The ``track`` step without backtest plots (the training pipeline of :mod:`tidecast.flows` draws them)."""
