@@ -1,8 +1,8 @@
 """The leaderboard of candidates and the choice of the winner.
 
 Ranking: candidates that succeeded are ordered by the selection metric (lower is better; for
-``bias`` the smaller absolute value), ties broken by the cheaper candidate (fit + predict seconds),
-then by the order of the spec. Candidates that failed, or whose metric is not a finite number,
+``bias`` the smaller absolute value: :class:`Ranking`, the one place that decides), ties broken
+by the cheaper candidate (fit + predict seconds), then by the order of the spec. Candidates that failed, or whose metric is not a finite number,
 come after them, without a rank, and never win.
 """
 
@@ -22,6 +22,7 @@ from tidecast.frames import ID
 __all__ = [
     "METRIC_ORDER",
     "CandidateResult",
+    "Ranking",
     "improvement_over",
     "leaderboard",
     "params_json",
@@ -35,7 +36,44 @@ METRIC_ORDER = (
 """Leaderboard column order of the usual metrics; any other metric follows, sorted by name."""
 
 
-@dataclass
+@dataclass(frozen=True)
+class Ranking:
+    """A selection metric and its direction: which of two values is better. Every ranking of
+    candidates (the leaderboard, the winner, each series' winner, a parameter search, the
+    improvement over the baseline) asks it; none decides on its own."""
+
+    metric: str
+
+    @property
+    def direction(self) -> str:
+        """``"lower"``, or ``"lower absolute"`` for ``bias`` (a signed error: 0 is best)."""
+        return "lower absolute" if self.metric == "bias" else "lower"
+
+    def key(self, value: float) -> float:
+        """What is compared: smaller is better."""
+        return abs(value) if self.metric == "bias" else value
+
+    def keys(self, values: pd.Series) -> pd.Series:
+        return values.abs() if self.metric == "bias" else values
+
+    def better(self, value: float, than: float) -> bool:
+        return self.key(value) < self.key(than)
+
+    def improvement(self, baseline: Any, value: Any) -> float | None:
+        """``(baseline - value) / |baseline|`` on the compared keys (0.25: 25 % lower error);
+        ``None`` when either is not a finite number or the baseline's key is 0."""
+        if not (_finite(baseline) and _finite(value)):
+            return None
+        base, win = self.key(float(baseline)), self.key(float(value))
+        return None if base == 0 else (base - win) / abs(base)
+
+    def check(self) -> None:
+        """Raise :class:`BacktestError` for a metric that cannot rank (coverage and widths: lower is not better)."""
+        if self.metric.startswith(("coverage", "width", "interval_width")):
+            raise BacktestError(f"selection.metric: '{self.metric}' cannot rank candidates (lower is not better)")
+
+
+@dataclass(frozen=True)
 class CandidateResult:
     """What backtesting one candidate produced (``evaluation``/``backtest`` are None when it failed)."""
 
@@ -71,13 +109,8 @@ def params_json(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=_jsonable, separators=(", ", ": "))
 
 
-def _rank_key(metric: str, value: float) -> float:
-    return abs(value) if metric == "bias" else value
-
-
 def _check_metric(metric: str) -> None:
-    if metric.startswith(("coverage", "width", "interval_width")):
-        raise BacktestError(f"selection.metric: '{metric}' cannot rank candidates (lower is not better)")
+    Ranking(metric).check()
 
 
 def _finite(value: Any) -> bool:
@@ -95,7 +128,8 @@ def leaderboard(entries: list[CandidateResult], metric: str) -> pd.DataFrame:
     pinball, coverage, interval_width, interval_score`` where computed, then the others), ``fit_seconds``,
     ``predict_seconds``, ``trials``, ``status`` (``ok``/``failed``), ``error``.
     """
-    _check_metric(metric)
+    ranking = Ranking(metric)
+    ranking.check()
     ok = [e for e in entries if e.ok]
     names = {name for e in ok for name in e.evaluation.aggregate}
     if ok and metric not in names:
@@ -127,7 +161,7 @@ def leaderboard(entries: list[CandidateResult], metric: str) -> pd.DataFrame:
                 "status": entry.status,
                 "error": error,
                 "_group": 0 if rankable else (1 if entry.ok else 2),
-                "_key": _rank_key(metric, float(value)) if rankable else math.inf,
+                "_key": ranking.key(float(value)) if rankable else math.inf,
                 "_cost": float(entry.fit_seconds) + float(entry.predict_seconds),
                 "_order": order,
             }
@@ -157,8 +191,7 @@ def select_winner(board: pd.DataFrame, metric: str) -> str:
         if (board["status"] != "ok").all():
             raise BacktestError(f"every candidate failed: {reasons}")
         raise BacktestError(f"no candidate has a finite {metric}: {reasons}")
-    keys = values[usable].astype(float)
-    keys = keys.abs() if metric == "bias" else keys
+    keys = Ranking(metric).keys(values[usable].astype(float))
     return str(board.loc[keys.idxmin(), "candidate"])  # idxmin keeps the first of ties: board order
 
 
@@ -176,13 +209,7 @@ def improvement_over(board: pd.DataFrame, winner: str, baseline: str, metric: st
     rows = board.set_index("candidate")
     if metric not in rows.columns or rows.loc[baseline, "status"] != "ok" or rows.loc[winner, "status"] != "ok":
         return None
-    base, win = rows.loc[baseline, metric], rows.loc[winner, metric]
-    if not (_finite(base) and _finite(win)):
-        return None
-    base, win = _rank_key(metric, float(base)), _rank_key(metric, float(win))
-    if base == 0:
-        return None
-    return (base - win) / abs(base)
+    return Ranking(metric).improvement(rows.loc[baseline, metric], rows.loc[winner, metric])
 
 
 def per_series_winners(entries: list[CandidateResult], metric: str) -> pd.DataFrame:
@@ -202,6 +229,6 @@ def per_series_winners(entries: list[CandidateResult], metric: str) -> pd.DataFr
         raise BacktestError(f"every candidate failed or has no per-series {metric}")
     table = pd.concat(frames, ignore_index=True)
     table = table[np.isfinite(table[metric])]
-    table["_k"] = table[metric].abs() if metric == "bias" else table[metric]
+    table["_k"] = Ranking(metric).keys(table[metric])
     table = table.sort_values([ID, "_k", "_o"], kind="stable").drop_duplicates(ID)
     return table[[ID, "candidate", metric]].reset_index(drop=True)

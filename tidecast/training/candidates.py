@@ -9,13 +9,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tidecast.data.partitions import PartitionedFrame
 from tidecast.errors import ModelError, TidecastError
+from tidecast.evaluation.backtest import backtest as run_backtest
+from tidecast.evaluation.backtest import make_folds, partition_series
+from tidecast.evaluation.calibration import calibrate_folds, calibration_forecasts, calibration_windows
+from tidecast.evaluation.metrics import evaluate
+from tidecast.evaluation.search import grid, is_searched, optuna_search
+from tidecast.evaluation.selection import CandidateResult, Ranking, leaderboard
 from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 from tidecast.models.base import FitContext
+from tidecast.models.conformal import ConformalForecaster
 from tidecast.models.registry import fits_per_series
+from tidecast.pipeline.executors import make_executor, shares_files
 from tidecast.spec import CandidateSpec, Spec
+from tidecast.training.distributed import backtest_distributed, dask_client, plan_training, source_for
+from tidecast.training.ensembles import ensemble_entries
 from tidecast.training.factories import ModelFactory, factory_for, validate_candidates
 from tidecast.training.hierarchy import _with_reconciled, with_aggregates
+from tidecast.training.results import Backtested
 from tidecast.training.selection import per_series_selection
 from tidecast.training.settings import Progress, _noop, fit_context, season_length
 
@@ -29,8 +41,6 @@ class _NoModel:
 def _conformal_cross_fold(forecasts: pd.DataFrame, quantiles: list[float]) -> pd.DataFrame:
     """Honest intervals for models without their own: each fold's quantiles come from the *other*
     folds' residuals at the same horizon step (pooled over series)."""
-    from tidecast.models.conformal import ConformalForecaster
-
     out = []
     for fold in sorted(forecasts["fold"].unique()):
         part = forecasts[forecasts["fold"] == fold].copy()
@@ -57,8 +67,6 @@ def series_partitions(frame: pd.DataFrame, n_workers: int) -> list[list[Any]] | 
     """How a per-series model's backtest is split: ``None`` (one piece) for one worker and few
     series, else about two partitions per worker, of at most :data:`PARTITION_MAX_SERIES` series.
     The forecasts do not depend on it (each series is fit on its own)."""
-    from tidecast.evaluation.backtest import partition_series
-
     ids = pd.unique(frame[ID])
     n = len(ids)
     wanted = max(2 * n_workers if n_workers > 1 else 1, -(-n // PARTITION_MAX_SERIES))
@@ -72,13 +80,10 @@ class _Data:
     only when a global model needs them all."""
 
     def __init__(self, data: Any, spec: Spec) -> None:
-        from tidecast.data.partitions import PartitionedFrame
-
         self.source = data if isinstance(data, PartitionedFrame) and spec.hierarchy is None else None
         frame = data.to_pandas() if isinstance(data, PartitionedFrame) else data  # a hierarchy needs every node
         self._full = None if self.source is not None else with_aggregates(frame, spec)
         self.light = self.source.to_pandas([ID, TIME, TARGET]) if self.source is not None else self._full
-        from tidecast.pipeline.executors import shares_files
 
         self.shared_storage = shares_files(spec.executor)
 
@@ -99,9 +104,6 @@ class _Data:
 def _backtest_one(
     factory: ModelFactory, data: _Data | pd.DataFrame, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any
 ) -> tuple[Any, Any]:
-    from tidecast.evaluation.backtest import backtest as run_backtest
-    from tidecast.evaluation.metrics import evaluate
-
     if not isinstance(data, _Data):
         data = _Data(data, spec)
     frame = data.light
@@ -112,13 +114,11 @@ def _backtest_one(
         if fits_per_series(factory.candidate.kind)
         else None
     )
-    from tidecast.training import distributed  # executor.global_models: lightgbm through mlforecast's Dask path
-
-    on_cluster = distributed.plan_training(spec, factory.candidate.kind, factory.params, executor).distributed
+    on_cluster = plan_training(spec, factory.candidate.kind, factory.params, executor).distributed
     if on_cluster:
-        client = distributed.dask_client(executor)
-        result = distributed.backtest_distributed(
-            factory, distributed.source_for(data, ctx, client), ctx, folds, client=client,
+        client = dask_client(executor)
+        result = backtest_distributed(
+            factory, source_for(data, ctx, client), ctx, folds, client=client,
             quantiles=() if conformal else quantiles,
         )
     else:
@@ -142,8 +142,6 @@ def _calibrate(
 ) -> None:
     """Calibrated quantiles on ``result``'s folds, fit without look-ahead (calibration windows
     before the first fold, then each earlier fold); the windows' residuals kept on ``result``."""
-    from tidecast.evaluation.calibration import calibrate_folds, calibration_forecasts, calibration_windows
-
     window, _ = spec.forecast_steps()
     n_windows = 0 if distributed else int(getattr(spec.backtest, "calibration_windows", 10))
     windows = calibration_windows(folds, data.light, ctx, n_windows, min_train=window)
@@ -155,13 +153,8 @@ def _calibrate(
     result.forecasts, _fallback = calibrate_folds(result.forecasts, calibration, list(spec.forecast.quantiles))
 
 
-def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> dict[str, Any]:
+def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> Backtested:
     """Backtest every candidate (grid or Optuna search where params ask for it) and build the leaderboard."""
-    from tidecast.evaluation.backtest import make_folds
-    from tidecast.evaluation.search import grid, is_searched, optuna_search
-    from tidecast.evaluation.selection import CandidateResult, leaderboard
-    from tidecast.pipeline.executors import make_executor
-    from tidecast.training.distributed import plan_training
 
     validate_candidates(spec)
     data = _Data(frame, spec)
@@ -183,6 +176,7 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
     )
     executor = make_executor(spec.executor, bt.n_jobs)
     metric = spec.selection.metric
+    ranking = Ranking(metric)
     entries: list[Any] = []
     details: dict[str, Any] = {}
     total = len(spec.models)
@@ -209,7 +203,7 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
                     def objective(params: dict[str, Any], cache: dict = cache) -> float:  # type: ignore[type-arg]
                         value, result, evaluation = score(params)
                         cache[repr(sorted(params.items()))] = (result, evaluation)
-                        return value
+                        return ranking.key(value)  # the search minimizes
 
                     search = optuna_search(objective, candidate.params, candidate.search)
                     trials = [
@@ -229,7 +223,7 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
                                 raise
                             continue
                         trials.append({"params": params, "value": value, "seconds": None, "error": None})
-                        if best is None or value < best[0]:
+                        if best is None or ranking.better(value, best[0]):
                             best = (value, params, result, evaluation)
                     if best is None:
                         raise ModelError(f"candidate '{candidate.name}': every parameter combination failed")
@@ -258,7 +252,6 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
             }
     finally:
         executor.close()
-    from tidecast.training.ensembles import ensemble_entries
 
     combined, ensembles = ensemble_entries(entries, frame, spec, folds)  # from the stored fold forecasts
     entries = [*entries, *combined]
@@ -268,20 +261,19 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
         entries, reconciled = _with_reconciled(entries, data.full, spec)
     progress(total, total, "ranked")
     board = leaderboard(entries, metric)
-    out = {
-        "leaderboard": board,
-        "metric": metric,
-        "folds": [f.__dict__ for f in folds],
-        "season_length": season_length(spec),
-        "results": {e.name: e for e in entries},
-        "details": details,
-    }
-    if reconciled is not None:
-        out["hierarchy"] = reconciled
-    if ensembles:
-        out["ensembles"] = ensembles
+    per_series = None
     if spec.selection.scope == "per_series":
-        out["per_series"] = per_series_selection(entries, board, frame, spec)
-        counts = out["per_series"]["counts"]
+        per_series = per_series_selection(entries, board, frame, spec)
+        counts = per_series.counts
         board.insert(board.columns.get_loc("fit_seconds"), "series_won", [int(counts.get(c, 0)) for c in board["candidate"]])
-    return out
+    return Backtested(
+        leaderboard=board,
+        metric=metric,
+        folds=[f.__dict__ for f in folds],
+        season_length=season_length(spec),
+        results={e.name: e for e in entries},
+        details=details,
+        hierarchy=reconciled,
+        ensembles=ensembles or None,
+        per_series=per_series,
+    )

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from tidecast.errors import ModelError
+from tidecast.evaluation.calibration import interval_residuals
+from tidecast.evaluation.search import grid, is_searched
 from tidecast.frames import ID, POINT, TARGET, TIME
 from tidecast.models.base import Forecaster
-from tidecast.spec import CandidateSpec, Spec
+from tidecast.models.conformal import ConformalForecaster
+from tidecast.models.per_series import PerSeriesForecaster
+from tidecast.models.plugins import add_search_path
+from tidecast.models.registry import build_forecaster
+from tidecast.models.transform import TransformedForecaster
+from tidecast.spec import CandidateSpec, RangeParam, Spec
 
 
 @dataclass(frozen=True)
@@ -27,12 +35,6 @@ class ModelFactory:
     plugin_paths: tuple[str, ...] = ()
 
     def __call__(self) -> Forecaster:
-        from pathlib import Path
-
-        from tidecast.models.plugins import add_search_path
-        from tidecast.models.registry import build_forecaster
-        from tidecast.models.transform import TransformedForecaster
-
         for folder in self.plugin_paths:
             add_search_path(Path(self.root) / folder)
         model = build_forecaster(
@@ -56,8 +58,6 @@ def factory_for(candidate: CandidateSpec, params: dict[str, Any], spec: Spec) ->
 
 def validate_candidates(spec: Spec) -> None:
     """Build every candidate once before any work, so that a typo fails in a second, not an hour in."""
-    from tidecast.evaluation.search import grid, is_searched
-
     if not spec.models:
         raise ModelError("models: the spec lists no candidate models (add at least a seasonal_naive)")
     for candidate in spec.models:
@@ -70,8 +70,6 @@ def validate_candidates(spec: Spec) -> None:
 
 
 def _has_ranges(params: dict[str, Any]) -> bool:
-    from tidecast.spec import RangeParam
-
     return any(isinstance(v, RangeParam | dict) and not isinstance(v, list) for v in params.values())
 
 
@@ -84,8 +82,6 @@ class ConformalFactory:
     force: bool = False
 
     def __call__(self) -> Forecaster:
-        from tidecast.models.conformal import ConformalForecaster
-
         return ConformalForecaster(self.inner(), self.residuals, force=self.force)
 
 
@@ -98,15 +94,11 @@ class PerSeriesFactory:
     fallback: str
 
     def __call__(self) -> Forecaster:
-        from tidecast.models.per_series import PerSeriesForecaster
-
         return PerSeriesForecaster(self.factories, self.mapping, fallback=self.fallback)  # type: ignore[return-value]
 
 
 def _with_intervals(factory: Callable[[], Forecaster], entry: Any, quantiles: list[float]) -> Callable[[], Forecaster]:
     """The factory itself, or one whose models take conformal quantiles from ``entry``'s backtest."""
-    from tidecast.evaluation.calibration import interval_residuals
-
     if quantiles and entry.backtest is not None:
         calibration = getattr(entry.backtest, "calibration", None)
         residuals = interval_residuals(entry.backtest.forecasts, calibration)[[ID, TIME, "step", TARGET, POINT]]

@@ -7,16 +7,18 @@ from typing import Any
 
 import pandas as pd
 
+from tidecast.data.hierarchy import Hierarchy
+from tidecast.evaluation.reconcile import per_level_table, reconciled_entries, split_name
 from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.models.reconciled import ReconciledFactory
 from tidecast.spec import Spec
 from tidecast.training.factories import _with_intervals, factory_for
+from tidecast.training.results import Backtested
 from tidecast.training.settings import season_length
 
 
 def hierarchy_of(frame: pd.DataFrame, spec: Spec) -> Any:
     """The :class:`~tidecast.data.hierarchy.Hierarchy` of a frame with the spec's level columns."""
-    from tidecast.data.hierarchy import Hierarchy
-
     assert spec.hierarchy is not None
     return Hierarchy.from_frame(frame, spec.hierarchy.levels, spec.hierarchy.total)
 
@@ -35,8 +37,6 @@ def with_aggregates(frame: pd.DataFrame, spec: Spec) -> pd.DataFrame:
 def _with_reconciled(entries: list[Any], frame: pd.DataFrame, spec: Spec) -> tuple[list[Any], dict[str, Any]]:
     """``hierarchy:``: the base candidates plus each one reconciled by every method, and the
     per-level scores of all of them (see :mod:`tidecast.evaluation.reconcile`)."""
-    from tidecast.evaluation.reconcile import per_level_table, reconciled_entries
-
     assert spec.hierarchy is not None
     structure = hierarchy_of(frame, spec)
     m, quantiles = season_length(spec), list(spec.forecast.quantiles)
@@ -47,16 +47,13 @@ def _with_reconciled(entries: list[Any], frame: pd.DataFrame, spec: Spec) -> tup
     return entries, {"structure": structure.to_dict(), "methods": list(spec.hierarchy.methods), "per_level": table}
 
 
-def _reconciled_factory(winner: str, backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec) -> tuple[Any, str] | None:
+def _reconciled_factory(winner: str, backtested: Backtested, frame: pd.DataFrame, spec: Spec) -> tuple[Any, str] | None:
     """For a reconciled winner (``<candidate>/<method>``): the factory of its model and its kind."""
-    from tidecast.evaluation.reconcile import split_name
-    from tidecast.models.reconciled import ReconciledFactory
-
     parts = split_name(winner) if spec.hierarchy is not None else None
     if parts is None:
         return None
     base, method = parts
-    entry = backtested["results"][base]
+    entry = backtested.results[base]
     candidate = next(c for c in spec.models if c.name == base)
     make_base = _with_intervals(factory_for(candidate, entry.params, spec), entry, list(spec.forecast.quantiles))
     errors = entry.backtest.forecasts[[ID, "fold", TIME, TARGET, POINT]].copy()

@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 
 from tidecast.errors import ModelError
+from tidecast.evaluation.backtest import _unit, backtest, holdout_forecast, make_folds
+from tidecast.evaluation.metrics import evaluate
 from tidecast.frames import TIME
 from tidecast.models.base import FitContext, Forecaster
 from tidecast.spec import Spec
@@ -27,8 +29,6 @@ def holdout_run(
     factory: Callable[[], Forecaster], frame: pd.DataFrame, ctx: FitContext, spec: Spec, entry: Any, *, client: Any = None
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
     """:func:`holdout_scores`, with the held-out forecasts and their MASE scales."""
-    from tidecast.evaluation.metrics import evaluate
-
     quantiles = list(spec.forecast.quantiles)
     forecasts, scales = holdout_predictions(_with_intervals(factory, entry, quantiles), frame, ctx, spec, client=client)
     m = season_length(spec)
@@ -44,8 +44,6 @@ def holdout_predictions(
     one horizon at a time, each window by a model trained on everything before it (the first
     window starts early when the stretch is not a whole number of horizons; its rows before the
     stretch are dropped). Raises :class:`ModelError` when a window fails."""
-    from tidecast.evaluation.backtest import _unit, backtest, holdout_forecast, make_folds
-
     window, horizon = spec.forecast_steps()
     length = spec.holdout_steps()
     quantiles = list(spec.forecast.quantiles)

@@ -5,28 +5,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tidecast.errors import ModelError
+from tidecast.evaluation.metrics import evaluate
+from tidecast.evaluation.selection import CandidateResult, improvement_over, per_series_winners, select_winner
 from tidecast.frames import ID, TIME
 from tidecast.models.base import Forecaster
 from tidecast.spec import Spec
+from tidecast.training.distributed import RefitCluster, fit_distributed
+from tidecast.training.ensembles import ensemble_factory
 from tidecast.training.factories import PerSeriesFactory, _with_intervals, factory_for
 from tidecast.training.hierarchy import _reconciled_factory, with_aggregates
 from tidecast.training.holdout import holdout_predictions, holdout_run, holdout_scores
+from tidecast.training.results import Backtested, PerSeriesChoice, Selection
 from tidecast.training.settings import Progress, _noop, fit_context, season_length
 
 
-def per_series_selection(entries: list[Any], board: pd.DataFrame, frame: pd.DataFrame, spec: Spec) -> dict[str, Any]:
+def per_series_selection(entries: list[CandidateResult], board: pd.DataFrame, frame: pd.DataFrame, spec: Spec) -> PerSeriesChoice:
     """``selection.scope: per_series``: each series' best candidate, the fallback for the series no
     backtest could judge, how many series each candidate wins, and the aggregate metrics of the
     per-series choice (next to those of the global winner)."""
-    from tidecast.evaluation.metrics import evaluate
-    from tidecast.evaluation.selection import per_series_winners, select_winner
-
     metric = spec.selection.metric
     names = [e.name for e in entries]
     fallback = spec.selection.fallback or select_winner(board, metric)
@@ -52,16 +52,16 @@ def per_series_selection(entries: list[Any], board: pd.DataFrame, frame: pd.Data
     some = next(e for e in entries if e.ok)
     evaluation = evaluate(combined, some.backtest.scales(frame, m), season_length=m, quantiles=list(spec.forecast.quantiles))
     global_winner = select_winner(board, metric)
-    return {
-        "mapping": mapping,
-        "winners": winners,
-        "fallback": fallback,
-        "unjudged": unjudged,
-        "counts": counts,
-        "aggregate": {k: float(v) for k, v in evaluation.aggregate.items()},
-        "global_winner": global_winner,
-        "global_aggregate": dict(by_name[global_winner].evaluation.aggregate),
-    }
+    return PerSeriesChoice(
+        mapping=mapping,
+        winners=winners,
+        fallback=fallback,
+        unjudged=unjudged,
+        counts=counts,
+        aggregate={k: float(v) for k, v in evaluation.aggregate.items()},
+        global_winner=global_winner,
+        global_aggregate=dict(by_name[global_winner].evaluation.aggregate),
+    )
 
 
 def _baseline_name(spec: Spec, board: pd.DataFrame) -> str | None:
@@ -74,20 +74,15 @@ def _baseline_name(spec: Spec, board: pd.DataFrame) -> str | None:
     return None
 
 
-def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> dict[str, Any]:
+def select_and_refit(backtested: Backtested, frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> Selection:
     """The winner, scored on the held-out last horizon (trained on what precedes it), then refit on all data."""
-    from tidecast.evaluation.selection import improvement_over, select_winner
-
-    board: pd.DataFrame = backtested["leaderboard"]
-    metric = backtested["metric"]
-    if backtested.get("per_series") is not None:
-        return _select_per_series(backtested, frame, spec, progress=progress)
+    board, metric = backtested.leaderboard, backtested.metric
+    if backtested.per_series is not None:
+        return _select_per_series(backtested, backtested.per_series, frame, spec, progress=progress)
     frame = with_aggregates(frame, spec)
     winner = select_winner(board, metric)
-    entry = backtested["results"][winner]
+    entry = backtested.results[winner]
     reconciled = _reconciled_factory(winner, backtested, frame, spec)
-    from tidecast.training.ensembles import ensemble_factory
-
     combined = ensemble_factory(winner, backtested, spec)
     if reconciled is not None:
         factory, kind = reconciled
@@ -100,8 +95,6 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
     _, horizon = spec.forecast_steps()
     quantiles = list(spec.forecast.quantiles)
 
-    from tidecast.training.distributed import RefitCluster, fit_distributed
-
     cluster = RefitCluster(spec, kind, entry.params)  # a client when the winner trains distributed
     try:
         progress(0, 3, f"holdout score of {winner}")
@@ -109,7 +102,7 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
         baseline = _baseline_name(spec, board)
         baseline_holdout, base_held = None, None
         if baseline and baseline != winner:
-            base_entry = backtested["results"][baseline]
+            base_entry = backtested.results[baseline]
             base_candidate = next(c for c in spec.models if c.name == baseline)
             baseline_holdout, base_held, _ = holdout_run(
                 factory_for(base_candidate, base_entry.params, spec), frame, ctx, spec, base_entry
@@ -128,55 +121,54 @@ def select_and_refit(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec
     finally:
         cluster.close()
     progress(3, 3, f"{winner} refit in {refit_seconds:.1f} s")
-    out = {
-        "winner": winner,
-        "kind": kind,
-        "training": cluster.label,
-        "params": entry.params,
-        "metric": metric,
-        "backtest_metrics": dict(entry.evaluation.aggregate),
-        "holdout_metrics": holdout,
-        "baseline": baseline,
-        "baseline_holdout_metrics": baseline_holdout,
-        "improvement_over_baseline": improvement_over(board, winner, baseline, metric) if baseline else None,
-        "refit_seconds": refit_seconds,
-        "horizon": horizon,
-        "quantiles": quantiles,
-        "context": ctx,
-        "model": model,
-        "trained_until": str(frame[TIME].max()),
-        "n_series": int(frame[ID].nunique()),
-        "series_ids": sorted(str(u) for u in pd.unique(frame[ID])),
-        # the held-out forecasts, for the gate's significance test (tidecast.evaluation.significance)
-        "holdout_steps": spec.holdout_steps(),
-        "holdout_forecasts": {"winner": held, "baseline": base_held},
-        "holdout_scales": held_scales,
-        "ensembles": backtested.get("ensembles"),  # weights, and where each beats the best single candidate
-    }
+    hierarchy = None
     if reconciled is not None:  # the model card tells callers to send every bottom series
         inner = getattr(model, "inner", model)  # under the interval calibration's wrapper
-        out["hierarchy"] = {**inner.hierarchy.to_dict(), "method": inner.method}
-    return out
+        hierarchy = {**inner.hierarchy.to_dict(), "method": inner.method}
+    return Selection(
+        winner=winner,
+        kind=kind,
+        training=cluster.label,
+        params=entry.params,
+        metric=metric,
+        backtest_metrics=dict(entry.evaluation.aggregate),
+        holdout_metrics=holdout,
+        baseline=baseline,
+        baseline_holdout_metrics=baseline_holdout,
+        improvement_over_baseline=improvement_over(board, winner, baseline, metric) if baseline else None,
+        refit_seconds=refit_seconds,
+        horizon=horizon,
+        quantiles=quantiles,
+        context=ctx,
+        model=model,
+        trained_until=str(frame[TIME].max()),
+        n_series=int(frame[ID].nunique()),
+        series_ids=sorted(str(u) for u in pd.unique(frame[ID])),
+        # the held-out forecasts, for the gate's significance test (tidecast.evaluation.significance)
+        holdout_steps=spec.holdout_steps(),
+        holdout_forecasts={"winner": held, "baseline": base_held},
+        holdout_scales=held_scales,
+        ensembles=backtested.ensembles,  # weights, and where each beats the best single candidate
+        hierarchy=hierarchy,
+    )
 
 
-def _select_per_series(backtested: dict[str, Any], frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> dict[str, Any]:
+def _select_per_series(
+    backtested: Backtested, chosen: PerSeriesChoice, frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop
+) -> Selection:
     """``selection.scope: per_series``: one model holding every series' winner (and the fallback),
     scored on the held-out stretch, then refit on all data."""
-    from tidecast.evaluation.metrics import evaluate
-
-    board: pd.DataFrame = backtested["leaderboard"]
-    metric = backtested["metric"]
-    chosen = backtested["per_series"]
+    board, metric = backtested.leaderboard, backtested.metric
     quantiles = list(spec.forecast.quantiles)
     _, horizon = spec.forecast_steps()
     ctx = fit_context(spec, frame)
-    needed = sorted({*chosen["mapping"].values(), chosen["fallback"]})
+    needed = sorted({*chosen.mapping.values(), chosen.fallback})
     factories: dict[str, Callable[[], Forecaster]] = {}
     for name in needed:
-        entry = backtested["results"][name]
+        entry = backtested.results[name]
         candidate = next(c for c in spec.models if c.name == name)
         factories[name] = _with_intervals(factory_for(candidate, entry.params, spec), entry, quantiles)
-    factory = PerSeriesFactory(factories, dict(chosen["mapping"]), chosen["fallback"])
+    factory = PerSeriesFactory(factories, dict(chosen.mapping), chosen.fallback)
 
     progress(0, 3, f"holdout score of the per-series choice ({len(needed)} candidates)")
     forecasts, scales = holdout_predictions(factory, frame, ctx, spec)
@@ -185,45 +177,42 @@ def _select_per_series(backtested: dict[str, Any], frame: pd.DataFrame, spec: Sp
     baseline = _baseline_name(spec, board)
     baseline_holdout = None
     if baseline:
-        base_entry = backtested["results"][baseline]
+        base_entry = backtested.results[baseline]
         base_candidate = next(c for c in spec.models if c.name == baseline)
         baseline_holdout = holdout_scores(factory_for(base_candidate, base_entry.params, spec), frame, ctx, spec, base_entry)
     improvement = None  # as for a global winner: on the backtest metric
     base_row = board[board["candidate"] == baseline] if baseline else board.iloc[0:0]
-    if len(base_row) and base_row["status"].iloc[0] == "ok" and metric in chosen["aggregate"]:
-        base_value = abs(float(base_row[metric].iloc[0])) if metric == "bias" else float(base_row[metric].iloc[0])
-        value = abs(chosen["aggregate"][metric]) if metric == "bias" else chosen["aggregate"][metric]
-        if base_value and np.isfinite(base_value):
-            improvement = (base_value - value) / abs(base_value)
+    if len(base_row) and base_row["status"].iloc[0] == "ok" and metric in chosen.aggregate:
+        improvement = backtested.ranking.improvement(base_row[metric].iloc[0], chosen.aggregate[metric])
 
     progress(1, 3, "refitting the per-series winners on all data")
     started = time.perf_counter()
     model = factory().fit(frame, ctx)
     refit_seconds = time.perf_counter() - started
     progress(3, 3, f"per-series model refit in {refit_seconds:.1f} s")
-    return {
-        "winner": "per_series",
-        "kind": "per_series",
-        "params": {"fallback": chosen["fallback"], "candidates": needed},
-        "metric": metric,
-        "backtest_metrics": dict(chosen["aggregate"]),
-        "holdout_metrics": holdout,
-        "baseline": baseline,
-        "baseline_holdout_metrics": baseline_holdout,
-        "improvement_over_baseline": improvement,
-        "refit_seconds": refit_seconds,
-        "horizon": horizon,
-        "quantiles": quantiles,
-        "context": ctx,
-        "model": model,
-        "trained_until": str(frame[TIME].max()),
-        "n_series": int(frame[ID].nunique()),
-        "series_ids": sorted(str(u) for u in pd.unique(frame[ID])),
-        "per_series": {
-            "mapping": dict(chosen["mapping"]),
-            "fallback": chosen["fallback"],
+    return Selection(
+        winner="per_series",
+        kind="per_series",
+        params={"fallback": chosen.fallback, "candidates": needed},
+        metric=metric,
+        backtest_metrics=dict(chosen.aggregate),
+        holdout_metrics=holdout,
+        baseline=baseline,
+        baseline_holdout_metrics=baseline_holdout,
+        improvement_over_baseline=improvement,
+        refit_seconds=refit_seconds,
+        horizon=horizon,
+        quantiles=quantiles,
+        context=ctx,
+        model=model,
+        trained_until=str(frame[TIME].max()),
+        n_series=int(frame[ID].nunique()),
+        series_ids=sorted(str(u) for u in pd.unique(frame[ID])),
+        per_series={
+            "mapping": dict(chosen.mapping),
+            "fallback": chosen.fallback,
             "counts": model.winner_counts(),  # type: ignore[attr-defined]
-            "global_winner": chosen["global_winner"],
-            "global_backtest_metrics": chosen["global_aggregate"],
+            "global_winner": chosen.global_winner,
+            "global_backtest_metrics": chosen.global_aggregate,
         },
-    }
+    )

@@ -9,11 +9,16 @@ from typing import Any
 import pandas as pd
 
 from tidecast import calendar
+from tidecast.data.clean import check_anchors, check_duplicates, check_spacing
+from tidecast.data.sources import source_label
 from tidecast.durations import freq_timedelta
 from tidecast.errors import BacktestError, DataError
+from tidecast.evaluation.folds import folds_for_spec
 from tidecast.frames import ID, TIME
 from tidecast.models.base import FitContext
+from tidecast.pipeline.executors import check_address
 from tidecast.spec import Spec
+from tidecast.training.factories import validate_candidates
 
 Progress = Callable[..., None]
 
@@ -48,12 +53,7 @@ def validate_history(frame: pd.DataFrame, spec: Spec) -> None:
     """Fail at ingest, before anything is cached, when the data cannot serve the spec: readings
     spaced unlike ``data.frequency``, or too little history for the input window, the backtest
     folds and the held-out stretch; with ``clean.duplicates: error``, a repeated (series, time) pair."""
-    from tidecast.data.clean import check_anchors, check_duplicates, check_spacing
-    from tidecast.evaluation.folds import folds_for_spec
-
     if spec.clean.duplicates == "error":
-        from tidecast.data.sources import source_label
-
         check_duplicates(frame, label=source_label(spec.data.source))
     ordered = frame.sort_values([ID, TIME], kind="stable")
     check_spacing(ordered, freq_timedelta(spec.data.frequency), spec.data.frequency)
@@ -86,12 +86,8 @@ def preflight(spec: Spec, plans: Any = None) -> None:
     only when a step of :data:`MODEL_STEPS` will run, so that a run with those steps cached (a
     no-op) imports no model library nor plugin."""
     if plans is None or any(p.will_run and p.name in MODEL_STEPS for p in plans):
-        from tidecast.training.factories import validate_candidates
-
         validate_candidates(spec)
     if spec.executor.kind == "dask" and spec.executor.address:
-        from tidecast.pipeline.executors import check_address
-
         check_address(spec.executor.address)
 
 

@@ -15,13 +15,21 @@ from typing import Any
 
 import pandas as pd
 
-from tidecast.data.partitions import PartitionedFrame
+from tidecast.data.clean import clean_part, resolve_min_length, summarize, too_short_series
+from tidecast.data.features import add_time_features
+from tidecast.data.hierarchy import add_aggregates, ingest_hierarchy
+from tidecast.data.partitions import PartitionedFrame, map_partitions, partition_count, write_partitions
+from tidecast.data.sources import content_fingerprint, read_source, source_label, to_long
 from tidecast.frames import ID, TIME
+from tidecast.models.plugins import code_dependencies
 from tidecast.pipeline.dag import step
-from tidecast.pipeline.executors import shares_files
+from tidecast.pipeline.deps import distribution_of, library_versions
+from tidecast.pipeline.executors import make_executor, shares_files
 from tidecast.pipeline.hashing import source_hash
 from tidecast.spec import Spec
 from tidecast.training.candidates import candidate_results
+from tidecast.training.distributed import resolve_global_models
+from tidecast.training.results import Backtested, Selection
 from tidecast.training.selection import select_and_refit
 from tidecast.training.settings import min_history, validate_history
 
@@ -34,15 +42,11 @@ _MODEL_CODE = source_hash("data", "models", "evaluation", "training")
 
 
 def _data_fingerprint(spec: Spec) -> str:
-    from tidecast.data.sources import content_fingerprint
-
     return content_fingerprint(spec.data)
 
 
 def _executor(spec: Spec) -> Any:
     """The run's executor (one per run: see :func:`tidecast.pipeline.executors.executor_scope`)."""
-    from tidecast.pipeline.executors import make_executor
-
     return make_executor(spec.executor, spec.backtest.n_jobs)
 
 
@@ -66,15 +70,10 @@ def ingest(spec: Spec, ctx: Any) -> PartitionedFrame:
     folds and holdout) so that bad input fails here, before anything is cached. Those checks read
     the forecast/backtest sections without being part of the key: a later edit of them that the
     data cannot serve fails in the backtest step instead."""
-    from tidecast.data.long_format import to_long
-    from tidecast.data.partitions import partition_count, write_partitions
-    from tidecast.data.sources import read_source, source_label
-
     ctx.progress(0, 3, "reading")
     raw = read_source(spec.data)
     ctx.progress(1, 3, f"{len(raw):,} rows read")
     if spec.hierarchy is not None:  # checks the levels (and any aggregate rows) and keeps the bottom series
-        from tidecast.data.hierarchy import ingest_hierarchy
 
         frame = ingest_hierarchy(
             raw, spec.data, spec.target, spec.hierarchy, source_name=source_label(spec.data.source)
@@ -98,8 +97,6 @@ def _clean_partition(
 ) -> tuple[pd.DataFrame, Any]:
     """One partition's cleaning (in a worker): the rows without its too-short series, and what
     the summary needs."""
-    from tidecast.data.clean import clean_part, too_short_series
-
     part = clean_part(frame, clean_spec, freq)
     drop = {s["unique_id"] for s in too_short_series(part.stats, min_length)}
     rows = part.without(drop)
@@ -111,13 +108,9 @@ def _clean_partition(
 def clean(ingest: PartitionedFrame, spec: Spec, ctx: Any) -> PartitionedFrame:
     """Sort, de-duplicate, regularise, fill gaps and treat outliers, partition by partition on the
     run's executor (each series on its own); keep a summary of what changed; drop series too short."""
-    from tidecast.data.clean import resolve_min_length, summarize
-    from tidecast.data.partitions import map_partitions, write_partitions
-
     length = resolve_min_length(spec.clean, spec.data.frequency, min_history(spec))
     work = functools.partial(_clean_partition, clean_spec=spec.clean, freq=spec.data.frequency, min_length=length)
     if spec.hierarchy is not None:  # every aggregate node, summed from the clean series
-        from tidecast.data.hierarchy import add_aggregates
 
         frame, part = work(ingest.to_pandas())
         summary = summarize([part], length)
@@ -138,8 +131,6 @@ def clean(ingest: PartitionedFrame, spec: Spec, ctx: Any) -> PartitionedFrame:
 
 
 def _feature_partition(frame: pd.DataFrame, feature_spec: Any, timezone: str | None, freq: str) -> tuple[pd.DataFrame, None]:
-    from tidecast.data.features import add_time_features
-
     return add_time_features(frame, feature_spec, timezone=timezone, freq=freq), None
 
 
@@ -147,8 +138,6 @@ def _feature_partition(frame: pd.DataFrame, feature_spec: Any, timezone: str | N
 def features(clean: PartitionedFrame, spec: Spec, ctx: Any) -> PartitionedFrame:
     """Add the future-knowable features (calendar parts, holidays, Fourier terms) to the clean
     series, partition by partition on the run's executor."""
-    from tidecast.data.partitions import map_partitions
-
     work = functools.partial(
         _feature_partition, feature_spec=spec.features, timezone=spec.data.timezone, freq=spec.data.frequency
     )
@@ -188,9 +177,6 @@ def candidate_deps(spec: Spec) -> dict[str, str]:
     import paths resolve to (plugin kinds, ``estimator``, ``clean``/``feature_fn`` functions, and
     the project modules those import) and the installed versions of the libraries they use. Read
     from files and package metadata only: computing it imports no model library."""
-    from tidecast.models.plugins import code_dependencies
-    from tidecast.pipeline.deps import distribution_of, library_versions
-
     libraries: set[str] = {"numpy", "pandas"}
     paths: list[tuple[str, str]] = []
     for candidate in spec.models:
@@ -219,20 +205,18 @@ def _training_mode(spec: Spec) -> str:
     """What of the executor changes the models' results: how global models train ('single' or
     'distributed', see :func:`tidecast.training.distributed.resolve_global_models`). Local processes
     and a Dask cluster give the same results otherwise, so switching between them keeps the cache."""
-    from tidecast.training.distributed import resolve_global_models
-
     return f"global_models={resolve_global_models(spec.executor)}"
 
 
 @step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), fingerprint=_training_mode, version=_MODEL_CODE, deps=candidate_deps)
-def backtest(features: PartitionedFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
+def backtest(features: PartitionedFrame, spec: Spec, ctx: Any) -> Backtested:
     """Backtest every candidate on rolling origins (searching its hyper-parameters) and rank them;
     with a hierarchy, also their reconciled variants, and each one's scores per level (per_level.csv).
     A per-series model's tasks read their series from the partitions in the workers; a global
     model reads every partition (it fits on all series at once)."""
     out = candidate_results(features, spec, progress=ctx.progress)
-    if out.get("hierarchy") is not None:
-        out["hierarchy"]["per_level"].to_csv(ctx.artifact_dir / "per_level.csv", index=False)
+    if out.hierarchy is not None:
+        out.hierarchy["per_level"].to_csv(ctx.artifact_dir / "per_level.csv", index=False)
     _set_aside_fold_models(out, ctx.artifact_dir)
     return out
 
@@ -241,24 +225,24 @@ def backtest(features: PartitionedFrame, spec: Spec, ctx: Any) -> dict[str, Any]
 FOLD_MODELS = "fold_models.joblib"
 
 
-def _set_aside_fold_models(out: dict[str, Any], folder: Any) -> None:
+def _set_aside_fold_models(out: Backtested, folder: Any) -> None:
     """Move the fold models the backtest kept (``BacktestResult.models``) to their own artifact:
     the explain step reuses them instead of refitting, and loading the backtest's output (the
     leaderboard of a no-op run) unpickles no model, so imports no model library."""
     import joblib
 
     models, params = {}, {}
-    for name, entry in (out.get("results") or {}).items():
+    for name, entry in out.results.items():
         result = getattr(entry, "backtest", None)
         if result is not None and getattr(result, "models", None):
             models[name], result.models = result.models, {}
             params[name] = entry.params
     if models:  # with the folds and params they belong to, which explain checks
-        joblib.dump({"folds": out.get("folds"), "params": params, "models": models}, folder / FOLD_MODELS)
+        joblib.dump({"folds": out.folds, "params": params, "models": models}, folder / FOLD_MODELS)
 
 
 @step(spec=("data", "target", "features", "forecast", "backtest", "models", "selection", "hierarchy", "seed", "plugin_paths"), fingerprint=_training_mode, version=_MODEL_CODE, deps=candidate_deps)
-def select(backtest: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
+def select(backtest: Backtested, features: pd.DataFrame, spec: Spec, ctx: Any) -> Selection:
     """Pick the winner by the spec's metric, score it on the held-out stretch, refit it on all data."""
     return select_and_refit(backtest, features, spec, progress=ctx.progress)
 
