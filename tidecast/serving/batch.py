@@ -35,7 +35,8 @@ from tidecast.durations import to_steps
 from tidecast.errors import DataError, ServingError, SpecError
 from tidecast.frames import ID, POINT, TARGET, TIME, quantile_columns
 from tidecast.serving.future import choose_future
-from tidecast.serving.loader import LoadedModel, ModelRef, load_model
+from tidecast.serving.loader import ModelRef, load_model
+from tidecast.serving.model import LoadedModel
 from tidecast.serving.store import store_for
 from tidecast.tracking.pyfunc import forecast_with
 

@@ -25,7 +25,7 @@ from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 from tidecast.tracking.pyfunc import DEFAULT_SERIES, add_card_time_features, check_finite
 
 if TYPE_CHECKING:
-    from tidecast.serving.loader import LoadedModel
+    from tidecast.serving.model import LoadedModel
     from tidecast.serving.schemas import ForecastRequest
 
 log = logging.getLogger("tidecast.serving")

@@ -27,13 +27,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from tidecast.errors import ServingError, TidecastError
 from tidecast.serving.fast import warm_up
+from tidecast.serving.model import LoadedModel
 from tidecast.tracking.pyfunc import CARD_FILE, MODEL_FILE
 from tidecast.tracking.store import active_uris, connect, retry_locked
 
@@ -83,94 +84,6 @@ def parse_model_ref(ref: str | int | None, default_name: str) -> ModelRef:
     if not text or not re.fullmatch(r"[A-Za-z0-9_.\-]+", text):
         raise ServingError(f"model {text!r}: expected an alias (e.g. 'champion') or a version number")
     return ModelRef(default_name, alias=text)
-
-
-# --------------------------------------------------------------------------------- loaded model
-@dataclass
-class LoadedModel:
-    """A registered model version, unwrapped: the forecaster and its model card, plus registry facts."""
-
-    name: str
-    version: str
-    alias: str | None
-    forecaster: Any
-    card: dict[str, Any]
-    artifact_dir: Path
-    artifact_files: tuple[Path, ...]
-    tags: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    run_id: str | None = None
-    source: str | None = None
-    loaded_at: float = field(default_factory=time.time)
-    load_seconds: float = 0.0
-    temporary_dir: Path | None = None  # a downloaded copy, removed when the model is released
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
-
-    @property
-    def spec_hash(self) -> str | None:
-        return self.tags.get("tidecast.spec_fingerprint")
-
-    @property
-    def freq(self) -> str:
-        return str(self.card["freq"])
-
-    @property
-    def input_window(self) -> int:
-        return int(self.card["input_window"])
-
-    @property
-    def horizon(self) -> int:
-        return int(self.card["horizon"])
-
-    @property
-    def quantiles(self) -> list[float]:
-        return [float(q) for q in self.card.get("quantiles") or []]
-
-    def artifacts_present(self) -> tuple[bool, str | None]:
-        """Whether the files the model was loaded from are still there (for ``/ready``)."""
-        for path in self.artifact_files:
-            if not path.is_file():
-                return False, f"model {self.name} v{self.version}: artifact {path} is missing"
-        return True, None
-
-    def describe(self) -> dict[str, Any]:
-        """What ``GET /metadata`` answers."""
-        card = self.card
-        ids = card.get("series_ids")
-        return {
-            "name": self.name,
-            "version": self.version,
-            "alias": self.alias,
-            "uri": self.uri,
-            "run_id": self.run_id,
-            "model": card.get("model"),
-            "kind": card.get("kind"),
-            "spec_hash": self.spec_hash,
-            "data_fingerprint": self.tags.get("tidecast.data_fingerprint"),
-            "metric": self.tags.get("tidecast.metric"),
-            "metrics": self.metrics,
-            "freq": self.freq,
-            "input_window": self.input_window,
-            "horizon": self.horizon,
-            "quantiles": self.quantiles,
-            "exog_future": list(card.get("exog_future") or []),
-            "exog_past": list(card.get("exog_past") or []),
-            "timezone": card.get("timezone"),
-            "trained_until": card.get("trained_until"),
-            "n_series": card.get("n_series"),
-            "series_ids": ids if ids is None or len(ids) <= 50 else [*ids[:50], "..."],
-            "target_transform": card.get("target_transform"),
-            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
-            "load_seconds": round(self.load_seconds, 3),
-        }
-
-    def release(self) -> None:
-        """Remove a downloaded copy of the artifacts (the forecaster stays usable: it is in memory)."""
-        if self.temporary_dir is not None:
-            shutil.rmtree(self.temporary_dir, ignore_errors=True)
 
 
 def metrics_from_tags(tags: dict[str, str]) -> dict[str, dict[str, float]]:
