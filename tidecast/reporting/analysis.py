@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tidecast.evaluation.metrics import interval_pairs
 from tidecast.frames import ID, POINT, TARGET, TIME, quantile_columns
 
 #: Weeks of the most recent data drawn at full resolution.
@@ -122,8 +123,6 @@ def autocorrelation(res: pd.DataFrame, nlags: int) -> pd.DataFrame:
 
 def nominal_levels(quantiles: list[float]) -> dict[str, float]:
     """``coverage_80 -> 0.8`` for every symmetric pair of quantiles (named as the metrics name them)."""
-    from tidecast.evaluation.metrics import interval_pairs
-
     return {f"coverage_{level}": hi - lo for lo, hi, level in interval_pairs(quantiles)}
 
 
