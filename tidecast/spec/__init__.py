@@ -19,7 +19,6 @@ The package imports nothing of tidecast but leaves (errors, durations, calendar,
 
 from __future__ import annotations
 
-from tidecast.spec.base import _Model
 from tidecast.spec.data import (
     CalendarPart,
     CleanSpec,
@@ -93,7 +92,6 @@ __all__ = [
     "TargetSpec",
     "TrackingSpec",
     "_LineLoader",
-    "_Model",
     "find_spec",
     "json_schema",
     "load_spec",
