@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from tidecast import calendar
-from tidecast.evaluation.backtest import (
+from tidecast.evaluation.backtest import located_partitions
+from tidecast.evaluation.fold_work import (
     _actuals,
     _assemble,
     _error_text,
@@ -40,7 +41,6 @@ from tidecast.evaluation.backtest import (
     _sorted,
     _train_slice,
     _unit,
-    located_partitions,
 )
 from tidecast.evaluation.folds import Fold
 from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column

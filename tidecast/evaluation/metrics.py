@@ -276,7 +276,7 @@ def fold_scales(df: pd.DataFrame, folds: Sequence[Any], season_length: int) -> p
 
 
 def _sorted_by_series(df: pd.DataFrame) -> bool:
-    from tidecast.evaluation.backtest import _is_sorted
+    from tidecast.evaluation.fold_work import _is_sorted
 
     return _is_sorted(df)
 

@@ -2,8 +2,8 @@
 
 Ranking: candidates that succeeded are ordered by the selection metric (lower is better; for
 ``bias`` the smaller absolute value: :class:`Ranking`, the one place that decides), ties broken
-by the cheaper candidate (fit + predict seconds), then by the order of the spec. Candidates that failed, or whose metric is not a finite number,
-come after them, without a rank, and never win.
+by the cheaper candidate (fit + predict seconds), then by the order of the spec. Candidates that
+failed, or whose metric is not a finite number, come after them, without a rank, and never win.
 """
 
 from __future__ import annotations

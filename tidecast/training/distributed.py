@@ -45,11 +45,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tidecast.errors import ModelError
+from tidecast.data.target import apply_transform
+from tidecast.errors import BacktestError, ModelError
+from tidecast.evaluation.backtest_result import FoldError, FoldResult, _result
+from tidecast.evaluation.fold_work import _assemble, _error_text, _FoldOutput, _unit
+from tidecast.evaluation.folds import holdout_fold
 from tidecast.frames import ID, TARGET, TIME
 from tidecast.models.base import FitContext, Forecaster
+from tidecast.models.conformal import ConformalForecaster
 from tidecast.models.ml import _THREAD_PARAMS, LightGBMModel, MLForecastModel
 from tidecast.models.registry import fits_per_series
+from tidecast.models.transform import TransformedForecaster
+from tidecast.pipeline.executors import make_executor
 from tidecast.training.dask_data import _on, _Source, n_dask_workers, source_for, spread
 
 LIBRARY = "mlforecast + LightGBM Dask"
@@ -141,7 +148,6 @@ class RefitCluster:
         if reason is not None:
             self.label = f"single: {reason}"
             return
-        from tidecast.pipeline.executors import make_executor
 
         self._executor = make_executor(spec.executor, spec.backtest.n_jobs)
         self.client = dask_client(self._executor)
@@ -162,9 +168,6 @@ def _chain(model: Any) -> tuple[MLForecastModel, list[str]]:
 
     Conformal and target-transform wrappers only fit their inner model; anything else has no
     distributed fit."""
-    from tidecast.models.conformal import ConformalForecaster
-    from tidecast.models.transform import TransformedForecaster
-
     transforms: list[str] = []
     inner = model
     while isinstance(inner, ConformalForecaster | TransformedForecaster):
@@ -177,8 +180,6 @@ def _chain(model: Any) -> tuple[MLForecastModel, list[str]]:
 
 
 def _trimmed_part(part: pd.DataFrame, model: MLForecastModel, transforms: Sequence[str]) -> pd.DataFrame:
-    from tidecast.data.target import apply_transform
-
     out = model._trimmed(part)
     for name in transforms:
         out[TARGET] = apply_transform(out[TARGET], name)
@@ -309,9 +310,6 @@ def backtest_distributed(
     its stored tail, with the known-future exogenous values of the test window. A fold that fails
     is recorded in ``errors``; the others go on. ``fit_seconds`` is the wall time of the
     distributed fit (the cluster's, not one worker's)."""
-    from tidecast.errors import BacktestError
-    from tidecast.evaluation.backtest import FoldError, FoldResult, _assemble, _error_text, _FoldOutput, _result, _unit
-
     if not folds:
         raise BacktestError("backtest: no folds to run")
     quantiles = tuple(quantiles)
@@ -380,7 +378,6 @@ def holdout_distributed(
 ) -> Any:
     """:func:`tidecast.evaluation.backtest.holdout_forecast` (the final held-out stretch), trained
     through mlforecast's Dask path."""
-    from tidecast.evaluation.backtest import _unit, holdout_fold
 
     datetime = pd.api.types.is_datetime64_any_dtype(frame[TIME])
     fold = holdout_fold(frame, holdout_h, freq=_unit(frame, ctx) if datetime else None, min_train=min_train)

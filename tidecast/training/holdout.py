@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 
 from tidecast.errors import ModelError
-from tidecast.evaluation.backtest import _unit, backtest, holdout_forecast, make_folds
+from tidecast.evaluation.backtest import backtest, holdout_forecast, make_folds
+from tidecast.evaluation.fold_work import _unit
 from tidecast.evaluation.metrics import evaluate
 from tidecast.frames import TIME
 from tidecast.models.base import FitContext, Forecaster

@@ -18,8 +18,9 @@ import pandas as pd
 from tidecast.data.clean import clean_part, resolve_min_length, summarize, too_short_series
 from tidecast.data.features import add_time_features
 from tidecast.data.hierarchy import add_aggregates, ingest_hierarchy
+from tidecast.data.long_format import to_long
 from tidecast.data.partitions import PartitionedFrame, map_partitions, partition_count, write_partitions
-from tidecast.data.sources import content_fingerprint, read_source, source_label, to_long
+from tidecast.data.sources import content_fingerprint, read_source, source_label
 from tidecast.frames import ID, TIME
 from tidecast.models.plugins import code_dependencies
 from tidecast.pipeline.dag import step
