@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,41 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tidecast.errors import DataError, TidecastError
+from tidecast.errors import TidecastError
 
 if TYPE_CHECKING:
     from tidecast.data.profile import Profile
     from tidecast.templates.from_data import Plan
-
-_URL_TIMEOUT_S = 10.0
-
-
-def _check_url(url: str) -> None:
-    """An http(s) URL must answer within a few seconds (fsspec would wait minutes, then say 'no such file')."""
-    from tidecast.data.sources import source_label  # lazy: pandas stays out of `tidecast --help`
-
-    if not url.lower().startswith(("http://", "https://")):
-        return
-    for method in ("HEAD", "GET"):  # a server may refuse HEAD (405, or 403 on a signed URL) yet serve GET
-        request = urllib.request.Request(url, method=method, headers={"User-Agent": "tidecast-init"})
-        try:
-            with urllib.request.urlopen(request, timeout=_URL_TIMEOUT_S):
-                return
-        except urllib.error.HTTPError as exc:
-            if method == "GET":
-                raise DataError(f"{source_label(url)}: the server answers HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise DataError(f"{source_label(url)}: does not answer ({reason})") from None
-
-
-def _format_of(source: str) -> str:
-    name = source.split("?", 1)[0].lower()
-    for suffix in (".gz", ".bz2", ".xz", ".zip", ".zst"):
-        name = name.removesuffix(suffix)
-    if name.endswith((".parquet", ".pq", ".parq")) or Path(name).is_dir():
-        return "parquet"
-    return "json" if name.endswith((".json", ".jsonl", ".ndjson")) else "csv"
 
 
 def _show(console: Console, profile: Profile, chosen: Plan, label: str) -> None:
@@ -96,45 +63,16 @@ def init_from_data(
     frequency: str | None,
     force: bool,
 ) -> None:
-    """Profile ``data``, print what it holds and write the project (see :mod:`tidecast.templates.from_data`)."""
-    # lazy: pandas and pydantic stay out of `tidecast --help`
-    from tidecast.data.profile import profile_frame
-    from tidecast.data.sources import read_source, source_label
-    from tidecast.spec import DataSpec
-    from tidecast.templates import project_name
-    from tidecast.templates.from_data import plan, render, write_project
+    """Profile ``data``, print what it holds and the plan, then write the project (see
+    :mod:`tidecast.templates.from_source`)."""
+    from tidecast.templates import from_source  # lazy: pandas and pydantic stay out of `tidecast --help`
 
-    project = project_name(name)
-    if name.is_dir() and any(name.iterdir()) and not force:
-        raise TidecastError(f"{name} exists and is not empty: choose another name, or use --force to write into it")
-    is_url = "://" in data
-    source = data if is_url else str(Path(data).expanduser().resolve())
-    if is_url:
-        _check_url(source)
-    label = source_label(source)
-    raw = read_source(DataSpec(source=source, frequency="h"))
-    profile = profile_frame(
-        raw, time=time, target=target, series=series, frequency=frequency, label=label, data_format=_format_of(source)
+    prepared = from_source.prepare(
+        name, data, time=time, target=target, series=series, horizon=horizon, frequency=frequency, force=force
     )
-    chosen = plan(profile, horizon=horizon, label=label)
-    local = None if is_url else Path(source)
-    spec_source = source if local is None else f"data/{local.name}"
-    origin = source if local is None else f"{local}"
-    text = render(profile, chosen, project=project, source=spec_source, origin=origin)
-
-    def files(tmp: Path) -> None:
-        if local is not None:
-            (tmp / "data").mkdir()
-            if local.is_dir():
-                shutil.copytree(local, tmp / spec_source)
-            else:
-                shutil.copyfile(local, tmp / spec_source)
-        (tmp / "tidecast.yaml").write_text(text, encoding="utf-8")
-        (tmp / ".gitignore").write_text(".tidecast/\ntidecast.lock\n__pycache__/\n", encoding="utf-8")
-
-    _show(console, profile, chosen, label)
-    folder = write_project(name, files, force=force)
-    copied = "" if local is None else f", {spec_source} (a copy of the data)"
+    _show(console, prepared.profile, prepared.plan, prepared.label)
+    folder = from_source.write(prepared, force=force)
+    copied = "" if prepared.local is None else f", {prepared.spec_source} (a copy of the data)"
     console.print(f"[green]✓[/green] created {folder}: tidecast.yaml{copied}")
     console.print(f"next: [bold]cd {name} && tidecast run[/bold]")
 
