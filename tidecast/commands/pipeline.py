@@ -196,7 +196,7 @@ def render_tree(pipeline: Pipeline, statuses: Any = None, *, title: str = "pipel
 
     Each step hangs under its input that comes last in topological order, so every step appears
     once; its other inputs are listed after a ``←``. ``statuses`` (a list of
-    :class:`~tidecast.pipeline.runner.StepPlan`, or a mapping name -> StepPlan or status string)
+    :class:`~tidecast.pipeline.context.StepPlan`, or a mapping name -> StepPlan or status string)
     adds a mark per step: ✓ fresh, ↻ stale, ○ missing, and the reason.
     """
     from rich.text import Text

@@ -193,22 +193,20 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast reproduce 3c9f0e2b7a6d4e51[/bold]
         """
-        from tidecast.tracking.reproduce import reproduce as do_reproduce  # lazy: pandas, MLflow, the models
+        from tidecast.tracking import reproduce as reproduction  # lazy: pandas, MLflow, the models
 
-        report = do_reproduce(load(spec), run_id)
+        report = reproduction.reproduce(load(spec), run_id)
         if fmt is ReportFormat.json:
             sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
         else:
-            _print_reproduction(console, report)
+            _print_reproduction(console, report, rtol=reproduction.RTOL, atol=reproduction.ATOL)
         if not report.matches:
             raise typer.Exit(1)
 
 
-def _print_reproduction(console: Console, report: ReproduceReport) -> None:
+def _print_reproduction(console: Console, report: ReproduceReport, *, rtol: float, atol: float) -> None:
     """The figures compared (only those that differ, when some do), the verdict, and when the run
     does not reproduce, its inputs logged vs now (the differing ones marked)."""
-    from tidecast.tracking.reproduce import ATOL, RTOL  # lazy: pandas, MLflow
-
     frame = report.comparison
     failed = frame[~frame["match"].astype(bool)]
     shown = failed if len(failed) else frame
@@ -231,7 +229,7 @@ def _print_reproduction(console: Console, report: ReproduceReport) -> None:
     verdict = "[green]reproduced[/green]" if report.matches else "[red]NOT reproduced[/red]"
     console.print(
         f"{verdict}: winner {report.winner_logged} → {report.winner_now}, max relative difference "
-        f"{report.max_rel_diff:.2e} (tolerance: relative {RTOL:g} plus absolute {ATOL:g}, "
+        f"{report.max_rel_diff:.2e} (tolerance: relative {rtol:g} plus absolute {atol:g}, "
         f"× mean |y| for metrics in the target's unit)",
         highlight=False,
     )

@@ -2,7 +2,7 @@
 
 A step is a plain function; its *parameter names* declare its inputs (as in Hamilton): a
 parameter named ``clean`` receives the output of the step ``clean``. Two names are reserved:
-``spec`` (the whole spec object) and ``ctx`` (a :class:`~tidecast.pipeline.runner.StepContext`).
+``spec`` (the whole spec object) and ``ctx`` (a :class:`~tidecast.pipeline.context.StepContext`).
 The graph is built from those declarations, never from a hand-kept list of edges::
 
     @step(spec=("data",), fingerprint=lambda spec: file_sha256(spec.data.source))
