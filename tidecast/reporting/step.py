@@ -17,13 +17,19 @@ from typing import Any
 
 import pandas as pd
 
+from tidecast.errors import TrackingError
 from tidecast.faults import fault_point
+from tidecast.pipeline.cache import ARTIFACTS
 from tidecast.pipeline.dag import step
 from tidecast.pipeline.hashing import source_hash
+from tidecast.reporting.explain import explain_candidates
+from tidecast.reporting.run_report import build_run_report
 from tidecast.spec import Spec
 from tidecast.tracking.step import TRACK_SPEC_SECTIONS, clean_summary, upstream_records
+from tidecast.tracking.store import active_uris, connect, retry_locked, storage_error
+from tidecast.training.steps import FOLD_MODELS
 
-_EXPLAIN_CODE = source_hash("data", "models", "evaluation", "training", "reporting/explain.py")
+_EXPLAIN_CODE = source_hash("data", "models", "evaluation", "training", "reporting/explain.py", "reporting/model_parts.py")
 _REPORT_CODE = source_hash(
     "reporting/run_report.py",
     "reporting/charts.py",
@@ -42,8 +48,6 @@ def explain(
     backtest: dict[str, Any], select: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any
 ) -> dict[str, Any]:
     """Permutation importance of the feature groups, SHAP for tree models, fitted components of statistical ones."""
-    from tidecast.reporting.explain import explain_candidates
-
     models = fold_models(spec, upstream_records(spec), backtest)
     return explain_candidates(backtest, select, features, spec, progress=ctx.progress, fold_models=models)
 
@@ -53,9 +57,6 @@ def fold_models(spec: Spec, records: dict[str, Any], backtest: dict[str, Any]) -
     see :func:`tidecast.training.steps.backtest`): candidate -> fold index -> model, only those of
     this ``backtest`` output (same folds, same parameters); empty when absent or unreadable
     (explain then refits)."""
-    from tidecast.pipeline.cache import ARTIFACTS
-    from tidecast.training.steps import FOLD_MODELS
-
     record = records.get("backtest")
     if record is None or not record.outputs:
         return {}
@@ -80,8 +81,6 @@ def fold_models(spec: Spec, records: dict[str, Any], backtest: dict[str, Any]) -
 
 def clean_changes(spec: Spec, records: dict[str, Any]) -> pd.DataFrame | None:
     """The clean step's ``changes.parquet`` (what cleaning changed), from its cache entry."""
-    from tidecast.pipeline.cache import ARTIFACTS
-
     record = records.get("clean")
     if record is None or not record.outputs:
         return None
@@ -101,9 +100,6 @@ def reports_dir(spec: Spec) -> Path:
 def log_report(spec: Spec, run_id: str, folder: Path) -> None:
     """Log a written report folder to the MLflow run ``run_id`` under ``report/``."""
     from mlflow.exceptions import MlflowException
-
-    from tidecast.errors import TrackingError
-    from tidecast.tracking.store import active_uris, connect, retry_locked, storage_error
 
     client = connect(spec)
     try:
@@ -130,8 +126,6 @@ def report(
     ctx: Any,
 ) -> dict[str, Any]:
     """Build the run report (HTML, PNGs, tables), write it under .tidecast/reports/ and log it to the run."""
-    from tidecast.reporting.run_report import build_run_report
-
     started = time.perf_counter()
     ctx.progress(0, 3, "building the report")
     records = upstream_records(spec)

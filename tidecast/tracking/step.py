@@ -20,8 +20,22 @@ from typing import Any
 
 import pandas as pd
 
+from tidecast.data.sources import content_fingerprint
+from tidecast.errors import TrackingError
+from tidecast.pipeline.cache import ARTIFACTS
 from tidecast.pipeline.dag import step
+from tidecast.pipeline.hashing import stable_hash
+from tidecast.pipeline.lock import LOCK_FILENAME, LockFile
 from tidecast.spec import Spec
+from tidecast.tracking.store import (
+    _probe,
+    connect,
+    experiment_name,
+    registry_uri,
+    retry_locked,
+    tracking_uri,
+    uses_default_store,
+)
 
 TRACK_SPEC_SECTIONS = (
     "project",
@@ -49,16 +63,12 @@ training run as ``peak_rss_mb.<step>``."""
 def upstream_records(spec: Spec) -> dict[str, Any]:
     """What ``tidecast.lock`` says about the steps of this run: their keys, the data fingerprint, and
     the cache folder of each (read while the run holds the project lock, so it is this run's)."""
-    from tidecast.pipeline.lock import LOCK_FILENAME, LockFile
-
     lock = LockFile(Path(spec.root) / LOCK_FILENAME)
     return {name: record for name, record in lock.records.items()}
 
 
 def clean_summary(spec: Spec, records: dict[str, Any], clean: pd.DataFrame | None = None) -> dict[str, Any]:
     """The clean step's ``summary.json`` from its cache entry (``<entry>/artifacts/summary.json``)."""
-    from tidecast.pipeline.cache import ARTIFACTS
-
     record = records.get("clean")
     if record is not None and record.outputs:
         file = Path(spec.root) / record.outputs / ARTIFACTS / "summary.json"
@@ -77,9 +87,6 @@ def clean_summary(spec: Spec, records: dict[str, Any], clean: pd.DataFrame | Non
 def store_deps(spec: Spec) -> dict[str, str]:
     """Where ``track`` writes, as hashes (URIs may hold credentials; ``tidecast.lock`` is committed).
     The default store is named as such, so that it follows the project folder when moved."""
-    from tidecast.pipeline.hashing import stable_hash
-    from tidecast.tracking.store import experiment_name, registry_uri, tracking_uri, uses_default_store
-
     uri = tracking_uri(spec)
     registry = registry_uri(spec)
     deps = {
@@ -113,8 +120,6 @@ def _sqlite_path(uri: str) -> Path | None:
 
 def _sqlite_rows(path: Path, query: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     """Rows of a read-only query on an MLflow SQLite store; none when the file or its tables are absent."""
-    from tidecast.errors import TrackingError
-
     if not path.is_file():
         return []
     try:
@@ -133,16 +138,12 @@ def _sqlite_rows(path: Path, query: str, args: tuple[Any, ...]) -> list[tuple[An
 
 def _run_stage(spec: Spec, run_id: str) -> str:
     """``active``, ``deleted`` or ``missing``: the run's state in the current tracking store."""
-    from tidecast.tracking.store import tracking_uri
-
     uri = tracking_uri(spec)
     path = _sqlite_path(uri)
     if path is not None:
         rows = _sqlite_rows(path, "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,))
         return str(rows[0][0]) if rows else _RUN_MISSING
     from mlflow.exceptions import MlflowException
-
-    from tidecast.tracking.store import connect, retry_locked
 
     client = connect(spec)
     try:
@@ -155,7 +156,6 @@ def read_registration(spec: Spec, model_name: str, version: str) -> RegistryStat
     """Version ``version`` of ``model_name`` as the project's registry holds it now: whether it
     exists, its aliases, where ``champion`` points and the gate's reason (SQLite read directly)."""
     from tidecast.tracking.registry import CHAMPION
-    from tidecast.tracking.store import registry_uri
 
     path = _sqlite_path(registry_uri(spec))
     if path is not None:
@@ -182,7 +182,6 @@ def read_registration(spec: Spec, model_name: str, version: str) -> RegistryStat
     from mlflow.exceptions import MlflowException
 
     from tidecast.tracking.registry import alias_version
-    from tidecast.tracking.store import connect, retry_locked
 
     client = connect(spec)
     current = alias_version(client, model_name, CHAMPION)
@@ -201,8 +200,6 @@ def check_recorded(spec: Spec, output: dict[str, Any] | None) -> str | None:
     registered version is gone), or None. Before ``track`` runs (``output`` None): raise
     :class:`~tidecast.errors.TrackingError` if the store does not answer, before any step runs."""
     if output is None:
-        from tidecast.tracking.store import _probe, registry_uri, tracking_uri
-
         for uri in dict.fromkeys((tracking_uri(spec), registry_uri(spec))):
             if _sqlite_path(uri) is None:  # a SQLite store is created by the run itself
                 _probe(uri)
@@ -237,8 +234,6 @@ def track_step(draw_backtest: Callable[[pd.DataFrame, str, Path], Path] | None =
         ingest = records.get("ingest")
         fingerprint = ingest.fingerprint if ingest is not None and ingest.fingerprint else None
         if fingerprint is None:
-            from tidecast.data.sources import content_fingerprint
-
             fingerprint = content_fingerprint(spec.data)
         result = track_training(
             spec,
