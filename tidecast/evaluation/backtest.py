@@ -44,6 +44,7 @@ from tidecast.evaluation.fold_work import (
 from tidecast.evaluation.folds import HOLDOUT_FOLD, Fold, folds_for_spec, holdout_fold, make_folds
 from tidecast.frames import ID, POINT, TARGET, TIME
 from tidecast.models.base import FitContext, Forecaster
+from tidecast.pipeline.executors import SequentialExecutor
 
 __all__ = [
     "HOLDOUT_FOLD",
@@ -196,8 +197,6 @@ def backtest(
             on_fold_done(result)
 
     if executor is None:
-        from tidecast.pipeline.executors import SequentialExecutor
-
         executor = SequentialExecutor()
     name = getattr(make_model, "__name__", None) or type(make_model).__name__
     what = f"backtest {name}" + (f" ({n_parts} series partitions x {len(folds)} folds)" if n_parts > 1 else "")

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+import tidecast
 from tidecast.frames import ID, TIME
 from tidecast.reporting import analysis, charts, static
 from tidecast.reporting.html import Document, Section, fmt_number
@@ -401,8 +402,6 @@ def build_run_report(
     _guard(ex, warnings, "the explainability section", draw_explain)
 
     seconds = time.perf_counter() - started
-    import tidecast
-
     doc.footer = f"tidecast {tidecast.__version__} · {spec.project} · report built in {seconds:.1f} s · {generated}"
     html = doc.render()
     return RunReport(

@@ -155,7 +155,7 @@ def _run_stage(spec: Spec, run_id: str) -> str:
 def read_registration(spec: Spec, model_name: str, version: str) -> RegistryState:
     """Version ``version`` of ``model_name`` as the project's registry holds it now: whether it
     exists, its aliases, where ``champion`` points and the gate's reason (SQLite read directly)."""
-    from tidecast.tracking.registry import CHAMPION
+    from tidecast.tracking.registry import CHAMPION  # lazy: the registry module imports MLflow
 
     path = _sqlite_path(registry_uri(spec))
     if path is not None:
@@ -181,7 +181,7 @@ def read_registration(spec: Spec, model_name: str, version: str) -> RegistryStat
         )
     from mlflow.exceptions import MlflowException
 
-    from tidecast.tracking.registry import alias_version
+    from tidecast.tracking.registry import alias_version  # lazy: imports MLflow
 
     client = connect(spec)
     current = alias_version(client, model_name, CHAMPION)
@@ -228,7 +228,7 @@ def track_step(draw_backtest: Callable[[pd.DataFrame, str, Path], Path] | None =
         select: dict[str, Any], backtest: dict[str, Any], features: pd.DataFrame, clean: pd.DataFrame, spec: Spec, ctx: Any
     ) -> dict[str, Any]:
         """Log the training to MLflow (parent + candidate runs, the pyfunc model) and register it behind the gate."""
-        from tidecast.tracking.runs import track_training
+        from tidecast.tracking.runs import track_training  # lazy: imports MLflow (a no-op run needs none)
 
         records = upstream_records(spec)
         ingest = records.get("ingest")

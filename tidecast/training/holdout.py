@@ -14,6 +14,7 @@ from tidecast.evaluation.metrics import evaluate
 from tidecast.frames import TIME
 from tidecast.models.base import FitContext, Forecaster
 from tidecast.spec import Spec
+from tidecast.training.distributed import holdout_distributed
 from tidecast.training.factories import _with_intervals
 from tidecast.training.settings import season_length
 
@@ -59,8 +60,6 @@ def holdout_predictions(
         for index, end in enumerate(ends):
             part = frame if end is None else frame[frame[TIME] <= end]
             if client is not None:
-                from tidecast.training.distributed import holdout_distributed
-
                 result = holdout_distributed(make, part, ctx, min(length, horizon), client=client, quantiles=quantiles, min_train=window)
             else:
                 result = holdout_forecast(make, part, ctx, min(length, horizon), quantiles=quantiles, min_train=window)
