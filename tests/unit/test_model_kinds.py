@@ -25,3 +25,13 @@ def test_explain_traits_come_from_the_classes() -> None:
     assert {k for k in BUILTINS if kind_property(k, "components")} == {"autoets", "autoarima", "autotheta", "mstl"}
     assert {k for k in BUILTINS if kind_property(k, "shap")} == {"lightgbm", "sklearn"}
     assert kind_property("pkg.mod:fn", "shap") is False
+
+
+def test_the_libraries_of_each_kind_come_from_the_classes() -> None:
+    assert kind_property("autoets", "libraries", ()) == ("statsforecast",)
+    assert kind_property("croston", "libraries", ()) == ("statsforecast",)
+    assert kind_property("seasonal_naive", "libraries", ()) == ()
+    assert kind_property("lightgbm", "libraries", ()) == ("lightgbm", "mlforecast", "scikit-learn")
+    assert kind_property("sklearn", "libraries", ()) == ("mlforecast", "scikit-learn")
+    assert kind_property("mlp", "libraries", ()) == ("torch",)
+    assert kind_property("pkg.mod:fn", "libraries", ()) == ()

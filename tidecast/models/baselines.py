@@ -33,6 +33,8 @@ class _Baseline:
     kind: ClassVar[str] = ""
     #: fit series by series (its backtest splits into series partitions x folds)
     per_series: ClassVar[bool] = True
+    #: the libraries it computes with beside numpy and pandas (the step cache keys record their versions)
+    libraries: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, name: str | None = None, fit_window: int | None = None) -> None:
         self.name = name or self.kind

@@ -148,6 +148,8 @@ class MLForecastModel:
     kind: ClassVar[str] = ""
     #: a global model: fit on all series at once
     per_series: ClassVar[bool] = False
+    #: the libraries it computes with beside numpy and pandas (the step cache keys record their versions)
+    libraries: ClassVar[tuple[str, ...]] = ("mlforecast", "scikit-learn")
     #: the explain step computes SHAP values of its regressor
     shap: ClassVar[bool] = True
 
@@ -480,6 +482,7 @@ class LightGBMModel(MLForecastModel):
     """
 
     kind = "lightgbm"
+    libraries = ("lightgbm", "mlforecast", "scikit-learn")
 
     def __init__(
         self,
@@ -546,6 +549,7 @@ class SklearnModel(MLForecastModel):
     """
 
     kind = "sklearn"
+    libraries = ("mlforecast", "scikit-learn")
 
     def __init__(
         self,

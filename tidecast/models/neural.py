@@ -90,6 +90,8 @@ class MLPForecaster:
     kind: ClassVar[str] = "mlp"
     #: a global model: fit on all series at once
     per_series: ClassVar[bool] = False
+    #: the libraries it computes with beside numpy and pandas (the step cache keys record their versions)
+    libraries: ClassVar[tuple[str, ...]] = ("torch",)
 
     def __init__(
         self,

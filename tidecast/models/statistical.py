@@ -168,6 +168,8 @@ class StatsForecastModel:
     kind: ClassVar[str] = ""
     #: fit series by series (its backtest splits into series partitions x folds)
     per_series: ClassVar[bool] = True
+    #: the libraries it computes with beside numpy and pandas (the step cache keys record their versions)
+    libraries: ClassVar[tuple[str, ...]] = ("statsforecast",)
     #: the explain step shows its fitted components (trend, seasons)
     components: ClassVar[bool] = True
     #: forecasts from new history refit the model on it (models without statsforecast's ``forward``)

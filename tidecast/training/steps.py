@@ -23,6 +23,7 @@ from tidecast.data.partitions import PartitionedFrame, map_partitions, partition
 from tidecast.data.sources import content_fingerprint, read_source, source_label
 from tidecast.frames import ID, TIME
 from tidecast.models.plugins import code_dependencies
+from tidecast.models.registry import kind_property
 from tidecast.pipeline.dag import step
 from tidecast.pipeline.deps import distribution_of, library_versions
 from tidecast.pipeline.executors import make_executor, shares_files
@@ -152,23 +153,6 @@ def features(clean: PartitionedFrame, spec: Spec, ctx: Any) -> PartitionedFrame:
 
 
 # ----------------------------------------------------------------------------------- model steps
-#: The libraries each built-in kind computes with (beside numpy and pandas, which every one does).
-KIND_LIBRARIES: dict[str, tuple[str, ...]] = {
-    "naive": (),
-    "seasonal_naive": (),
-    "window_average": (),
-    "autoets": ("statsforecast",),
-    "autoarima": ("statsforecast",),
-    "autotheta": ("statsforecast",),
-    "mstl": ("statsforecast",),
-    "croston": ("statsforecast",),
-    "adida": ("statsforecast",),
-    "imapa": ("statsforecast",),
-    "tsb": ("statsforecast",),
-    "lightgbm": ("lightgbm", "mlforecast", "scikit-learn"),
-    "sklearn": ("mlforecast", "scikit-learn"),
-    "mlp": ("torch",),
-}
 #: A plugin that returns a regressor is wrapped like ``kind: sklearn``.
 _PLUGIN_LIBRARIES = ("mlforecast", "scikit-learn")
 
@@ -185,7 +169,7 @@ def candidate_deps(spec: Spec) -> dict[str, str]:
             paths.append((f"candidate '{candidate.name}': kind", candidate.kind))
             libraries.update(_PLUGIN_LIBRARIES)
         else:
-            libraries.update(KIND_LIBRARIES.get(candidate.kind, ()))
+            libraries.update(kind_property(candidate.kind, "libraries", ()))  # the model class says
         estimator = candidate.params.get("estimator")
         if candidate.kind == "sklearn" and isinstance(estimator, str):
             paths.append((f"candidate '{candidate.name}': estimator", estimator))
