@@ -28,6 +28,7 @@ import pandas as pd
 
 from tidecast.errors import ModelError
 from tidecast.evaluation.metrics import evaluate
+from tidecast.evaluation.selection import Ranking
 from tidecast.evaluation.significance import loss_kind
 from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 from tidecast.models.ensemble import KEYS
@@ -209,9 +210,11 @@ def beats_best_single(
     if metric not in ens.per_fold or metric not in one.per_fold:
         return {}
 
+    ranking = Ranking(metric)  # which value is better (bias: the smaller absolute value)
+
     def lower(a: pd.Series, b: pd.Series) -> pd.Series:
         a, b = a.align(b, join="inner")
-        return (a.abs() < b.abs()) if metric == "bias" else (a < b)
+        return ranking.keys(a) < ranking.keys(b)
 
     per_fold = [
         {"fold": int(k), "ensemble": float(ens.per_fold.loc[k, metric]), "single": float(one.per_fold.loc[k, metric])}
@@ -222,7 +225,7 @@ def beats_best_single(
     series = lower(ens.per_series[metric], one.per_series[metric])
     return {
         "per_fold": per_fold,
-        "folds_won": sum(1 for f in per_fold if f["ensemble"] < f["single"]),
+        "folds_won": sum(1 for f in per_fold if ranking.better(f["ensemble"], f["single"])),
         "steps_won": int(steps.sum()),
         "steps": len(steps),
         "series_won": int(series.sum()),
