@@ -12,6 +12,7 @@ csv|json``) keep the raw fractions.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from rich.markup import escape
@@ -59,7 +60,7 @@ def _relative(value: float, base: float) -> str:
     return f"{abs(change):.2%} {'better' if change > 0 else 'worse'}"
 
 
-def winner_summary(select: dict[str, Any], board: Any = None) -> str:
+def winner_summary(select: Mapping[str, Any], board: Any = None) -> str:
     """The winner line, naming the stretch each figure comes from; plain text.
 
     ``backtest folds``: the mean over the rolling-origin folds (what ranks the leaderboard);

@@ -31,7 +31,7 @@ Nothing here prints; failures of one view are recorded as notes and the others g
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +89,7 @@ class Explanation:
 
 
 # ----------------------------------------------------------------------------------- helpers
-def _last_fold(backtest: dict[str, Any]) -> dict[str, Any] | None:
+def _last_fold(backtest: Mapping[str, Any]) -> dict[str, Any] | None:
     folds = backtest.get("folds") or []
     return dict(folds[-1]) if folds else None
 
@@ -266,7 +266,7 @@ def _candidate_spec(spec: Any, name: str) -> Any:
 
 
 def plan(
-    backtest: dict[str, Any], select: dict[str, Any], spec: Any, *, top: int = PERMUTATION_TOP,
+    backtest: Mapping[str, Any], select: Mapping[str, Any], spec: Any, *, top: int = PERMUTATION_TOP,
     kept: frozenset[str] | set[str] = frozenset(),
 ) -> list[tuple[str, set[str]]]:
     """Which candidates to explain and how: ``[(name, {"permutation", "shap", "components"}), ...]``.
@@ -300,8 +300,8 @@ def plan(
 
 
 def explain_candidates(
-    backtest: dict[str, Any],
-    select: dict[str, Any],
+    backtest: Mapping[str, Any],
+    select: Mapping[str, Any],
     features: pd.DataFrame,
     spec: Any,
     *,
@@ -386,7 +386,7 @@ def explain_candidates(
     return {"explanations": explanations, "fold": fold, "groups": GROUPS}
 
 
-def ensemble_notes(name: str, backtest: dict[str, Any]) -> list[str]:
+def ensemble_notes(name: str, backtest: Mapping[str, Any]) -> list[str]:
     """An ensemble's explanation: its members' weights (final, and per fold) and where it beats the
     best single candidate on the backtest."""
     summary = (backtest.get("ensembles") or {}).get(name) or {}

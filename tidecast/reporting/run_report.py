@@ -14,7 +14,7 @@ of failing the run: the model is already trained and registered when the report 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,8 +80,8 @@ def _step_smoothing(horizon: int) -> int:
 def build_run_report(
     spec: Any,
     *,
-    backtest: dict[str, Any],
-    select: dict[str, Any],
+    backtest: Mapping[str, Any],
+    select: Mapping[str, Any],
     clean: pd.DataFrame,
     changes: pd.DataFrame | None = None,
     clean_summary: dict[str, Any] | None = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,14 @@ ARTIFACT_PATH = "report"
 
 @step(spec=EXPLAIN_SPEC_SECTIONS, version=_EXPLAIN_CODE, kind="joblib")
 def explain(
-    backtest: dict[str, Any], select: dict[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any
+    backtest: Mapping[str, Any], select: Mapping[str, Any], features: pd.DataFrame, spec: Spec, ctx: Any
 ) -> dict[str, Any]:
     """Permutation importance of the feature groups, SHAP for tree models, fitted components of statistical ones."""
     models = fold_models(spec, upstream_records(spec), backtest)
     return explain_candidates(backtest, select, features, spec, progress=ctx.progress, fold_models=models)
 
 
-def fold_models(spec: Spec, records: dict[str, Any], backtest: dict[str, Any]) -> dict[str, dict[int, Any]]:
+def fold_models(spec: Spec, records: dict[str, Any], backtest: Mapping[str, Any]) -> dict[str, dict[int, Any]]:
     """The models the backtest kept of its last fold (``<backtest entry>/artifacts/fold_models.joblib``,
     see :func:`tidecast.training.steps.backtest`): candidate -> fold index -> model, only those of
     this ``backtest`` output (same folds, same parameters); empty when absent or unreadable
@@ -119,8 +120,8 @@ def log_report(spec: Spec, run_id: str, folder: Path) -> None:
 def report(
     track: dict[str, Any],
     explain: dict[str, Any],
-    backtest: dict[str, Any],
-    select: dict[str, Any],
+    backtest: Mapping[str, Any],
+    select: Mapping[str, Any],
     clean: pd.DataFrame,
     spec: Spec,
     ctx: Any,

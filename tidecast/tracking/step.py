@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,7 +225,7 @@ def track_step(draw_backtest: Callable[[pd.DataFrame, str, Path], Path] | None =
 
     @step(spec=TRACK_SPEC_SECTIONS, deps=store_deps, check=check_recorded)
     def track(
-        select: dict[str, Any], backtest: dict[str, Any], features: pd.DataFrame, clean: pd.DataFrame, spec: Spec, ctx: Any
+        select: Mapping[str, Any], backtest: Mapping[str, Any], features: pd.DataFrame, clean: pd.DataFrame, spec: Spec, ctx: Any
     ) -> dict[str, Any]:
         """Log the training to MLflow (parent + candidate runs, the pyfunc model) and register it behind the gate."""
         from tidecast.tracking.runs import track_training  # lazy: imports MLflow (a no-op run needs none)
