@@ -6,7 +6,8 @@ Layout of what :func:`track_training` records (tags are prefixed ``tidecast.``):
       params      metric, horizon, input window, frequency, folds, seed, winner and its params
       metrics     the winner's backtest (backtest_<m>) and held-out (holdout_<m>) metrics, baseline's
       artifacts   leaderboard.csv/json, clean_summary.json, spec.yaml, requirements.txt,
-                  lineage.json, plots/backtest_<rank>_<candidate>.png, model/ (the pyfunc)
+                  lineage.json, plots/backtest_<rank>_<candidate>.png (drawn by the caller's
+                  ``draw_backtest``), model/ (the pyfunc)
       inputs      the feature frame as an MLflow dataset (content hash, rows)
       ├─ <candidate>               nested, kind=candidate: params, fold_<m> (step = fold), <m>, seconds
       │   └─ <candidate>/trial-001  nested, kind=trial: params, the searched metric
