@@ -13,7 +13,7 @@ import pytest
 from tidecast.errors import ModelError, PluginError
 from tidecast.models import build_forecaster, load_object, needs_conformal
 from tidecast.models.base import FitContext, Forecaster
-from tidecast.models.ml import SklearnModel
+from tidecast.models.regressors import SklearnModel
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 

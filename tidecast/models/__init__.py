@@ -17,7 +17,7 @@ from tidecast.models.base import FitContext, Forecaster
 _LAZY = {
     "Naive": "baselines", "SeasonalNaive": "baselines", "WindowAverage": "baselines",
     "ConformalForecaster": "conformal", "needs_conformal": "conformal",
-    "LightGBMModel": "ml", "SklearnModel": "ml",
+    "LightGBMModel": "ml", "SklearnModel": "regressors",
     "MLPForecaster": "neural",
     "load_object": "plugins",
     "BUILTINS": "registry", "FitWindow": "registry", "build_forecaster": "registry",

@@ -14,6 +14,7 @@ import pandas as pd
 
 from tidecast.errors import ModelError
 from tidecast.models._frames import no_intervals
+from tidecast.models._statsforecast import accepted_params
 from tidecast.models.statistical import StatsForecastModel
 
 _CROSTON = {"classic": "CrostonClassic", "optimized": "CrostonOptimized", "sba": "CrostonSBA"}
@@ -38,11 +39,7 @@ class _Intermittent(StatsForecastModel):
         return getattr(sfm, self.sf_name)
 
     def _validate(self) -> None:
-        import inspect
-
-        accepted = [
-            p for p in inspect.signature(self._class()).parameters if p not in ("alias", "prediction_intervals")
-        ]
+        accepted = accepted_params(self._class())
         for key in self.params:
             if key not in accepted:
                 raise ModelError(

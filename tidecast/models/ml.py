@@ -1,4 +1,5 @@
-"""Machine-learning regressors over lag features, through mlforecast: ``lightgbm`` and ``sklearn``.
+"""Machine-learning regressors over lag features, through mlforecast: ``lightgbm`` here, ``sklearn`` in
+:mod:`tidecast.models.regressors` (the lag settings in :mod:`tidecast.models._lags`).
 
 Features
 --------
@@ -52,9 +53,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from tidecast import calendar
-from tidecast.durations import to_steps
-from tidecast.errors import ModelError, SpecError
+from tidecast.errors import ModelError
 from tidecast.frames import ID, POINT, TARGET, TIME, contiguous_runs, series_bounds, stitch, tail_per_series
 from tidecast.models._frames import (
     check_frame,
@@ -65,80 +64,11 @@ from tidecast.models._frames import (
     regular_grid,
     require_future_exog,
 )
+from tidecast.models._lags import Runs, canonical_starts, mlforecast_freq, model_steps, natural_lag, norm_rolling
 from tidecast.models._time import add_time
 from tidecast.models.base import FitContext
 
-_STATS = ("mean", "std", "min", "max")
-_OURS = ("strategy", "lags", "rolling", "scaling")
 SCALINGS = ("auto", "none", "per_series")
-
-
-def _natural_lag(freq: str) -> int:
-    """The lag added to 1, 2, 3 by default: a day of steps for fixed frequencies, the season for calendar ones."""
-    if calendar.is_fixed(freq):
-        return int(pd.Timedelta(days=1) // calendar.info(freq).nominal)
-    return calendar.season_length(freq)
-
-
-def _mlforecast_freq(freq: str) -> Any:
-    """``freq`` as mlforecast takes it: the string pandas knows, or the offset of ``C:US`` (holidays)."""
-    return calendar.offset_of(freq) if ":" in freq else freq
-
-
-def _steps(value: Any, freq: str, field: str, name: str) -> int:
-    try:
-        steps = to_steps(value, freq, field=field)
-    except SpecError as exc:
-        raise ModelError(f"candidate '{name}': {exc.message}") from None
-    return steps
-
-
-def _norm_rolling(rolling: Any, freq: str, name: str) -> list[tuple[int, tuple[str, ...]]]:
-    """``[(window_steps, stats), ...]`` from spec objects or dicts."""
-    out = []
-    for i, item in enumerate(rolling or []):
-        if isinstance(item, dict):
-            window, stats = item.get("window"), item.get("stats", ["mean"])
-        else:
-            window, stats = getattr(item, "window", None), getattr(item, "stats", ["mean"])
-        if window is None:
-            raise ModelError(f"candidate '{name}': rolling[{i}] needs a window")
-        w = _steps(window, freq, f"rolling[{i}].window", name)
-        if w < 1:
-            raise ModelError(f"candidate '{name}': rolling[{i}].window must be at least one step")
-        bad = [s for s in stats if s not in _STATS]
-        if bad:
-            raise ModelError(f"candidate '{name}': rolling[{i}].stats: unknown {bad} (use {', '.join(_STATS)})")
-        out.append((w, tuple(stats)))
-    return out
-
-
-Runs = tuple[np.ndarray, np.ndarray]
-"""The start and stop row of every series of a frame sorted by series (:func:`series_bounds`)."""
-
-
-def _canonical_starts(df: pd.DataFrame) -> np.ndarray | None:
-    """The first row of every series when ``df`` is already as :func:`check_frame` leaves it
-    (``unique_id`` of str, ``ds`` datetime64, rows sorted by ``unique_id, ds``), else ``None``.
-
-    The ids are compared row to row once; their type and order are checked on each series' first
-    row only (a row equal to a str is a str), which is what makes a backtest fold's millions of rows
-    cheap to take as they are."""
-    if df.empty or df[ID].dtype != object:
-        return None
-    dtype = df[TIME].dtype
-    if not (isinstance(dtype, np.dtype) and dtype.kind == "M"):
-        return None
-    ids = df[ID].to_numpy()
-    new = ids[1:] != ids[:-1]
-    starts = np.flatnonzero(np.concatenate(([True], new)))
-    firsts = ids[starts]
-    if pd.api.types.infer_dtype(firsts, skipna=False) != "string" or not np.all(firsts[1:] > firsts[:-1]):
-        return None
-    ns = df[TIME].to_numpy().view(np.int64)  # NaT the smallest, as check_frame's sortedness test reads it
-    if not np.all(new | (ns[1:] >= ns[:-1])):
-        return None
-    return starts
 
 
 class MLForecastModel:
@@ -214,12 +144,12 @@ class MLForecastModel:
         if self.lags is not None:
             lags = [int(v) for v in self.lags]
         elif spec is not None and getattr(spec, "lags", None):
-            lags = [_steps(v, ctx.freq, f"features.lags[{i}]", self.name) for i, v in enumerate(spec.lags)]
+            lags = [model_steps(v, ctx.freq, f"features.lags[{i}]", self.name) for i, v in enumerate(spec.lags)]
         else:
-            lags = [1, 2, 3] + [m for m in [_natural_lag(ctx.freq)] if 3 < m <= ctx.input_window]
+            lags = [1, 2, 3] + [m for m in [natural_lag(ctx.freq)] if 3 < m <= ctx.input_window]
         lags = sorted({lag for lag in lags if lag >= 1})
         rolling_src = self.rolling if self.rolling is not None else (getattr(spec, "rolling", None) if spec else None)
-        rolling = _norm_rolling(rolling_src, ctx.freq, self.name)
+        rolling = norm_rolling(rolling_src, ctx.freq, self.name)
         if not lags and not rolling:
             raise ModelError(f"candidate '{self.name}': needs at least one lag or rolling window")
         for lag in lags:
@@ -277,7 +207,7 @@ class MLForecastModel:
         """Keyword arguments of ``MLForecast`` (and ``DistributedMLForecast``) besides the models."""
         assert self._ctx is not None
         args: dict[str, Any] = {
-            "freq": _mlforecast_freq(self._ctx.freq), "lags": self._lags or None, "lag_transforms": self._lag_transforms(), "num_threads": 1,
+            "freq": mlforecast_freq(self._ctx.freq), "lags": self._lags or None, "lag_transforms": self._lag_transforms(), "num_threads": 1,
         }
         return args
 
@@ -338,7 +268,7 @@ class MLForecastModel:
         step's output) is taken as it is: no copy, sort or conversion of its millions of rows."""
         used = self._used_columns(df.columns, ctx)
         data = df if list(df.columns) == used else df[used]
-        starts = _canonical_starts(data)
+        starts = canonical_starts(data)
         if starts is None:
             data = check_frame(data, self.name)
             return data, series_bounds(data[ID].to_numpy())[0]
@@ -526,104 +456,3 @@ class LightGBMModel(MLForecastModel):
             # in each of the folds running side by side), at most this machine's cores
             kwargs["n_jobs"] = max(1, min(int(ctx.threads), os.cpu_count() or 1))
         return LGBMRegressor(**kwargs)
-
-
-def _estimator_class(path: str, name: str) -> Any:
-    from tidecast.models.plugins import load_object
-
-    text = str(path)
-    if ":" not in text and "." in text:  # accept 'sklearn.linear_model.Ridge' too
-        module, _, attr = text.rpartition(".")
-        text = f"{module}:{attr}"
-    return load_object(text, what=f"candidate '{name}': estimator")
-
-
-class SklearnModel(MLForecastModel):
-    """Any scikit-learn style regressor over lag features (``kind: sklearn``).
-
-    ``estimator`` is an import path (``sklearn.linear_model:Ridge``; importlib only, no eval) or,
-    from Python, an estimator instance; the other parameters (except ``strategy``, ``lags``,
-    ``rolling``, ``fit_window``) are its constructor's keyword arguments. ``random_state`` is set to
-    ``ctx.seed`` when the estimator takes one and it is not given. The estimator must not need
-    missing-value support: rows whose lags are not yet available are dropped from training.
-    """
-
-    kind = "sklearn"
-    libraries = ("mlforecast", "scikit-learn")
-
-    def __init__(
-        self,
-        estimator: Any = "sklearn.linear_model:Ridge",
-        *,
-        name: str | None = None,
-        fit_window: int | None = None,
-        strategy: str = "recursive",
-        lags: Sequence[int] | None = None,
-        rolling: list[Any] | None = None,
-        scaling: str = "auto",
-        **params: Any,
-    ) -> None:
-        super().__init__(
-            name=name, fit_window=fit_window, strategy=strategy, lags=lags, rolling=rolling, scaling=scaling
-        )
-        self.estimator = estimator
-        self.params = dict(params)
-        if isinstance(estimator, str):
-            cls = _estimator_class(estimator, self.name)
-            try:
-                sig = inspect.signature(cls)
-            except (TypeError, ValueError):
-                sig = None
-            if sig is not None and not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-                for key in params:
-                    if key not in sig.parameters:
-                        raise ModelError(
-                            f"candidate '{self.name}': {estimator} does not accept parameter '{key}' "
-                            f"(accepted: {', '.join(p for p in sig.parameters if p != 'self')})"
-                        )
-            try:
-                probe = cls(**params)
-            except (TypeError, ValueError) as exc:
-                raise ModelError(f"candidate '{self.name}': {estimator} rejects its parameters: {exc}") from exc
-            self._cls = cls
-        else:
-            if params:
-                raise ModelError(f"candidate '{self.name}': parameters {sorted(params)} need 'estimator' as an import path")
-            probe = estimator
-            self._cls = None
-        if not (hasattr(probe, "fit") and hasattr(probe, "predict")):
-            raise ModelError(f"candidate '{self.name}': estimator {estimator!r} has no fit/predict methods")
-
-    def _estimator_params(self) -> dict[str, Any]:
-        if isinstance(self.estimator, str):
-            return {"estimator": self.estimator, **self.params}
-        cls = type(self.estimator)
-        own: dict[str, Any] = {}
-        if callable(getattr(self.estimator, "get_params", None)):
-            try:
-                own = dict(self.estimator.get_params(deep=False))
-            except Exception:  # pragma: no cover - odd estimators
-                own = {}
-        return {"estimator": f"{cls.__module__}:{cls.__qualname__}", **own}
-
-    def _estimator(self, ctx: FitContext) -> Any:
-        from sklearn.base import clone
-
-        if self._cls is None:
-            try:
-                est = clone(self.estimator)
-            except Exception:
-                import copy
-
-                est = copy.deepcopy(self.estimator)
-        else:
-            est = self._cls(**self.params)
-        if hasattr(est, "get_params") and hasattr(est, "set_params"):
-            try:
-                current = est.get_params()
-                unset = "random_state" not in self.params if self._cls is not None else current.get("random_state") is None
-                if "random_state" in current and unset:
-                    est.set_params(random_state=ctx.seed)
-            except Exception:  # pragma: no cover - odd estimators
-                pass
-        return est

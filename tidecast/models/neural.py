@@ -37,7 +37,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view as swv
 
+from tidecast.data.features import time_feature_columns
 from tidecast.errors import ModelError
 from tidecast.frames import ID, POINT, TARGET, TIME, future_grid, series_bounds, tail_per_series
 from tidecast.models._frames import check_frame, check_quantiles, history_arrays, no_intervals
@@ -248,8 +250,6 @@ class MLPForecaster:
         return self
 
     def _samples(self, y: np.ndarray, T: np.ndarray, X: np.ndarray, origins: np.ndarray, W: int, H: int) -> tuple[np.ndarray, np.ndarray]:
-        from numpy.lib.stride_tricks import sliding_window_view as swv
-
         y_win = swv(y, W)[origins - W]
         targets = swv(y, H)[origins]
         if T.shape[1]:
@@ -378,8 +378,6 @@ class MLPForecaster:
 
         Computed once per distinct end (many series usually end together) and kept for the next
         calls (serving forecasts from the same end until the next reading arrives)."""
-        from tidecast.data.features import time_feature_columns  # lazily: tidecast.data imports the models
-
         ctx = self._ctx
         assert ctx is not None
         cache: dict[int, np.ndarray] = self.__dict__.setdefault("_time_cache", {})

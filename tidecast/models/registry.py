@@ -22,9 +22,10 @@ from tidecast.models._frames import finish
 from tidecast.models.base import FitContext, Forecaster
 from tidecast.models.baselines import Naive, SeasonalNaive, WindowAverage
 from tidecast.models.intermittent import ADIDAModel, CrostonModel, IMAPAModel, TSBModel
-from tidecast.models.ml import LightGBMModel, SklearnModel
+from tidecast.models.ml import LightGBMModel
 from tidecast.models.neural import MLPForecaster
 from tidecast.models.plugins import add_search_path, load_object
+from tidecast.models.regressors import SklearnModel
 from tidecast.models.statistical import AutoARIMAModel, AutoETSModel, AutoThetaModel, MSTLModel
 
 BUILTINS: dict[str, Callable[..., Forecaster]] = {

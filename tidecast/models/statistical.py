@@ -45,8 +45,6 @@ every point: 14x faster on 28 days of 5-minute data, same forecasts (``stl_kwarg
 
 from __future__ import annotations
 
-import inspect
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -64,101 +62,15 @@ from tidecast.models._frames import (
     level_of,
     require_future_exog,
 )
+from tidecast.models._statsforecast import (
+    check_ets_model,
+    check_params,
+    checked_tail,
+    fast_stl_kwargs,
+    season_list,
+    sf_class,
+)
 from tidecast.models.base import FitContext
-
-_SF_CLASS = {"autoets": "AutoETS", "autoarima": "AutoARIMA", "autotheta": "AutoTheta", "mstl": "MSTL"}
-_OURS = {"alias", "prediction_intervals"}
-
-
-def _sf_class(kind: str) -> type:
-    import statsforecast.models as sfm
-
-    return getattr(sfm, _SF_CLASS[kind])
-
-
-def _accepted(cls: type) -> list[str]:
-    return [p for p in inspect.signature(cls).parameters if p not in _OURS and p != "self"]
-
-
-def _check_params(name: str, kind: str, params: dict[str, Any], extra: Sequence[str] = ()) -> None:
-    accepted = _accepted(_sf_class(kind))
-    for key in params:
-        if key not in accepted and key not in extra:
-            raise ModelError(
-                f"candidate '{name}': {kind} does not accept parameter '{key}' "
-                f"(accepted: {', '.join(sorted([*accepted, *extra]))})"
-            )
-
-
-def _check_ets_model(name: str, kind: str, model: Any) -> None:
-    ok = (
-        isinstance(model, str)
-        and len(model) == 3
-        and model[0] in "AMZ"
-        and model[1] in "NAMZ"
-        and model[2] in "NAMZ"
-    )
-    if not ok:
-        raise ModelError(
-            f"candidate '{name}': parameter 'model' of {kind} must be three letters "
-            f"(error A/M/Z, trend N/A/M/Z, season N/A/M/Z, e.g. 'ZZZ' or 'AAN'), got {model!r}"
-        )
-
-
-def fast_stl_kwargs(season: Sequence[int], user: dict[str, Any] | None) -> dict[str, Any]:
-    """STL settings for MSTL: R's ``stl`` jumps (LOESS evaluated every ~tenth point, linear in
-    between) for the trend and low-pass smoothers, under the user's ``stl_kwargs``.
-
-    statsmodels evaluates every point by default (jump 1): on 28 days of 5-minute data with seasons
-    [288, 2016] that is 27 s per fit instead of 2 s, for the same forecasts.
-    """
-    jump = max(1, math.ceil(min(season) / 10))
-    return {"trend_jump": jump, "low_pass_jump": jump, **(user or {})}
-
-
-def _series_starts(df: pd.DataFrame) -> np.ndarray | None:
-    """The first row of every series when ``df`` is already as :func:`check_frame` leaves it
-    (``unique_id`` of str, ``ds`` datetime64[ns], rows sorted by ``unique_id, ds``), else None."""
-    if len(df) < 2 or ID not in df.columns or TIME not in df.columns:
-        return None
-    if df[ID].dtype != object or df[TIME].dtype != np.dtype("datetime64[ns]"):
-        return None
-    if pd.api.types.infer_dtype(df[ID], skipna=False) != "string":
-        return None
-    values, ds = df[ID].to_numpy(), df[TIME].to_numpy()
-    new = values[1:] != values[:-1]
-    if new.any() and not np.all(values[1:][new] > values[:-1][new]):  # ids compared where they change
-        return None
-    if not np.all(new | (ds[1:] >= ds[:-1])):  # also False at NaT
-        return None
-    return np.flatnonzero(np.concatenate([[True], new]))
-
-
-def _checked_tail(df: pd.DataFrame, columns: list[str], steps: int | None) -> pd.DataFrame | None:
-    """``tail_per_series(check_frame(df[columns]), steps)`` without check_frame's copy, sort and
-    timestamp parsing of the whole history, when ``df`` is already as check_frame leaves it
-    (``unique_id`` of str, ``ds`` datetime64[ns], rows sorted by ``unique_id, ds``, a numeric
-    target); else None."""
-    if TARGET not in df.columns or not pd.api.types.is_numeric_dtype(df[TARGET]):
-        return None
-    starts = _series_starts(df)
-    if starts is None:
-        return None
-    if steps is not None and len(df) > steps:
-        ends = np.append(starts[1:], len(df))
-        firsts = np.maximum(starts, ends - int(steps))
-        if len(starts) == 1:
-            df = df.iloc[int(firsts[0]) :]
-        else:
-            df = df.iloc[np.concatenate([np.arange(a, b) for a, b in zip(firsts, ends, strict=True)])]
-    out = df[columns].copy()
-    out[TARGET] = out[TARGET].astype(float)
-    out.index = pd.RangeIndex(len(out))
-    return out
-
-
-def _season_list(value: Any) -> list[int]:
-    return [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
 
 
 class StatsForecastModel:
@@ -197,23 +109,23 @@ class StatsForecastModel:
 
     # -- construction ---------------------------------------------------------------------------
     def _validate(self) -> None:
-        _check_params(self.name, self.kind, self.params)
+        check_params(self.name, self.kind, self.params)
         if self.season_length is not None:
-            for m in _season_list(self.season_length):
+            for m in season_list(self.season_length):
                 if m < 1:
                     raise ModelError(f"candidate '{self.name}': season_length must be at least 1, got {m}")
 
     def _probe(self) -> None:
         """Build once with a placeholder season so that rejected values fail now, not at fit."""
         try:
-            self._build([int(_season_list(self.season_length)[0]) if self.season_length else 2])
+            self._build([int(season_list(self.season_length)[0]) if self.season_length else 2])
         except ModelError:
             raise
         except (TypeError, ValueError) as exc:
             raise ModelError(f"candidate '{self.name}': {self.kind} rejects its parameters: {exc}") from exc
 
     def _build(self, season: list[int]) -> Any:
-        return _sf_class(self.kind)(season_length=season[0], **self.params)
+        return sf_class(self.kind)(season_length=season[0], **self.params)
 
     def _uses_exog(self) -> bool:
         return False
@@ -227,12 +139,12 @@ class StatsForecastModel:
         used = [c for c in (ID, TIME, TARGET, *self._exog) if c in df.columns]
         # a backtest fold hands over the whole history in canonical order: keep just the fit window
         # of the columns used instead of checking, copying and sorting everything (same rows)
-        data = _checked_tail(df, used, self.fit_window)
+        data = checked_tail(df, used, self.fit_window)
         if data is None:
             data = tail_per_series(check_frame(df[used], self.name)[[ID, TIME, TARGET, *self._exog]], self.fit_window)
         self._freq = ctx.freq
         self._season = (
-            _season_list(self.season_length) if self.season_length is not None else [default_season_length(ctx.freq)]
+            season_list(self.season_length) if self.season_length is not None else [default_season_length(ctx.freq)]
         )
         self._fitted = {}
         for uid, g in data.groupby(ID, sort=False):
@@ -383,7 +295,7 @@ class _Deseasonalizing(StatsForecastModel):
             return MSTL(
                 season_length=m, trend_forecaster=self._nonseasonal(), stl_kwargs=fast_stl_kwargs([m], self.stl_kwargs)
             )
-        return _sf_class(self.kind)(season_length=m, **self.params)
+        return sf_class(self.kind)(season_length=m, **self.params)
 
 
 class AutoETSModel(_Deseasonalizing):
@@ -400,7 +312,7 @@ class AutoETSModel(_Deseasonalizing):
     def _validate(self) -> None:
         super()._validate()
         if "model" in self.params:
-            _check_ets_model(self.name, self.kind, self.params["model"])
+            check_ets_model(self.name, self.kind, self.params["model"])
 
     def _nonseasonal(self) -> Any:
         from statsforecast.models import AutoETS
@@ -478,7 +390,7 @@ class MSTLModel(StatsForecastModel):
         return {**super().get_params(), "trend_forecaster": trend, "trend_params": self.trend_params}
 
     def _validate(self) -> None:
-        _check_params(self.name, self.kind, self.params)
+        check_params(self.name, self.kind, self.params)
         if isinstance(self.trend_forecaster, str):
             key = self.trend_forecaster.lower()
             if key not in _TREND_KINDS:
@@ -487,11 +399,11 @@ class MSTLModel(StatsForecastModel):
                     f"{', '.join(_TREND_KINDS)}, got {self.trend_forecaster!r}"
                 )
             tp = self._trend_params()
-            _check_params(self.name, key, {k: v for k, v in tp.items() if k != "season_length"})
+            check_params(self.name, key, {k: v for k, v in tp.items() if k != "season_length"})
             if key == "autoets" and "model" in tp:
-                _check_ets_model(self.name, "the mstl trend (autoets)", tp["model"])
+                check_ets_model(self.name, "the mstl trend (autoets)", tp["model"])
         if self.season_length is not None:
-            for m in _season_list(self.season_length):
+            for m in season_list(self.season_length):
                 if m < 1:
                     raise ModelError(f"candidate '{self.name}': season_length must be at least 1, got {m}")
 
