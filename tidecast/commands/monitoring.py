@@ -126,7 +126,7 @@ def register(app: typer.Typer, console: Console) -> None:
 
         Example: [bold]tidecast monitor --as-of "2024-03-01 00:00" --fail-on-drift[/bold]
         """
-        from tidecast.monitoring.pipeline import monitor as run_monitor  # lazy: pandas, MLflow, the models
+        from tidecast.monitoring.run import monitor as run_monitor  # lazy: pandas, MLflow, the models
 
         if fmt not in ("table", "json"):
             raise SpecError(f"monitor: unknown format {fmt!r} (use table or json)")
