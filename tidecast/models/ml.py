@@ -45,6 +45,7 @@ ModelError; wrap the model in :class:`tidecast.models.conformal.ConformalForecas
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 from collections.abc import Sequence
@@ -364,7 +365,7 @@ class MLForecastModel:
             X_df, _ = add_time(fut, ctx.features, timezone=ctx.timezone, freq=ctx.freq, name=self.name)
             X_df = X_df[[ID, TIME, *self._exog, *self._time]]
         try:
-            preds = self._fcst.predict(h, new_df=new_df, X_df=X_df)
+            preds = self._forecaster().predict(h, new_df=new_df, X_df=X_df)
         except ModelError:
             raise
         except Exception as exc:
@@ -373,6 +374,10 @@ class MLForecastModel:
         preds[ID] = preds[ID].astype(str)
         preds = self._scaled_frame(preds, stats, inverse=True, column=POINT)
         return finish(preds, ())
+
+    def _forecaster(self) -> Any:
+        """The fitted ``MLForecast`` that :meth:`predict` calls (a subclass may swap its models)."""
+        return self._fcst
 
     def _stats_for(self, data: pd.DataFrame) -> pd.DataFrame | None:
         """The scaling statistics of the series of ``data``: those of the training for a series seen
@@ -456,3 +461,38 @@ class LightGBMModel(MLForecastModel):
             # in each of the folds running side by side), at most this machine's cores
             kwargs["n_jobs"] = max(1, min(int(ctx.threads), os.cpu_count() or 1))
         return LGBMRegressor(**kwargs)
+
+    def _forecaster(self) -> Any:
+        """The fitted ``MLForecast`` with its LightGBM regressor called through the booster (see
+        :class:`_BoosterPredict`): a recursive forecast calls it once per step."""
+        models = getattr(self._fcst, "models_", None)
+        if self.strategy != "recursive" or not isinstance(models, dict) or set(models) != {"model"}:
+            return self._fcst
+        estimator = models["model"]
+        if getattr(estimator, "_Booster", None) is None or getattr(estimator, "_n_features", None) is None:
+            return self._fcst
+        fcst = copy.copy(self._fcst)  # predict(new_df=...) builds its own series state: the copy shares nothing it changes
+        fcst.models_ = {"model": _BoosterPredict(estimator)}
+        return fcst
+
+
+class _BoosterPredict:
+    """``LGBMRegressor.predict`` for the few rows of one recursive step: the booster called on the
+    same float array the scikit-learn wrapper would build, on one thread. The wrapper's own checks
+    and parameter processing (a deep copy of its parameters, signature inspection) cost more than
+    the trees on a few rows, and so did waking LightGBM's threads for them; the forecasts are the
+    same numbers. Larger inputs, and frames with non-numeric columns, go through the wrapper."""
+
+    MAX_ROWS = 1024
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def predict(self, X: Any) -> Any:
+        if isinstance(X, pd.DataFrame) and len(X) <= self.MAX_ROWS and len(X.columns) == self.estimator.n_features_in_:
+            dtypes = list(X.dtypes)
+            if all(isinstance(d, np.dtype) and d.kind in "biuf" for d in dtypes):
+                # the dtype lightgbm.basic._data_from_pandas converts to
+                target = np.result_type(*(d.type for d in dtypes), np.float32)
+                return self.estimator.booster_.predict(X.to_numpy(dtype=target), num_threads=1, verbose=-1)
+        return self.estimator.predict(X)
