@@ -13,20 +13,16 @@ Property: no answer is a 5xx. Every case is counted; the counts are printed at t
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import requests
 from hypothesis import given
 from hypothesis import strategies as st
-from serving_helpers import champion_params, train_champion
+from serving_helpers import Server, champion_params, train_champion
 
 from tests.fuzz.conftest import fuzz_settings
 from tidecast.spec import Spec
@@ -61,16 +57,8 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     shutil.rmtree(spec.root / ".tidecast" / "mlartifacts", ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url(trained: Spec) -> Iterator[str]:
-    import uvicorn
-
     from tidecast.serving.app import create_app
 
     spec = trained.model_copy(deep=True)
@@ -78,24 +66,8 @@ def base_url(trained: Spec) -> Iterator[str]:
     spec.serving.poll_interval = 0  # load once; /admin/reload polls on demand
     spec.serving.max_series = 5
     spec.serving.max_body_bytes = 200_000
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(spec, token=TOKEN), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "the server did not get ready within 60 s"
-        time.sleep(0.1)
-    yield base
-    server.should_exit = True
-    thread.join(timeout=15)
+    with Server(create_app(spec, token=TOKEN)) as server:
+        yield server.base
     print("\nschemathesis calls (method, path, status): " + ", ".join(
         f"{m} {p} {s}: {n}" for (m, p, s), n in sorted(CALLS.items())))
     print(f"schemathesis: {sum(CALLS.values())} calls, {sum(n for (_, _, s), n in CALLS.items() if s >= 500)} 5xx")
