@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from tidecast.spec import Spec
 
 console = Console()
 err_console = Console(stderr=True)
@@ -27,7 +30,7 @@ SpecOpt = Annotated[
 ]
 
 
-def load(spec_path: Path | None) -> Any:
+def load(spec_path: Path | None) -> Spec:
     """The spec at ``spec_path`` (default: ./tidecast.yaml) with the ``--env`` overrides."""
     from tidecast.spec import load_spec  # lazy: pandas and pydantic stay out of `tidecast --help`
 
