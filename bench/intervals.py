@@ -1,7 +1,8 @@
 """Interval calibration: tidecast's calibrated intervals against the libraries' own (issue 18).
 
 For each dataset, on the same windows (the spec's rolling backtest folds, one horizon apart, then
-the held-out final horizon), nominal 80 % intervals, scored by coverage, mean width and the
+the held-out stretch: ``--holdout-horizons`` horizons, 3 by default, each forecast by a model trained
+on everything before it), nominal 80 % intervals, scored by coverage, mean width and the
 interval (Winkler) score (:func:`tidecast.evaluation.metrics.interval_score`):
 
 * **tidecast**: what ``tidecast run`` does: every candidate backtested and calibrated
@@ -12,8 +13,8 @@ interval (Winkler) score (:func:`tidecast.evaluation.metrics.interval_score`):
 * **statsforecast conformal**: the same model with ``prediction_intervals=ConformalIntervals(h, n_windows=5)``;
 * **mlforecast conformal**: LightGBM over the dataset's lags with ``PredictionIntervals(n_windows=5, h)``.
 
-The library runs use ``cross_validation(n_windows=folds + 1, step_size=h)``: its last window is the
-held-out horizon, the others are tidecast's folds (the cut-offs are checked).
+The library runs use ``cross_validation(n_windows=folds + holdout, step_size=h)``: its last windows are
+the held-out stretch, the others are tidecast's folds (the cut-offs are checked).
 
 Datasets: ``power`` (examples/power: 5-minute, 288 steps; ``--power-days`` keeps the last days),
 ``meters`` (tidecast.datasets.make_meters, hourly, 24 steps; ``--meters`` series), ``co2``
@@ -55,6 +56,7 @@ class Dataset:
     input_size: int | None = None
     lags: list[int] = field(default_factory=list)
     note: str = ""
+    holdout: int = 1  # horizons held out after the folds (``backtest.holdout``)
 
 
 # ------------------------------------------------------------------------------------ datasets
@@ -186,13 +188,16 @@ def scores(y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> dict[str, float]:
     }
 
 
-def split_scores(cv: pd.DataFrame, holdout_cutoff: Any, lo: str, hi: str) -> dict[str, Any]:
-    folds = cv[cv["cutoff"] < holdout_cutoff]
-    last = cv[cv["cutoff"] == holdout_cutoff]
+def split_scores(cv: pd.DataFrame, holdout: int, lo: str, hi: str) -> dict[str, Any]:
+    """Scores of the folds (every window but the last ``holdout``) and of the held-out windows."""
+    cutoffs = sorted(cv["cutoff"].unique())
+    first_held = cutoffs[-holdout]
+    folds = cv[cv["cutoff"] < first_held]
+    last = cv[cv["cutoff"] >= first_held]
     return {
         "folds": scores(folds["y"].to_numpy(float), folds[lo].to_numpy(float), folds[hi].to_numpy(float)),
         "holdout": scores(last["y"].to_numpy(float), last[lo].to_numpy(float), last[hi].to_numpy(float)),
-        "cutoffs": sorted(str(c) for c in cv["cutoff"].unique()),
+        "cutoffs": [str(c) for c in cutoffs],
     }
 
 
@@ -216,6 +221,7 @@ def run_tidecast(ds: Dataset, workdir: Path) -> dict[str, Any]:
         frame = frame.drop(columns="unique_id")
     frame.to_csv(root / "data.csv", index=False)
     data = {"project": f"bench-{ds.name}", **ds.spec}
+    data["backtest"] = {**data.get("backtest", {}), "holdout": ds.holdout * ds.h}
     if ds.name == "power":
         data["data"] = {**data["data"], "source": "data.csv", "time_column": "ds", "target_column": "y"}
     (root / "tidecast.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
@@ -307,10 +313,10 @@ def run_statsforecast(ds: Dataset, conformal: bool) -> dict[str, Any]:
     started = time.perf_counter()
     sf = StatsForecast(models=[model], freq=_freq(ds), n_jobs=1)
     cv = sf.cross_validation(
-        df=df, h=ds.h, n_windows=ds.folds + 1, step_size=ds.h, level=[LEVEL], input_size=ds.input_size, **kwargs
+        df=df, h=ds.h, n_windows=ds.folds + ds.holdout, step_size=ds.h, level=[LEVEL], input_size=ds.input_size, **kwargs
     )
     name = next(c for c in cv.columns if c.endswith(f"-lo-{LEVEL}"))[: -len(f"-lo-{LEVEL}")]
-    out = split_scores(cv, cv["cutoff"].max(), f"{name}-lo-{LEVEL}", f"{name}-hi-{LEVEL}")
+    out = split_scores(cv, ds.holdout, f"{name}-lo-{LEVEL}", f"{name}-hi-{LEVEL}")
     out["model"] = name + (" + ConformalIntervals(n_windows=5)" if conformal else " (native)")
     out["seconds"] = time.perf_counter() - started
     return out
@@ -349,14 +355,14 @@ def run_mlforecast(ds: Dataset) -> dict[str, Any]:
     )
     cv = mlf.cross_validation(
         df,
-        n_windows=ds.folds + 1,
+        n_windows=ds.folds + ds.holdout,
         h=ds.h,
         step_size=ds.h,
         level=[LEVEL],
         prediction_intervals=PredictionIntervals(n_windows=5, h=ds.h),
         static_features=[],
     )
-    out = split_scores(cv, cv["cutoff"].max(), f"lgbm-lo-{LEVEL}", f"lgbm-hi-{LEVEL}")
+    out = split_scores(cv, ds.holdout, f"lgbm-lo-{LEVEL}", f"lgbm-hi-{LEVEL}")
     out["model"] = "LightGBM + PredictionIntervals(n_windows=5)"
     out["seconds"] = time.perf_counter() - started
     return out
@@ -382,7 +388,7 @@ def bench(ds: Dataset, workdir: Path, *, libraries: bool = True) -> dict[str, An
     ours = result["rows"]["tidecast"]["cutoffs"]
     for label, row in result["rows"].items():
         if label != "tidecast" and "cutoffs" in row:
-            theirs = [str(pd.Timestamp(c)) for c in row["cutoffs"][:-1]]
+            theirs = [str(pd.Timestamp(c)) for c in row["cutoffs"][: -ds.holdout]]
             row["same_windows"] = [str(pd.Timestamp(c)) for c in ours] == theirs
     return result
 
@@ -425,7 +431,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="co2,elnino,meters,power")
     parser.add_argument("--power-days", type=int, default=None, help="keep the last N days of examples/power")
-    parser.add_argument("--meters", type=int, default=100, help="meters generated")
+    parser.add_argument("--meters", type=int, default=300, help="meters generated (a few percent reach the end)")
+    parser.add_argument(
+        "--holdout-horizons", type=int, default=3,
+        help="horizons held out after the folds (one horizon is one correlated stretch: 92 %% of 12 months is 11)",
+    )
     parser.add_argument("--models", default=None, help="only these tidecast candidates (comma-separated)")
     parser.add_argument("--no-libraries", action="store_true", help="tidecast's side only")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -443,6 +453,8 @@ def main() -> None:
         for name in args.datasets.split(","):
             started = time.perf_counter()
             ds = makers[name]()
+            ds.holdout = max(1, args.holdout_horizons)
+            ds.note += f", held out: the last {ds.holdout} horizon(s)"
             if args.models:
                 keep = set(args.models.split(","))
                 ds.spec["models"] = [m for m in ds.spec["models"] if m["name"] in keep]
