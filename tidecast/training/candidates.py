@@ -3,7 +3,9 @@ the ``backtest`` step. Everything here speaks the Forecaster protocol only."""
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,7 @@ from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 from tidecast.models.base import FitContext
 from tidecast.models.conformal import ConformalForecaster
 from tidecast.models.registry import fits_per_series
-from tidecast.pipeline.executors import make_executor, shares_files
+from tidecast.pipeline.executors import LocalExecutor, SequentialExecutor, make_executor, shares_files
 from tidecast.spec import CandidateSpec, Spec
 from tidecast.training.distributed import backtest_distributed, dask_client, plan_training, source_for
 from tidecast.training.ensembles import ensemble_entries
@@ -153,6 +155,118 @@ def _calibrate(
     result.forecasts, _fallback = calibrate_folds(result.forecasts, calibration, list(spec.forecast.quantiles))
 
 
+def _run_candidate(
+    candidate: CandidateSpec, data: _Data, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any
+) -> tuple[Any, dict[str, Any] | None]:
+    """One candidate's backtest (searching its parameters): its leaderboard entry, and its details
+    (parameters, trials, seconds) unless it failed."""
+    metric = spec.selection.metric
+    ranking = Ranking(metric)
+    started = time.perf_counter()
+    trials: list[dict[str, Any]] = []
+
+    def score(params: dict[str, Any]) -> tuple[float, Any, Any]:
+        factory = factory_for(candidate, params, spec)
+        result, evaluation = _backtest_one(factory, data, ctx, folds, spec, executor)
+        value = float(evaluation.aggregate[metric])
+        return value, result, evaluation
+
+    best: tuple[float, dict[str, Any], Any, Any] | None = None
+    error: str | None = None
+    try:
+        if candidate.search is not None:
+            cache: dict[str, tuple[Any, Any]] = {}
+
+            def objective(params: dict[str, Any], cache: dict = cache) -> float:  # type: ignore[type-arg]
+                value, result, evaluation = score(params)
+                cache[repr(sorted(params.items()))] = (result, evaluation)
+                return ranking.key(value)  # the search minimizes
+
+            search = optuna_search(objective, candidate.params, candidate.search)
+            trials = [
+                {"params": t.params, "value": t.value, "seconds": t.seconds, "error": t.error}
+                for t in search.trials
+            ]
+            result, evaluation = cache[repr(sorted(search.best_params.items()))]
+            best = (search.best_value, search.best_params, result, evaluation)
+        else:
+            combos = grid(candidate.params) if is_searched(candidate.params) else [dict(candidate.params)]
+            for params in combos:
+                try:
+                    value, result, evaluation = score(params)
+                except TidecastError as exc:
+                    trials.append({"params": params, "value": None, "seconds": None, "error": str(exc)})
+                    if len(combos) == 1:
+                        raise
+                    continue
+                trials.append({"params": params, "value": value, "seconds": None, "error": None})
+                if best is None or ranking.better(value, best[0]):
+                    best = (value, params, result, evaluation)
+            if best is None:
+                raise ModelError(f"candidate '{candidate.name}': every parameter combination failed")
+    except (TidecastError, Exception) as exc:  # a candidate that fails is recorded, the others go on
+        error = str(exc) if isinstance(exc, TidecastError) else f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - started
+    if best is None:
+        return CandidateResult(
+            name=candidate.name, kind=candidate.kind, params=dict(candidate.params), evaluation=None,
+            backtest=None, error=error, fit_seconds=seconds, predict_seconds=0.0, trials=len(trials),
+        ), None
+    _, params, result, evaluation = best
+    entry = CandidateResult(
+        name=candidate.name, kind=candidate.kind, params=params, evaluation=evaluation, backtest=result,
+        error=None, fit_seconds=result.fit_seconds, predict_seconds=result.predict_seconds,
+        trials=len(trials),
+    )
+    return entry, {
+        "params": params, "trials": trials, "seconds": seconds,
+        "training": plan_training(spec, candidate.kind, params, executor).label,
+    }
+
+
+#: The kinds whose backtests take longest, started first when candidates run side by side.
+_SLOW_KINDS = ("mlp", "lightgbm", "sklearn", "mstl", "autoarima", "autoets", "autotheta")
+
+PARALLEL_CANDIDATES_ROWS = (5_000, 5_000_000)
+"""Candidates run side by side between these many rows: below, a process's start and imports cost
+more than it saves; above, each process would hold the data."""
+
+
+def _cost_rank(kind: str) -> int:
+    return len(_SLOW_KINDS) - _SLOW_KINDS.index(kind) if kind in _SLOW_KINDS else 0
+
+
+def _candidate_workers(spec: Spec, executor: Any, candidates: list[tuple[int, CandidateSpec]], data: _Data) -> int:
+    """How many processes run candidates side by side: with the default in-process backtest
+    (``n_jobs: 1``, local) on a machine of several cores, up to one per core for two or more
+    candidates of which one takes long, on neither tiny nor large data; else 1 (one after the other).
+    ``TIDECAST_PARALLEL_CANDIDATES=0`` turns it off."""
+    if os.environ.get("TIDECAST_PARALLEL_CANDIDATES", "1") == "0":
+        return 1
+    if not isinstance(executor, SequentialExecutor) or getattr(spec.executor, "kind", "local") != "local":
+        return 1
+    low, high = PARALLEL_CANDIDATES_ROWS
+    if not any(_cost_rank(c.kind) for _, c in candidates) or not low <= len(data.light) <= high:
+        return 1
+    return max(1, min(os.cpu_count() or 1, len(candidates)))
+
+
+@dataclass(frozen=True)
+class _CandidateTask:
+    index: int
+    candidate: CandidateSpec
+    data: _Data
+    ctx: FitContext
+    folds: list[Any]
+    spec: Spec
+
+
+def _run_candidate_task(task: _CandidateTask) -> tuple[int, Any, dict[str, Any] | None]:
+    """:func:`_run_candidate` in a worker process (its folds one after the other)."""
+    entry, detail = _run_candidate(task.candidate, task.data, task.ctx, task.folds, task.spec, SequentialExecutor())
+    return task.index, entry, detail
+
+
 def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> Backtested:
     """Backtest every candidate (grid or Optuna search where params ask for it) and build the leaderboard."""
 
@@ -176,82 +290,34 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
     )
     executor = make_executor(spec.executor, bt.n_jobs)
     metric = spec.selection.metric
-    ranking = Ranking(metric)
     entries: list[Any] = []
     details: dict[str, Any] = {}
     total = len(spec.models)
+    candidates = [(index, c) for index, c in enumerate(spec.models) if c.kind != "ensemble"]  # ensembles: after
+    workers = _candidate_workers(spec, executor, candidates, data)
+    outcomes: dict[int, tuple[Any, dict[str, Any] | None]] = {}
     try:
-        for index, candidate in enumerate(spec.models):
-            if candidate.kind == "ensemble":  # combined from the others' forecasts after the loop
-                continue
-            progress(index, total, f"backtesting {candidate.name}")
-            started = time.perf_counter()
-            trials: list[dict[str, Any]] = []
-
-            def score(params: dict[str, Any], candidate: CandidateSpec = candidate) -> tuple[float, Any, Any]:
-                factory = factory_for(candidate, params, spec)
-                result, evaluation = _backtest_one(factory, data, ctx, folds, spec, executor)
-                value = float(evaluation.aggregate[metric])
-                return value, result, evaluation
-
-            best: tuple[float, dict[str, Any], Any, Any] | None = None
-            error: str | None = None
-            try:
-                if candidate.search is not None:
-                    cache: dict[str, tuple[Any, Any]] = {}
-
-                    def objective(params: dict[str, Any], cache: dict = cache) -> float:  # type: ignore[type-arg]
-                        value, result, evaluation = score(params)
-                        cache[repr(sorted(params.items()))] = (result, evaluation)
-                        return ranking.key(value)  # the search minimizes
-
-                    search = optuna_search(objective, candidate.params, candidate.search)
-                    trials = [
-                        {"params": t.params, "value": t.value, "seconds": t.seconds, "error": t.error}
-                        for t in search.trials
-                    ]
-                    result, evaluation = cache[repr(sorted(search.best_params.items()))]
-                    best = (search.best_value, search.best_params, result, evaluation)
-                else:
-                    combos = grid(candidate.params) if is_searched(candidate.params) else [dict(candidate.params)]
-                    for params in combos:
-                        try:
-                            value, result, evaluation = score(params)
-                        except TidecastError as exc:
-                            trials.append({"params": params, "value": None, "seconds": None, "error": str(exc)})
-                            if len(combos) == 1:
-                                raise
-                            continue
-                        trials.append({"params": params, "value": value, "seconds": None, "error": None})
-                        if best is None or ranking.better(value, best[0]):
-                            best = (value, params, result, evaluation)
-                    if best is None:
-                        raise ModelError(f"candidate '{candidate.name}': every parameter combination failed")
-            except (TidecastError, Exception) as exc:  # a candidate that fails is recorded, the others go on
-                error = str(exc) if isinstance(exc, TidecastError) else f"{type(exc).__name__}: {exc}"
-            seconds = time.perf_counter() - started
-            if best is None:
-                entries.append(
-                    CandidateResult(
-                        name=candidate.name, kind=candidate.kind, params=dict(candidate.params), evaluation=None,
-                        backtest=None, error=error, fit_seconds=seconds, predict_seconds=0.0, trials=len(trials),
-                    )
-                )
-                continue
-            _, params, result, evaluation = best
-            entries.append(
-                CandidateResult(
-                    name=candidate.name, kind=candidate.kind, params=params, evaluation=evaluation, backtest=result,
-                    error=None, fit_seconds=result.fit_seconds, predict_seconds=result.predict_seconds,
-                    trials=len(trials),
-                )
-            )
-            details[candidate.name] = {
-                "params": params, "trials": trials, "seconds": seconds,
-                "training": plan_training(spec, candidate.kind, params, executor).label,
-            }
+        if workers > 1:
+            # independent candidates side by side, one process each, the cores shared among them (the
+            # folds of each run in turn, as with n_jobs: 1): the same numbers as one after the other
+            order = sorted(candidates, key=lambda item: -_cost_rank(item[1].kind))  # the longest first
+            pool_ctx = replace(ctx, threads=max(1, (os.cpu_count() or 1) // workers)) if ctx.threads is None else ctx
+            tasks = [_CandidateTask(index, candidate, data, pool_ctx, folds, spec) for index, candidate in order]
+            for index, candidate in order:
+                progress(index, total, f"backtesting {candidate.name} (in parallel, {workers} processes)")
+            for index, entry, detail in LocalExecutor(workers).map(_run_candidate_task, tasks, desc="candidates"):
+                outcomes[index] = (entry, detail)
+        else:
+            for index, candidate in candidates:
+                progress(index, total, f"backtesting {candidate.name}")
+                outcomes[index] = _run_candidate(candidate, data, ctx, folds, spec, executor)
     finally:
         executor.close()
+    for index, _candidate in candidates:
+        entry, detail = outcomes[index]
+        entries.append(entry)
+        if detail is not None:
+            details[entry.name] = detail
 
     combined, ensembles = ensemble_entries(entries, frame, spec, folds)  # from the stored fold forecasts
     entries = [*entries, *combined]
