@@ -8,8 +8,9 @@ import pickle
 import numpy as np
 import pandas as pd
 
+from tidecast.models._lightgbm import BoosterPredict
 from tidecast.models.base import FitContext
-from tidecast.models.ml import LightGBMModel, _BoosterPredict
+from tidecast.models.ml import LightGBMModel
 from tidecast.spec import FeatureSpec
 
 H = 24
@@ -43,7 +44,7 @@ def _wrapper_forecast(model: LightGBMModel, **kwargs: object) -> pd.DataFrame:
 def test_the_booster_path_forecasts_what_the_wrapper_does() -> None:
     data = _data(3)
     model = LightGBMModel(n_estimators=30, num_leaves=7).fit(data, _ctx())
-    assert isinstance(model._forecaster().models_["model"], _BoosterPredict)
+    assert isinstance(model._forecaster().models_["model"], BoosterPredict)
     history = data.groupby("unique_id").tail(60).reset_index(drop=True)
     for kwargs in ({}, {"history": history}):
         fast = model.predict(H, **kwargs)
@@ -62,6 +63,6 @@ def test_many_rows_go_through_the_wrapper() -> None:
         def predict(self, X: object) -> str:
             return "wrapper"
 
-    rows = pd.DataFrame({"a": np.zeros(_BoosterPredict.MAX_ROWS + 1), "b": np.zeros(_BoosterPredict.MAX_ROWS + 1)})
-    assert _BoosterPredict(Wrapper()).predict(rows) == "wrapper"
-    assert _BoosterPredict(Wrapper()).predict(rows.astype({"a": "category"}).head(3)) == "wrapper"
+    rows = pd.DataFrame({"a": np.zeros(BoosterPredict.MAX_ROWS + 1), "b": np.zeros(BoosterPredict.MAX_ROWS + 1)})
+    assert BoosterPredict(Wrapper()).predict(rows) == "wrapper"
+    assert BoosterPredict(Wrapper()).predict(rows.astype({"a": "category"}).head(3)) == "wrapper"

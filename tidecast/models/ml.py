@@ -66,6 +66,7 @@ from tidecast.models._frames import (
     require_future_exog,
 )
 from tidecast.models._lags import Runs, canonical_starts, mlforecast_freq, model_steps, natural_lag, norm_rolling
+from tidecast.models._lightgbm import BoosterPredict, lightgbm_param_names
 from tidecast.models._time import add_time
 from tidecast.models.base import FitContext
 
@@ -395,19 +396,6 @@ _THREAD_PARAMS = frozenset({"n_jobs", "num_threads", "num_thread", "nthread", "n
 """LightGBM's names for its thread count: one given by the user wins over ``ctx.threads``."""
 
 
-def _lightgbm_param_names() -> set[str] | None:
-    try:
-        from lightgbm.basic import _ConfigAliases
-
-        names: set[str] = set()
-        for key, aliases in _ConfigAliases._get_all_param_aliases().items():
-            names.add(key)
-            names.update(aliases)
-        return names
-    except Exception:  # pragma: no cover - private API moved
-        return None
-
-
 class LightGBMModel(MLForecastModel):
     """``lightgbm.LGBMRegressor`` over lag features (``kind: lightgbm``).
 
@@ -436,7 +424,7 @@ class LightGBMModel(MLForecastModel):
         from lightgbm import LGBMRegressor
 
         accepted = set(inspect.signature(LGBMRegressor).parameters) - {"kwargs"}
-        known = _lightgbm_param_names()
+        known = lightgbm_param_names()
         for key in params:
             if key not in accepted and known is not None and key not in known:
                 raise ModelError(
@@ -464,7 +452,7 @@ class LightGBMModel(MLForecastModel):
 
     def _forecaster(self) -> Any:
         """The fitted ``MLForecast`` with its LightGBM regressor called through the booster (see
-        :class:`_BoosterPredict`): a recursive forecast calls it once per step."""
+        :class:`tidecast.models._lightgbm.BoosterPredict`): a recursive forecast calls it once per step."""
         models = getattr(self._fcst, "models_", None)
         if self.strategy != "recursive" or not isinstance(models, dict) or set(models) != {"model"}:
             return self._fcst
@@ -472,27 +460,5 @@ class LightGBMModel(MLForecastModel):
         if getattr(estimator, "_Booster", None) is None or getattr(estimator, "_n_features", None) is None:
             return self._fcst
         fcst = copy.copy(self._fcst)  # predict(new_df=...) builds its own series state: the copy shares nothing it changes
-        fcst.models_ = {"model": _BoosterPredict(estimator)}
+        fcst.models_ = {"model": BoosterPredict(estimator)}
         return fcst
-
-
-class _BoosterPredict:
-    """``LGBMRegressor.predict`` for the few rows of one recursive step: the booster called on the
-    same float array the scikit-learn wrapper would build, on one thread. The wrapper's own checks
-    and parameter processing (a deep copy of its parameters, signature inspection) cost more than
-    the trees on a few rows, and so did waking LightGBM's threads for them; the forecasts are the
-    same numbers. Larger inputs, and frames with non-numeric columns, go through the wrapper."""
-
-    MAX_ROWS = 1024
-
-    def __init__(self, estimator: Any) -> None:
-        self.estimator = estimator
-
-    def predict(self, X: Any) -> Any:
-        if isinstance(X, pd.DataFrame) and len(X) <= self.MAX_ROWS and len(X.columns) == self.estimator.n_features_in_:
-            dtypes = list(X.dtypes)
-            if all(isinstance(d, np.dtype) and d.kind in "biuf" for d in dtypes):
-                # the dtype lightgbm.basic._data_from_pandas converts to
-                target = np.result_type(*(d.type for d in dtypes), np.float32)
-                return self.estimator.booster_.predict(X.to_numpy(dtype=target), num_threads=1, verbose=-1)
-        return self.estimator.predict(X)
