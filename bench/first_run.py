@@ -6,6 +6,9 @@ copy's ``.tidecast`` and ``tidecast.lock``, then runs ``tidecast run`` there as 
 
 * the **cold run**: every step executes; wall time, CPU time (this run's process and its children,
   user + sys) and each step's seconds and share from the ``tidecast.lock`` it writes;
+* each candidate's share of the backtest: its wall seconds there (grid/search included) and the
+  fold fits' and forecasts' seconds, read from the backtest step's cached output (with candidates
+  side by side in worker processes, the seconds overlap: their sum exceeds the step's);
 * the **no-op run**, ``--noop N`` times: nothing changed, every step cached; wall time of each
   (best and median), and whether it imported a model library (``-X importtime`` of one more run).
 
@@ -87,6 +90,24 @@ def step_seconds(project: Path) -> dict[str, float]:
     return {name: float(record.get("duration_s") or 0.0) for name, record in (lock.get("steps") or {}).items()}
 
 
+def candidate_seconds(project: Path) -> list[tuple[str, float, float, float]]:
+    """Each candidate's (name, backtest seconds, fit seconds, predict seconds) from the backtest
+    step's cached output of the cold run, slowest first."""
+    import joblib
+
+    outputs = sorted((project / ".tidecast" / "cache" / "backtest").glob("*/output.joblib"), key=lambda p: p.stat().st_mtime)
+    if not outputs:
+        return []
+    out = joblib.load(outputs[-1])
+    details = out["details"] if isinstance(out, dict) else out.details
+    results = out["results"] if isinstance(out, dict) else out.results
+    rows = []
+    for name, entry in results.items():
+        seconds = float((details.get(name) or {}).get("seconds") or 0.0)
+        rows.append((name, seconds, float(entry.fit_seconds or 0.0), float(entry.predict_seconds or 0.0)))
+    return sorted(rows, key=lambda row: -row[1])
+
+
 def imported_libraries(stderr: str) -> list[str]:
     """The model libraries a ``-X importtime`` run imported (top-level package names)."""
     found = set()
@@ -136,6 +157,7 @@ def main() -> None:
         wall, cpu, _ = run_cli(project)
         load_cold = _load()
         steps = step_seconds(project)
+        per_candidate = candidate_seconds(project)
         noops = []
         for _ in range(max(0, args.noop)):
             noop_wall, _, _ = run_cli(project)
@@ -159,6 +181,12 @@ def main() -> None:
     outside = max(0.0, wall - total)
     print(f"| outside the steps (start-up, planning, printing) | {outside:.1f} | {outside / wall:.0%} |" if args.markdown
           else f"{'outside':<10} {outside:8.1f} {outside / wall:>7.0%}")
+    if per_candidate:
+        print("\n| candidate | backtest s | fits s | forecasts s |\n|---|---:|---:|---:|" if args.markdown
+              else "\ncandidate        backtest s   fits s  forecasts s")
+        for name, seconds, fit, predict in per_candidate:
+            print(f"| {name} | {seconds:.1f} | {fit:.1f} | {predict:.1f} |" if args.markdown
+                  else f"{name:<16} {seconds:10.1f} {fit:8.1f} {predict:12.1f}")
     if noops:
         print(
             f"\nno-op run: best {min(noops):.2f} s, median {statistics.median(noops):.2f} s over {len(noops)} "

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tidecast.pipeline.executors import executor_scope, make_executor
 from tidecast.spec import parse_spec
 from tidecast.training import candidates as module
 from tidecast.training.candidates import _candidate_workers, _Data, candidate_results
@@ -66,3 +67,5 @@ def test_tiny_data_and_fast_candidates_stay_in_process(tmp_path: Path, monkeypat
     fast = [(i, c) for i, c in candidates if c.kind != "autoets"]
     assert _candidate_workers(spec, module.SequentialExecutor(), fast, _Data(frame, spec)) == 1
     assert _candidate_workers(spec, module.LocalExecutor(2), candidates, _Data(frame, spec)) == 1  # folds in parallel
+    with executor_scope():  # as the pipeline runs the step: the scope's shared in-process executor
+        assert _candidate_workers(spec, make_executor(None, 1), candidates, _Data(frame, spec)) == 3

@@ -243,8 +243,8 @@ def _candidate_workers(spec: Spec, executor: Any, candidates: list[tuple[int, Ca
     ``TIDECAST_PARALLEL_CANDIDATES=0`` turns it off."""
     if os.environ.get("TIDECAST_PARALLEL_CANDIDATES", "1") == "0":
         return 1
-    if not isinstance(executor, SequentialExecutor) or getattr(spec.executor, "kind", "local") != "local":
-        return 1
+    if int(getattr(executor, "n_workers", 1) or 1) > 1 or getattr(spec.executor, "kind", "local") != "local":
+        return 1  # folds (or partitions) already run in parallel, or on a cluster
     low, high = PARALLEL_CANDIDATES_ROWS
     if not any(_cost_rank(c.kind) for _, c in candidates) or not low <= len(data.light) <= high:
         return 1
