@@ -369,18 +369,17 @@ def run_mlforecast(ds: Dataset) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- main
-def bench(ds: Dataset, workdir: Path, *, libraries: bool = True) -> dict[str, Any]:
+def bench(ds: Dataset, workdir: Path, *, libraries: bool = True, only: set[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"dataset": ds.name, "note": ds.note, "rows": {}}
     result["rows"]["tidecast"] = run_tidecast(ds, workdir)
-    for label, fn in (
-        ()
-        if not libraries
-        else (
-            ("statsforecast native", lambda: run_statsforecast(ds, conformal=False)),
-            ("statsforecast conformal", lambda: run_statsforecast(ds, conformal=True)),
-            ("mlforecast conformal", lambda: run_mlforecast(ds)),
-        )
-    ):
+    runs = (
+        ("statsforecast native", lambda: run_statsforecast(ds, conformal=False)),
+        ("statsforecast conformal", lambda: run_statsforecast(ds, conformal=True)),
+        ("mlforecast conformal", lambda: run_mlforecast(ds)),
+    )
+    for label, fn in runs if libraries else ():
+        if only is not None and label.replace(" ", "-") not in only:
+            continue
         try:
             result["rows"][label] = fn()
         except Exception as exc:  # a library option that cannot run here is reported, not fatal
@@ -438,6 +437,10 @@ def main() -> None:
     )
     parser.add_argument("--models", default=None, help="only these tidecast candidates (comma-separated)")
     parser.add_argument("--no-libraries", action="store_true", help="tidecast's side only")
+    parser.add_argument(
+        "--libraries", default=None,
+        help="only these library runs: statsforecast-native, statsforecast-conformal, mlforecast-conformal",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
@@ -458,7 +461,8 @@ def main() -> None:
             if args.models:
                 keep = set(args.models.split(","))
                 ds.spec["models"] = [m for m in ds.spec["models"] if m["name"] in keep]
-            result = bench(ds, Path(tmp), libraries=not args.no_libraries)
+            only = set(args.libraries.split(",")) if args.libraries else None
+            result = bench(ds, Path(tmp), libraries=not args.no_libraries, only=only)
             result["seconds"] = time.perf_counter() - started
             results.append(result)
             print(markdown(result) if args.markdown else json.dumps(result, indent=1, default=str), flush=True)
