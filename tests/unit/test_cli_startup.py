@@ -4,9 +4,11 @@ layers below: no pandas, no numpy, no MLflow (and for `tidecast --help`, no pyda
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +51,42 @@ def test_every_command_is_registered_in_the_documented_order() -> None:
     for name in ("init", "monitor", "schedule", "report", "dashboard", "serve", "predict", "ui", "compare",
                  "promote", "rollback", "reproduce"):
         assert name in names
+
+
+NO_OP_LIBRARIES = ("statsforecast", "mlforecast", "lightgbm", "sklearn", "torch", "hierarchicalforecast", "optuna",
+                   "mlflow", "shap", "plotly", "matplotlib")
+
+
+@pytest.mark.slow
+def test_no_op_run_imports_no_model_library_nor_mlflow(tmp_path: Path) -> None:
+    """A `tidecast run` whose every step is cached plans, checks that the tracked run and the registered
+    version are still there (track's check reads the registry's SQLite) and prints the leaderboard and
+    the registry line, without importing a model library, MLflow or a drawing library."""
+    from tests.conftest import make_project
+
+    models = "  - {name: seasonal_naive, kind: seasonal_naive, params: {season_length: 1d}}\n"
+    project = make_project(tmp_path / "p", days=20, models=models)
+    env = {**os.environ, "COLUMNS": "200"}
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TIDECAST_ENV"):
+        env.pop(var, None)
+    first = subprocess.run(
+        [sys.executable, "-m", "tidecast.cli", "run"], cwd=project, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from tidecast.cli import main
+        sys.argv = ["tidecast", "run"]
+        try:
+            main()
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        print("IMPORTED", sorted(m for m in sys.modules if m.split(".")[0] in {NO_OP_LIBRARIES!r}))
+        """
+    )
+    again = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 steps ran, 8 cached" in again.stdout, again.stdout[-2000:]
+    assert "registry:" in again.stdout and "champion" in again.stdout, again.stdout[-2000:]
+    assert "IMPORTED []" in again.stdout, again.stdout[-1000:]

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from tidecast.errors import TrackingError
 from tidecast.faults import fault_point
-from tidecast.tracking.pyfunc import CARD_FILE, MODEL_FILE
 from tidecast.tracking.store import active_uris, connect, retry_locked
 
 if TYPE_CHECKING:
@@ -45,6 +44,9 @@ def _model_id(model_uri: str) -> str | None:
 def verify_artifacts(client: MlflowClient, model_uri: str) -> list[str]:
     """The logged model's files; raises TrackingError unless its MLmodel and tidecast artifacts are all there."""
     import mlflow
+
+    # lazy: pyfunc imports MLflow's pyfunc; the registry's readers (a no-op run's check of track) need none
+    from tidecast.tracking.pyfunc import CARD_FILE, MODEL_FILE
 
     model_id = _model_id(model_uri)
     try:
