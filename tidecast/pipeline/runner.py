@@ -1,17 +1,14 @@
-"""Plan and run a pipeline like ``dvc repro``: execute only the steps whose inputs changed.
+"""Run a pipeline like ``dvc repro``: execute only the steps whose inputs changed.
 
-A step's cache key is a hash of its code version, the spec sections it declares, the keys of
-its upstream steps, its external fingerprint and its ``deps`` (plugin modules, library versions,
-the store it writes to: :mod:`tidecast.pipeline.deps`). A fresh step with a ``check`` is asked
-whether its cached output still holds outside the cache (its MLflow run still exists); when it
-does not, it re-runs, and so do the steps downstream of it. Keys depend on the *keys* of inputs, not on
-their content, so they can all be computed before anything runs; a step whose key is already in
-the cache is fresh and is neither executed nor even loaded, unless a step that must run reads it.
+:func:`run` takes the project lock, plans the run (:func:`tidecast.pipeline.planning.plan`: every
+step's key and status), asks the steps that will run whether they can (their ``check``), then
+executes the stale and missing ones in order, each into a pending cache entry committed atomically
+and recorded in ``tidecast.lock`` as soon as it finishes. A fresh step is neither executed nor
+loaded, unless a step that runs reads it.
 
 ``force=("clean",)`` re-executes ``clean`` only: its key does not change, so its downstream steps
 stay fresh (force them too, or use ``force=("all",)``, to recompute them).
 """
-
 
 from __future__ import annotations
 
