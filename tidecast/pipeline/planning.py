@@ -3,7 +3,9 @@
 A step's key is a hash of its code version, the spec sections it declares, the keys of its upstream
 steps, its external fingerprint and its ``deps`` (plugin modules, library versions, the store it
 writes to: :mod:`tidecast.pipeline.deps`). Keys depend on the *keys* of inputs, not on their
-content, so they are all computed before anything runs.
+content, so they are all computed before anything runs. A cached step with a ``check`` is asked
+whether its output still holds outside the cache (its MLflow run still exists); when it does not,
+it is stale, and so are the steps downstream of it.
 """
 
 from __future__ import annotations
