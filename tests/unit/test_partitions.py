@@ -131,6 +131,22 @@ def test_cache_commits_partitions_written_in_place_and_copies_others(tmp_path: P
     assert cache.load("features", "k2").n_partitions == 3
 
 
+def test_cache_reopens_a_partitioned_output_by_the_class_its_meta_names(tmp_path: Path) -> None:
+    """The engine imports no domain module: it reopens a partitioned entry with the class its meta
+    records, and a meta naming another class is one clear error, not an import of anything."""
+    from tidecast.errors import PipelineError
+
+    cache = ArtifactCache(tmp_path / "cache")
+    final = cache.save("clean", "k1", write_partitions(_frame(SIZES), tmp_path / "p", 2))
+    meta_file = final / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["type"] == "tidecast.data.partitions.PartitionedFrame"
+    meta["type"] = "os.system"
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(PipelineError, match=r"records a partitioned output of type 'os\.system'"):
+        cache.load("clean", "k1")
+
+
 def test_tail_per_series_by_position_equals_groupby_tail() -> None:
     from tidecast.frames import tail_per_series
 
