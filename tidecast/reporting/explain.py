@@ -35,11 +35,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from tidecast.durations import freq_timedelta
-from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.frames import ID, TARGET, TIME
 from tidecast.models.registry import kind_property
 from tidecast.reporting.model_parts import (
     SHAP_ROWS,
@@ -52,13 +50,11 @@ from tidecast.reporting.model_parts import (
     shap_values,
     unwrap,
 )
+from tidecast.reporting.permutation import GROUPS, PERMUTATION_REPEATS, permutation_importance, permutations
 from tidecast.training import factory_for, fit_context
 
-GROUPS = ("lags", "calendar", "exogenous")
 #: Candidates (best first) whose feature groups are permuted.
 PERMUTATION_TOP = 3
-#: Times each group is scrambled (the importance is the mean, its spread the standard deviation).
-PERMUTATION_REPEATS = 3
 #: Features shown with their own dependence plot.
 SHAP_DEPENDENCE = 3
 #: Candidates whose backtest took longer than this per fold are not refitted to be explained.
@@ -151,116 +147,14 @@ def _single_thread_predictions(model: Any) -> None:
             continue
 
 
-# --------------------------------------------------------------------- permutation importance
-def _history_length(model: Any, window: int) -> int:
-    """Rows of history per series to pass so the model sees exactly what it would from its own tail."""
-    tail = getattr(unwrap(model), "_tail", None)
-    if isinstance(tail, pd.DataFrame) and not tail.empty and ID in tail:
-        return max(window, int(tail.groupby(ID, observed=True).size().max()))
-    return window
-
-
-def _shift_steps(rng: np.random.Generator, minimum: int, freq: str) -> int:
-    """A shift (in steps) above ``minimum`` that is not a whole number of days, weeks or years."""
-    step = freq_timedelta(freq)
-    periods = [
-        int(p / step)
-        for p in (pd.Timedelta(days=1), pd.Timedelta(days=7), pd.Timedelta(days=364))
-        if p >= step and p % step == pd.Timedelta(0)
-    ]
-    week = max(periods) if periods else 7
-    for _ in range(1000):
-        k = int(minimum + 1 + rng.integers(1, max(2, week)))
-        if all(k % p != 0 for p in periods if p > 1):
-            return k
-    return minimum + 1  # pragma: no cover - a frequency without usable periods
-
-
-def _mae(forecast: pd.DataFrame, test: pd.DataFrame) -> float:
-    joined = (
-        forecast[[ID, TIME, POINT]]
-        .assign(**{ID: forecast[ID].astype(str)})
-        .merge(test[[ID, TIME, TARGET]].assign(**{ID: test[ID].astype(str)}), on=[ID, TIME], how="inner")
-    )
-    errors = (joined[TARGET] - joined[POINT]).abs().to_numpy(float)
-    errors = errors[np.isfinite(errors)]
-    return float(errors.mean()) if errors.size else float("nan")
-
-
-def _shuffle_within(frame: pd.DataFrame, columns: list[str], rng: np.random.Generator) -> pd.DataFrame:
-    out = frame.copy()
-    for _, index in out.groupby(ID, sort=False, observed=True).indices.items():
-        for column in columns:
-            values = out[column].to_numpy()[index]
-            out.iloc[index, out.columns.get_loc(column)] = values[rng.permutation(len(values))]
-    return out
-
-
-def permutation_importance(
-    model: Any,
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    spec: Any,
-    *,
-    repeats: int = PERMUTATION_REPEATS,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """The importance of each feature group for a model fitted on ``train``, measured on ``test``.
-
-    Returns ``group, importance, std, mae, base_mae, repeats`` where ``importance`` is the mean
-    relative increase of the MAE when the group is scrambled (0.25: 25 % worse). A group the data
-    does not have (no exogenous columns) is left out.
-    """
-    window, _ = spec.forecast_steps()
-    horizon = int(test.groupby(ID, observed=True).size().max())
-    exog_future = [c.name for c in spec.data.exogenous_columns if c.known_in_future and c.name in train.columns]
-    exog_all = [c.name for c in spec.data.exogenous_columns if c.name in train.columns]
-    length = _history_length(model, window)
-    history = train.groupby(ID, sort=False, observed=True).tail(length).reset_index(drop=True)
-    future = test[[ID, TIME, *exog_future]].reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    step = freq_timedelta(spec.data.frequency)
-
-    def forecast(hist: pd.DataFrame, fut: pd.DataFrame) -> pd.DataFrame:
-        return model.predict(horizon, history=hist, X_future=fut if exog_future else None, quantiles=())
-
-    base = _mae(forecast(history, future), test)
-    rows = []
-    for group in GROUPS:
-        if group == "exogenous" and not exog_all:
-            continue
-        scores = []
-        for _ in range(max(1, repeats)):
-            if group == "lags":
-                hist, fut, shift = _shuffle_within(history, [TARGET], rng), future, 0
-            elif group == "exogenous":
-                hist = _shuffle_within(history, exog_all, rng)
-                fut = _shuffle_within(future, exog_future, rng) if exog_future else future
-                shift = 0
-            else:
-                shift = _shift_steps(rng, length, spec.data.frequency)
-                hist = history.assign(**{TIME: history[TIME] + shift * step})
-                fut = future.assign(**{TIME: future[TIME] + shift * step})
-            out = forecast(hist, fut)
-            if shift:
-                out = out.assign(**{TIME: out[TIME] - shift * step})
-            scores.append(_mae(out, test))
-        values = np.asarray(scores, float)
-        relative = (values - base) / base if base and np.isfinite(base) and base > 0 else values * np.nan
-        rows.append(
-            {
-                "group": group,
-                "importance": float(np.nanmean(relative)) if np.isfinite(relative).any() else float("nan"),
-                "std": float(np.nanstd(relative)) if np.isfinite(relative).any() else float("nan"),
-                "mae": float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"),
-                "base_mae": base,
-                "repeats": len(scores),
-            }
-        )
-    return pd.DataFrame(rows, columns=["group", "importance", "std", "mae", "base_mae", "repeats"])
-
-
 # --------------------------------------------------------------------------------- the step
+@dataclass(frozen=True)
+class _Failed:
+    """No model of the last fold to explain a candidate with: why (the explanation's note)."""
+
+    note: str
+
+
 def _candidate_spec(spec: Any, name: str) -> Any:
     return next((c for c in spec.models if c.name == name), None)
 
@@ -329,6 +223,26 @@ def explain_candidates(
         return {"explanations": explanations, "fold": None, "groups": GROUPS}
     train, test = fold_frames(features, fold, spec)
     winner = select.get("winner")
+    models: dict[str, Any] = {}  # name -> its model of the last fold, or the note why there is none
+    for name, wants in todo:
+        entry, candidate = results.get(name), _candidate_spec(spec, name)
+        if "weights" in wants or entry is None or candidate is None:
+            continue
+        started = time.perf_counter()
+        model = fold_model(fold_models.get(name), fold)  # the backtest's own fit of the last fold: no refit
+        if model is None:
+            try:
+                model = fit_for_fold(candidate, entry.params, spec, train)
+            except Exception as exc:
+                model = _Failed(f"refitting on the last fold failed: {type(exc).__name__}: {exc}")
+        models[name] = (model, time.perf_counter() - started)
+    permuted_started = time.perf_counter()
+    permuted = permutations(  # the candidates side by side where it pays (the same tables as in turn)
+        {n: (str(getattr(results[n], "kind", "")), models[n][0]) for n, w in todo
+         if "permutation" in w and n in models and not isinstance(models[n][0], _Failed)},
+        train, test, spec, repeats=repeats,
+    )
+    permuted_seconds = (time.perf_counter() - permuted_started) / max(1, len(permuted))
     for index, (name, wants) in enumerate(todo):
         progress(index, len(todo), f"explaining {name}")
         started = time.perf_counter()
@@ -348,20 +262,14 @@ def explain_candidates(
         if entry is None or candidate is None:
             explanation.notes.append("not in the spec's models any more")
             continue
-        model = fold_model(fold_models.get(name), fold)  # the backtest's own fit of the last fold: no refit
-        if model is None:
-            try:
-                model = fit_for_fold(candidate, entry.params, spec, train)
-            except Exception as exc:
-                explanation.notes.append(f"refitting on the last fold failed: {type(exc).__name__}: {exc}")
-                continue
-        if "permutation" in wants:
-            try:
-                explanation.permutation = permutation_importance(
-                    model, train, test, spec, repeats=repeats, seed=spec.seed
-                )
-            except Exception as exc:
-                explanation.notes.append(f"permutation importance failed: {type(exc).__name__}: {exc}")
+        model, fit_seconds = models[name]
+        if isinstance(model, _Failed):
+            explanation.notes.append(model.note)
+            continue
+        if name in permuted:
+            explanation.permutation, error = permuted[name]
+            if error is not None:
+                explanation.notes.append(f"permutation importance failed: {error}")
         if "shap" in wants and is_tree_model(model):
             try:
                 if name == winner and is_tree_model(select.get("model")):
@@ -381,7 +289,9 @@ def explain_candidates(
                     explanation.notes.append("the library exposes no fitted components for this model")
             except Exception as exc:
                 explanation.notes.append(f"reading the fitted components failed: {type(exc).__name__}: {exc}")
-        explanation.seconds = time.perf_counter() - started
+        # its fit (or reuse), its share of the permutation work (side by side: the wall time split
+        # evenly), its SHAP and components
+        explanation.seconds = fit_seconds + (permuted_seconds if name in permuted else 0.0) + time.perf_counter() - started
     progress(len(todo), len(todo), "explained")
     return {"explanations": explanations, "fold": fold, "groups": GROUPS}
 

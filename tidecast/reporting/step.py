@@ -30,7 +30,7 @@ from tidecast.tracking.step import TRACK_SPEC_SECTIONS, clean_summary, upstream_
 from tidecast.tracking.store import active_uris, connect, retry_locked, storage_error
 from tidecast.training.steps import FOLD_MODELS
 
-_EXPLAIN_CODE = source_hash("data", "models", "evaluation", "training", "reporting/explain.py", "reporting/model_parts.py")
+_EXPLAIN_CODE = source_hash("data", "models", "evaluation", "training", "reporting/explain.py", "reporting/model_parts.py", "reporting/permutation.py")
 _REPORT_CODE = source_hash(
     "reporting/run_report.py",
     "reporting/charts.py",

@@ -31,7 +31,7 @@ from tidecast.training.factories import ModelFactory, factory_for, validate_cand
 from tidecast.training.hierarchy import _with_reconciled, with_aggregates
 from tidecast.training.results import Backtested
 from tidecast.training.selection import per_series_selection
-from tidecast.training.settings import Progress, _noop, fit_context, season_length
+from tidecast.training.settings import Progress, _noop, fit_context, season_length, side_by_side
 
 
 class _NoModel:
@@ -227,9 +227,6 @@ def _run_candidate(
 #: The kinds whose backtests take longest, started first when candidates run side by side.
 _SLOW_KINDS = ("mlp", "lightgbm", "sklearn", "mstl", "autoarima", "autoets", "autotheta")
 
-PARALLEL_CANDIDATES_ROWS = (5_000, 5_000_000)
-"""Candidates run side by side between these many rows: below, a process's start and imports cost
-more than it saves; above, each process would hold the data."""
 
 
 def _cost_rank(kind: str) -> int:
@@ -241,14 +238,11 @@ def _candidate_workers(spec: Spec, executor: Any, candidates: list[tuple[int, Ca
     (``n_jobs: 1``, local) on a machine of several cores, up to one per core for two or more
     candidates of which one takes long, on neither tiny nor large data; else 1 (one after the other).
     ``TIDECAST_PARALLEL_CANDIDATES=0`` turns it off."""
-    if os.environ.get("TIDECAST_PARALLEL_CANDIDATES", "1") == "0":
-        return 1
     if int(getattr(executor, "n_workers", 1) or 1) > 1 or getattr(spec.executor, "kind", "local") != "local":
         return 1  # folds (or partitions) already run in parallel, or on a cluster
-    low, high = PARALLEL_CANDIDATES_ROWS
-    if not any(_cost_rank(c.kind) for _, c in candidates) or not low <= len(data.light) <= high:
+    if not any(_cost_rank(c.kind) for _, c in candidates):
         return 1
-    return max(1, min(os.cpu_count() or 1, len(candidates)))
+    return side_by_side(len(data.light), len(candidates))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -13,6 +15,7 @@ from tidecast.evaluation.metrics import evaluate
 from tidecast.evaluation.selection import CandidateResult, improvement_over, per_series_winners, select_winner
 from tidecast.frames import ID, TIME
 from tidecast.models.base import Forecaster
+from tidecast.pipeline.executors import LocalExecutor
 from tidecast.spec import Spec
 from tidecast.training.distributed import RefitCluster, fit_distributed
 from tidecast.training.ensembles import ensemble_factory
@@ -20,7 +23,7 @@ from tidecast.training.factories import PerSeriesFactory, _with_intervals, facto
 from tidecast.training.hierarchy import _reconciled_factory, with_aggregates
 from tidecast.training.holdout import holdout_predictions, holdout_run, holdout_scores
 from tidecast.training.results import Backtested, PerSeriesChoice, Selection
-from tidecast.training.settings import Progress, _noop, fit_context, season_length
+from tidecast.training.settings import Progress, _noop, fit_context, season_length, side_by_side
 
 
 def per_series_selection(entries: list[CandidateResult], board: pd.DataFrame, frame: pd.DataFrame, spec: Spec) -> PerSeriesChoice:
@@ -74,6 +77,39 @@ def _baseline_name(spec: Spec, board: pd.DataFrame) -> str | None:
     return None
 
 
+def _refit(
+    factory: Callable[[], Forecaster], frame: pd.DataFrame, ctx: Any, entry: Any, quantiles: list[float], *, client: Any = None
+) -> tuple[Any, float]:
+    """The winner fit on all data (over the cluster's workers with ``client``), and its seconds."""
+    started = time.perf_counter()
+    model = _with_intervals(factory, entry, quantiles)()
+    # over the workers with a client (then an ordinary local LightGBMModel), else in this process
+    model = fit_distributed(model, frame, ctx, client=client) if client is not None else model.fit(frame, ctx)
+    return model, time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class _SelectJob:
+    what: str  # "holdout" (the winner's, then the baseline's) or "refit"
+    factory: Any
+    base_factory: Any
+    frame: pd.DataFrame
+    ctx: Any
+    spec: Spec
+    entry: Any
+    base_entry: Any
+
+
+def _select_job(job: _SelectJob) -> tuple[Any, Any]:
+    """A worker process's share of :func:`select_and_refit`: (the winner's and the baseline's
+    held-out runs, None), or (None, (the refit model, its seconds))."""
+    if job.what == "refit":
+        return None, _refit(job.factory, job.frame, job.ctx, job.entry, list(job.spec.forecast.quantiles))
+    winner = holdout_run(job.factory, job.frame, job.ctx, job.spec, job.entry)
+    base = holdout_run(job.base_factory, job.frame, job.ctx, job.spec, job.base_entry) if job.base_factory is not None else None
+    return (winner, base), None
+
+
 def select_and_refit(backtested: Backtested, frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> Selection:
     """The winner, scored on the held-out last horizon (trained on what precedes it), then refit on all data."""
     board, metric = backtested.leaderboard, backtested.metric
@@ -97,27 +133,31 @@ def select_and_refit(backtested: Backtested, frame: pd.DataFrame, spec: Spec, *,
 
     cluster = RefitCluster(spec, kind, entry.params)  # a client when the winner trains distributed
     try:
-        progress(0, 3, f"holdout score of {winner}")
-        holdout, held, held_scales = holdout_run(factory, frame, ctx, spec, entry, client=cluster.client)
         baseline = _baseline_name(spec, board)
-        baseline_holdout, base_held = None, None
+        base_factory, base_entry = None, None
         if baseline and baseline != winner:
             base_entry = backtested.results[baseline]
             base_candidate = next(c for c in spec.models if c.name == baseline)
-            baseline_holdout, base_held, _ = holdout_run(
-                factory_for(base_candidate, base_entry.params, spec), frame, ctx, spec, base_entry
-            )
-        elif baseline == winner:
-            baseline_holdout, base_held = holdout, held
-
-        progress(1, 3, f"refitting {winner} on all data")
-        started = time.perf_counter()
-        model = _with_intervals(factory, entry, quantiles)()
-        if cluster.client is not None:  # trained over the workers, then an ordinary local LightGBMModel
-            model = fit_distributed(model, frame, ctx, client=cluster.client)
+            base_factory = factory_for(base_candidate, base_entry.params, spec)
+        side = cluster.client is None and reconciled is None and combined is None and spec.executor.kind == "local"
+        workers = side_by_side(len(frame), 2) if side else 1
+        if workers > 1:  # the held-out fits in one worker process, the refit in the other: the same numbers
+            progress(0, 3, f"holdout score and refit of {winner} (in parallel, 2 processes)")
+            # the context as in turn (the refit keeps it): each worker process has one thread (loky's limit)
+            jobs = [_SelectJob("holdout", factory, base_factory, frame, ctx, spec, entry, base_entry),
+                    _SelectJob("refit", factory, None, frame, ctx, spec, entry, None)]
+            (held_out, _), (_, refit) = LocalExecutor(workers).map(_select_job, jobs, desc="select")
+            (holdout, held, held_scales), based = held_out
+            model, refit_seconds = refit
         else:
-            model = model.fit(frame, ctx)
-        refit_seconds = time.perf_counter() - started
+            progress(0, 3, f"holdout score of {winner}")
+            holdout, held, held_scales = holdout_run(factory, frame, ctx, spec, entry, client=cluster.client)
+            based = holdout_run(base_factory, frame, ctx, spec, base_entry) if base_factory is not None else None
+            progress(1, 3, f"refitting {winner} on all data")
+            model, refit_seconds = _refit(factory, frame, ctx, entry, quantiles, client=cluster.client)
+        baseline_holdout, base_held = (based[0], based[1]) if based is not None else (None, None)
+        if baseline == winner:
+            baseline_holdout, base_held = holdout, held
     finally:
         cluster.close()
     progress(3, 3, f"{winner} refit in {refit_seconds:.1f} s")

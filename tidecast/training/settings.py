@@ -3,6 +3,7 @@ data checks at ingest, the cheap checks before a run, and the context every mode
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,24 @@ Progress = Callable[..., None]
 
 def _noop(*_: Any, **__: Any) -> None:
     return None
+
+
+PARALLEL_CANDIDATES_ROWS = (5_000, 5_000_000)
+"""Candidates' work runs side by side between these many rows: below, a process's start and imports
+cost more than it saves; above, each process would hold the data."""
+
+
+def side_by_side(rows: int, tasks: int) -> int:
+    """How many worker processes run ``tasks`` independent pieces of a step side by side (a
+    candidate's backtest, permutation importance, the winner's held-out fit next to its refit):
+    up to one per core, for two or more tasks on neither tiny nor large data; else 1 (in turn).
+    ``TIDECAST_PARALLEL_CANDIDATES=0`` turns it off. The numbers are the same either way."""
+    if os.environ.get("TIDECAST_PARALLEL_CANDIDATES", "1") == "0" or tasks < 2:
+        return 1
+    low, high = PARALLEL_CANDIDATES_ROWS
+    if not low <= rows <= high:
+        return 1
+    return max(1, min(os.cpu_count() or 1, tasks))
 
 
 def season_length(spec: Spec) -> int:
