@@ -69,3 +69,41 @@ def test_select_side_by_side_equals_in_turn(tmp_path: Path, monkeypatch: pytest.
     pd.testing.assert_frame_equal(side.holdout_scales, serial.holdout_scales)
     h = spec.forecast_steps()[1]
     pd.testing.assert_frame_equal(side.model.predict(h), serial.model.predict(h))
+
+
+def test_the_longest_global_candidate_split_in_folds_and_calibration_equals_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidecast.spec import parse_spec
+    from tidecast.training import candidates as module
+
+    spec, frame = _spec_and_frame(tmp_path, 24 * 220)
+    raw = spec.model_dump(mode="json", exclude_none=True) if hasattr(spec, "model_dump") else None
+    assert raw is not None
+    raw["models"] = [
+        {"name": "gbm", "kind": "lightgbm", "params": {"n_estimators": 20, "num_leaves": 7}},
+        {"name": "snaive", "kind": "seasonal_naive", "params": {"season_length": "1d"}},
+    ]
+    spec = parse_spec({k: v for k, v in raw.items() if k != "root"}, root=tmp_path)
+    assert module._splits(spec.models[0], spec) and not module._splits(spec.models[1], spec)  # per series
+    finished: list[str] = []
+    original = module._finish_split
+
+    def finish(entry, *args):  # type: ignore[no-untyped-def]
+        finished.append(entry.name)
+        return original(entry, *args)
+
+    monkeypatch.setattr(module, "_finish_split", finish)
+    monkeypatch.setattr(settings.os, "cpu_count", lambda: 2)
+    side = candidate_results(frame, spec)
+    assert finished == ["gbm"]  # its folds and its calibration ran as two tasks
+    monkeypatch.setenv("TIDECAST_PARALLEL_CANDIDATES", "0")
+    serial = candidate_results(frame, spec)
+    assert finished == ["gbm"]
+    timing = [c for c in serial.leaderboard.columns if "seconds" in c]
+    pd.testing.assert_frame_equal(side.leaderboard.drop(columns=timing), serial.leaderboard.drop(columns=timing))
+    for name, entry in serial.results.items():
+        pd.testing.assert_frame_equal(side.results[name].backtest.forecasts, entry.backtest.forecasts)
+        pd.testing.assert_frame_equal(side.results[name].backtest.calibration, entry.backtest.calibration)
+        assert side.results[name].evaluation.aggregate == entry.evaluation.aggregate
+        assert [t["value"] for t in side.details[name]["trials"]] == [t["value"] for t in serial.details[name]["trials"]]

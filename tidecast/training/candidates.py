@@ -104,7 +104,8 @@ class _Data:
 
 
 def _backtest_one(
-    factory: ModelFactory, data: _Data | pd.DataFrame, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any
+    factory: ModelFactory, data: _Data | pd.DataFrame, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any,
+    *, calibrate: bool = True,
 ) -> tuple[Any, Any]:
     if not isinstance(data, _Data):
         data = _Data(data, spec)
@@ -131,10 +132,11 @@ def _backtest_one(
         )
     if result.errors:
         raise ModelError(f"candidate '{factory.candidate.name}': {result.errors[0]}")
-    if conformal:
+    if conformal and calibrate:  # else the caller calibrates (see _finish_split)
         _calibrate(result, factory, data, ctx, folds, spec, executor, partitions, distributed=on_cluster)
     m = season_length(spec)
-    evaluation = evaluate(result.forecasts, result.scales(frame, m), season_length=m, quantiles=quantiles)
+    scored = quantiles if calibrate or not conformal else []  # uncalibrated: no quantiles to score yet
+    evaluation = evaluate(result.forecasts, result.scales(frame, m), season_length=m, quantiles=scored)
     return result, evaluation
 
 
@@ -144,6 +146,16 @@ def _calibrate(
 ) -> None:
     """Calibrated quantiles on ``result``'s folds, fit without look-ahead (calibration windows
     before the first fold, then each earlier fold); the windows' residuals kept on ``result``."""
+    calibration = _calibration(factory, data, ctx, folds, spec, executor, partitions, distributed=distributed)
+    result.calibration = calibration
+    result.forecasts, _fallback = calibrate_folds(result.forecasts, calibration, list(spec.forecast.quantiles))
+
+
+def _calibration(
+    factory: ModelFactory, data: _Data, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any,
+    partitions: Any, *, distributed: bool = False,
+) -> pd.DataFrame:
+    """The forecasts of the calibration windows before the first fold (one fit, independent of the folds')."""
     window, _ = spec.forecast_steps()
     n_windows = 0 if distributed else int(getattr(spec.backtest, "calibration_windows", 10))
     windows = calibration_windows(folds, data.light, ctx, n_windows, min_train=window)
@@ -151,12 +163,12 @@ def _calibrate(
         factory, data.for_kind(factory.candidate.kind), ctx, windows, executor=executor, partitions=partitions,
         shared_storage=data.shared_storage,
     )
-    result.calibration = calibration
-    result.forecasts, _fallback = calibrate_folds(result.forecasts, calibration, list(spec.forecast.quantiles))
+    return calibration
 
 
 def _run_candidate(
-    candidate: CandidateSpec, data: _Data, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any
+    candidate: CandidateSpec, data: _Data, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any,
+    *, calibrate: bool = True,
 ) -> tuple[Any, dict[str, Any] | None]:
     """One candidate's backtest (searching its parameters): its leaderboard entry, and its details
     (parameters, trials, seconds) unless it failed."""
@@ -167,8 +179,9 @@ def _run_candidate(
 
     def score(params: dict[str, Any]) -> tuple[float, Any, Any]:
         factory = factory_for(candidate, params, spec)
-        result, evaluation = _backtest_one(factory, data, ctx, folds, spec, executor)
-        value = float(evaluation.aggregate[metric])
+        result, evaluation = _backtest_one(factory, data, ctx, folds, spec, executor, calibrate=calibrate)
+        # deferred calibration: a quantile metric is scored once calibrated (_finish_split)
+        value = float(evaluation.aggregate[metric]) if calibrate or metric in evaluation.aggregate else float("nan")
         return value, result, evaluation
 
     best: tuple[float, dict[str, Any], Any, Any] | None = None
@@ -253,12 +266,46 @@ class _CandidateTask:
     ctx: FitContext
     folds: list[Any]
     spec: Spec
+    part: str = "all"  # or "folds" (the calibration left out) and "calibration" (its windows' fit only)
 
 
-def _run_candidate_task(task: _CandidateTask) -> tuple[int, Any, dict[str, Any] | None]:
-    """:func:`_run_candidate` in a worker process (its folds one after the other)."""
-    entry, detail = _run_candidate(task.candidate, task.data, task.ctx, task.folds, task.spec, SequentialExecutor())
-    return task.index, entry, detail
+def _run_candidate_task(task: _CandidateTask) -> tuple[int, str, Any, dict[str, Any] | None]:
+    """:func:`_run_candidate` in a worker process (its folds one after the other), or one part of it:
+    ``(index, part, entry, details)``; for ``"calibration"``, ``(index, part, the calibration
+    windows' forecasts or None when they failed, None)``."""
+    if task.part == "calibration":
+        factory = factory_for(task.candidate, dict(task.candidate.params), task.spec)
+        try:
+            calibration = _calibration(factory, task.data, task.ctx, task.folds, task.spec, SequentialExecutor(), None)
+        except Exception:  # the candidate is then run whole, which records the failure as it words it
+            calibration = None
+        return task.index, task.part, calibration, None
+    entry, detail = _run_candidate(
+        task.candidate, task.data, task.ctx, task.folds, task.spec, SequentialExecutor(), calibrate=task.part == "all"
+    )
+    return task.index, task.part, entry, detail
+
+
+def _splits(candidate: CandidateSpec, spec: Spec) -> bool:
+    """Whether a global model's backtest (one parameter set) runs as two tasks side by side: its
+    folds' fits, and the fit of its calibration windows (independent of the folds'), to balance
+    the workers when it is the longest candidate by far (examples/power's MLP)."""
+    return bool(spec.forecast.quantiles) and candidate.search is None and not is_searched(candidate.params) and not fits_per_series(candidate.kind)
+
+
+def _finish_split(entry: Any, detail: dict[str, Any] | None, calibration: pd.DataFrame, data: _Data, spec: Spec) -> Any:
+    """A split candidate's entry as :func:`_run_candidate` would have made it whole: its folds'
+    forecasts calibrated with the windows' forecasts, then scored."""
+    result = entry.backtest
+    result.calibration = calibration
+    quantiles = list(spec.forecast.quantiles)
+    result.forecasts, _fallback = calibrate_folds(result.forecasts, calibration, quantiles)
+    m = season_length(spec)
+    evaluation = evaluate(result.forecasts, result.scales(data.light, m), season_length=m, quantiles=quantiles)
+    if detail is not None:
+        for trial in detail["trials"]:
+            trial["value"] = float(evaluation.aggregate[spec.selection.metric])
+    return replace(entry, evaluation=evaluation)
 
 
 def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> Backtested:
@@ -296,11 +343,27 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
             # folds of each run in turn, as with n_jobs: 1): the same numbers as one after the other
             order = sorted(candidates, key=lambda item: -_cost_rank(item[1].kind))  # the longest first
             pool_ctx = replace(ctx, threads=max(1, (os.cpu_count() or 1) // workers)) if ctx.threads is None else ctx
-            tasks = [_CandidateTask(index, candidate, data, pool_ctx, folds, spec) for index, candidate in order]
+            split = order[0][0] if _splits(order[0][1], spec) else None  # the longest: folds | calibration
+            tasks = [
+                _CandidateTask(index, candidate, data, pool_ctx, folds, spec, "folds" if index == split else "all")
+                for index, candidate in order
+            ]
+            if split is not None:
+                tasks.insert(1, _CandidateTask(split, order[0][1], data, pool_ctx, folds, spec, "calibration"))
             for index, candidate in order:
                 progress(index, total, f"backtesting {candidate.name} (in parallel, {workers} processes)")
-            for index, entry, detail in LocalExecutor(workers).map(_run_candidate_task, tasks, desc="candidates"):
-                outcomes[index] = (entry, detail)
+            calibration: Any = None
+            for index, part, entry, detail in LocalExecutor(workers).map(_run_candidate_task, tasks, desc="candidates"):
+                if part == "calibration":
+                    calibration = entry
+                else:
+                    outcomes[index] = (entry, detail)
+            if split is not None:
+                entry, detail = outcomes[split]
+                if calibration is not None and entry.ok:
+                    outcomes[split] = (_finish_split(entry, detail, calibration, data, spec), detail)
+                else:  # a part failed: the candidate whole, in turn, which words its failure as ever
+                    outcomes[split] = _run_candidate(order[0][1], data, pool_ctx, folds, spec, SequentialExecutor())
         else:
             for index, candidate in candidates:
                 progress(index, total, f"backtesting {candidate.name}")
