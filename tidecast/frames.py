@@ -30,6 +30,15 @@ ID, TIME, TARGET, POINT = "unique_id", "ds", "y", "yhat"
 _QUANTILE_RE = re.compile(r"^q(\d*\.?\d+(?:e-?\d+)?)$")
 
 
+def finite_float(value: object) -> float | None:
+    """A cell, tag or metric as a finite float; None for text, a missing value, NaN or an infinity."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def quantile_column(q: float) -> str:
     """The forecast column holding quantile ``q``: ``quantile_column(0.1) == 'q0.1'``."""
     return f"q{q:g}"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import TrackingError, closest
-from tidecast.frames import ID, POINT, TARGET, TIME, quantiles_in
+from tidecast.frames import ID, POINT, TARGET, TIME, finite_float, quantiles_in
 from tidecast.reporting.analysis import widest_band
 from tidecast.serving.history import read_history
 from tidecast.serving.store import store_for
@@ -43,10 +43,10 @@ class ModelInUse:
         return self.tags.get("tidecast.metric")
 
     def backtest(self, metric: str) -> float | None:
-        return _float(self.tags.get(f"tidecast.backtest_{metric}"))
+        return finite_float(self.tags.get(f"tidecast.backtest_{metric}"))
 
     def holdout(self, metric: str) -> float | None:
-        return _float(self.tags.get(f"tidecast.holdout_{metric}"))
+        return finite_float(self.tags.get(f"tidecast.holdout_{metric}"))
 
     @property
     def winner(self) -> str | None:
@@ -59,14 +59,6 @@ class ModelInUse:
     @property
     def label(self) -> str:
         return f"{self.name} v{self.version}" + (f" ({self.alias})" if self.alias else "")
-
-
-def _float(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if np.isfinite(number) else None
 
 
 def _ms(value: Any) -> pd.Timestamp | None:
@@ -161,7 +153,7 @@ def registry_versions(spec: Any, name: str | None = None, *, client: Any = None,
                 "created": _ms(mv.creation_timestamp),
                 "winner": tags.get("tidecast.winner", ""),
                 "gate": tags.get("tidecast.gate", ""),
-                "holdout": _float(tags.get(f"tidecast.holdout_{metric}")),
+                "holdout": finite_float(tags.get(f"tidecast.holdout_{metric}")),
                 "metric": metric,
                 "reason": tags.get("tidecast.gate_reason", ""),
                 "run_id": mv.run_id,

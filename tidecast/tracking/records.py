@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from tidecast.frames import finite_float
 from tidecast.tracking.store import retry_locked
 
 if TYPE_CHECKING:
@@ -36,14 +35,6 @@ def clip_text(value: Any, limit: int = MAX_PARAM_LENGTH) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if np.isfinite(number) else None
-
-
 def metric_key(name: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in str(name))
 
@@ -54,7 +45,7 @@ def as_metrics(values: dict[str, Any], *, prefix: str = "", step: int = 0, ts: i
     ts = ts or now_ms()
     out = []
     for key, value in values.items():
-        number = finite(value)
+        number = finite_float(value)
         if number is not None:
             out.append(Metric(metric_key(prefix + str(key)), number, ts, int(step)))
     return out
@@ -178,7 +169,6 @@ __all__ = [
     "as_tags",
     "candidate_runs",
     "clip_text",
-    "finite",
     "log_batch",
     "metric_key",
     "now_ms",

@@ -34,7 +34,7 @@ import pandas as pd
 from tidecast import __version__
 from tidecast.errors import TrackingError
 from tidecast.faults import fault_point
-from tidecast.frames import ID, TIME
+from tidecast.frames import ID, TIME, finite_float
 from tidecast.render import winner_summary
 from tidecast.tracking.candidates import RunBook, log_candidate
 from tidecast.tracking.provenance import git_commit, installed_versions, redact, resolved_spec_yaml
@@ -44,7 +44,6 @@ from tidecast.tracking.records import (
     as_metrics,
     as_params,
     as_tags,
-    finite,
     log_batch,
     reap_dead_runs,
 )
@@ -282,7 +281,7 @@ def track_training(
             metric = backtest.get("metric") or select.get("metric")
             ranks = dict(zip(board["candidate"].astype(str), board["rank"], strict=False)) if "rank" in board else {}
             results = backtest.get("results") or {}
-            order = sorted(results, key=lambda n: (finite(ranks.get(n)) or float("inf"), n))
+            order = sorted(results, key=lambda n: (finite_float(ranks.get(n)) or float("inf"), n))
             report(0, len(order) + 3, "logging candidates")
             for index, name in enumerate(order, start=1):
                 run_id, trial_ids = log_candidate(

@@ -48,6 +48,21 @@ class _Fields(Mapping[str, Any]):
         return default if value is None else value
 
 
+class _Ranked(_Fields):
+    """A step output that carries the selection metric: its ranking and direction, derived from it."""
+
+    metric: str
+
+    @property
+    def ranking(self) -> Ranking:
+        """The selection metric and its direction."""
+        return Ranking(self.metric)
+
+    @property
+    def direction(self) -> str:
+        return self.ranking.direction
+
+
 @dataclass(frozen=True, eq=False)
 class PerSeriesChoice(_Fields):
     """``selection.scope: per_series``: each series' best candidate in the backtest."""
@@ -68,7 +83,7 @@ class PerSeriesChoice(_Fields):
 
 
 @dataclass(frozen=True, eq=False)
-class Backtested(_Fields):
+class Backtested(_Ranked):
     """The ``backtest`` step's output: every candidate backtested, ranked by ``metric``."""
 
     leaderboard: pd.DataFrame
@@ -84,18 +99,9 @@ class Backtested(_Fields):
     ensembles: dict[str, Any] | None = None
     per_series: PerSeriesChoice | None = None
 
-    @property
-    def ranking(self) -> Ranking:
-        """The selection metric and its direction."""
-        return Ranking(self.metric)
-
-    @property
-    def direction(self) -> str:
-        return self.ranking.direction
-
 
 @dataclass(frozen=True, eq=False)
-class Selection(_Fields):
+class Selection(_Ranked):
     """The ``select`` step's output: the winner, scored on the held-out stretch, refit on all data."""
 
     winner: str
@@ -126,12 +132,3 @@ class Selection(_Fields):
     """a reconciled winner: the hierarchy its callers send every bottom series of"""
     per_series: dict[str, Any] | None = None
     """a per-series winner: its mapping, fallback, counts and the global winner's scores"""
-
-    @property
-    def ranking(self) -> Ranking:
-        """The selection metric and its direction."""
-        return Ranking(self.metric)
-
-    @property
-    def direction(self) -> str:
-        return self.ranking.direction

@@ -181,9 +181,7 @@ def select_and_refit(backtested: Backtested, frame: pd.DataFrame, spec: Spec, *,
         quantiles=quantiles,
         context=ctx,
         model=model,
-        trained_until=str(frame[TIME].max()),
-        n_series=int(frame[ID].nunique()),
-        series_ids=sorted(str(u) for u in pd.unique(frame[ID])),
+        **_trained_on(frame),
         # the held-out forecasts, for the gate's significance test (tidecast.evaluation.significance)
         holdout_steps=spec.holdout_steps(),
         holdout_forecasts={"winner": held, "baseline": base_held},
@@ -191,6 +189,15 @@ def select_and_refit(backtested: Backtested, frame: pd.DataFrame, spec: Spec, *,
         ensembles=backtested.ensembles,  # weights, and where each beats the best single candidate
         hierarchy=hierarchy,
     )
+
+
+def _trained_on(frame: pd.DataFrame) -> dict[str, Any]:
+    """What a selection records of the data its model was refit on: the last time and the series."""
+    return {
+        "trained_until": str(frame[TIME].max()),
+        "n_series": int(frame[ID].nunique()),
+        "series_ids": sorted(str(u) for u in pd.unique(frame[ID])),
+    }
 
 
 def _select_per_series(
@@ -245,9 +252,7 @@ def _select_per_series(
         quantiles=quantiles,
         context=ctx,
         model=model,
-        trained_until=str(frame[TIME].max()),
-        n_series=int(frame[ID].nunique()),
-        series_ids=sorted(str(u) for u in pd.unique(frame[ID])),
+        **_trained_on(frame),
         per_series={
             "mapping": dict(chosen.mapping),
             "fallback": chosen.fallback,
