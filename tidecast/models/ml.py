@@ -78,6 +78,10 @@ class MLForecastModel:
 
     native_intervals: ClassVar[bool] = False
     kind: ClassVar[str] = ""
+    #: How long a backtest's fits take, and a forecast's recursion, relative to the other kinds (higher:
+    #: longer; measured on examples/power): the order in which work runs side by side, longest first.
+    fit_cost: ClassVar[int] = 0
+    forecast_cost: ClassVar[int] = 0
     #: a global model: fit on all series at once
     per_series: ClassVar[bool] = False
     #: the libraries it computes with beside numpy and pandas (the step cache keys record their versions)
@@ -405,6 +409,7 @@ class LightGBMModel(MLForecastModel):
     """
 
     kind = "lightgbm"
+    fit_cost, forecast_cost = 6, 7
     libraries = ("lightgbm", "mlforecast", "scikit-learn")
 
     def __init__(

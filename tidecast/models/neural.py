@@ -90,6 +90,10 @@ class MLPForecaster:
 
     native_intervals: ClassVar[bool] = False
     kind: ClassVar[str] = "mlp"
+    #: How long a backtest's fits take, and a forecast's recursion, relative to the other kinds (higher:
+    #: longer; measured on examples/power): the order in which work runs side by side, longest first.
+    fit_cost: ClassVar[int] = 7
+    forecast_cost: ClassVar[int] = 1
     #: a global model: fit on all series at once
     per_series: ClassVar[bool] = False
     #: the libraries it computes with beside numpy and pandas (the step cache keys record their versions)

@@ -33,6 +33,7 @@ class SklearnModel(MLForecastModel):
     """
 
     kind = "sklearn"
+    fit_cost, forecast_cost = 5, 6
     libraries = ("mlforecast", "scikit-learn")
 
     def __init__(

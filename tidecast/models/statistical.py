@@ -78,6 +78,10 @@ class StatsForecastModel:
 
     native_intervals: ClassVar[bool] = True
     kind: ClassVar[str] = ""
+    #: How long a backtest's fits take, and a forecast's recursion, relative to the other kinds (higher:
+    #: longer; measured on examples/power): the order in which work runs side by side, longest first.
+    fit_cost: ClassVar[int] = 0
+    forecast_cost: ClassVar[int] = 0
     #: fit series by series (its backtest splits into series partitions x folds)
     per_series: ClassVar[bool] = True
     #: the libraries it computes with beside numpy and pandas (the step cache keys record their versions)
@@ -308,6 +312,7 @@ class AutoETSModel(_Deseasonalizing):
     """
 
     kind = "autoets"
+    fit_cost, forecast_cost = 2, 3
 
     def _validate(self) -> None:
         super()._validate()
@@ -330,6 +335,7 @@ class AutoARIMAModel(_Deseasonalizing):
     """
 
     kind = "autoarima"
+    fit_cost, forecast_cost = 3, 4
     max_native_season = 12
 
     def _uses_exog(self) -> bool:
@@ -348,6 +354,7 @@ class AutoThetaModel(StatsForecastModel):
     """
 
     kind = "autotheta"
+    fit_cost, forecast_cost = 1, 2
 
     def _validate(self) -> None:
         super()._validate()
@@ -370,6 +377,7 @@ class MSTLModel(StatsForecastModel):
     """
 
     kind = "mstl"
+    fit_cost, forecast_cost = 4, 5
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ import pandas as pd
 
 from tidecast.durations import freq_timedelta
 from tidecast.frames import ID, POINT, TARGET, TIME
+from tidecast.models.registry import kind_property
 from tidecast.pipeline.executors import LocalExecutor
 from tidecast.reporting.model_parts import unwrap
 from tidecast.training.settings import side_by_side
@@ -160,7 +161,7 @@ def permutations(
     jobs = [_Job(name, model, train, test, spec, repeats) for name, (_, model) in models.items()]
     workers = side_by_side(len(train), len(jobs))
     if workers > 1:
-        jobs.sort(key=lambda job: _SLOWEST_FIRST.index(models[job.name][0]) if models[job.name][0] in _SLOWEST_FIRST else len(_SLOWEST_FIRST))
+        jobs.sort(key=lambda job: -int(kind_property(models[job.name][0], "forecast_cost", 0)))  # the slowest first
         try:
             done = LocalExecutor(workers).map(_run_job, jobs, desc="permutation importance")
         except Exception:  # a worker that died (memory): the same work in this process
@@ -170,6 +171,3 @@ def permutations(
     results = {name: (table, error) for name, table, error in done}
     return {name: results[name] for name in models}
 
-
-#: The kinds whose 1 + 3 x 3 recursive forecasts take longest (measured on examples/power), first.
-_SLOWEST_FIRST = ("lightgbm", "sklearn", "mstl", "autoarima", "autoets", "autotheta", "mlp")

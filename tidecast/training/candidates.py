@@ -22,7 +22,7 @@ from tidecast.evaluation.selection import CandidateResult, Ranking, leaderboard
 from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 from tidecast.models.base import FitContext
 from tidecast.models.conformal import ConformalForecaster
-from tidecast.models.registry import fits_per_series
+from tidecast.models.registry import fits_per_series, kind_property
 from tidecast.pipeline.executors import LocalExecutor, SequentialExecutor, make_executor, shares_files
 from tidecast.spec import CandidateSpec, Spec
 from tidecast.training.distributed import backtest_distributed, dask_client, plan_training, source_for
@@ -237,13 +237,9 @@ def _run_candidate(
     }
 
 
-#: The kinds whose backtests take longest, started first when candidates run side by side.
-_SLOW_KINDS = ("mlp", "lightgbm", "sklearn", "mstl", "autoarima", "autoets", "autotheta")
-
-
-
 def _cost_rank(kind: str) -> int:
-    return len(_SLOW_KINDS) - _SLOW_KINDS.index(kind) if kind in _SLOW_KINDS else 0
+    """How long a kind's backtest takes (its model class's ``fit_cost``; 0 for the fast ones and plugins)."""
+    return int(kind_property(kind, "fit_cost", 0))
 
 
 def _candidate_workers(spec: Spec, executor: Any, candidates: list[tuple[int, CandidateSpec]], data: _Data) -> int:
