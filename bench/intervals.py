@@ -212,7 +212,8 @@ def run_tidecast(ds: Dataset, workdir: Path) -> dict[str, Any]:
     from tidecast.evaluation.metrics import interval_pairs
     from tidecast.evaluation.selection import select_winner
     from tidecast.spec import parse_spec
-    from tidecast.training import candidate_results, factory_for, fit_context, holdout_scores, min_history
+    from tidecast.training import candidate_results, factory_for, fit_context, min_history
+    from tidecast.training.holdout import holdout_run
 
     root = workdir / ds.name
     root.mkdir(parents=True, exist_ok=True)
@@ -237,7 +238,7 @@ def run_tidecast(ds: Dataset, workdir: Path) -> dict[str, Any]:
     entry = backtested["results"][winner]
     candidate = next(c for c in spec.models if c.name == winner)
     ctx = fit_context(spec, features)
-    holdout = holdout_scores(factory_for(candidate, entry.params, spec), features, ctx, spec, entry)
+    holdout, held_forecasts, _scales = holdout_run(factory_for(candidate, entry.params, spec), features, ctx, spec, entry)
     level = interval_pairs(spec.forecast.quantiles)[0][2]
     before = _before(entry.backtest.forecasts, list(spec.forecast.quantiles), level)
     rotated = _each_window_held_out(entry.backtest.forecasts, entry.backtest.calibration, list(spec.forecast.quantiles))
@@ -262,12 +263,56 @@ def run_tidecast(ds: Dataset, workdir: Path) -> dict[str, Any]:
         },
         "candidates": per_candidate,
         "before": before,
+        "variants": {
+            variant: _variant(entry.backtest.forecasts, entry.backtest.calibration, held_forecasts, list(spec.forecast.quantiles), **options)
+            for variant, options in VARIANTS.items()
+        },
         "each_window_held_out": rotated,
         "cutoffs": cutoffs,
         "calibration_windows": int(entry.backtest.calibration["cutoff"].nunique())
         if entry.backtest.calibration is not None and len(entry.backtest.calibration)
         else 0,
         "seconds": time.perf_counter() - started,
+    }
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "signed": {"symmetric": False},
+    "symmetric": {"symmetric": True},
+}
+"""Conformal options scored on the winner's same forecasts (folds without look-ahead, held-out from
+the windows and every fold): residual quantiles of ``y - yhat`` by sign, or of ``|y - yhat|``."""
+
+
+def _variant(
+    forecasts: pd.DataFrame, calibration: pd.DataFrame | None, held: pd.DataFrame, quantiles: list[float], **options: Any
+) -> dict[str, Any]:
+    """The winner's fold and held-out scores with other conformal ``options``, on the same point forecasts."""
+    from tidecast.evaluation.calibration import calibrate_folds, interval_residuals
+    from tidecast.frames import ID, POINT, quantile_column
+    from tidecast.models.conformal import ConformalForecaster
+
+    lo_q, hi_q = min(quantiles), max(quantiles)
+    lo, hi = quantile_column(lo_q), quantile_column(hi_q)
+    point = forecasts.drop(columns=[quantile_column(q) for q in quantiles])
+    folds, _ = calibrate_folds(point, calibration, quantiles, **options)
+
+    class _Residuals:
+        name = "residuals"
+
+    calibrator = ConformalForecaster(_Residuals(), interval_residuals(forecasts, calibration), **options)  # type: ignore[arg-type]
+    held = held.copy()
+    ids = held[ID].astype(str)
+    low, high = np.empty(len(held)), np.empty(len(held))
+    for uid, rows in pd.Series(np.arange(len(held))).groupby(ids.to_numpy(), sort=False).indices.items():
+        offsets = calibrator.offsets([lo_q, hi_q], uid if uid in calibrator._series else None)
+        part = held.iloc[rows]
+        steps = np.minimum(np.arange(1, len(part) + 1) if "step" not in part else part["step"].to_numpy(int), calibrator.horizon) - 1
+        low[rows] = part[POINT].to_numpy(float) + offsets[steps, 0]
+        high[rows] = part[POINT].to_numpy(float) + offsets[steps, 1]
+    return {
+        "folds": scores(folds["y"].to_numpy(float), folds[lo].to_numpy(float), folds[hi].to_numpy(float)),
+        "holdout": scores(held["y"].to_numpy(float), low, high),
     }
 
 
@@ -458,6 +503,12 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| tidecast before (each fold from the other folds' residuals), same forecasts | "
                 f"{fmt(b['coverage'], True)} | {fmt(b['width'])} | {fmt(b['interval_score'])} | – | – | – |"
+            )
+        for variant, v in (row.get("variants") or {}).items() if label == "tidecast" else ():
+            f, h = v["folds"], v["holdout"]
+            lines.append(
+                f"| tidecast, {variant} residual quantiles, same forecasts | {fmt(f['coverage'], True)} | {fmt(f['width'])} "
+                f"| {fmt(f['interval_score'])} | {fmt(h['coverage'], True)} | {fmt(h['width'])} | {fmt(h['interval_score'])} |"
             )
         if label == "tidecast" and row.get("each_window_held_out"):
             r = row["each_window_held_out"]

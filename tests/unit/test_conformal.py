@@ -126,3 +126,21 @@ def test_bad_residuals() -> None:
     empty = pd.DataFrame({"unique_id": ["A"], "step": [1], "y": [np.nan], "yhat": [1.0]})
     with pytest.raises(ModelError, match="no usable backtest residuals"):
         ConformalForecaster(fitted_constant(), empty)
+
+
+def test_symmetric_offsets_come_from_absolute_residuals() -> None:
+    # skewed residuals: the signed quantiles are lopsided, the symmetric ones are plus/minus one size
+    rng = np.random.default_rng(3)
+    steps = np.tile(np.arange(1, H + 1), 40)
+    errors = rng.exponential(1.0, len(steps)) - 0.3
+    calib = pd.DataFrame({"unique_id": "A", "step": steps, "yhat": 0.0, "y": errors})
+    signed = ConformalForecaster(fitted_constant(), calib, window=H).offsets([0.1, 0.5, 0.9], "A")
+    model = ConformalForecaster(fitted_constant(), calib, window=H, symmetric=True)
+    symmetric = model.offsets([0.1, 0.5, 0.9], "A")
+    assert signed[0, 2] > -signed[0, 0] * 2  # lopsided
+    np.testing.assert_allclose(symmetric[:, 0], -symmetric[:, 2])
+    np.testing.assert_allclose(symmetric[:, 1], 0.0)
+    # the conformal 80 % quantile of |e| (n = 480: the ceil(481 * 0.8) = 385th smallest)
+    assert symmetric[0, 2] == pytest.approx(np.sort(np.abs(errors))[384])
+    assert model.get_params()["conformal_symmetric"] is True
+    assert pickle.loads(pickle.dumps(model)).offsets([0.1, 0.9], "A")[0, 1] == pytest.approx(symmetric[0, 2])

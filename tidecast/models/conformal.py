@@ -21,7 +21,12 @@ empirical quantiles of the backtest errors ``y - yhat`` made ``k`` steps ahead:
   quantile of these multiplied by the series' own (a household meter and a substation then
   share the shape of the interval, not its width).
 
-Models pickled before these two options keep the plain quantiles and unscaled pooling.
+* ``symmetric=True`` takes quantile ``q`` as ``sign(q - 0.5)`` times the conformal ``|2q - 1|``
+  quantile of the absolute residuals (an interval symmetric around the point forecast, the
+  textbook split-conformal score), instead of the ``q`` quantile of the signed residuals
+  (default). ``bench/intervals.py`` scores both on the same forecasts (docs/intervals.md).
+
+Models pickled before these options keep the plain quantiles and unscaled pooling.
 
 A wrapped model with native intervals keeps them unless ``force=True``.
 """
@@ -114,10 +119,12 @@ class ConformalForecaster:
         per_series: bool | str = "auto",
         min_samples: int = 50,
         finite_sample: bool = True,
+        symmetric: bool = False,
     ) -> None:
         self.inner = inner
         self.force = force
         self.finite_sample = bool(finite_sample)
+        self.symmetric = bool(symmetric)
         self.per_series = per_series
         self.min_samples = int(min_samples)
         if per_series not in (True, False, "auto"):
@@ -194,7 +201,7 @@ class ConformalForecaster:
                     vals = self._window_values(scaled, k) * scales[uid]
                 else:
                     vals = self._window_values(self._pooled, k)
-            row = self._quantiles(vals, qs[order])
+            row = self._symmetric(vals, qs[order]) if getattr(self, "symmetric", False) else self._quantiles(vals, qs[order])
             out[k - 1, order] = np.maximum.accumulate(row)
         return out
 
@@ -204,6 +211,25 @@ class ConformalForecaster:
         if not getattr(self, "finite_sample", False):
             return np.quantile(vals, qs)
         return np.array([conformal_quantile(vals, float(q)) for q in qs])
+
+    def _symmetric(self, vals: np.ndarray, qs: np.ndarray) -> np.ndarray:
+        """Offsets from the absolute residuals: quantile ``q`` is ``sign(q - 0.5)`` times the conformal
+        ``|2q - 1|`` quantile of ``|e|`` (0.1 and 0.9: minus and plus the 80 % quantile of ``|e|``)."""
+        if not len(vals):
+            return np.full(len(qs), np.nan)
+        magnitude = np.abs(vals)
+        out = np.empty(len(qs))
+        for j, q in enumerate(qs):
+            level = abs(2.0 * float(q) - 1.0)
+            if level == 0.0:
+                out[j] = 0.0
+                continue
+            if getattr(self, "finite_sample", False):
+                size = conformal_quantile(magnitude, level)
+            else:
+                size = float(np.quantile(magnitude, level))
+            out[j] = np.sign(q - 0.5) * size
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -219,7 +245,8 @@ class ConformalForecaster:
         params.update(
             {"conformal_window": self.window, "conformal_per_series": self.per_series,
              "conformal_min_samples": self.min_samples, "conformal_force": self.force,
-             "conformal_finite_sample": getattr(self, "finite_sample", False)}
+             "conformal_finite_sample": getattr(self, "finite_sample", False),
+             "conformal_symmetric": getattr(self, "symmetric", False)}
         )
         return params
 
