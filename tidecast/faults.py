@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 ENV_POINT = "TIDECAST_FAULT_POINT"
 ENV_ACTION = "TIDECAST_FAULT_ACTION"
@@ -61,6 +62,7 @@ _target: tuple[str, int] | None = _parse(os.environ.get(ENV_POINT))
 _trace: str | None = os.environ.get(ENV_TRACE) or None
 _stop: bool = os.environ.get(ENV_ACTION) == "stop"
 _seen: dict[str, int] = {}
+_lock = threading.Lock()  # steps side by side reach points from two threads: count, trace and kill as one
 
 
 def arm(point: str | None, trace: str | None = None, *, stop: bool = False) -> None:
@@ -76,14 +78,15 @@ def fault_point(name: str) -> None:
     """Mark a place where a crash is worth testing: SIGKILL (or SIGSTOP) this process if it is armed for ``name``."""
     if _target is None and _trace is None:
         return
-    count = _seen[name] = _seen.get(name, 0) + 1
-    if _trace is not None:
-        with open(_trace, "a", encoding="utf-8") as handle:
-            handle.write(f"{name}:{count}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-    if _target is not None and _target == (name, count):
-        os.kill(os.getpid(), signal.SIGSTOP if _stop else signal.SIGKILL)
+    with _lock:  # held through the kill: no other thread's point is traced after the one that kills
+        count = _seen[name] = _seen.get(name, 0) + 1
+        if _trace is not None:
+            with open(_trace, "a", encoding="utf-8") as handle:
+                handle.write(f"{name}:{count}\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        if _target is not None and _target == (name, count):
+            os.kill(os.getpid(), signal.SIGSTOP if _stop else signal.SIGKILL)
 
 
 __all__ = ["ENV_ACTION", "ENV_POINT", "ENV_TRACE", "POINTS", "arm", "fault_point"]

@@ -41,3 +41,16 @@ def test_a_quiet_block_stays_near_the_current_size() -> None:
     with PeakRSS() as peak:
         pass
     assert 0 < peak.mb < rss_mb() + max(others, _children_mb()) + 50
+
+
+def test_overlapping_measurements_each_keep_their_peak() -> None:
+    """Steps side by side: a measurement that starts resets the process's high-water mark, after
+    folding it into the measurements under way, so the first one keeps the peak it reached."""
+    before = rss_mb()
+    with PeakRSS(interval=60) as outer:  # no sampling: only the high-water mark can see the block
+        block = bytearray(96 * MB)
+        del block
+        with PeakRSS(interval=60) as inner:
+            pass
+    assert outer.mb >= before + 90, (before, outer.mb)
+    assert inner.mb < outer.mb

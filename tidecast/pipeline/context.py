@@ -7,6 +7,7 @@ Nothing here runs a step: :mod:`tidecast.pipeline.planning` computes :class:`Ste
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,10 @@ class RunCallbacks:
     - ``on_step_progress(name, done, total, description)``: what a step reports via ``ctx.progress``.
     - ``on_step_end(name, status, seconds)``: status "ran" or "cached" (seconds 0.0).
 
-    Any object with some of these methods works too (missing ones are skipped).
+    Any object with some of these methods works too (missing ones are skipped). Steps that run side
+    by side (see :func:`tidecast.pipeline.runner.run`) each start, report and end in turn: two steps
+    can be between their ``on_step_start`` and ``on_step_end`` at once, and their progress calls
+    come from their own threads, but the runner never makes two calls at the same time.
     """
 
     on_plan: Callable[[list[StepPlan]], None] | None = None
@@ -134,22 +138,64 @@ class RunResult:
     outputs: Mapping[str, Any]
     """Every step's output by name, loaded lazily from the cache."""
     durations: dict[str, float]
-    """Seconds per executed step."""
+    """Seconds per executed step, in the plan's order (steps that ran side by side each count
+    their own seconds: see :attr:`side_by_side`)."""
     plans: list[StepPlan] = field(default_factory=list)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     """Peak resident memory (MiB) per executed step: this process plus its local workers
-    (:class:`~tidecast.pipeline.memory.PeakRSS`)."""
+    (:class:`~tidecast.pipeline.memory.PeakRSS`; for steps that ran side by side, the process's
+    peak while the step ran, which includes what the other step held)."""
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """When each executed step's function started and ended, in seconds since the run began."""
 
     @property
     def keys(self) -> dict[str, str]:
         return {p.name: p.key for p in self.plans}
 
+    @property
+    def side_by_side(self) -> list[list[str]]:
+        """The groups of executed steps whose runs overlapped in time (each group in the plan's
+        order; a step that ran alone is in none), e.g. ``[["track", "explain"]]``."""
+        order = {p.name: i for i, p in enumerate(self.plans)}
+        groups: list[list[str]] = []
+        end = -1.0
+        for name, (start, stop) in sorted(self.spans.items(), key=lambda item: item[1]):
+            if groups and start < end:
+                groups[-1].append(name)
+            else:
+                groups.append([name])
+            end = max(end, stop) if len(groups[-1]) > 1 else stop
+        return [sorted(g, key=lambda n: order.get(n, len(order))) for g in groups if len(g) > 1]
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds during which at least one step's function ran (overlapping steps count once)."""
+        total, end = 0.0, float("-inf")
+        for start, stop in sorted(self.spans.values()):
+            if stop > end:
+                total += stop - max(start, end)
+                end = stop
+        return total
+
 
 class Hooks:
-    """The callbacks of a :class:`RunCallbacks` or of any object with some of its methods."""
+    """The callbacks of a :class:`RunCallbacks` or of any object with some of its methods, each
+    missing one None; the others are called one at a time, whichever thread calls them."""
 
     def __init__(self, callbacks: Any) -> None:
-        self.on_plan = getattr(callbacks, "on_plan", None)
-        self.on_step_start = getattr(callbacks, "on_step_start", None)
-        self.on_step_progress = getattr(callbacks, "on_step_progress", None)
-        self.on_step_end = getattr(callbacks, "on_step_end", None)
+        self._lock = threading.RLock()
+        self.on_plan = self._serialized(getattr(callbacks, "on_plan", None))
+        self.on_step_start = self._serialized(getattr(callbacks, "on_step_start", None))
+        self.on_step_progress = self._serialized(getattr(callbacks, "on_step_progress", None))
+        self.on_step_end = self._serialized(getattr(callbacks, "on_step_end", None))
+
+    def _serialized(self, fn: Callable[..., Any] | None) -> Callable[..., Any] | None:
+        if fn is None:
+            return None
+        lock = self._lock
+
+        def call(*args: Any) -> Any:
+            with lock:
+                return fn(*args)
+
+        return call

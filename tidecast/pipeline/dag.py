@@ -61,11 +61,21 @@ class StepDef:
     """``check(spec, output)``: with a fresh step's cached output, the reason it no longer holds
     (its run is gone from a store...) or None; with ``None`` before the step runs, raise a
     :class:`~tidecast.errors.TidecastError` if it cannot run (its store does not answer)."""
+    exclusive: bool | str = False
+    """Which steps it never runs beside (the runner runs independent steps at the same time, in
+    threads): ``True``, none (it runs alone); a name, the other steps that declare the same name
+    (they share a process-wide state that is not thread-safe, e.g. ``"mlflow"``); ``False``, any."""
 
     @property
     def inputs(self) -> tuple[str, ...]:
         """The upstream steps this step reads, in parameter order."""
         return tuple(p for p in self.params if p not in RESERVED)
+
+    def can_run_beside(self, other: StepDef) -> bool:
+        """Whether the runner may run this step and ``other`` at the same time (see ``exclusive``)."""
+        if self.exclusive is True or other.exclusive is True:
+            return False
+        return not (isinstance(self.exclusive, str) and self.exclusive == other.exclusive)
 
     @property
     def where(self) -> str:
@@ -83,6 +93,7 @@ def _make_stepdef(
     cache: bool = True,
     deps: Callable[[Any], Mapping[str, str]] | None = None,
     check: Callable[[Any, Any], str | None] | None = None,
+    exclusive: bool | str = False,
 ) -> StepDef:
     name = getattr(fn, "__name__", None)
     if not callable(fn) or not isinstance(name, str) or not name.isidentifier():
@@ -100,6 +111,11 @@ def _make_stepdef(
     for option, value in (("deps", deps), ("check", check)):
         if value is not None and not callable(value):
             raise PipelineError(f"step '{name}': {option} must be a function")
+    if not isinstance(exclusive, bool | str) or exclusive == "":
+        raise PipelineError(
+            f"step '{name}': exclusive must be True (it runs alone), a name shared with the steps it must not "
+            f"run beside, or False; got {exclusive!r}"
+        )
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
@@ -129,6 +145,7 @@ def _make_stepdef(
         code=code_hash(fn, str(version)),
         deps=deps,
         check=check,
+        exclusive=exclusive,
     )
 
 
@@ -146,6 +163,7 @@ def step(
     cache: bool = True,
     deps: Callable[[Any], Mapping[str, str]] | None = None,
     check: Callable[[Any, Any], str | None] | None = None,
+    exclusive: bool | str = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -158,6 +176,7 @@ def step(
     cache: bool = True,
     deps: Callable[[Any], Mapping[str, str]] | None = None,
     check: Callable[[Any, Any], str | None] | None = None,
+    exclusive: bool | str = False,
 ) -> Any:
     """Mark a function as a pipeline step (``@step`` or ``@step(...)``); the function is returned
     unchanged and can still be called directly.
@@ -175,6 +194,11 @@ def step(
       modules, library versions, the store it writes to); they enter the cache key and the lock.
     - ``check(spec, output)``: verifies a fresh step's cached output still holds outside the cache
       (returns why not, or None); called with ``None`` before the step runs, it raises if it cannot.
+    - ``exclusive``: the runner runs steps whose inputs are ready at the same time, in threads of
+      this process (see :func:`tidecast.pipeline.runner.run`); ``exclusive=True`` makes the step run
+      alone, ``exclusive="name"`` keeps it apart from the other steps that declare ``"name"`` (they
+      use a process-wide state that is not thread-safe: MLflow's active store, the working
+      directory...). It does not enter the cache key.
     """
     if callable(spec) and not isinstance(spec, str | Sequence):
         fn = spec
@@ -186,7 +210,8 @@ def step(
             fn,
             _ATTRIBUTE,
             _make_stepdef(  # type: ignore[arg-type]
-                fn, spec=spec, fingerprint=fingerprint, kind=kind, version=version, cache=cache, deps=deps, check=check
+                fn, spec=spec, fingerprint=fingerprint, kind=kind, version=version, cache=cache, deps=deps,
+                check=check, exclusive=exclusive,
             ),
         )
         return fn

@@ -8,6 +8,12 @@
   resident set sizes of this process and of every descendant (joblib/loky workers, a local Dask
   cluster's nanny and worker processes).
 
+The figure is per process, not per step: while steps run side by side (the runner's threads, see
+:func:`tidecast.pipeline.runner.run`), each one's figure is the peak of the whole process (and its
+workers) during that step, which includes what the other steps held meanwhile. The measurements
+that overlap share the one ``VmHWM``: a measurement that starts folds the mark reached so far into
+the others before it resets it, so none of them loses its peak.
+
 Workers on another machine (``executor.address``) are not measured. Pages shared between
 processes count once per process, so the sum can exceed what the machine really holds. Without
 ``/proc`` (macOS, Windows) only the samples count, and a peak shorter than ``interval`` can be
@@ -31,6 +37,8 @@ __all__ = ["PeakRSS", "rss_mb"]
 _MB = 1024 * 1024
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
+_ACTIVE: set[PeakRSS] = set()  # measurements under way (steps side by side), guarded by _ACTIVE_LOCK
+_ACTIVE_LOCK = threading.Lock()
 
 
 def _hwm_bytes() -> int | None:
@@ -62,7 +70,8 @@ def rss_mb() -> float:
 
 class PeakRSS:
     """A context manager: ``peak.mb`` is the peak RSS (MiB) of this process and its descendants
-    while the block ran (see the module docstring for what is and is not counted)."""
+    while the block ran (see the module docstring for what is and is not counted; blocks that
+    overlap in several threads each measure the whole process)."""
 
     def __init__(self, interval: float = 0.2, children_every: int = 5) -> None:
         self.interval = interval
@@ -106,7 +115,14 @@ class PeakRSS:
         import psutil
 
         self._process = psutil.Process()
-        self._exact = _reset_hwm()
+        with _ACTIVE_LOCK:
+            if _ACTIVE:  # the others keep the mark they reached before this reset
+                hwm = _hwm_bytes()
+                for other in _ACTIVE:
+                    if other._exact and hwm is not None:
+                        other.peak_bytes = max(other.peak_bytes, hwm)
+            self._exact = _reset_hwm()
+            _ACTIVE.add(self)
         self._sample(refresh=True)
         self._thread = threading.Thread(target=self._loop, name="tidecast-peak-rss", daemon=True)
         self._thread.start()
@@ -117,10 +133,12 @@ class PeakRSS:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._sample(refresh=True)
-        if self._exact:
-            hwm = _hwm_bytes()
-            if hwm is not None:
-                self.peak_bytes = max(self.peak_bytes, hwm)
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(self)
+            if self._exact:
+                hwm = _hwm_bytes()
+                if hwm is not None:
+                    self.peak_bytes = max(self.peak_bytes, hwm)
 
     @property
     def mb(self) -> float:

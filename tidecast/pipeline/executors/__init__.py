@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -110,6 +111,7 @@ def check_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
 
 
 _SCOPE: contextvars.ContextVar[dict[tuple[Any, ...], Any] | None] = contextvars.ContextVar("executor_scope", default=None)
+_SCOPE_LOCK = threading.Lock()  # steps side by side (threads that share the scope) ask for executors at once
 
 
 class _Shared:
@@ -142,7 +144,9 @@ class _Shared:
 def executor_scope() -> Iterator[None]:
     """Within the block, :func:`make_executor` hands out one executor per configuration, kept
     open across calls and closed when the block ends: a pipeline run starts one Dask cluster (or
-    process pool) for all its steps, not one per step. Nested scopes reuse the outer one."""
+    process pool) for all its steps, not one per step. Nested scopes reuse the outer one, and so do
+    threads that run in a copy of the block's context (``contextvars.copy_context().run``: the
+    runner's steps side by side)."""
     if _SCOPE.get() is not None:
         yield
         return
@@ -169,9 +173,10 @@ def make_executor(spec: Any = None, n_jobs: int = 1) -> Executor:
         return _make_executor(spec, n_jobs)
     kind = getattr(spec, "kind", "local") if spec is not None else "local"
     key = (kind, getattr(spec, "address", None), getattr(spec, "n_workers", None), n_jobs if kind == "local" else None)
-    if key not in pool:
-        pool[key] = _make_executor(spec, n_jobs)
-    return _Shared(pool[key])  # type: ignore[return-value]
+    with _SCOPE_LOCK:  # one cluster per configuration, even when two steps ask at the same moment
+        if key not in pool:
+            pool[key] = _make_executor(spec, n_jobs)
+        return _Shared(pool[key])  # type: ignore[return-value]
 
 
 def _make_executor(spec: Any, n_jobs: int) -> Executor:
