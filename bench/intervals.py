@@ -535,6 +535,10 @@ def main() -> None:
         "--libraries", default=None,
         help="only these library runs: statsforecast-native, statsforecast-conformal, mlforecast-conformal",
     )
+    parser.add_argument(
+        "--calibration-windows", type=int, default=None,
+        help="tidecast's backtest.calibration_windows (default: the spec's, 10)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
@@ -555,6 +559,8 @@ def main() -> None:
             if args.models:
                 keep = set(args.models.split(","))
                 ds.spec["models"] = [m for m in ds.spec["models"] if m["name"] in keep]
+            if args.calibration_windows is not None:
+                ds.spec["backtest"] = {**ds.spec.get("backtest", {}), "calibration_windows": args.calibration_windows}
             only = set(args.libraries.split(",")) if args.libraries else None
             result = bench(ds, Path(tmp), libraries=not args.no_libraries, only=only)
             result["seconds"] = time.perf_counter() - started
