@@ -12,7 +12,7 @@ csv|json``) keep the raw fractions.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.markup import escape
@@ -235,13 +235,26 @@ def per_series_summary(per_series: dict[str, Any], metric: str) -> str:
     return line + "\n" + both
 
 
-def step_times_table(durations: dict[str, float], steps: list[str], *, elapsed: float | None = None) -> Table:
+def step_times_table(
+    durations: dict[str, float],
+    steps: list[str],
+    *,
+    elapsed: float | None = None,
+    side_by_side: Sequence[Sequence[str]] = (),
+    busy: float | None = None,
+) -> Table:
     """Each step's share of the run: seconds and percent (cached steps: 0 s). Percentages are of the
     run's ``elapsed`` wall time when given (with a row for what lies outside the steps: planning, the
     pre-run check, loading cached outputs), else of the steps' total.
 
+    ``side_by_side``: the groups of steps that ran at the same time; each keeps its own seconds, so
+    the shares add up to more than 100 %, which the table's caption says. ``busy``: the seconds
+    during which some step ran (overlaps counted once), for the row of what lies outside the steps.
+
     >>> step_times_table({"backtest": 30.0, "select": 10.0}, ["ingest", "backtest", "select"], elapsed=50.0).row_count
     5
+    >>> step_times_table({"a": 3.0, "b": 2.0}, ["a", "b"], elapsed=4.0, side_by_side=[["a", "b"]], busy=3.5).caption
+    'a and b ran side by side: their seconds overlap'
     """
     total = sum(float(v) for v in durations.values())
     base = elapsed if elapsed else total
@@ -249,6 +262,11 @@ def step_times_table(durations: dict[str, float], steps: list[str], *, elapsed: 
     table.add_column("step")
     table.add_column("seconds", justify="right")
     table.add_column("share", justify="right")
+    groups = [list(g) for g in side_by_side if len(g) > 1]
+    if groups:
+        names = "; ".join(", ".join(g[:-1]) + f" and {g[-1]}" for g in groups)
+        table.caption = f"{names} ran side by side: their seconds overlap"
+        table.caption_justify = "left"
 
     def share(seconds: float) -> str:
         return f"{seconds / base:.0%}" if base > 0 else ""
@@ -260,7 +278,7 @@ def step_times_table(durations: dict[str, float], steps: list[str], *, elapsed: 
         else:
             table.add_row(f"[dim]{name}[/dim]", "[dim]cached[/dim]", "")
     if elapsed is not None:
-        outside = max(0.0, elapsed - total)
+        outside = max(0.0, elapsed - (busy if busy is not None else total))
         table.add_row("[dim]outside the steps[/dim]", f"[dim]{outside:.1f}[/dim]", f"[dim]{share(outside)}[/dim]")
         table.add_section()
         table.add_row("[bold]total[/bold]", f"[bold]{elapsed:.1f}[/bold]", "")

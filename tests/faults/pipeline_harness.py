@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -450,9 +450,27 @@ def step_of(point: str, will_run: Sequence[str]) -> tuple[str, bool]:
     raise ValueError(point)
 
 
-def expected_not_fresh(point: str, will_run: Sequence[str]) -> set[str]:
+def expected_not_fresh(
+    point: str, will_run: Sequence[str], trace: Sequence[str] = (), in_cache: Callable[[str], bool] | None = None
+) -> set[str]:
     """The steps ``tidecast status`` must show as not fresh after a kill at ``point``: the interrupted step
-    unless committed, and every later step that had to run."""
+    unless committed, and every later step that had to run.
+
+    Steps run side by side (track and explain): the run's fault ``trace`` says what the others did.
+    One that passed its ``step.<name>.committed`` point is fresh, whatever its place in the plan; one
+    that started and did not is not, unless it passed ``cache.<name>.before-rename`` (its own thread
+    renames the entry, the coordinating thread then reaches ``committed``): then ``in_cache(name)``
+    decides."""
     step, committed = step_of(point, will_run)
     index = STEPS.index(step)
-    return {s for s in will_run if STEPS.index(s) > index or (s == step and not committed)}
+    expected = {s for s in will_run if STEPS.index(s) > index or (s == step and not committed)}
+    passed = {t.rpartition(":")[0] for t in trace}
+    for other in will_run:
+        if other == step:
+            continue
+        if f"step.{other}.committed" in passed:
+            expected.discard(other)
+        elif f"step.{other}.start" in passed:
+            renamed = f"cache.{other}.before-rename" in passed and in_cache is not None and in_cache(other)
+            (expected.discard if renamed else expected.add)(other)
+    return expected

@@ -140,6 +140,11 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> 
     ran = tidecast("run", cwd=root)
     assert ran.returncode == 0, ran.stderr[-3000:] + ran.stdout[-3000:]
     assert "registry: demo v1 → champion" in ran.stdout, ran.stdout
+    from tidecast.pipeline.runner import parallel_steps
+
+    if parallel_steps() >= 2:  # track and explain ran side by side, and the run's output says so
+        assert "track and explain ran side by side" in " ".join(ran.stdout.split()), ran.stdout[-2000:]
+        assert "beside track" in ran.stderr and "beside explain" in ran.stderr, ran.stderr[-2000:]
     with pytest.MonkeyPatch.context() as mp:
         for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TIDECAST_ENV", "TIDECAST_ADMIN_TOKEN"):
             mp.delenv(var, raising=False)

@@ -447,3 +447,34 @@ def test_ctrl_c_interrupts_the_steps_side_by_side_and_commits_nothing_of_them(tm
     cache = project / ".tidecast" / "cache"
     assert not (cache / "left").exists() or list((cache / "left").iterdir()) == []
     assert not (cache / "right").exists() or list((cache / "right").iterdir()) == []
+
+
+def test_the_cli_progress_says_which_steps_ran_beside_which(spec: Spec, capsys: pytest.CaptureFixture[str]) -> None:
+    """``tidecast run``'s display (no terminal: one plain line per step) and its table of times."""
+    from rich.console import Console
+
+    from tidecast.commands._common import ProgressCallbacks
+    from tidecast.render import step_times_table
+
+    log: list[str] = []
+    with ProgressCallbacks() as callbacks:
+        result = run(handshake_pipeline(log), spec, max_parallel=2, callbacks=callbacks)
+    lines = [line.split() for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert next(line[0] for line in lines if line[1] == "ran") == "root" and lines[-1][0] == "join"
+    said = {line[0]: " ".join(line[3:]) for line in lines}
+    assert said["root"] == "s" and said["join"] == "s"  # ran alone: nothing more than its seconds
+    assert said["left"] == "s, beside right" and said["right"] == "s, beside left"
+    with ProgressCallbacks() as again:  # cached steps ran beside nothing
+        run(handshake_pipeline(log), spec, max_parallel=2, callbacks=again, force=("left", "right"))
+    said = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().err.splitlines() if line.strip()}
+    assert said["root"] == ["cached", "0.0", "s"] and said["join"] == ["cached", "0.0", "s"]
+    assert said["left"][-2:] == ["beside", "right"] and said["right"][-2:] == ["beside", "left"]
+
+    console = Console(width=200, record=True, color_system=None)
+    console.print(
+        step_times_table(result.durations, result.executed, elapsed=10.0, side_by_side=result.side_by_side, busy=result.busy_s)
+    )
+    text = console.export_text()
+    assert "left and right ran side by side: their seconds overlap" in " ".join(text.split())
+    outside = next(line for line in text.splitlines() if "outside the steps" in line)
+    assert float(outside.split("│")[2]) == pytest.approx(10.0 - result.busy_s, abs=0.06)  # overlaps counted once

@@ -47,7 +47,12 @@ def num(value: object, digits: int = 4) -> str:
 
 
 class ProgressCallbacks:
-    """Rich progress bars fed by the pipeline runner's callbacks."""
+    """Rich progress bars fed by the pipeline runner's callbacks.
+
+    Steps that run side by side (the runner's threads) each have their row, running at once; the
+    runner calls these methods one at a time. A step that ran beside others says so when it ends
+    ("done 6.1 s, beside track"), on its row or, without a terminal, on its plain line.
+    """
 
     def __init__(self, before_steps: Any = None) -> None:
         self.before_steps = before_steps
@@ -65,6 +70,7 @@ class ProgressCallbacks:
         )
         self._tasks: dict[str, Any] = {}
         self._overall: Any = None
+        self._beside: dict[str, list[str]] = {}  # running step -> the steps that ran while it did
 
     def __enter__(self) -> ProgressCallbacks:
         self.progress.__enter__()
@@ -80,6 +86,10 @@ class ProgressCallbacks:
 
     def on_step_start(self, name: str, index: int, total: int) -> None:
         self._tasks[name] = self.progress.add_task("running", total=None, step=name)
+        running = list(self._beside)
+        for seen in self._beside.values():
+            seen.append(name)
+        self._beside[name] = running
 
     def on_step_progress(self, name: str, done: int, total: int | None, description: str = "") -> None:
         task = self._tasks.get(name)
@@ -87,13 +97,22 @@ class ProgressCallbacks:
             self.progress.update(task, completed=done, total=total, description=description)
 
     def on_step_end(self, name: str, state: str, seconds: float) -> None:
+        during = self._beside.pop(name, [])
+        beside = list(dict.fromkeys(during)) if state == "ran" else []
+        if state != "ran":  # a cached step ran beside nothing
+            for seen in self._beside.values():
+                if name in seen:
+                    seen.remove(name)
+        note = f", beside {', '.join(beside)}" if beside else ""
         if self.progress.disable:  # not a terminal (CI, a log file): one plain line per step
-            err_console.print(f"  {name:<10} {'ran' if state == 'ran' else 'cached'} {seconds:7.1f} s", highlight=False)
+            err_console.print(
+                f"  {name:<10} {'ran' if state == 'ran' else 'cached'} {seconds:7.1f} s{note}", highlight=False
+            )
         task = self._tasks.pop(name, None)
         label = "[green]done[/green]" if state == "ran" else "[dim]cached[/dim]"
         if task is None:
             task = self.progress.add_task(label, total=1, step=name)
-        self.progress.update(task, total=1, completed=1, description=f"{label} {seconds:.1f} s")
+        self.progress.update(task, total=1, completed=1, description=f"{label} {seconds:.1f} s{note}")
         if self._overall is not None:
             self.progress.advance(self._overall)
 

@@ -58,7 +58,12 @@ def register(app: typer.Typer, console: Console) -> None:
         )
         render_run_outputs(console, result, loaded)
         if result.executed:  # each step's share of the run (a no-op has none to show)
-            console.print(step_times_table(result.durations, [p.name for p in result.plans], elapsed=elapsed))
+            console.print(
+                step_times_table(
+                    result.durations, [p.name for p in result.plans], elapsed=elapsed,
+                    side_by_side=result.side_by_side, busy=result.busy_s,
+                )
+            )
 
     @app.command()
     def status(spec: SpecOpt = None) -> None:
