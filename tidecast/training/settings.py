@@ -3,8 +3,12 @@ data checks at ingest, the cheap checks before a run, and the context every mode
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,7 +21,9 @@ from tidecast.errors import BacktestError, DataError
 from tidecast.evaluation.folds import folds_for_spec
 from tidecast.frames import ID, TIME
 from tidecast.models.base import FitContext
+from tidecast.models.registry import kind_property
 from tidecast.pipeline.executors import check_address
+from tidecast.pipeline.executors.local import warm_up
 from tidecast.spec import Spec
 from tidecast.training.factories import validate_candidates
 
@@ -96,6 +102,68 @@ def validate_history(frame: pd.DataFrame, spec: Spec) -> None:
 MODEL_STEPS = frozenset({"backtest", "select", "explain"})
 
 
+BYTES_PER_ROW = 32
+"""What a row of a data file takes, to guess a source's rows from its size before it is read (a
+CSV row of examples/power: 31 bytes; Parquet takes fewer, so its rows are underestimated)."""
+
+#: model libraries whose import name is not their distribution's (``libraries`` of a model class)
+_MODULES = {"scikit-learn": "sklearn"}
+
+
+def source_rows(spec: Spec) -> int | None:
+    """A cheap guess of the rows of a local file source (or folder of files) from its size; None for
+    URLs, databases and sources not found."""
+    source = spec.data.source
+    if "://" in source:  # a URL or a database
+        return None
+    path = Path(source) if Path(source).is_absolute() else Path(spec.root) / source
+    try:
+        if path.is_file():
+            size = path.stat().st_size
+        elif path.is_dir():
+            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        else:
+            return None
+    except OSError:
+        return None
+    return size // BYTES_PER_ROW
+
+
+def warm_workers(spec: Spec, plans: Any) -> int:
+    """How many worker processes the backtest's candidates will run in side by side (as the
+    backtest decides it, with the rows guessed from the source's size), when the backtest will run;
+    else 1. Data below twice the side-by-side threshold is never guessed large enough."""
+    if plans is None or not any(p.will_run and p.name == "backtest" for p in plans):
+        return 1
+    if getattr(spec.executor, "kind", "local") != "local" or spec.backtest.n_jobs != 1:
+        return 1
+    candidates = [c for c in spec.models if c.kind != "ensemble"]
+    if not any(int(kind_property(c.kind, "fit_cost", 0)) for c in candidates):
+        return 1
+    rows = source_rows(spec)
+    if rows is None or rows < 2 * PARALLEL_CANDIDATES_ROWS[0]:
+        return 1
+    return side_by_side(rows, len(candidates))
+
+
+@dataclass(frozen=True)
+class WarmWorker:
+    """What a backtest worker process would import on its first task, done ahead: the training
+    module its tasks come from, every candidate built once, and the libraries their kinds compute
+    with (imported at their first fit otherwise). Errors are left for the backtest to meet."""
+
+    spec: Spec
+
+    def __call__(self) -> None:
+        importlib.import_module("tidecast.training.candidates")  # its tasks' module (imports settings)
+        with contextlib.suppress(Exception):
+            validate_candidates(self.spec)
+        for candidate in self.spec.models:
+            for library in kind_property(candidate.kind, "libraries", ()) or ():
+                with contextlib.suppress(Exception):
+                    importlib.import_module(_MODULES.get(library, library.replace("-", "_")))
+
+
 def preflight(spec: Spec, plans: Any = None) -> None:
     """Cheap checks before any step runs: every candidate can be built from its kind and params, and
     a Dask scheduler named by ``executor.address`` answers (so that a wrong address fails in seconds,
@@ -103,7 +171,12 @@ def preflight(spec: Spec, plans: Any = None) -> None:
 
     ``plans`` (the run's :class:`~tidecast.pipeline.runner.StepPlan` list): the candidates are built
     only when a step of :data:`MODEL_STEPS` will run, so that a run with those steps cached (a
-    no-op) imports no model library nor plugin."""
+    no-op) imports no model library nor plugin. When the backtest will run its candidates side by
+    side (:func:`warm_workers`), its worker processes start now and import what it needs
+    (:class:`WarmWorker`) while the data steps run."""
+    workers = warm_workers(spec, plans)
+    if workers > 1:
+        warm_up(workers, WarmWorker(spec))
     if plans is None or any(p.will_run and p.name in MODEL_STEPS for p in plans):
         validate_candidates(spec)
     if spec.executor.kind == "dask" and spec.executor.address:

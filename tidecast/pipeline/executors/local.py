@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -15,6 +17,49 @@ warnings.filterwarnings("ignore", message="A worker stopped while some jobs were
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_warming: list[Any] = []
+"""The result generators of :func:`warm_up` that no map has waited for yet."""
+_warming_lock = threading.Lock()
+
+
+def _quietly(fn: Callable[[], Any]) -> None:
+    """``fn()`` in a worker, its errors ignored: a warm-up never fails the work that follows it."""
+    with contextlib.suppress(Exception):
+        fn()
+
+
+def warm_up(n_jobs: int, fn: Callable[[], Any]) -> bool:
+    """Start now, in the background, the reusable loky pool that ``LocalExecutor(n_jobs).map`` will
+    use (same worker count, same settings: loky hands the same processes to that map), each
+    worker running ``fn()`` once (its imports, say) while the caller goes on with other work.
+
+    The next parallel :meth:`LocalExecutor.map` waits for the warm-up to end before it submits its
+    own tasks (they would queue behind it anyway). Errors of ``fn`` are ignored, and a pool that
+    cannot start is left to the map to start as it always does. Returns whether a warm-up began."""
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    with _warming_lock:
+        if n_jobs < 2 or _warming:
+            return False
+        try:
+            if effective_n_jobs(n_jobs) < n_jobs:  # a daemon process or a nested call: no pool
+                return False
+            parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
+            _warming.append(parallel(delayed(_quietly)(fn) for _ in range(n_jobs)))
+        except Exception:
+            return False
+    return True
+
+
+def _settle_warm_up() -> None:
+    """Wait for a running :func:`warm_up` (its results are nothing; its errors are ignored)."""
+    with _warming_lock:
+        while _warming:
+            results = _warming.pop()
+            with contextlib.suppress(Exception):
+                for _ in results:
+                    pass
 
 
 class _Base:
@@ -100,6 +145,7 @@ class LocalExecutor(_Base):
             return self._sequential(fn, items, on_result)
         from joblib import Parallel, delayed
 
+        _settle_warm_up()
         n_jobs = self.n_jobs
         if hasattr(items, "__len__"):  # no more processes than tasks: each costs a start and its imports
             n_jobs = min(self.n_workers, len(items))  # type: ignore[arg-type]

@@ -1,0 +1,133 @@
+"""The backtest's worker pool started ahead (issue 19): the pre-run check starts the loky pool that
+the backtest's side-by-side candidates will use and imports their libraries there while the data
+steps run; the map that follows gets the very same processes, and tiny data or a run without a
+backtest starts nothing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tidecast.pipeline.executors.local import LocalExecutor, _settle_warm_up, warm_up
+from tidecast.spec import parse_spec
+from tidecast.training.settings import BYTES_PER_ROW, PARALLEL_CANDIDATES_ROWS, WarmWorker, source_rows, warm_workers
+
+
+@dataclass(frozen=True)
+class _RecordPid:
+    folder: str
+
+    def __call__(self) -> None:
+        Path(self.folder, str(os.getpid())).touch()
+
+
+@dataclass(frozen=True)
+class _Fails:
+    def __call__(self) -> None:
+        raise RuntimeError("a warm-up that fails")
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    name: str
+    will_run: bool
+
+
+def _plans(*running: str) -> list[_Plan]:
+    steps = ("ingest", "clean", "features", "backtest", "select", "track", "explain", "report")
+    return [_Plan(name, name in running) for name in steps]
+
+
+def _spec(root: Path, rows: int, models: list[dict[str, Any]] | None = None, **extra: Any) -> Any:
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "data" / "x.csv").write_bytes(b"x" * rows * BYTES_PER_ROW)  # only its size is read
+    return parse_spec(
+        {
+            "project": "warm",
+            "data": {"source": "data/x.csv", "time_column": "ds", "target_column": "y", "frequency": "1h"},
+            "forecast": {"input_window": "2d", "horizon": "1d"},
+            "models": models
+            or [
+                {"name": "snaive", "kind": "seasonal_naive", "params": {"season_length": "1d"}},
+                {"name": "ets", "kind": "autoets", "fit_window": "14d"},
+            ],
+            **extra,
+        },
+        root=root,
+    )
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="side by side needs two cores")
+def test_the_map_after_a_warm_up_runs_in_the_warmed_processes(tmp_path: Path) -> None:
+    assert warm_up(2, _RecordPid(str(tmp_path)))
+    assert not warm_up(2, _RecordPid(str(tmp_path)))  # one at a time
+    pids = set(LocalExecutor(2).map(_pid, list(range(6))))
+    warmed = {int(p.name) for p in tmp_path.iterdir()}
+    assert os.getpid() not in pids | warmed
+    assert pids & warmed  # the map's tasks ran in the processes the warm-up started ...
+    assert len(pids | warmed) <= 2  # ... and in no new one: the pool of two was reused
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="side by side needs two cores")
+def test_a_failing_warm_up_fails_nothing(tmp_path: Path) -> None:
+    assert warm_up(2, _Fails())
+    assert LocalExecutor(2).map(_pid, [1, 2]) and LocalExecutor(2).map(abs, [-1, -2]) == [1, 2]
+    _settle_warm_up()  # nothing left to wait for
+
+
+def test_one_worker_is_no_warm_up(tmp_path: Path) -> None:
+    assert not warm_up(1, _RecordPid(str(tmp_path)))
+    assert not list(tmp_path.iterdir())
+
+
+def test_rows_are_guessed_from_the_source_size(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, 12_345)
+    assert source_rows(spec) == 12_345
+    url = spec.model_copy(update={"data": spec.data.model_copy(update={"source": "https://example.com/x.csv"})})
+    assert source_rows(url) is None
+
+
+def test_warm_workers_only_when_the_backtest_runs_side_by_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    large = _spec(tmp_path / "large", 4 * PARALLEL_CANDIDATES_ROWS[0])
+    expected = min(os.cpu_count() or 1, 2)
+    assert warm_workers(large, _plans(*(p.name for p in _plans()))) == expected  # a cold run
+    assert warm_workers(large, _plans("backtest", "select")) == expected
+    assert warm_workers(large, _plans()) == 1  # a no-op
+    assert warm_workers(large, _plans("track", "explain", "report")) == 1  # the backtest cached
+    assert warm_workers(large, None) == 1  # a caller without plans (the monitor's retrain)
+    tiny = _spec(tmp_path / "tiny", PARALLEL_CANDIDATES_ROWS[0] + 100)  # tests' many small pipelines
+    assert warm_workers(tiny, _plans("backtest")) == 1
+    fast = _spec(tmp_path / "fast", 4 * PARALLEL_CANDIDATES_ROWS[0], models=[
+        {"name": "snaive", "kind": "seasonal_naive", "params": {"season_length": "1d"}},
+        {"name": "naive", "kind": "naive"},
+    ])
+    assert warm_workers(fast, _plans("backtest")) == 1  # no slow candidate: the backtest stays in-process
+    jobs = _spec(tmp_path / "jobs", 4 * PARALLEL_CANDIDATES_ROWS[0], backtest={"n_jobs": 2})
+    assert warm_workers(jobs, _plans("backtest")) == 1  # folds in parallel instead
+    monkeypatch.setenv("TIDECAST_PARALLEL_CANDIDATES", "0")
+    assert warm_workers(large, _plans("backtest")) == 1
+
+
+def test_the_warm_worker_imports_what_the_candidates_use(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    spec = _spec(tmp_path, 100)
+    code = (
+        "import pickle, sys; from pathlib import Path; "
+        f"pickle.loads(Path({str(tmp_path / 'w.pkl')!r}).read_bytes())(); "
+        "print(all(m in sys.modules for m in ('statsforecast', 'tidecast.training.candidates')))"
+    )
+    import pickle
+
+    (tmp_path / "w.pkl").write_bytes(pickle.dumps(WarmWorker(spec)))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "True"
