@@ -124,6 +124,11 @@ def test_one_parent_run_with_nested_candidates_trials_artifacts_and_dataset(new_
     assert len(inputs) == 1
     dataset = inputs[0].dataset
     assert dataset.name == "tiny-features" and dataset.digest == "ab" * 8
+    import json
+
+    from mlflow.types.utils import _infer_schema  # the schema as MLflow infers it (tidecast computes it faster)
+
+    assert json.loads(dataset.schema)["mlflow_colspec"] == json.loads(_infer_schema(frame).to_json())
     input_tags = {t.key: t.value for t in inputs[0].tags}
     assert input_tags["tidecast.content_hash"] == "sha256:" + "ab" * 32
     assert input_tags["tidecast.rows"] == str(len(frame)) and input_tags["mlflow.data.context"] == "training"

@@ -7,12 +7,16 @@ the monitor's run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
 
 from tidecast.frames import finite_float
 from tidecast.tracking.store import retry_locked
@@ -76,6 +80,42 @@ def log_batch(
         room = 1000 - len(chunk_p) - len(chunk_t)
         chunk_m, metrics = metrics[:room], metrics[room:]
         retry_locked(lambda m=chunk_m, p=chunk_p, t=chunk_t: client.log_batch(run_id, metrics=m, params=p, tags=t))
+
+
+# ------------------------------------------------------------------------------ dataset schema
+def frame_schema(frame: pd.DataFrame) -> Any:
+    """The MLflow schema of ``frame``, the same as MLflow infers it (``mlflow.types.utils._infer_schema``)
+    at a fraction of the cost: MLflow tests every value of every column for a missing value in
+    Python (seconds for the feature frame of a year of 5-minute readings). A column of a plain
+    numeric, boolean or datetime dtype, or of strings only, has its type inferred by MLflow from its
+    first value and ``required`` from a vectorised ``isna``; any other column is inferred by MLflow
+    whole, as before."""
+    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.utils import _infer_pandas_column, _infer_required
+
+    columns = []
+    for name in frame.columns:
+        column = frame[name]
+        plain = isinstance(column.dtype, np.dtype) and column.dtype.kind in "fiubM"
+        strings = column.dtype == object and pd.api.types.infer_dtype(column, skipna=False) == "string"
+        if len(column) and (plain or strings):
+            columns.append(ColSpec(type=_infer_pandas_column(column.iloc[:1]), name=name, required=not column.isna().any()))
+        else:
+            columns.append(ColSpec(type=_infer_pandas_column(column), name=name, required=_infer_required(column)))
+    return Schema(columns)
+
+
+def preset_schema(dataset: Any, frame: pd.DataFrame) -> None:
+    """Give an MLflow ``PandasDataset`` of ``frame`` its schema (:func:`frame_schema`) before MLflow
+    infers it the slow way; a dataset of another kind, or a frame the fast path cannot read, is
+    left to MLflow."""
+    import functools
+    import inspect
+
+    if not isinstance(inspect.getattr_static(type(dataset), "schema", None), functools.cached_property):
+        return
+    with contextlib.suppress(Exception):  # MLflow then infers it itself (or records none), as before
+        dataset.__dict__["schema"] = frame_schema(frame)
 
 
 # ------------------------------------------------------------------------------ process identity
@@ -169,9 +209,11 @@ __all__ = [
     "as_tags",
     "candidate_runs",
     "clip_text",
+    "frame_schema",
     "log_batch",
     "metric_key",
     "now_ms",
+    "preset_schema",
     "process_tags",
     "reap_dead_runs",
     "training_runs",

@@ -45,6 +45,7 @@ from tidecast.tracking.records import (
     as_params,
     as_tags,
     log_batch,
+    preset_schema,
     reap_dead_runs,
 )
 from tidecast.tracking.registry import RegistryDecision, register_and_gate
@@ -110,6 +111,7 @@ def _log_dataset(spec: Spec, features: pd.DataFrame, data_fingerprint: str | Non
             )
         except Exception:  # a source MLflow cannot resolve (a SQL URL...): the frame is still recorded
             dataset = mlflow.data.from_pandas(features, name=name, targets="y", digest=digest)
+        preset_schema(dataset, features)
         retry_locked(lambda: mlflow.log_input(dataset, context="training", tags=tags))
 
 
