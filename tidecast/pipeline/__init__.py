@@ -4,7 +4,7 @@ The engine knows nothing about forecasting. Steps are plain functions whose para
 their inputs (see :mod:`tidecast.pipeline.dag`); outputs are cached under ``.tidecast/cache/``
 (:mod:`tidecast.pipeline.cache`) and recorded in ``tidecast.lock`` (:mod:`tidecast.pipeline.lock`);
 :func:`plan` computes every step's key and status (:mod:`tidecast.pipeline.planning`) and :func:`run`
-executes only what changed (:mod:`tidecast.pipeline.runner`). The domain plugs in through what it
+executes only what changed, independent steps side by side (:mod:`tidecast.pipeline.runner`). The domain plugs in through what it
 passes: steps, a spec (:class:`SpecLike`), callbacks and executors (:mod:`tidecast.pipeline.executors`).
 """
 
