@@ -70,8 +70,11 @@ def as_tags(values: dict[str, Any]) -> list[Any]:
 def log_batch(
     client: MlflowClient, run_id: str, *, metrics: list[Any] = (), params: list[Any] = (), tags: list[Any] = ()
 ) -> None:
-    """``client.log_batch`` within MLflow's per-request limits, retried while SQLite is locked."""
+    """``client.log_batch`` within MLflow's per-request limits, retried while SQLite is locked; the
+    metrics of a run on a SQLite store in one bulk insert (:func:`_insert_metrics`)."""
     metrics, params, tags = list(metrics), list(params), list(tags)
+    if metrics and _insert_metrics(client, run_id, metrics):
+        metrics = []
     # params are write-once: the same key twice in one batch is an error
     params = list({p.key: p for p in params}.values())
     while metrics or params or tags:
@@ -80,6 +83,71 @@ def log_batch(
         room = 1000 - len(chunk_p) - len(chunk_t)
         chunk_m, metrics = metrics[:room], metrics[room:]
         retry_locked(lambda m=chunk_m, p=chunk_p, t=chunk_t: client.log_batch(run_id, metrics=m, params=p, tags=t))
+
+
+def _insert_metrics(client: MlflowClient, run_id: str, metrics: list[Any]) -> bool:
+    """Write ``metrics`` of an active run as MLflow's SQL store does (a row per metric in ``metrics``,
+    duplicates dropped; per key, the row of the highest ``(step, timestamp, value)`` in
+    ``latest_metrics``), in one bulk insert instead of an ORM object per row and ~1,000 metrics per
+    request (~37,000 metrics per training of examples/power: seconds). Only on a SQLite store and
+    for finite values; False (nothing written) where MLflow's own path must do it."""
+    try:
+        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        from sqlalchemy import insert
+        from sqlalchemy.exc import IntegrityError
+    except ImportError:
+        return False
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    if not isinstance(store, SqlAlchemyStore) or getattr(store, "db_type", None) != "sqlite":
+        return False
+    unique: dict[tuple[str, int, int, float], None] = {}
+    for metric in metrics:
+        value = finite_float(metric.value)
+        if value is None:
+            return False  # MLflow stores NaN and infinities its own way
+        unique[(str(metric.key), int(metric.timestamp), int(metric.step), value)] = None
+    rows = [
+        {"run_uuid": run_id, "key": key, "value": value, "timestamp": ts, "step": step, "is_nan": False}
+        for key, ts, step, value in unique
+    ]
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        best = latest.get(row["key"])
+        if best is None or (row["step"], row["timestamp"], row["value"]) > (best["step"], best["timestamp"], best["value"]):
+            latest[row["key"]] = row
+
+    def write() -> None:
+        with store.ManagedSessionMaker(read_only=False) as session:
+            store._check_run_is_active(store._get_run(run_uuid=run_id, session=session))
+            keys = list(latest)
+            existing = {
+                old.key: old
+                for start in range(0, len(keys), 500)
+                for old in session.query(SqlLatestMetric).filter(
+                    SqlLatestMetric.run_uuid == run_id, SqlLatestMetric.key.in_(keys[start : start + 500])
+                )
+            }
+            session.execute(insert(SqlMetric), rows)
+            fresh = []
+            for key, row in latest.items():
+                old = existing.get(key)
+                if old is None:
+                    fresh.append(row)
+                elif (row["step"], row["timestamp"], row["value"]) > (old.step, old.timestamp, old.value):
+                    old.value, old.timestamp, old.step, old.is_nan = row["value"], row["timestamp"], row["step"], False
+            if fresh:
+                session.execute(insert(SqlLatestMetric), fresh)
+
+    try:
+        retry_locked(write)
+    except IntegrityError:  # a metric already there: MLflow's path skips those (rolled back here)
+        return False
+    except Exception as exc:
+        if "UNIQUE constraint" in str(exc) or "IntegrityError" in str(exc):
+            return False
+        raise
+    return True
 
 
 # ------------------------------------------------------------------------------ dataset schema

@@ -155,6 +155,14 @@ class WarmWorker:
     spec: Spec
 
     def __call__(self) -> None:
+        with contextlib.suppress(Exception):
+            # loky measures a worker's memory after its first task and replaces the worker once it
+            # holds 300 MB more (to contain leaks); measured after this warm-up rather than after a
+            # candidate's backtest, the data and the allocator's retained pages of the first fit
+            # would count as a leak, and the replacement would import everything again mid-backtest
+            from joblib.externals.loky import process_executor
+
+            process_executor._USE_PSUTIL = False  # this worker only: it collects garbage as usual
         importlib.import_module("tidecast.training.candidates")  # its tasks' module (imports settings)
         with contextlib.suppress(Exception):
             validate_candidates(self.spec)
