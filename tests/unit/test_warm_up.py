@@ -98,22 +98,27 @@ def test_rows_are_guessed_from_the_source_size(tmp_path: Path) -> None:
 def test_warm_workers_only_when_the_backtest_runs_side_by_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     large = _spec(tmp_path / "large", 4 * PARALLEL_CANDIDATES_ROWS[0])
     expected = min(os.cpu_count() or 1, 2)
-    assert warm_workers(large, _plans(*(p.name for p in _plans()))) == expected  # a cold run
-    assert warm_workers(large, _plans("backtest", "select")) == expected
-    assert warm_workers(large, _plans()) == 1  # a no-op
-    assert warm_workers(large, _plans("track", "explain", "report")) == 1  # the backtest cached
-    assert warm_workers(large, None) == 1  # a caller without plans (the monitor's retrain)
+    quiet, busy = 0.0, float(os.cpu_count() or 1)
+    assert warm_workers(large, _plans(*(p.name for p in _plans())), quiet) == expected  # a cold run
+    assert warm_workers(large, _plans("backtest", "select"), quiet) == expected
+    assert warm_workers(large, _plans("backtest", "select"), busy) == 1  # no idle core to warm on
+    assert warm_workers(large, _plans(), quiet) == 1  # a no-op
+    assert warm_workers(large, _plans("track", "explain", "report"), quiet) == 1  # the backtest cached
+    assert warm_workers(large, None, quiet) == 1  # a caller without plans (the monitor's retrain)
     tiny = _spec(tmp_path / "tiny", PARALLEL_CANDIDATES_ROWS[0] + 100)  # tests' many small pipelines
-    assert warm_workers(tiny, _plans("backtest")) == 1
+    assert warm_workers(tiny, _plans("backtest"), quiet) == 1
     fast = _spec(tmp_path / "fast", 4 * PARALLEL_CANDIDATES_ROWS[0], models=[
         {"name": "snaive", "kind": "seasonal_naive", "params": {"season_length": "1d"}},
         {"name": "naive", "kind": "naive"},
     ])
-    assert warm_workers(fast, _plans("backtest")) == 1  # no slow candidate: the backtest stays in-process
+    assert warm_workers(fast, _plans("backtest"), quiet) == 1  # no slow candidate: the backtest stays in-process
     jobs = _spec(tmp_path / "jobs", 4 * PARALLEL_CANDIDATES_ROWS[0], backtest={"n_jobs": 2})
-    assert warm_workers(jobs, _plans("backtest")) == 1  # folds in parallel instead
+    assert warm_workers(jobs, _plans("backtest"), quiet) == 1  # folds in parallel instead
+    monkeypatch.setenv("TIDECAST_WARM_UP", "0")
+    assert warm_workers(large, _plans("backtest"), quiet) == 1
+    monkeypatch.setenv("TIDECAST_WARM_UP", "1")
     monkeypatch.setenv("TIDECAST_PARALLEL_CANDIDATES", "0")
-    assert warm_workers(large, _plans("backtest")) == 1
+    assert warm_workers(large, _plans("backtest"), quiet) == 1
 
 
 def test_the_warm_worker_imports_what_the_candidates_use(tmp_path: Path) -> None:

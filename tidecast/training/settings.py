@@ -129,10 +129,18 @@ def source_rows(spec: Spec) -> int | None:
     return size // BYTES_PER_ROW
 
 
-def warm_workers(spec: Spec, plans: Any) -> int:
-    """How many worker processes the backtest's candidates will run in side by side (as the
-    backtest decides it, with the rows guessed from the source's size), when the backtest will run;
-    else 1. Data below twice the side-by-side threshold is never guessed large enough."""
+def warm_workers(spec: Spec, plans: Any, load: float | None = None) -> int:
+    """How many worker processes to start ahead for the backtest: as many as its candidates will
+    run in side by side (as the backtest decides it, with the rows guessed from the source's size)
+    when the backtest will run and a core is idle; else 1 (none).
+
+    Data below twice the side-by-side threshold is never guessed large enough. ``load`` (default:
+    the 1-minute load average) must leave a core free: the warm-up only pays on cores that would
+    idle while the data steps run; on a busy machine it would slow the run's own pre-run check
+    and data steps (measured on the shared 2-core VM, load 3-4: 2-3 s lost).
+    ``TIDECAST_WARM_UP=0`` turns it off."""
+    if os.environ.get("TIDECAST_WARM_UP", "1") == "0":
+        return 1
     if plans is None or not any(p.will_run and p.name == "backtest" for p in plans):
         return 1
     if getattr(spec.executor, "kind", "local") != "local" or spec.backtest.n_jobs != 1:
@@ -142,6 +150,13 @@ def warm_workers(spec: Spec, plans: Any) -> int:
         return 1
     rows = source_rows(spec)
     if rows is None or rows < 2 * PARALLEL_CANDIDATES_ROWS[0]:
+        return 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            load = 0.0
+    if load > (os.cpu_count() or 1) - 1:
         return 1
     return side_by_side(rows, len(candidates))
 
