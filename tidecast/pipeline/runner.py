@@ -415,7 +415,7 @@ class _StepThread(threading.Thread):
     def interrupt(self) -> None:
         """Raise KeyboardInterrupt in the step's thread at its next Python instruction (what Ctrl-C
         does to the main thread; code inside a C call sees it when the call returns)."""
-        if self.ident is not None and self.is_alive():
+        if self.ident is not None and self.is_alive() and not self.finished:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.ident), ctypes.py_object(KeyboardInterrupt))
 
 
