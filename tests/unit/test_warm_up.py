@@ -136,3 +136,53 @@ def test_the_warm_worker_imports_what_the_candidates_use(tmp_path: Path) -> None
     (tmp_path / "w.pkl").write_bytes(pickle.dumps(WarmWorker(spec)))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "True"
+
+
+def test_always_warms_whatever_the_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    large = _spec(tmp_path, 4 * PARALLEL_CANDIDATES_ROWS[0])
+    monkeypatch.setenv("TIDECAST_WARM_UP", "always")
+    assert warm_workers(large, _plans("backtest"), float(os.cpu_count() or 1) + 8) == min(os.cpu_count() or 1, 2)
+
+
+def _cli_project(root: Path, models: str, time_column: str = "ds") -> Path:
+    import numpy as np
+    import pandas as pd
+
+    root.mkdir(parents=True)
+    ds = pd.date_range("2020-01-01", periods=24_000, freq="1h")  # ~650 kB: guessed large enough to warm
+    pd.DataFrame({"ds": ds.strftime("%Y-%m-%d %H:%M:%S"), "y": np.sin(np.arange(len(ds)) / 24.0)}).to_csv(root / "x.csv", index=False)
+    (root / "tidecast.yaml").write_text(
+        f"project: warm\ndata: {{source: x.csv, time_column: {time_column}, target_column: y, frequency: 1h}}\n"
+        f"forecast: {{input_window: 2d, horizon: 1d}}\nmodels:\n{models}",
+        encoding="utf-8",
+    )
+    return root
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="side by side needs two cores")
+@pytest.mark.parametrize(
+    ("case", "models", "time_column", "needle"),
+    [
+        ("bad param", "  - {name: ets, kind: autoets, params: {bogus: 1}}\n  - {name: n, kind: naive}\n", "ds", "bogus"),
+        ("bad data", "  - {name: ets, kind: autoets}\n  - {name: n, kind: naive}\n", "when", "when"),
+    ],
+)
+def test_a_run_that_fails_before_its_backtest_says_one_line(
+    tmp_path: Path, case: str, models: str, time_column: str, needle: str
+) -> None:
+    """A bad candidate fails the pre-run check before any worker starts; data that fails at ingest
+    fails after the warm-up began: either way one line, exit code 2, and no step's output cached."""
+    import subprocess
+    import sys
+
+    project = _cli_project(tmp_path / "p", models, time_column)
+    env = {**os.environ, "TIDECAST_WARM_UP": "always", "TIDECAST_PROGRESS": "0", "NO_COLOR": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("tidecast")), "run"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr + done.stdout
+    assert len(lines) == 1 and needle in lines[0], (case, done.stderr)
+    assert not list((project / ".tidecast" / "cache").glob("*/*/output*"))

@@ -138,8 +138,9 @@ def warm_workers(spec: Spec, plans: Any, load: float | None = None) -> int:
     the 1-minute load average) must leave a core free: the warm-up only pays on cores that would
     idle while the data steps run; on a busy machine it would slow the run's own pre-run check
     and data steps (measured on the shared 2-core VM, load 3-4: 2-3 s lost).
-    ``TIDECAST_WARM_UP=0`` turns it off."""
-    if os.environ.get("TIDECAST_WARM_UP", "1") == "0":
+    ``TIDECAST_WARM_UP=0`` turns it off, ``always`` on whatever the load (tests, benchmarks)."""
+    mode = os.environ.get("TIDECAST_WARM_UP", "1")
+    if mode == "0":
         return 1
     if plans is None or not any(p.will_run and p.name == "backtest" for p in plans):
         return 1
@@ -156,7 +157,7 @@ def warm_workers(spec: Spec, plans: Any, load: float | None = None) -> int:
             load = os.getloadavg()[0]
         except OSError:  # not available on this platform
             load = 0.0
-    if load > (os.cpu_count() or 1) - 1:
+    if mode != "always" and load > (os.cpu_count() or 1) - 1:
         return 1
     return side_by_side(rows, len(candidates))
 
@@ -196,12 +197,13 @@ def preflight(spec: Spec, plans: Any = None) -> None:
     only when a step of :data:`MODEL_STEPS` will run, so that a run with those steps cached (a
     no-op) imports no model library nor plugin. When the backtest will run its candidates side by
     side (:func:`warm_workers`), its worker processes start now and import what it needs
-    (:class:`WarmWorker`) while the data steps run."""
+    (:class:`WarmWorker`) while the data steps run (once the candidates are known to build: a
+    spec that fails here starts no process)."""
+    if plans is None or any(p.will_run and p.name in MODEL_STEPS for p in plans):
+        validate_candidates(spec)
     workers = warm_workers(spec, plans)
     if workers > 1:
         warm_up(workers, WarmWorker(spec))
-    if plans is None or any(p.will_run and p.name in MODEL_STEPS for p in plans):
-        validate_candidates(spec)
     if spec.executor.kind == "dask" and spec.executor.address:
         check_address(spec.executor.address)
 

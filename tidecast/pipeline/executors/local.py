@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 import warnings
@@ -49,7 +50,39 @@ def warm_up(n_jobs: int, fn: Callable[[], Any]) -> bool:
             _warming.append(parallel(delayed(_quietly)(fn) for _ in range(n_jobs)))
         except Exception:
             return False
+    _at_exit(_drop_warm_up)  # after loky's hook, so it runs first
     return True
+
+
+def _drop_warm_up() -> None:
+    """At exit, a warm-up that no map waited for (the run failed or stopped before its backtest):
+    its workers killed at once, before loky's own exit hook would wait for their imports to end and
+    joblib, at the interpreter's teardown, would fail loudly on the unfinished generator."""
+    with _warming_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # joblib's "tasks executed but not used"
+        while _warming:
+            results = _warming.pop()
+            with contextlib.suppress(Exception):
+                results.close()
+
+
+_exit_hooks: set[Callable[[], None]] = set()
+
+
+def _at_exit(fn: Callable[[], None]) -> None:
+    """Run ``fn`` once at exit, before the hooks registered so far with threading's exit hooks
+    (loky's, which joins its pool), else with :mod:`atexit`."""
+    if fn in _exit_hooks:
+        return
+    _exit_hooks.add(fn)
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is not None:
+            register(fn)
+            return
+    except RuntimeError:  # the interpreter is already shutting down
+        return
+    atexit.register(fn)
 
 
 def _settle_warm_up() -> None:
