@@ -20,7 +20,9 @@ Usage (from the repository root)::
 on a loaded machine; not the reference scenario's figures).
 
 The machine's core count and load average are printed with the figures: compare runs made in the
-same conditions only.
+same conditions only. The backtest's worker pool is started ahead only with a core idle (1-minute
+load average ≤ cores − 1); ``TIDECAST_WARM_UP=0`` or ``=always`` in the environment forces it off or
+on, for a before/after pair of the warm-up on a quiet machine.
 """
 
 from __future__ import annotations
@@ -108,6 +110,11 @@ def candidate_seconds(project: Path) -> list[tuple[str, float, float, float]]:
     return sorted(rows, key=lambda row: -row[1])
 
 
+def side_by_side(stdout: str) -> dict[str, str]:
+    """The steps the cold run ran beside another (``  track  ran  7.5 s, beside explain``)."""
+    return dict(re.findall(r"^\s*(\w+)\s+ran\s+[\d.]+ s, beside ([\w, ]+?)\s*$", stdout, flags=re.MULTILINE))
+
+
 def imported_libraries(stderr: str) -> list[str]:
     """The model libraries a ``-X importtime`` run imported (top-level package names)."""
     found = set()
@@ -153,8 +160,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     project = copy_example(work, args.days)
     print(f"{os.cpu_count()} cores, load average {_load()} at start, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+    warm = os.environ.get("TIDECAST_WARM_UP", "1")
+    idle = os.getloadavg()[0] <= (os.cpu_count() or 1) - 1
+    print(f"worker warm-up: {'off' if warm == '0' else 'on' if warm == 'always' or idle else 'off (no idle core)'}", flush=True)
     try:
-        wall, cpu, _ = run_cli(project)
+        wall, cpu, cold = run_cli(project)
         load_cold = _load()
         steps = step_seconds(project)
         per_candidate = candidate_seconds(project)
@@ -178,7 +188,12 @@ def main() -> None:
     for name, seconds in steps.items():
         share = f"{seconds / wall:.0%}"
         print(f"| {name} | {seconds:.1f} | {share} |" if args.markdown else f"{name:<10} {seconds:8.1f} {share:>7}")
-    outside = max(0.0, wall - total)
+    beside = side_by_side(cold.stdout)
+    # steps side by side overlap: the run's own table counts the overlap once (its "outside the steps")
+    printed = re.search(r"outside the steps\W+([\d.]+)", cold.stdout)
+    outside = float(printed.group(1)) if printed else max(0.0, wall - total)
+    if beside:
+        print("steps side by side (their seconds overlap): " + ", ".join(f"{a} beside {b}" for a, b in beside.items()))
     print(f"| outside the steps (start-up, planning, printing) | {outside:.1f} | {outside / wall:.0%} |" if args.markdown
           else f"{'outside':<10} {outside:8.1f} {outside / wall:>7.0%}")
     if per_candidate:
