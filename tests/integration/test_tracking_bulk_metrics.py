@@ -69,3 +69,22 @@ def test_not_finite_values_and_a_logged_twice_metric_take_mlflows_path(tmp_path:
 
     with pytest.raises(MlflowException, match="deleted"):  # a deleted run takes no metric, as with MLflow's own path
         records.log_batch(client, run_id, metrics=[Metric("w", 1.0, 1, 0)])
+
+
+def test_a_store_whose_internals_differ_falls_back_to_mlflows_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bulk path reads MLflow's private store API; where a future MLflow changes it, the metrics
+    are still logged (by MLflow's public log_batch), and nothing half written stays behind."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    db = tmp_path / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = client.create_experiment("bulk", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(exp).info.run_id
+
+    def renamed(*_: object, **__: object) -> None:
+        raise AttributeError("'SqlAlchemyStore' object has no attribute '_check_run_is_active'")
+
+    monkeypatch.setattr(SqlAlchemyStore, "_check_run_is_active", renamed)
+    metrics = _metrics(1_700_000_000_000)
+    assert not records._insert_metrics(client, run_id, metrics)
+    assert _rows(db, run_id) == ([], [])  # records.log_batch then takes MLflow's path (see the test above)
