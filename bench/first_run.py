@@ -20,9 +20,7 @@ Usage (from the repository root)::
 on a loaded machine; not the reference scenario's figures).
 
 The machine's core count and load average are printed with the figures: compare runs made in the
-same conditions only. The backtest's worker pool is started ahead only with a core idle (1-minute
-load average ≤ cores − 1); ``TIDECAST_WARM_UP=0`` or ``=always`` in the environment forces it off or
-on, for a before/after pair of the warm-up on a quiet machine.
+same conditions only.
 """
 
 from __future__ import annotations
@@ -160,9 +158,6 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     project = copy_example(work, args.days)
     print(f"{os.cpu_count()} cores, load average {_load()} at start, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
-    warm = os.environ.get("TIDECAST_WARM_UP", "1")
-    idle = os.getloadavg()[0] <= (os.cpu_count() or 1) - 1
-    print(f"worker warm-up: {'off' if warm == '0' else 'on' if warm == 'always' or idle else 'off (no idle core)'}", flush=True)
     try:
         wall, cpu, cold = run_cli(project)
         load_cold = _load()

@@ -3,12 +3,8 @@ data checks at ingest, the cheap checks before a run, and the context every mode
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,9 +17,7 @@ from tidecast.errors import BacktestError, DataError
 from tidecast.evaluation.folds import folds_for_spec
 from tidecast.frames import ID, TIME
 from tidecast.models.base import FitContext
-from tidecast.models.registry import kind_property
 from tidecast.pipeline.executors import check_address
-from tidecast.pipeline.executors.local import warm_up
 from tidecast.spec import Spec
 from tidecast.training.factories import validate_candidates
 
@@ -102,92 +96,6 @@ def validate_history(frame: pd.DataFrame, spec: Spec) -> None:
 MODEL_STEPS = frozenset({"backtest", "select", "explain"})
 
 
-BYTES_PER_ROW = 32
-"""What a row of a data file takes, to guess a source's rows from its size before it is read (a
-CSV row of examples/power: 31 bytes; Parquet takes fewer, so its rows are underestimated)."""
-
-#: model libraries whose import name is not their distribution's (``libraries`` of a model class)
-_MODULES = {"scikit-learn": "sklearn"}
-
-
-def source_rows(spec: Spec) -> int | None:
-    """A cheap guess of the rows of a local file source (or folder of files) from its size; None for
-    URLs, databases and sources not found."""
-    source = spec.data.source
-    if "://" in source:  # a URL or a database
-        return None
-    path = Path(source) if Path(source).is_absolute() else Path(spec.root) / source
-    try:
-        if path.is_file():
-            size = path.stat().st_size
-        elif path.is_dir():
-            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        else:
-            return None
-    except OSError:
-        return None
-    return size // BYTES_PER_ROW
-
-
-def warm_workers(spec: Spec, plans: Any, load: float | None = None) -> int:
-    """How many worker processes to start ahead for the backtest: as many as its candidates will
-    run in side by side (as the backtest decides it, with the rows guessed from the source's size)
-    when the backtest will run and a core is idle; else 1 (none).
-
-    Data below twice the side-by-side threshold is never guessed large enough. ``load`` (default:
-    the 1-minute load average) must leave a core free: the warm-up only pays on cores that would
-    idle while the data steps run; on a busy machine it would slow the run's own pre-run check
-    and data steps (measured on the shared 2-core VM, load 3-4: 2-3 s lost).
-    ``TIDECAST_WARM_UP=0`` turns it off, ``always`` on whatever the load (tests, benchmarks)."""
-    mode = os.environ.get("TIDECAST_WARM_UP", "1")
-    if mode == "0":
-        return 1
-    if plans is None or not any(p.will_run and p.name == "backtest" for p in plans):
-        return 1
-    if getattr(spec.executor, "kind", "local") != "local" or spec.backtest.n_jobs != 1:
-        return 1
-    candidates = [c for c in spec.models if c.kind != "ensemble"]
-    if not any(int(kind_property(c.kind, "fit_cost", 0)) for c in candidates):
-        return 1
-    rows = source_rows(spec)
-    if rows is None or rows < 2 * PARALLEL_CANDIDATES_ROWS[0]:
-        return 1
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:  # not available on this platform
-            load = 0.0
-    if mode != "always" and load > (os.cpu_count() or 1) - 1:
-        return 1
-    return side_by_side(rows, len(candidates))
-
-
-@dataclass(frozen=True)
-class WarmWorker:
-    """What a backtest worker process would import on its first task, done ahead: the training
-    module its tasks come from, every candidate built once, and the libraries their kinds compute
-    with (imported at their first fit otherwise). Errors are left for the backtest to meet."""
-
-    spec: Spec
-
-    def __call__(self) -> None:
-        with contextlib.suppress(Exception):
-            # loky measures a worker's memory after its first task and replaces the worker once it
-            # holds 300 MB more (to contain leaks); measured after this warm-up rather than after a
-            # candidate's backtest, the data and the allocator's retained pages of the first fit
-            # would count as a leak, and the replacement would import everything again mid-backtest
-            from joblib.externals.loky import process_executor
-
-            process_executor._USE_PSUTIL = False  # this worker only: it collects garbage as usual
-        importlib.import_module("tidecast.training.candidates")  # its tasks' module (imports settings)
-        with contextlib.suppress(Exception):
-            validate_candidates(self.spec)
-        for candidate in self.spec.models:
-            for library in kind_property(candidate.kind, "libraries", ()) or ():
-                with contextlib.suppress(Exception):
-                    importlib.import_module(_MODULES.get(library, library.replace("-", "_")))
-
-
 def preflight(spec: Spec, plans: Any = None) -> None:
     """Cheap checks before any step runs: every candidate can be built from its kind and params, and
     a Dask scheduler named by ``executor.address`` answers (so that a wrong address fails in seconds,
@@ -195,15 +103,9 @@ def preflight(spec: Spec, plans: Any = None) -> None:
 
     ``plans`` (the run's :class:`~tidecast.pipeline.runner.StepPlan` list): the candidates are built
     only when a step of :data:`MODEL_STEPS` will run, so that a run with those steps cached (a
-    no-op) imports no model library nor plugin. When the backtest will run its candidates side by
-    side (:func:`warm_workers`), its worker processes start now and import what it needs
-    (:class:`WarmWorker`) while the data steps run (once the candidates are known to build: a
-    spec that fails here starts no process)."""
+    no-op) imports no model library nor plugin."""
     if plans is None or any(p.will_run and p.name in MODEL_STEPS for p in plans):
         validate_candidates(spec)
-    workers = warm_workers(spec, plans)
-    if workers > 1:
-        warm_up(workers, WarmWorker(spec))
     if spec.executor.kind == "dask" and spec.executor.address:
         check_address(spec.executor.address)
 

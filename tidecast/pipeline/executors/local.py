@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import threading
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -18,81 +15,6 @@ warnings.filterwarnings("ignore", message="A worker stopped while some jobs were
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-_warming: list[Any] = []
-"""The result generators of :func:`warm_up` that no map has waited for yet."""
-_warming_lock = threading.Lock()
-
-
-def _quietly(fn: Callable[[], Any]) -> None:
-    """``fn()`` in a worker, its errors ignored: a warm-up never fails the work that follows it."""
-    with contextlib.suppress(Exception):
-        fn()
-
-
-def warm_up(n_jobs: int, fn: Callable[[], Any]) -> bool:
-    """Start now, in the background, the reusable loky pool that ``LocalExecutor(n_jobs).map`` will
-    use (same worker count, same settings: loky hands the same processes to that map), each
-    worker running ``fn()`` once (its imports, say) while the caller goes on with other work.
-
-    The next parallel :meth:`LocalExecutor.map` waits for the warm-up to end before it submits its
-    own tasks (they would queue behind it anyway). Errors of ``fn`` are ignored, and a pool that
-    cannot start is left to the map to start as it always does. Returns whether a warm-up began."""
-    from joblib import Parallel, delayed, effective_n_jobs
-
-    with _warming_lock:
-        if n_jobs < 2 or _warming:
-            return False
-        try:
-            if effective_n_jobs(n_jobs) < n_jobs:  # a daemon process or a nested call: no pool
-                return False
-            parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
-            _warming.append(parallel(delayed(_quietly)(fn) for _ in range(n_jobs)))
-        except Exception:
-            return False
-    _at_exit(_drop_warm_up)  # after loky's hook, so it runs first
-    return True
-
-
-def _drop_warm_up() -> None:
-    """At exit, a warm-up that no map waited for (the run failed or stopped before its backtest):
-    its workers killed at once, before loky's own exit hook would wait for their imports to end and
-    joblib, at the interpreter's teardown, would fail loudly on the unfinished generator."""
-    with _warming_lock, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # joblib's "tasks executed but not used"
-        while _warming:
-            results = _warming.pop()
-            with contextlib.suppress(Exception):
-                results.close()
-
-
-_exit_hooks: set[Callable[[], None]] = set()
-
-
-def _at_exit(fn: Callable[[], None]) -> None:
-    """Run ``fn`` once at exit, before the hooks registered so far with threading's exit hooks
-    (loky's, which joins its pool), else with :mod:`atexit`."""
-    if fn in _exit_hooks:
-        return
-    _exit_hooks.add(fn)
-    register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is not None:
-            register(fn)
-            return
-    except RuntimeError:  # the interpreter is already shutting down
-        return
-    atexit.register(fn)
-
-
-def _settle_warm_up() -> None:
-    """Wait for a running :func:`warm_up` (its results are nothing; its errors are ignored)."""
-    with _warming_lock:
-        while _warming:
-            results = _warming.pop()
-            with contextlib.suppress(Exception):
-                for _ in results:
-                    pass
 
 
 class _Base:
@@ -178,7 +100,6 @@ class LocalExecutor(_Base):
             return self._sequential(fn, items, on_result)
         from joblib import Parallel, delayed
 
-        _settle_warm_up()
         n_jobs = self.n_jobs
         if hasattr(items, "__len__"):  # no more processes than tasks: each costs a start and its imports
             n_jobs = min(self.n_workers, len(items))  # type: ignore[arg-type]
