@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tidecast.evaluation.backtest import backtest, fold_threads, make_folds
+from tidecast.evaluation.backtest import backtest, fold_threads, make_folds, tail_threads
 from tidecast.frames import ID, POINT, TIME
 from tidecast.models.base import FitContext
 from tidecast.models.ml import LightGBMModel
@@ -75,6 +75,24 @@ def test_fold_threads_shares_the_workers_among_the_tasks_at_once() -> None:
     assert fold_threads(16, 1) == 16
     assert fold_threads(2, 3) == 1
     assert fold_threads(1, 3) is None  # in-process: the library's default
+
+
+class TwoWorkers(EightWorkers):
+    n_workers = 2
+
+
+def test_the_last_round_that_leaves_workers_idle_takes_their_threads() -> None:
+    # 3 folds of a global model on 2 workers: two run side by side with one thread each, the third
+    # alone with both (it would otherwise run on one core while the other idles)
+    assert tail_threads(2, 3) == 2 and tail_threads(2, 4) == 1 and tail_threads(16, 3) == fold_threads(16, 3)
+    df = _frame()
+    folds = make_folds(df, h=6, folds=3, holdout=6)
+    result = backtest(ThreadsEcho, df, CTX, folds, executor=TwoWorkers())
+    by_fold = result.forecasts.groupby("fold")[POINT].unique().map(list).to_dict()
+    assert [by_fold[f.index] for f in sorted(folds, key=lambda f: f.cutoff)] == [[1], [1], [2]]
+    # per-series partitions (tasks of unequal length): one thread each, as before
+    split = backtest(ThreadsEcho, df, CTX, folds, executor=TwoWorkers(), partitions=[["s0"], ["s1"], ["s2"]])
+    assert set(split.forecasts[POINT]) == {1}
 
 
 def test_backtest_tells_each_fold_its_share() -> None:
