@@ -165,8 +165,11 @@ def full_run_seconds(project: FaultProject) -> float:
 def test_kill_at_random_moment(project: FaultProject, full_run_seconds: float, index: int) -> None:
     """SIGKILL after a delay drawn from a seeded RNG (the whole pipeline has to run: new data), a
     fraction of what a whole run takes on this machine, so that the kill lands before the run ends:
-    a kill after the run finished would prove nothing, and fails the test."""
-    fraction = random.Random(RANDOM_SEED + index).uniform(0.15, 0.8)
+    a kill after the run finished would prove nothing, and fails the test. At most 65 %: the steps
+    end before the process does (its start-up and exit are the rest), later runs of the module are
+    faster than the one timed (warm imports), and track and explain now end together; a draw of
+    75 % once landed after every step had committed. The kill matrix covers each step's own points."""
+    fraction = random.Random(RANDOM_SEED + index).uniform(0.15, 0.65)
     delay = fraction * full_run_seconds
     _heal(project)
     project.edit("data")
