@@ -213,23 +213,9 @@ class ConformalForecaster:
         return np.array([conformal_quantile(vals, float(q)) for q in qs])
 
     def _symmetric(self, vals: np.ndarray, qs: np.ndarray) -> np.ndarray:
-        """Offsets from the absolute residuals: quantile ``q`` is ``sign(q - 0.5)`` times the conformal
+        """Offsets from the absolute residuals: quantile ``q`` is ``sign(q - 0.5)`` times the
         ``|2q - 1|`` quantile of ``|e|`` (0.1 and 0.9: minus and plus the 80 % quantile of ``|e|``)."""
-        if not len(vals):
-            return np.full(len(qs), np.nan)
-        magnitude = np.abs(vals)
-        out = np.empty(len(qs))
-        for j, q in enumerate(qs):
-            level = abs(2.0 * float(q) - 1.0)
-            if level == 0.0:
-                out[j] = 0.0
-                continue
-            if getattr(self, "finite_sample", False):
-                size = conformal_quantile(magnitude, level)
-            else:
-                size = float(np.quantile(magnitude, level))
-            out[j] = np.sign(q - 0.5) * size
-        return out
+        return np.sign(qs - 0.5) * self._quantiles(np.abs(vals), np.abs(2.0 * qs - 1.0))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
