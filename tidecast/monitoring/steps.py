@@ -10,8 +10,8 @@
 ``monitor_ingest``, ``monitor_clean`` and ``monitor_features`` are cached (their key holds the
 data's fingerprint, ``as_of`` and ``--input``); the other steps talk to the registry or the
 prediction store and run every time. The runner runs independent steps side by side (``monitor_actuals``
-beside ``monitor_clean``...); the three that point MLflow's process-wide settings at the store
-(:func:`tidecast.tracking.store.active_uris`) declare ``exclusive="mlflow"``, so never two at once.
+beside ``monitor_clean``...); the ones that point MLflow's process-wide settings at the store take
+turns inside :func:`tidecast.tracking.store.active_uris` (a lock), so never two at once.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def champion(spec: Spec) -> Any:
     return found
 
 
-@step(cache=False, exclusive="mlflow")  # MLflow's store is process-wide: not beside another
+@step(cache=False)
 def data_drift(monitor_features: pd.DataFrame, monitor_ingest: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """The recent window of the target and exogenous columns against the champion's reference profile
     (on the values that arrived: those the cleaning filled in do not count)."""
@@ -147,7 +147,7 @@ def monitor_actuals(monitor_ingest: pd.DataFrame, spec: Spec, ctx: Any) -> dict[
     return {"logged": int(count), "since": str(since), "until": str(as_of)}
 
 
-@step(cache=False, exclusive="mlflow")  # MLflow's store is process-wide: not beside another
+@step(cache=False)
 def model_drift(monitor_actuals: dict[str, Any], spec: Spec, ctx: Any) -> dict[str, Any]:
     """The champion's logged forecasts joined with the actuals, window by window, against its baseline."""
     mv = champion(spec)
@@ -236,7 +236,7 @@ def _future_values(
     return rows[[ID, TIME, *columns]]
 
 
-@step(cache=False, exclusive="mlflow")  # MLflow's store is process-wide: not beside another
+@step(cache=False)
 def monitor_predict(monitor_features: pd.DataFrame, monitor_ingest: pd.DataFrame, spec: Spec, ctx: Any) -> dict[str, Any]:
     """Forecast the next horizon from the last input window with the champion; log it to the prediction store."""
     import mlflow  # lazy: mlflow is heavy, and only this step loads a model

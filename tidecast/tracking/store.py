@@ -16,6 +16,7 @@ import errno
 import fcntl
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -325,12 +326,24 @@ def retry_locked(fn: Callable[[], T], *, attempts: int = 40, pause: float = 0.05
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_ACTIVE_URIS = threading.RLock()
+"""Held while MLflow's fluent API points at a project's store: that pointer (and the environment
+variables set with it) is process-wide, and pipeline steps may run side by side in threads."""
+
+
 @contextlib.contextmanager
 def active_uris(spec: Spec) -> Iterator[None]:
     """Point MLflow's fluent API (``mlflow.pyfunc.log_model``...) at the project's store, then restore it.
 
-    Also turns MLflow's artifact progress bars off meanwhile (the library never prints).
+    Also turns MLflow's artifact progress bars off meanwhile (the library never prints). One thread
+    at a time holds it (a reentrant lock): a step beside another waits for the other's block to end
+    instead of logging to the other's store or restoring its URIs under it.
     """
+    with _ACTIVE_URIS:
+        yield from _pointed(spec)
+
+
+def _pointed(spec: Spec) -> Iterator[None]:
     import mlflow
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
