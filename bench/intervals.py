@@ -213,6 +213,7 @@ def run_tidecast(ds: Dataset, workdir: Path) -> dict[str, Any]:
     from tidecast.evaluation.selection import select_winner
     from tidecast.spec import parse_spec
     from tidecast.training import candidate_results, factory_for, fit_context, min_history
+    from tidecast.training.factories import interval_day_kinds
     from tidecast.training.holdout import holdout_run
 
     root = workdir / ds.name
@@ -241,7 +242,10 @@ def run_tidecast(ds: Dataset, workdir: Path) -> dict[str, Any]:
     holdout, held_forecasts, _scales = holdout_run(factory_for(candidate, entry.params, spec), features, ctx, spec, entry)
     level = interval_pairs(spec.forecast.quantiles)[0][2]
     before = _before(entry.backtest.forecasts, list(spec.forecast.quantiles), level)
-    rotated = _each_window_held_out(entry.backtest.forecasts, entry.backtest.calibration, list(spec.forecast.quantiles))
+    day_kinds = interval_day_kinds(spec)
+    rotated = _each_window_held_out(
+        entry.backtest.forecasts, entry.backtest.calibration, list(spec.forecast.quantiles), day_kinds
+    )
     cutoffs = sorted(str(c) for c in entry.backtest.forecasts["cutoff"].unique())
     per_candidate = {
         str(row["candidate"]): {
@@ -264,7 +268,13 @@ def run_tidecast(ds: Dataset, workdir: Path) -> dict[str, Any]:
         "candidates": per_candidate,
         "before": before,
         "variants": {
-            variant: _variant(entry.backtest.forecasts, entry.backtest.calibration, held_forecasts, list(spec.forecast.quantiles), **options)
+            variant: _variant(
+                entry.backtest.forecasts,
+                entry.backtest.calibration,
+                held_forecasts,
+                list(spec.forecast.quantiles),
+                **{"day_kinds": day_kinds, **options},
+            )
             for variant, options in VARIANTS.items()
         },
         "each_window_held_out": rotated,
@@ -279,9 +289,11 @@ def run_tidecast(ds: Dataset, workdir: Path) -> dict[str, Any]:
 VARIANTS: dict[str, dict[str, Any]] = {
     "signed": {"symmetric": False},
     "symmetric": {"symmetric": True},
+    "signed, one width for every day": {"symmetric": False, "day_kinds": None},
 }
 """Conformal options scored on the winner's same forecasts (folds without look-ahead, held-out from
-the windows and every fold): residual quantiles of ``y - yhat`` by sign, or of ``|y - yhat|``."""
+the windows and every fold): residual quantiles of ``y - yhat`` by sign, or of ``|y - yhat|``; by
+kind of day as the spec says (``backtest.day_kinds``) unless the variant sets ``day_kinds``."""
 
 
 def _variant(
@@ -289,7 +301,7 @@ def _variant(
 ) -> dict[str, Any]:
     """The winner's fold and held-out scores with other conformal ``options``, on the same point forecasts."""
     from tidecast.evaluation.calibration import calibrate_folds, interval_residuals
-    from tidecast.frames import ID, POINT, quantile_column
+    from tidecast.frames import ID, POINT, TIME, quantile_column
     from tidecast.models.conformal import ConformalForecaster
 
     lo_q, hi_q = min(quantiles), max(quantiles)
@@ -305,11 +317,12 @@ def _variant(
     ids = held[ID].astype(str)
     low, high = np.empty(len(held)), np.empty(len(held))
     for uid, rows in pd.Series(np.arange(len(held))).groupby(ids.to_numpy(), sort=False).indices.items():
-        offsets = calibrator.offsets([lo_q, hi_q], uid if uid in calibrator._series else None)
         part = held.iloc[rows]
-        steps = np.minimum(np.arange(1, len(part) + 1) if "step" not in part else part["step"].to_numpy(int), calibrator.horizon) - 1
-        low[rows] = part[POINT].to_numpy(float) + offsets[steps, 0]
-        high[rows] = part[POINT].to_numpy(float) + offsets[steps, 1]
+        steps = np.arange(1, len(part) + 1) if "step" not in part else part["step"].to_numpy(int)
+        key = uid if uid in calibrator._series else None
+        offsets = calibrator.scaled_offsets([lo_q, hi_q], key, steps, part[TIME].to_numpy())
+        low[rows] = part[POINT].to_numpy(float) + offsets[:, 0]
+        high[rows] = part[POINT].to_numpy(float) + offsets[:, 1]
     return {
         "folds": scores(folds["y"].to_numpy(float), folds[lo].to_numpy(float), folds[hi].to_numpy(float)),
         "holdout": scores(held["y"].to_numpy(float), low, high),
@@ -332,11 +345,13 @@ def _before(forecasts: pd.DataFrame, quantiles: list[float], level: str) -> dict
     }
 
 
-def _each_window_held_out(forecasts: pd.DataFrame, calibration: pd.DataFrame | None, quantiles: list[float]) -> dict[str, Any]:
+def _each_window_held_out(
+    forecasts: pd.DataFrame, calibration: pd.DataFrame | None, quantiles: list[float], day_kinds: Any = None
+) -> dict[str, Any]:
     """A check of the level over many origins (with look-ahead: not how folds are scored): each
     calibration window and fold in turn scored with the conformal quantiles of all the others."""
     from tidecast.evaluation.calibration import interval_residuals
-    from tidecast.frames import ID, POINT
+    from tidecast.frames import ID, POINT, TIME
     from tidecast.models.conformal import ConformalForecaster
 
     pool = interval_residuals(forecasts, calibration).reset_index(drop=True)
@@ -349,13 +364,13 @@ def _each_window_held_out(forecasts: pd.DataFrame, calibration: pd.DataFrame | N
 
     for rows in pool.groupby("cutoff", sort=True).groups.values():
         test, rest = pool.loc[rows], pool.drop(index=rows)
-        calibrator = ConformalForecaster(_Residuals(), rest)  # type: ignore[arg-type]
+        calibrator = ConformalForecaster(_Residuals(), rest, day_kinds=day_kinds)  # type: ignore[arg-type]
         hits = 0
         for uid, part in test.groupby(ID, sort=False):
-            offsets = calibrator.offsets([lo_q, hi_q], uid if uid in calibrator._series else None)
-            steps = np.minimum(part["step"].to_numpy(int), calibrator.horizon) - 1
+            key = uid if uid in calibrator._series else None
+            offsets = calibrator.scaled_offsets([lo_q, hi_q], key, part["step"].to_numpy(int), part[TIME].to_numpy())
             point, y = part[POINT].to_numpy(float), part["y"].to_numpy(float)
-            hits += int(((y >= point + offsets[steps, 0]) & (y <= point + offsets[steps, 1])).sum())
+            hits += int(((y >= point + offsets[:, 0]) & (y <= point + offsets[:, 1])).sum())
         inside += hits
         per_window.append(hits / len(test))
     return {
@@ -539,6 +554,10 @@ def main() -> None:
         "--calibration-windows", type=int, default=None,
         help="tidecast's backtest.calibration_windows (default: the spec's, 10)",
     )
+    parser.add_argument(
+        "--calibration-fits", type=int, default=None,
+        help="tidecast's backtest.calibration_fits (default: the spec's)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
@@ -561,6 +580,8 @@ def main() -> None:
                 ds.spec["models"] = [m for m in ds.spec["models"] if m["name"] in keep]
             if args.calibration_windows is not None:
                 ds.spec["backtest"] = {**ds.spec.get("backtest", {}), "calibration_windows": args.calibration_windows}
+            if args.calibration_fits is not None:
+                ds.spec["backtest"] = {**ds.spec.get("backtest", {}), "calibration_fits": args.calibration_fits}
             only = set(args.libraries.split(",")) if args.libraries else None
             result = bench(ds, Path(tmp), libraries=not args.no_libraries, only=only)
             result["seconds"] = time.perf_counter() - started

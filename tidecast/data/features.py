@@ -28,6 +28,7 @@ __all__ = [
     "add_time_features",
     "build_features",
     "lag_feature_names",
+    "off_days",
     "time_feature_columns",
     "time_feature_names",
 ]
@@ -106,6 +107,21 @@ def _holidays(local: pd.DatetimeIndex, country: str | None) -> np.ndarray:
     day = local.to_numpy().astype("datetime64[D]")
     years = local.year
     return np.isin(day, _holiday_days(country, int(years.min()), int(years.max())))
+
+
+def off_days(ds: pd.DatetimeIndex, *, timezone: str | None, country: str | None) -> np.ndarray:
+    """Whether each UTC-naive timestamp of ``ds`` falls on a day off on the local clock of
+    ``timezone``: a Saturday, a Sunday or (``country`` given) one of its public holidays."""
+    local = ds
+    if timezone:
+        try:
+            local = ds.tz_localize("UTC").tz_convert(timezone).tz_localize(None)
+        except Exception as exc:  # zoneinfo/pytz raise several types for unknown zones
+            raise SpecError(f"data.timezone: unknown time zone '{timezone}' ({exc})") from None
+    out = np.asarray(local.weekday >= 5)
+    if country and len(local):
+        out = out | _holidays(local, country)
+    return out
 
 
 def time_feature_columns(ds: pd.DatetimeIndex, spec: FeatureSpec, *, timezone: str | None, freq: str) -> dict[str, np.ndarray]:

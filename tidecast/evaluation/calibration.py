@@ -169,9 +169,14 @@ def calibration_forecasts(
     executor: Any = None,
     partitions: Sequence[Sequence[Any]] | None = None,
     shared_storage: bool = True,
+    fits: int = 1,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Forecasts of the calibration ``windows`` joined with the actuals (``unique_id, ds, cutoff,
     step, y, yhat``) and the errors of the windows (or partitions) that failed.
+
+    ``fits`` models share the windows: the windows are cut into that many consecutive groups
+    (oldest first), and each group is forecast by a model fit before its oldest window
+    (statsforecast's ``refit`` every few windows), so the residuals hold more than one fit's draw.
 
     ``df``, ``partitions``, ``executor`` and ``shared_storage`` as for
     :func:`tidecast.evaluation.backtest.backtest`: a per-series model runs partition by partition,
@@ -179,6 +184,7 @@ def calibration_forecasts(
     windows = sorted(windows, key=lambda w: w.cutoff)
     if not windows:
         return pd.DataFrame(columns=RESIDUAL_COLUMNS), []
+    groups = [list(g) for g in np.array_split(np.array(windows, dtype=object), max(1, min(int(fits), len(windows))))]
     longest = max(w.h + w.gap for w in windows)
     ctx = replace(ctx, horizon=longest) if longest > ctx.horizon else ctx
     source = df if type(df).__name__ == "PartitionedFrame" else None
@@ -188,24 +194,29 @@ def calibration_forecasts(
     def tasks() -> Iterator[_WindowsTask]:
         if source is not None and shared_storage:
             if partitions is None:
-                yield _WindowsTask(windows, None, make_model, ctx, unit, source=(tuple(source.paths), None))
+                for group in groups:
+                    yield _WindowsTask(group, None, make_model, ctx, unit, source=(tuple(source.paths), None))
                 return
             for part, ids in located_partitions(source, partitions):
-                yield _WindowsTask(
-                    windows, None, make_model, ctx, unit, partial=True, source=(source.part_path(part), ids)
-                )
+                for group in groups:
+                    yield _WindowsTask(
+                        group, None, make_model, ctx, unit, partial=True, source=(source.part_path(part), ids)
+                    )
             return
         frame = source.to_pandas() if source is not None else df
         if partitions is None:
-            yield _WindowsTask(windows, frame, make_model, ctx, unit)
+            for group in groups:
+                yield _WindowsTask(group, frame, make_model, ctx, unit)
             return
         for ids in partitions:
             piece = frame.loc[frame[ID].isin(list(ids))].reset_index(drop=True)
-            yield _WindowsTask(windows, piece, make_model, ctx, unit, partial=True)
+            for group in groups:
+                yield _WindowsTask(group, piece, make_model, ctx, unit, partial=True)
 
     if executor is None:
         executor = SequentialExecutor()
-    outputs = executor.map(_run_windows, tasks(), desc=f"calibration windows ({len(windows)})")
+    desc = f"calibration windows ({len(windows)}" + (f", {len(groups)} fits)" if len(groups) > 1 else ")")
+    outputs = executor.map(_run_windows, tasks(), desc=desc)
     frames = [o.forecasts for o in outputs if o.forecasts is not None and len(o.forecasts)]
     errors = [e for o in outputs for e in o.errors]
     if not frames:
@@ -258,11 +269,12 @@ def calibrate_folds(
         calibrator = ConformalForecaster(_NoModel(), known, **conformal)  # type: ignore[arg-type]
         values = np.empty((len(part), len(quantiles)))
         ids = part[ID].astype(str).to_numpy()
-        steps = np.minimum(part["step"].to_numpy(int), calibrator.horizon) - 1
+        steps = part["step"].to_numpy(int)
+        times = part[TIME].to_numpy()
         point = part[POINT].to_numpy(float)
         for uid, rows in pd.Series(np.arange(len(part))).groupby(ids, sort=False).indices.items():
-            offsets = calibrator.offsets(quantiles, str(uid))
-            values[rows] = point[rows, None] + offsets[steps[rows]]
+            offsets = calibrator.scaled_offsets(quantiles, str(uid), steps[rows], times[rows])
+            values[rows] = point[rows, None] + offsets
         for j, q in enumerate(quantiles):
             part[quantile_column(q)] = values[:, j]
         out.append(part)

@@ -21,6 +21,11 @@ empirical quantiles of the backtest errors ``y - yhat`` made ``k`` steps ahead:
   quantile of these multiplied by the series' own (a household meter and a substation then
   share the shape of the interval, not its width).
 
+* ``day_kinds`` (a :class:`~tidecast.models.day_kinds.DayKinds`): working days and days off share
+  the shape of the interval and differ in its width: each residual is divided by its kind's
+  factor (:func:`~tidecast.models.day_kinds.kind_factors`), the offsets multiplied by the forecast
+  row's (the residuals need a ``ds`` column; without it, or with one kind only, nothing changes).
+
 * ``symmetric=True`` takes quantile ``q`` as ``sign(q - 0.5)`` times the conformal ``|2q - 1|``
   quantile of the absolute residuals (an interval symmetric around the point forecast, the
   textbook split-conformal score), instead of the ``q`` quantile of the signed residuals
@@ -43,6 +48,7 @@ from tidecast.errors import ModelError
 from tidecast.frames import ID, POINT, TARGET, TIME, is_sorted, quantile_column, series_bounds
 from tidecast.models._frames import check_quantiles, finish
 from tidecast.models.base import FitContext, Forecaster
+from tidecast.models.day_kinds import DayKinds, kind_factors
 
 STEP = "step"
 
@@ -120,6 +126,7 @@ class ConformalForecaster:
         min_samples: int = 50,
         finite_sample: bool = True,
         symmetric: bool = False,
+        day_kinds: DayKinds | None = None,
     ) -> None:
         self.inner = inner
         self.force = force
@@ -132,7 +139,8 @@ class ConformalForecaster:
         missing = [c for c in (ID, STEP, TARGET, POINT) if c not in residuals.columns]
         if missing:
             raise ModelError(f"candidate '{self.name}': the residuals lack column(s) {', '.join(missing)}")
-        res = residuals[[ID, STEP, TARGET, POINT]].copy()
+        timed = day_kinds is not None and TIME in residuals.columns
+        res = residuals[[ID, STEP, TARGET, POINT, *([TIME] if timed else [])]].copy()
         res[ID] = res[ID].astype(str)
         res["e"] = res[TARGET].astype(float) - res[POINT].astype(float)
         res = res[np.isfinite(res["e"]) & res[STEP].notna()]
@@ -141,6 +149,10 @@ class ConformalForecaster:
             raise ModelError(f"candidate '{self.name}': no usable backtest residuals for conformal quantiles")
         if (res[STEP] < 1).any():
             raise ModelError(f"candidate '{self.name}': residual steps start at 1")
+        self.day_kinds = day_kinds
+        self._kind_factors = self._factors(res)
+        if self._kind_factors:
+            res["e"] = res["e"].to_numpy(float) / self._kind_factor_rows(res[TIME])
         self.horizon = int(res[STEP].max())
         counts = np.bincount(res[STEP].to_numpy() - 1, minlength=self.horizon)
         self.window = int(window) if window is not None else _window_for(counts, self.min_samples)
@@ -156,6 +168,31 @@ class ConformalForecaster:
         self._scales: dict[str, float] | None = {str(k): float(v) for k, v in scale.items()}
         z = res.assign(e=res["e"] / res[ID].map(scale).to_numpy(float))
         self._pooled_scaled: list[np.ndarray] | None = self._by_step(z)
+
+    def _factors(self, res: pd.DataFrame) -> dict[int, float]:
+        """The kinds' width factors (``{}``: no kinds of day, or too few residuals of one kind)."""
+        if self.day_kinds is None or TIME not in res.columns:
+            return {}
+        labels = self.day_kinds.labels(res[TIME])
+        scale = res["e"].abs().groupby(res[ID], sort=False).transform("mean").to_numpy(float)
+        scaled = np.abs(res["e"].to_numpy(float)) / np.where(scale > 0, scale, np.nan)
+        return kind_factors(labels, scaled)
+
+    def _kind_factor_rows(self, times: Any) -> np.ndarray:
+        """The width factor of each timestamp's kind of day (1 where the kinds are not used)."""
+        factors = getattr(self, "_kind_factors", None)
+        if not factors or getattr(self, "day_kinds", None) is None:
+            return np.ones(len(times))
+        labels = self.day_kinds.labels(times)  # type: ignore[union-attr]
+        return np.array([factors.get(int(k), 1.0) for k in range(int(labels.max(initial=0)) + 1)])[labels]
+
+    def scaled_offsets(self, quantiles: Sequence[float], uid: str | None, steps: np.ndarray, times: Any) -> np.ndarray:
+        """Offsets for rows at horizon ``steps`` (1-based, clipped to the residuals' horizon) and
+        timestamps ``times``: :meth:`offsets` times each row's kind-of-day factor."""
+        off = self.offsets(quantiles, uid)[np.minimum(np.asarray(steps, dtype=int), self.horizon) - 1]
+        if not getattr(self, "_kind_factors", None):
+            return off
+        return off * self._kind_factor_rows(times)[:, None]
 
     @property
     def name(self) -> str:
@@ -232,7 +269,9 @@ class ConformalForecaster:
             {"conformal_window": self.window, "conformal_per_series": self.per_series,
              "conformal_min_samples": self.min_samples, "conformal_force": self.force,
              "conformal_finite_sample": getattr(self, "finite_sample", False),
-             "conformal_symmetric": getattr(self, "symmetric", False)}
+             "conformal_symmetric": getattr(self, "symmetric", False),
+             "conformal_day_kinds": {("day_off" if k else "working_day"): round(v, 4)
+                                     for k, v in (getattr(self, "_kind_factors", None) or {}).items()}}
         )
         return params
 
@@ -264,11 +303,11 @@ class ConformalForecaster:
         starts, stops = series_bounds(ids)
         point = fc[POINT].to_numpy(float)
         values = np.empty((len(fc), len(qs)))
+        times = fc[TIME].to_numpy()
         for a, b in zip(starts, stops, strict=True):
             uid = str(ids[a])
-            off = self.offsets(qs, None if self.per_series is False or uid not in self._series else uid)
-            rows = np.minimum(np.arange(b - a), self.horizon - 1)
-            values[a:b] = point[a:b, None] + off[rows]
+            key = None if self.per_series is False or uid not in self._series else uid
+            values[a:b] = point[a:b, None] + self.scaled_offsets(qs, key, np.arange(1, b - a + 1), times[a:b])
         columns = {ID: ids, TIME: fc[TIME].array, POINT: point}
         columns.update({quantile_column(q): values[:, j] for j, q in enumerate(qs)})
         return pd.DataFrame(columns)

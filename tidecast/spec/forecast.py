@@ -46,6 +46,16 @@ class BacktestSpec(_Model):
         description="Forecast origins before the first fold, one horizon apart, whose residuals calibrate the "
         "intervals (forecast without refitting; fewer when the history is short).",
     )
+    calibration_fits: int = Field(
+        1, ge=1, le=100,
+        description="Models that forecast the calibration windows, each fit before its share of them (oldest "
+        "first); more fits hold more than one fit's draw, each costs a fit per candidate.",
+    )
+    day_kinds: bool = Field(
+        True,
+        description="On series of a day or finer, an interval is as wide as the backtest errors of its kind of day "
+        "(working days; weekends and the public holidays of features.holidays_country); see docs/intervals.md.",
+    )
 
 
 # ------------------------------------------------------------------------------------- models

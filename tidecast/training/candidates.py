@@ -27,7 +27,7 @@ from tidecast.pipeline.executors import LocalExecutor, SequentialExecutor, make_
 from tidecast.spec import CandidateSpec, Spec
 from tidecast.training.distributed import backtest_distributed, dask_client, plan_training, source_for
 from tidecast.training.ensembles import ensemble_entries
-from tidecast.training.factories import ModelFactory, factory_for, validate_candidates
+from tidecast.training.factories import ModelFactory, factory_for, interval_day_kinds, validate_candidates
 from tidecast.training.hierarchy import _with_reconciled, with_aggregates
 from tidecast.training.results import Backtested
 from tidecast.training.selection import per_series_selection
@@ -148,7 +148,9 @@ def _calibrate(
     before the first fold, then each earlier fold); the windows' residuals kept on ``result``."""
     calibration = _calibration(factory, data, ctx, folds, spec, executor, partitions, distributed=distributed)
     result.calibration = calibration
-    result.forecasts, _fallback = calibrate_folds(result.forecasts, calibration, list(spec.forecast.quantiles))
+    result.forecasts, _fallback = calibrate_folds(
+        result.forecasts, calibration, list(spec.forecast.quantiles), day_kinds=interval_day_kinds(spec)
+    )
 
 
 def _calibration(
@@ -161,7 +163,7 @@ def _calibration(
     windows = calibration_windows(folds, data.light, ctx, n_windows, min_train=window)
     calibration, _errors = calibration_forecasts(
         factory, data.for_kind(factory.candidate.kind), ctx, windows, executor=executor, partitions=partitions,
-        shared_storage=data.shared_storage,
+        shared_storage=data.shared_storage, fits=int(getattr(spec.backtest, "calibration_fits", 1)),
     )
     return calibration
 
@@ -295,7 +297,7 @@ def _finish_split(entry: Any, detail: dict[str, Any] | None, calibration: pd.Dat
     result = entry.backtest
     result.calibration = calibration
     quantiles = list(spec.forecast.quantiles)
-    result.forecasts, _fallback = calibrate_folds(result.forecasts, calibration, quantiles)
+    result.forecasts, _fallback = calibrate_folds(result.forecasts, calibration, quantiles, day_kinds=interval_day_kinds(spec))
     m = season_length(spec)
     evaluation = evaluate(result.forecasts, result.scales(data.light, m), season_length=m, quantiles=quantiles)
     if detail is not None:

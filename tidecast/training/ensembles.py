@@ -21,7 +21,7 @@ from tidecast.evaluation.metrics import evaluate
 from tidecast.evaluation.selection import CandidateResult, leaderboard, select_winner
 from tidecast.models.base import Forecaster
 from tidecast.models.ensemble import KIND, EnsembleFactory, EnsembleSpec, ensemble_specs
-from tidecast.training.factories import _with_intervals, factory_for
+from tidecast.training.factories import _with_intervals, factory_for, interval_day_kinds
 from tidecast.training.settings import season_length
 
 __all__ = ["ensemble_entries", "ensemble_factory", "ensemble_names"]
@@ -140,5 +140,5 @@ def ensemble_factory(winner: str, backtested: dict[str, Any], spec: Any) -> Call
     for name in weights:
         entry = backtested["results"][name]
         candidate = next(c for c in spec.models if c.name == name)
-        factories[name] = _with_intervals(factory_for(candidate, entry.params, spec), entry, quantiles)
+        factories[name] = _with_intervals(factory_for(candidate, entry.params, spec), entry, quantiles, interval_day_kinds(spec))
     return EnsembleFactory(factories, weights, name=winner)

@@ -16,6 +16,7 @@ from tidecast.evaluation.search import grid, is_searched
 from tidecast.frames import ID, POINT, TARGET, TIME
 from tidecast.models.base import Forecaster
 from tidecast.models.conformal import ConformalForecaster
+from tidecast.models.day_kinds import DayKinds, day_kinds_for
 from tidecast.models.per_series import PerSeriesForecaster
 from tidecast.models.plugins import add_search_path
 from tidecast.models.registry import build_forecaster
@@ -80,9 +81,17 @@ class ConformalFactory:
     inner: Callable[[], Forecaster]
     residuals: pd.DataFrame
     force: bool = False
+    day_kinds: DayKinds | None = None
 
     def __call__(self) -> Forecaster:
-        return ConformalForecaster(self.inner(), self.residuals, force=self.force)
+        return ConformalForecaster(self.inner(), self.residuals, force=self.force, day_kinds=self.day_kinds)
+
+
+def interval_day_kinds(spec: Spec) -> DayKinds | None:
+    """The kinds of day the intervals of ``spec``'s series are calibrated by (``backtest.day_kinds``)."""
+    if not getattr(spec.backtest, "day_kinds", True):
+        return None
+    return day_kinds_for(spec.data.frequency, spec.data.timezone, spec.features.holidays_country)
 
 
 @dataclass(frozen=True)
@@ -97,10 +106,13 @@ class PerSeriesFactory:
         return PerSeriesForecaster(self.factories, self.mapping, fallback=self.fallback)  # type: ignore[return-value]
 
 
-def _with_intervals(factory: Callable[[], Forecaster], entry: Any, quantiles: list[float]) -> Callable[[], Forecaster]:
-    """The factory itself, or one whose models take conformal quantiles from ``entry``'s backtest."""
+def _with_intervals(
+    factory: Callable[[], Forecaster], entry: Any, quantiles: list[float], day_kinds: DayKinds | None = None
+) -> Callable[[], Forecaster]:
+    """The factory itself, or one whose models take conformal quantiles from ``entry``'s backtest
+    (by ``day_kinds``: :func:`interval_day_kinds`)."""
     if quantiles and entry.backtest is not None:
         calibration = getattr(entry.backtest, "calibration", None)
         residuals = interval_residuals(entry.backtest.forecasts, calibration)[[ID, TIME, "step", TARGET, POINT]]
-        return ConformalFactory(factory, residuals.copy(), force=True)
+        return ConformalFactory(factory, residuals.copy(), force=True, day_kinds=day_kinds)
     return factory

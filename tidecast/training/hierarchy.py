@@ -12,7 +12,7 @@ from tidecast.evaluation.reconcile import per_level_table, reconciled_entries, s
 from tidecast.frames import ID, POINT, TARGET, TIME
 from tidecast.models.reconciled import ReconciledFactory
 from tidecast.spec import Spec
-from tidecast.training.factories import _with_intervals, factory_for
+from tidecast.training.factories import _with_intervals, factory_for, interval_day_kinds
 from tidecast.training.results import Backtested
 from tidecast.training.settings import season_length
 
@@ -55,7 +55,9 @@ def _reconciled_factory(winner: str, backtested: Backtested, frame: pd.DataFrame
     base, method = parts
     entry = backtested.results[base]
     candidate = next(c for c in spec.models if c.name == base)
-    make_base = _with_intervals(factory_for(candidate, entry.params, spec), entry, list(spec.forecast.quantiles))
+    make_base = _with_intervals(
+        factory_for(candidate, entry.params, spec), entry, list(spec.forecast.quantiles), interval_day_kinds(spec)
+    )
     errors = entry.backtest.forecasts[[ID, "fold", TIME, TARGET, POINT]].copy()
     factory = ReconciledFactory(make_base, hierarchy_of(frame, spec), method, errors=errors, name=winner)
     return factory, f"{candidate.kind}/{method}"

@@ -15,7 +15,7 @@ from tidecast.frames import TIME
 from tidecast.models.base import FitContext, Forecaster
 from tidecast.spec import Spec
 from tidecast.training.distributed import holdout_distributed
-from tidecast.training.factories import _with_intervals
+from tidecast.training.factories import _with_intervals, interval_day_kinds
 from tidecast.training.settings import season_length
 
 
@@ -32,7 +32,9 @@ def holdout_run(
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
     """:func:`holdout_scores`, with the held-out forecasts and their MASE scales."""
     quantiles = list(spec.forecast.quantiles)
-    forecasts, scales = holdout_predictions(_with_intervals(factory, entry, quantiles), frame, ctx, spec, client=client)
+    forecasts, scales = holdout_predictions(
+        _with_intervals(factory, entry, quantiles, interval_day_kinds(spec)), frame, ctx, spec, client=client
+    )
     m = season_length(spec)
     evaluation = evaluate(forecasts, scales, season_length=m, quantiles=quantiles)
     return {k: float(v) for k, v in evaluation.aggregate.items()}, forecasts, scales

@@ -19,7 +19,7 @@ from tidecast.pipeline.executors import LocalExecutor
 from tidecast.spec import Spec
 from tidecast.training.distributed import RefitCluster, fit_distributed
 from tidecast.training.ensembles import ensemble_factory
-from tidecast.training.factories import PerSeriesFactory, _with_intervals, factory_for
+from tidecast.training.factories import PerSeriesFactory, _with_intervals, factory_for, interval_day_kinds
 from tidecast.training.hierarchy import _reconciled_factory, with_aggregates
 from tidecast.training.holdout import holdout_predictions, holdout_run, holdout_scores
 from tidecast.training.results import Backtested, PerSeriesChoice, Selection
@@ -78,11 +78,11 @@ def _baseline_name(spec: Spec, board: pd.DataFrame) -> str | None:
 
 
 def _refit(
-    factory: Callable[[], Forecaster], frame: pd.DataFrame, ctx: Any, entry: Any, quantiles: list[float], *, client: Any = None
+    factory: Callable[[], Forecaster], frame: pd.DataFrame, ctx: Any, entry: Any, spec: Spec, *, client: Any = None
 ) -> tuple[Any, float]:
     """The winner fit on all data (over the cluster's workers with ``client``), and its seconds."""
     started = time.perf_counter()
-    model = _with_intervals(factory, entry, quantiles)()
+    model = _with_intervals(factory, entry, list(spec.forecast.quantiles), interval_day_kinds(spec))()
     # over the workers with a client (then an ordinary local LightGBMModel), else in this process
     model = fit_distributed(model, frame, ctx, client=client) if client is not None else model.fit(frame, ctx)
     return model, time.perf_counter() - started
@@ -104,7 +104,7 @@ def _select_job(job: _SelectJob) -> tuple[Any, Any]:
     """A worker process's share of :func:`select_and_refit`: (the winner's and the baseline's
     held-out runs, None), or (None, (the refit model, its seconds))."""
     if job.what == "refit":
-        return None, _refit(job.factory, job.frame, job.ctx, job.entry, list(job.spec.forecast.quantiles))
+        return None, _refit(job.factory, job.frame, job.ctx, job.entry, job.spec)
     winner = holdout_run(job.factory, job.frame, job.ctx, job.spec, job.entry)
     base = holdout_run(job.base_factory, job.frame, job.ctx, job.spec, job.base_entry) if job.base_factory is not None else None
     return (winner, base), None
@@ -154,7 +154,7 @@ def select_and_refit(backtested: Backtested, frame: pd.DataFrame, spec: Spec, *,
             holdout, held, held_scales = holdout_run(factory, frame, ctx, spec, entry, client=cluster.client)
             based = holdout_run(base_factory, frame, ctx, spec, base_entry) if base_factory is not None else None
             progress(1, 3, f"refitting {winner} on all data")
-            model, refit_seconds = _refit(factory, frame, ctx, entry, quantiles, client=cluster.client)
+            model, refit_seconds = _refit(factory, frame, ctx, entry, spec, client=cluster.client)
         baseline_holdout, base_held = (based[0], based[1]) if based is not None else (None, None)
         if baseline == winner:
             baseline_holdout, base_held = holdout, held
@@ -214,7 +214,7 @@ def _select_per_series(
     for name in needed:
         entry = backtested.results[name]
         candidate = next(c for c in spec.models if c.name == name)
-        factories[name] = _with_intervals(factory_for(candidate, entry.params, spec), entry, quantiles)
+        factories[name] = _with_intervals(factory_for(candidate, entry.params, spec), entry, quantiles, interval_day_kinds(spec))
     factory = PerSeriesFactory(factories, dict(chosen.mapping), chosen.fallback)
 
     progress(0, 3, f"holdout score of the per-series choice ({len(needed)} candidates)")
