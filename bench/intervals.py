@@ -287,9 +287,9 @@ def run_tidecast(ds: Dataset, workdir: Path) -> dict[str, Any]:
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "signed": {"symmetric": False},
-    "symmetric": {"symmetric": True},
-    "signed, one width for every day": {"symmetric": False, "day_kinds": None},
+    "signed residual quantiles": {"symmetric": False},
+    "symmetric residual quantiles": {"symmetric": True},
+    "signed residual quantiles, one width for every kind of day": {"symmetric": False, "day_kinds": None},
 }
 """Conformal options scored on the winner's same forecasts (folds without look-ahead, held-out from
 the windows and every fold): residual quantiles of ``y - yhat`` by sign, or of ``|y - yhat|``; by
@@ -522,7 +522,7 @@ def markdown(result: dict[str, Any]) -> str:
         for variant, v in (row.get("variants") or {}).items() if label == "tidecast" else ():
             f, h = v["folds"], v["holdout"]
             lines.append(
-                f"| tidecast, {variant} residual quantiles, same forecasts | {fmt(f['coverage'], True)} | {fmt(f['width'])} "
+                f"| tidecast, {variant}, same forecasts | {fmt(f['coverage'], True)} | {fmt(f['width'])} "
                 f"| {fmt(f['interval_score'])} | {fmt(h['coverage'], True)} | {fmt(h['width'])} | {fmt(h['interval_score'])} |"
             )
         if label == "tidecast" and row.get("each_window_held_out"):
