@@ -1,4 +1,5 @@
-"""Greedy ensemble selection: a known best mix, no look-ahead across folds, the fitted forecaster."""
+"""Greedy ensemble selection: a known best mix, no look-ahead across folds, the ensemble's own
+recalibrated intervals, the fitted forecaster."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tidecast.evaluation.ensembles import ensemble_backtest, greedy_weights
+from tidecast.evaluation.ensembles import combined_points, ensemble_backtest, greedy_weights, recalibrate
 from tidecast.models.base import FitContext
 from tidecast.models.baselines import Naive, SeasonalNaive
 from tidecast.models.ensemble import EnsembleForecaster
@@ -104,3 +105,53 @@ def test_forecaster_combines_members() -> None:
     assert (got["q0.1"] <= got["yhat"]).all() and (got["yhat"] <= got["q0.9"]).all()
     # a zero weight keeps no member
     assert list(EnsembleForecaster({"n": Naive(), "s": Naive()}, {"n": 1.0, "s": 0.0}).members) == ["n"]
+
+
+def _members_with_windows(seed: int = 0) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Two members whose errors cancel: a = y + e, b = y - e (hourly, 6 calibration windows, 3 folds)."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2024-01-01 00:00")
+    folds: dict[str, list[pd.DataFrame]] = {"a": [], "b": []}
+    windows: dict[str, list[pd.DataFrame]] = {"a": [], "b": []}
+    for k in range(9):  # days 0-5: calibration windows; 6-8: folds 0-2
+        cutoff = start + pd.Timedelta(days=k) - pd.Timedelta(hours=1)
+        ds = pd.date_range(cutoff + pd.Timedelta(hours=1), periods=24, freq="h")
+        y, e = rng.normal(10, 1, 24), rng.normal(0, 2, 24)
+        for name, yhat in (("a", y + e), ("b", y - e)):
+            frame = pd.DataFrame({"unique_id": "s", "ds": ds, "cutoff": cutoff, "step": np.arange(1, 25), "y": y, "yhat": yhat})
+            if k < 6:
+                windows[name].append(frame)
+            else:
+                folds[name].append(frame.assign(fold=k - 6, **{"q0.1": yhat - 2.56, "q0.9": yhat + 2.56}))
+    return (
+        {n: pd.concat(f, ignore_index=True) for n, f in folds.items()},
+        {n: pd.concat(w, ignore_index=True) for n, w in windows.items()},
+    )
+
+
+def test_combined_points_weigh_the_members_on_shared_rows() -> None:
+    _, windows = _members_with_windows()
+    short = windows["b"].iloc[24:]  # b lacks the first window
+    out = combined_points({"a": windows["a"], "b": short}, {"a": 0.25, "b": 0.75})
+    assert out is not None and len(out) == len(short)
+    merged = windows["a"].iloc[24:].reset_index(drop=True)
+    assert np.allclose(out["yhat"], 0.25 * merged["yhat"] + 0.75 * short["yhat"].to_numpy())
+    assert combined_points({"a": windows["a"], "b": None}, {"a": 0.5, "b": 0.5}) is None
+    assert combined_points({"a": windows["a"], "b": None}, {"a": 1.0, "b": 0.0}) is not None  # b weighs nothing
+
+
+def test_recalibrated_intervals_are_the_ensembles_own() -> None:
+    folds, windows = _members_with_windows()
+    built = ensemble_backtest(folds, metric="mae", quantiles=[0.1, 0.9], max_iterations=10)
+    assert built.weights == {"a": 0.5, "b": 0.5}  # the errors cancel: the ensemble is exact
+    averaged = built.forecasts
+    assert np.allclose(averaged["q0.9"] - averaged["q0.1"], 5.12)  # the members' widths, averaged
+    forecasts, residuals = recalibrate(built, windows, [0.1, 0.9])
+    assert residuals is not None and np.allclose(residuals["yhat"], residuals["y"])
+    assert np.allclose(forecasts["q0.9"] - forecasts["q0.1"], 0.0)  # its own errors are zero
+    assert np.allclose(forecasts["yhat"], averaged["yhat"])
+    # no look-ahead: the last fold's actuals do not move the earlier folds' quantiles
+    moved = {n: f.assign(y=np.where(f["fold"] == 2, f["y"] + 50.0, f["y"])) for n, f in folds.items()}
+    again, _ = recalibrate(ensemble_backtest(moved, metric="mae", quantiles=[0.1, 0.9], max_iterations=10), windows, [0.1, 0.9])
+    early = forecasts["fold"] < 2
+    assert np.allclose(again.loc[early, "q0.9"], forecasts.loc[early, "q0.9"])

@@ -11,9 +11,12 @@ An ensemble's backtest (:func:`ensemble_backtest`) is computed from the members'
 forecasts, never by refitting them, and without look-ahead: fold ``k`` is forecast with weights
 fitted on folds ``0..k-1`` only; fold 0, which has no earlier fold, with equal weights. The final
 weights (those served, :class:`tidecast.models.ensemble.EnsembleForecaster`) are fitted on every
-fold. Quantiles are combined with the same weights as the point forecast, each member's quantiles
-being its own calibrated ones. :func:`beats_best_single` says where the ensemble beats the best
-single candidate. The pipeline glue (leaderboard entries, the winner's model) is in
+fold. The greedy loss of ``pinball`` combines the members' own calibrated quantiles with the
+same weights; the ensemble's intervals are then *recalibrated* on its own residuals
+(:func:`recalibrate`): conformal quantiles of the combined point forecast, from the members'
+calibration windows combined with the fold's weights and the earlier folds, as for any candidate
+(:mod:`tidecast.evaluation.calibration`). :func:`beats_best_single` says where the ensemble beats
+the best single candidate. The pipeline glue (leaderboard entries, the winner's model) is in
 :mod:`tidecast.training.ensembles`.
 """
 
@@ -27,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from tidecast.errors import ModelError
+from tidecast.evaluation.calibration import RESIDUAL_COLUMNS, calibrate_folds
 from tidecast.evaluation.metrics import evaluate
 from tidecast.evaluation.selection import Ranking
 from tidecast.evaluation.significance import loss_kind
@@ -34,7 +38,14 @@ from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 from tidecast.models.ensemble import KEYS
 from tidecast.spec.ensemble import DEFAULT_ITERATIONS
 
-__all__ = ["EnsembleBacktest", "beats_best_single", "ensemble_backtest", "greedy_weights"]
+__all__ = [
+    "EnsembleBacktest",
+    "beats_best_single",
+    "combined_points",
+    "ensemble_backtest",
+    "greedy_weights",
+    "recalibrate",
+]
 
 
 # -------------------------------------------------------------------------------- the weights
@@ -198,6 +209,52 @@ def ensemble_backtest(
     return EnsembleBacktest(out, {n: float(v) for n, v in zip(names, final, strict=True)}, fold_weights, names)
 
 
+
+
+def combined_points(frames: dict[str, pd.DataFrame | None], weights: dict[str, float]) -> pd.DataFrame | None:
+    """The weighted point forecast of the members' residual tables (their calibration windows:
+    ``unique_id, ds, cutoff, step, y, yhat``) on the rows that every member of positive weight
+    forecast; ``None`` when one of them has no such table."""
+    used = [(name, float(w)) for name, w in weights.items() if float(w) > 0]
+    if not used or any(frames.get(name) is None or not len(frames[name]) for name, _ in used):  # type: ignore[arg-type]
+        return None
+    keys = [ID, TIME, "cutoff", "step"]
+    total = sum(w for _, w in used)
+    out: pd.DataFrame | None = None
+    for j, (name, _w) in enumerate(used):
+        frame = frames[name]
+        assert frame is not None
+        part = frame[[*keys, TARGET, POINT]].rename(columns={POINT: f"_p{j}"})
+        part = part.assign(**{ID: part[ID].astype(str)})
+        out = part if out is None else out.merge(part.drop(columns=TARGET), on=keys, how="inner")
+    assert out is not None
+    out[POINT] = sum(w * out[f"_p{j}"].to_numpy(float) for j, (_, w) in enumerate(used)) / total
+    return out[RESIDUAL_COLUMNS].sort_values(["cutoff", ID, TIME], kind="stable", ignore_index=True)
+
+
+def recalibrate(
+    built: EnsembleBacktest,
+    calibrations: dict[str, pd.DataFrame | None],
+    quantiles: Sequence[float],
+    **conformal: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The ensemble's fold forecasts with quantiles from its *own* residuals, without look-ahead, and
+    the residuals its served model calibrates on.
+
+    Fold ``k``'s quantiles come from the members' calibration windows combined with fold ``k``'s
+    weights and the ensemble's earlier folds (:func:`tidecast.evaluation.calibration.calibrate_folds`);
+    the served model's from the windows combined with the final weights, and every fold.
+    ``conformal``: options of :class:`~tidecast.models.conformal.ConformalForecaster`."""
+    qcols = [quantile_column(q) for q in quantiles]
+    point = built.forecasts.drop(columns=[c for c in qcols if c in built.forecasts.columns])
+    parts = []
+    for fold in sorted(pd.unique(point["fold"])):
+        weights = built.fold_weights.get(int(fold), built.weights)
+        known = point[point["fold"] <= fold]
+        calibrated, _ = calibrate_folds(known, combined_points(calibrations, weights), quantiles, **conformal)
+        parts.append(calibrated[calibrated["fold"] == fold])
+    forecasts = pd.concat(parts, ignore_index=True).sort_values(["fold", ID, TIME], kind="stable", ignore_index=True)
+    return forecasts, combined_points(calibrations, built.weights)
 
 
 def beats_best_single(

@@ -3,8 +3,10 @@
 A weighted ensemble of the other candidates, weights fitted by greedy ensemble selection with
 replacement on their backtest forecasts (:mod:`tidecast.evaluation.ensembles`); the pipeline glue
 is in :mod:`tidecast.training.ensembles`. The served model, :class:`EnsembleForecaster`, holds the
-fitted members of positive weight: the point forecast and each quantile are the weighted average
-of the members' (each member's quantiles being its own calibrated ones).
+fitted members of positive weight: the point forecast is the weighted average of the members'.
+The pipeline serves it inside a :class:`~tidecast.models.conformal.ConformalForecaster` holding the
+ensemble's own residuals (its intervals are recalibrated: docs/gate.md); asked for quantiles
+directly, it averages the members' with the same weights.
 
 In the spec::
 

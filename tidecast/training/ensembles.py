@@ -16,12 +16,12 @@ import pandas as pd
 
 from tidecast.errors import ModelError
 from tidecast.evaluation.backtest import BacktestResult
-from tidecast.evaluation.ensembles import beats_best_single, ensemble_backtest
+from tidecast.evaluation.ensembles import beats_best_single, ensemble_backtest, recalibrate
 from tidecast.evaluation.metrics import evaluate
 from tidecast.evaluation.selection import CandidateResult, leaderboard, select_winner
 from tidecast.models.base import Forecaster
 from tidecast.models.ensemble import KIND, EnsembleFactory, EnsembleSpec, ensemble_specs
-from tidecast.training.factories import _with_intervals, factory_for, interval_day_kinds
+from tidecast.training.factories import factory_for, interval_day_kinds
 from tidecast.training.settings import season_length
 
 __all__ = ["ensemble_entries", "ensemble_factory", "ensemble_names"]
@@ -77,10 +77,15 @@ def ensemble_entries(
             scales=scales,
             max_iterations=ens.max_iterations,
         )
-        evaluation = evaluate(built.forecasts, scales, season_length=m, quantiles=quantiles)
+        forecasts, calibration = built.forecasts, None
+        if quantiles:  # the ensemble's own intervals, as any candidate's (evaluation.ensembles.recalibrate)
+            calibrations = {e.name: getattr(e.backtest, "calibration", None) for e in members}
+            forecasts, calibration = recalibrate(built, calibrations, quantiles, day_kinds=interval_day_kinds(spec))
+        evaluation = evaluate(forecasts, scales, season_length=m, quantiles=quantiles)
         used = [e for e in members if built.weights.get(e.name, 0) > 0]
         result = BacktestResult(
-            forecasts=built.forecasts,
+            forecasts=forecasts,
+            calibration=calibration,
             folds=list(members[0].backtest.folds),
             timings=members[0].backtest.timings.assign(fit_seconds=0.0, predict_seconds=0.0),
             fit_seconds=float(sum(e.fit_seconds for e in used)),
@@ -109,7 +114,7 @@ def ensemble_entries(
         comparison: dict[str, Any] = {}
         if best is not None:
             best_entry = next(e for e in singles if e.name == best)
-            comparison = beats_best_single(built.forecasts, best_entry.backtest.forecasts, metric, scales)
+            comparison = beats_best_single(forecasts, best_entry.backtest.forecasts, metric, scales)
             comparison.update(
                 {
                     "single": best,
@@ -129,16 +134,16 @@ def ensemble_entries(
 
 
 def ensemble_factory(winner: str, backtested: dict[str, Any], spec: Any) -> Callable[[], Forecaster] | None:
-    """For an ensemble winner: the factory of its model (members of positive weight, each with its own
-    intervals as in its backtest); ``None`` for any other winner."""
+    """For an ensemble winner: the factory of its model (members of positive weight, point forecasts;
+    the caller wraps it in the ensemble's own conformal intervals, from its entry's residuals, as any
+    candidate: :func:`tidecast.training.factories._with_intervals`); ``None`` for any other winner."""
     summary = (backtested.get("ensembles") or {}).get(winner)
     if summary is None:
         return None
-    quantiles = list(spec.forecast.quantiles)
     factories: dict[str, Callable[[], Forecaster]] = {}
     weights = {k: float(v) for k, v in summary["weights"].items() if float(v) > 0}
     for name in weights:
         entry = backtested["results"][name]
         candidate = next(c for c in spec.models if c.name == name)
-        factories[name] = _with_intervals(factory_for(candidate, entry.params, spec), entry, quantiles, interval_day_kinds(spec))
+        factories[name] = factory_for(candidate, entry.params, spec)
     return EnsembleFactory(factories, weights, name=winner)
