@@ -270,10 +270,10 @@ def calibrate_folds(
         values = np.empty((len(part), len(quantiles)))
         ids = part[ID].astype(str).to_numpy()
         steps = part["step"].to_numpy(int)
-        times = part[TIME].to_numpy()
+        factors = calibrator.row_factors(part[TIME].to_numpy())  # every row at once (many series)
         point = part[POINT].to_numpy(float)
         for uid, rows in pd.Series(np.arange(len(part))).groupby(ids, sort=False).indices.items():
-            offsets = calibrator.scaled_offsets(quantiles, str(uid), steps[rows], times[rows])
+            offsets = calibrator.scaled_offsets(quantiles, str(uid), steps[rows], factors=factors[rows])
             values[rows] = point[rows, None] + offsets
         for j, q in enumerate(quantiles):
             part[quantile_column(q)] = values[:, j]

@@ -150,9 +150,12 @@ class ConformalForecaster:
         if (res[STEP] < 1).any():
             raise ModelError(f"candidate '{self.name}': residual steps start at 1")
         self.day_kinds = day_kinds
-        self._kind_factors = self._factors(res)
-        if self._kind_factors:
-            res["e"] = res["e"].to_numpy(float) / self._kind_factor_rows(res[TIME])
+        labels = day_kinds.labels(res[TIME]) if timed and day_kinds is not None else None
+        self._kind_factors = self._factors(res, labels)
+        if self._kind_factors and labels is not None:
+            res["e"] = res["e"].to_numpy(float) / self._factor_table()[labels]
+        if timed:
+            res = res.drop(columns=TIME)
         self.horizon = int(res[STEP].max())
         counts = np.bincount(res[STEP].to_numpy() - 1, minlength=self.horizon)
         self.window = int(window) if window is not None else _window_for(counts, self.min_samples)
@@ -169,30 +172,43 @@ class ConformalForecaster:
         z = res.assign(e=res["e"] / res[ID].map(scale).to_numpy(float))
         self._pooled_scaled: list[np.ndarray] | None = self._by_step(z)
 
-    def _factors(self, res: pd.DataFrame) -> dict[int, float]:
+    def _factors(self, res: pd.DataFrame, labels: np.ndarray | None) -> dict[int, float]:
         """The kinds' width factors (``{}``: no kinds of day, or too few residuals of one kind)."""
-        if self.day_kinds is None or TIME not in res.columns:
+        if labels is None:
             return {}
-        labels = self.day_kinds.labels(res[TIME])
         scale = res["e"].abs().groupby(res[ID], sort=False).transform("mean").to_numpy(float)
         scaled = np.abs(res["e"].to_numpy(float)) / np.where(scale > 0, scale, np.nan)
         return kind_factors(labels, scaled)
 
+    def row_factors(self, times: Any) -> np.ndarray:
+        """The width factor of each timestamp's kind of day (1 where the kinds are not used): label
+        a whole frame's timestamps at once and pass slices to :meth:`scaled_offsets`."""
+        return self._kind_factor_rows(times)
+
     def _kind_factor_rows(self, times: Any) -> np.ndarray:
-        """The width factor of each timestamp's kind of day (1 where the kinds are not used)."""
         factors = getattr(self, "_kind_factors", None)
         if not factors or getattr(self, "day_kinds", None) is None:
             return np.ones(len(times))
-        labels = self.day_kinds.labels(times)  # type: ignore[union-attr]
-        return np.array([factors.get(int(k), 1.0) for k in range(int(labels.max(initial=0)) + 1)])[labels]
+        return self._factor_table()[self.day_kinds.labels(times)]  # type: ignore[union-attr]
 
-    def scaled_offsets(self, quantiles: Sequence[float], uid: str | None, steps: np.ndarray, times: Any) -> np.ndarray:
+    def _factor_table(self) -> np.ndarray:
+        """The factor of each kind label (0: working day, 1: day off), 1 for a kind without one."""
+        factors = getattr(self, "_kind_factors", None) or {}
+        return np.array([factors.get(0, 1.0), factors.get(1, 1.0)])
+
+    def scaled_offsets(
+        self, quantiles: Sequence[float], uid: str | None, steps: np.ndarray, times: Any = None,
+        *, factors: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Offsets for rows at horizon ``steps`` (1-based, clipped to the residuals' horizon) and
-        timestamps ``times``: :meth:`offsets` times each row's kind-of-day factor."""
+        timestamps ``times``: :meth:`offsets` times each row's kind-of-day factor (``factors``: the
+        rows' :meth:`row_factors`, computed once for many series)."""
         off = self.offsets(quantiles, uid)[np.minimum(np.asarray(steps, dtype=int), self.horizon) - 1]
         if not getattr(self, "_kind_factors", None):
             return off
-        return off * self._kind_factor_rows(times)[:, None]
+        if factors is None:
+            factors = self._kind_factor_rows(times)
+        return off * np.asarray(factors, dtype=float)[:, None]
 
     @property
     def name(self) -> str:
@@ -303,11 +319,11 @@ class ConformalForecaster:
         starts, stops = series_bounds(ids)
         point = fc[POINT].to_numpy(float)
         values = np.empty((len(fc), len(qs)))
-        times = fc[TIME].to_numpy()
+        factors = self.row_factors(fc[TIME].to_numpy())  # every row at once (serving many series)
         for a, b in zip(starts, stops, strict=True):
             uid = str(ids[a])
             key = None if self.per_series is False or uid not in self._series else uid
-            values[a:b] = point[a:b, None] + self.scaled_offsets(qs, key, np.arange(1, b - a + 1), times[a:b])
+            values[a:b] = point[a:b, None] + self.scaled_offsets(qs, key, np.arange(1, b - a + 1), factors=factors[a:b])
         columns = {ID: ids, TIME: fc[TIME].array, POINT: point}
         columns.update({quantile_column(q): values[:, j] for j, q in enumerate(qs)})
         return pd.DataFrame(columns)
