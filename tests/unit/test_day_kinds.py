@@ -129,3 +129,13 @@ def test_calibration_windows_shared_by_several_fits() -> None:
     # the first three windows: the same (oldest) fit; the last three: a second fit, on more data
     np.testing.assert_allclose(two.loc[early, "yhat"], one.loc[early, "yhat"])
     assert two.loc[~early, "yhat"].nunique() == 1 and two.loc[~early, "yhat"].iloc[0] > one["yhat"].max()
+
+
+def test_the_training_run_records_the_widths_by_kind_of_day() -> None:
+    from tidecast.tracking.runs import _day_kind_factors
+
+    model = ConformalForecaster(_Nothing(), _residuals(), day_kinds=DayKinds())  # type: ignore[arg-type]
+    factors = _day_kind_factors(model)
+    assert set(factors) == {"working_day", "day_off"} and factors["day_off"] < factors["working_day"]
+    assert _day_kind_factors(ConformalForecaster(_Nothing(), _residuals())) == {}  # type: ignore[arg-type]
+    assert _day_kind_factors(None) == {}

@@ -198,6 +198,15 @@ def _parent_metrics(backtest: dict[str, Any], select: dict[str, Any]) -> list[An
     return metrics
 
 
+def _day_kind_factors(model: Any) -> dict[str, float]:
+    """The served model's interval width factors by kind of day (``{}`` when it has none)."""
+    try:
+        params = model.get_params() if hasattr(model, "get_params") else {}
+    except Exception:  # a plugin's get_params may fail; the factors are a detail of the record
+        return {}
+    return dict(params.get("conformal_day_kinds") or {})
+
+
 def _parent_params(spec: Spec, backtest: dict[str, Any], select: dict[str, Any]) -> list[Any]:
     window, horizon = spec.forecast_steps()
     params = {
@@ -217,6 +226,9 @@ def _parent_params(spec: Spec, backtest: dict[str, Any], select: dict[str, Any])
     }
     if select.get("training"):
         params["winner_training"] = select["training"]
+    factors = _day_kind_factors(select.get("model"))
+    if factors:  # the intervals' width by kind of day (docs/intervals.md)
+        params["interval_day_kinds"] = factors
     return as_params(params) + as_params(select.get("params") or {}, prefix="winner.")
 
 
