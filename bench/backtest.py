@@ -310,8 +310,8 @@ def measure(model: str, variant: str, s: Setup, ours: Callable, theirs: Callable
 def scoring_seconds(s: Setup, forecasts: pd.DataFrame, conformal: bool) -> float:
     """What tidecast.training._backtest_one does after the backtest: conformal quantiles, metrics."""
     from tidecast.evaluation.backtest import BacktestResult
+    from tidecast.evaluation.calibration import cross_fold_intervals as _conformal_cross_fold
     from tidecast.evaluation.metrics import evaluate
-    from tidecast.training.candidates import _conformal_cross_fold
     from tidecast.training.settings import season_length
 
     quantiles = list(s.spec.forecast.quantiles)

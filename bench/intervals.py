@@ -282,8 +282,19 @@ def run_tidecast(ds: Dataset, workdir: Path) -> dict[str, Any]:
         "calibration_windows": int(entry.backtest.calibration["cutoff"].nunique())
         if entry.backtest.calibration is not None and len(entry.backtest.calibration)
         else 0,
+        "calibration_fits": _calibration_fits(backtested["folds"], features, ctx, spec),
         "seconds": time.perf_counter() - started,
     }
+
+
+def _calibration_fits(folds: list[dict[str, Any]], frame: pd.DataFrame, ctx: Any, spec: Any) -> int:
+    """How many models forecast the calibration windows (``backtest.calibration_fits``, ``auto`` resolved)."""
+    from tidecast.evaluation.calibration import calibration_groups, calibration_windows
+    from tidecast.evaluation.folds import Fold
+
+    window, _ = spec.forecast_steps()
+    windows = calibration_windows([Fold(**f) for f in folds], frame, ctx, spec.backtest.calibration_windows, min_train=window)
+    return len(calibration_groups(windows, frame, spec.backtest.calibration_fits))
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -332,9 +343,9 @@ def _variant(
 def _before(forecasts: pd.DataFrame, quantiles: list[float], level: str) -> dict[str, float]:
     """The winner's fold scores with tidecast's previous intervals: each fold's quantiles from the
     *other* folds' residuals (plain empirical quantiles, pooled over series), on the same forecasts."""
+    from tidecast.evaluation.calibration import cross_fold_intervals as _conformal_cross_fold
     from tidecast.evaluation.metrics import evaluate
     from tidecast.frames import quantile_column
-    from tidecast.training.candidates import _conformal_cross_fold
 
     point = forecasts.drop(columns=[quantile_column(q) for q in quantiles])
     agg = evaluate(_conformal_cross_fold(point, quantiles), quantiles=quantiles).aggregate
@@ -507,7 +518,8 @@ def markdown(result: dict[str, Any]) -> str:
             continue
         name = f"{label}: {row.get('winner') or row.get('model')}"
         if label == "tidecast":
-            name += f" (winner, {row['calibration_windows']} calibration windows)"
+            fits = row.get("calibration_fits")
+            name += f" (winner, {row['calibration_windows']} calibration windows" + (f", {fits} fits)" if fits else ")")
         f, h = row["folds"], row["holdout"]
         lines.append(
             f"| {name} | {fmt(f['coverage'], True)} | {fmt(f['width'])} | {fmt(f['interval_score'])} "
@@ -552,10 +564,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--calibration-windows", type=int, default=None,
-        help="tidecast's backtest.calibration_windows (default: the spec's, 10)",
+        help="tidecast's backtest.calibration_windows (default: the spec's, 20)",
     )
     parser.add_argument(
-        "--calibration-fits", type=int, default=None,
+        "--calibration-fits", type=lambda v: v if v == "auto" else int(v), default=None,
         help="tidecast's backtest.calibration_fits (default: the spec's)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")

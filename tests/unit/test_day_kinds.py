@@ -7,7 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tidecast.evaluation.calibration import calibrate_folds, calibration_forecasts, calibration_windows
+from tidecast.evaluation.calibration import (
+    calibrate_folds,
+    calibration_forecasts,
+    calibration_groups,
+    calibration_windows,
+)
 from tidecast.evaluation.folds import make_folds
 from tidecast.models import ConformalForecaster, build_forecaster
 from tidecast.models.base import FitContext
@@ -139,3 +144,50 @@ def test_the_training_run_records_the_widths_by_kind_of_day() -> None:
     assert set(factors) == {"working_day", "day_off"} and factors["day_off"] < factors["working_day"]
     assert _day_kind_factors(ConformalForecaster(_Nothing(), _residuals())) == {}  # type: ignore[arg-type]
     assert _day_kind_factors(None) == {}
+
+
+def _hourly_windows(days: int, n_windows: int) -> tuple[pd.DataFrame, list]:  # type: ignore[type-arg]
+    ds = pd.date_range("2024-01-01", periods=days * 24, freq="h")
+    df = pd.DataFrame({"unique_id": "a", "ds": ds, "y": np.zeros(len(ds))})
+    ctx = FitContext(freq="h", horizon=24, input_window=24)
+    folds = make_folds(df, h=24, folds=2, holdout=24, freq="h", min_train=24)
+    return df, calibration_windows(folds, df, ctx, n_windows, min_train=24)
+
+
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [
+        (400, 1),  # 20 days of windows after 376 days: within a tenth, one model
+        (150, 2),  # after 126 days: 20 days is 16 % of it, two models of 10 windows
+        (44, 10),  # after 21 days: ten models of two windows (2 days is a tenth of 21, rounded up)
+        (30, 10),  # 13 windows (half the history before the folds) after 14 days: one or two per model
+    ],
+)
+def test_auto_fits_keep_each_model_within_a_tenth_of_its_training(days: int, expected: int) -> None:
+    df, windows = _hourly_windows(days, 20)
+    assert len(windows) == (20 if days > 40 else 13)
+    groups = calibration_groups(windows, df, "auto")
+    assert len(groups) == expected
+    assert [w.cutoff for g in groups for w in g] == sorted(w.cutoff for w in windows)  # oldest first, all of them
+    trained = int((df["ds"] <= windows[0].cutoff).sum())
+    if expected < len(windows):  # each group's windows span at most a tenth of what the oldest model saw
+        assert max(sum(w.h for w in g) for g in groups) <= 0.1 * trained + 24
+
+
+def test_explicit_fits_and_never_more_models_than_windows() -> None:
+    df, windows = _hourly_windows(400, 6)
+    assert [len(g) for g in calibration_groups(windows, df, 2)] == [3, 3]
+    assert len(calibration_groups(windows, df, 50)) == 6
+    assert calibration_groups([], df, "auto") == []
+
+
+@pytest.mark.parametrize("value", [0, 101, "many", -1])
+def test_calibration_fits_must_be_auto_or_a_count(value: object) -> None:
+    from pydantic import ValidationError
+
+    from tidecast.spec.forecast import BacktestSpec
+
+    assert BacktestSpec(calibration_fits="auto").calibration_fits == "auto"
+    assert BacktestSpec(calibration_fits=3).calibration_fits == 3
+    with pytest.raises(ValidationError, match="calibration_fits"):
+        BacktestSpec(calibration_fits=value)

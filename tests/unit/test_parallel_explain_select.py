@@ -71,8 +71,9 @@ def test_select_side_by_side_equals_in_turn(tmp_path: Path, monkeypatch: pytest.
     pd.testing.assert_frame_equal(side.model.predict(h), serial.model.predict(h))
 
 
-def test_the_longest_global_candidate_split_in_folds_and_calibration_equals_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("fits", ["auto", 3])
+def test_a_candidate_split_in_folds_and_calibration_models_equals_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fits: object
 ) -> None:
     from tidecast.spec import parse_spec
     from tidecast.training import candidates as module
@@ -84,8 +85,18 @@ def test_the_longest_global_candidate_split_in_folds_and_calibration_equals_whol
         {"name": "gbm", "kind": "lightgbm", "params": {"n_estimators": 20, "num_leaves": 7}},
         {"name": "snaive", "kind": "seasonal_naive", "params": {"season_length": "1d"}},
     ]
+    raw["backtest"] = {**raw.get("backtest", {}), "calibration_fits": fits}
     spec = parse_spec({k: v for k, v in raw.items() if k != "root"}, root=tmp_path)
-    assert module._splits(spec.models[0], spec) and not module._splits(spec.models[1], spec)  # per series
+    assert module._splits(spec.models[0], spec) and not module._splits(spec.models[1], spec)  # quick
+    groups: list[int] = []
+    tasks_of = module._calibration_tasks
+
+    def counted(*args):  # type: ignore[no-untyped-def]
+        tasks = tasks_of(*args)
+        groups.append(len(tasks))
+        return tasks
+
+    monkeypatch.setattr(module, "_calibration_tasks", counted)
     finished: list[str] = []
     original = module._finish_split
 
@@ -96,7 +107,8 @@ def test_the_longest_global_candidate_split_in_folds_and_calibration_equals_whol
     monkeypatch.setattr(module, "_finish_split", finish)
     monkeypatch.setattr(settings.os, "cpu_count", lambda: 2)
     side = candidate_results(frame, spec)
-    assert finished == ["gbm"]  # its folds and its calibration ran as two tasks
+    assert finished == ["gbm"]  # its folds and its calibration models ran as tasks of their own
+    assert groups == [3 if fits == 3 else 2]  # auto: 20 days of windows after 197 days, two models
     monkeypatch.setenv("TIDECAST_PARALLEL_CANDIDATES", "0")
     serial = candidate_results(frame, spec)
     assert finished == ["gbm"]

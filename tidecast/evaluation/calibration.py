@@ -52,13 +52,20 @@ __all__ = [
     "DEFAULT_WINDOWS",
     "calibrate_folds",
     "calibration_forecasts",
+    "calibration_groups",
     "calibration_windows",
     "conformal_quantile",
+    "cross_fold_intervals",
     "interval_residuals",
 ]
 
-DEFAULT_WINDOWS = 10
+DEFAULT_WINDOWS = 20
 """Calibration windows before the first fold (``backtest.calibration_windows``)."""
+
+MAX_SPAN = 0.1
+"""``calibration_fits: auto``: the windows of one calibration model span at most this share of the
+steps the oldest model is fit on (a model forecasting far past its training data errs more than
+the served one, refit on everything, will)."""
 
 RESIDUAL_COLUMNS = [ID, TIME, "cutoff", "step", TARGET, POINT]
 
@@ -160,6 +167,32 @@ def _run_windows(task: _WindowsTask) -> _WindowsOutput:
     return _WindowsOutput(pd.concat(pieces, ignore_index=True) if pieces else None, errors)
 
 
+def calibration_groups(windows: Sequence[Fold], df: pd.DataFrame, fits: int | str = "auto") -> list[list[Fold]]:
+    """The calibration ``windows`` cut into ``fits`` consecutive groups (oldest first), each to be
+    forecast by a model fit before its oldest window.
+
+    ``fits="auto"``: the fewest groups such that one group's windows span at most
+    :data:`MAX_SPAN` of the steps (timestamps of ``df``) the oldest model is trained on: one on a
+    long 5-minute series (20 days of windows after a year), one every few windows on a short
+    monthly or weekly one (20 years of windows after 35). Never more groups than windows."""
+    windows = sorted(windows, key=lambda w: w.cutoff)
+    if not windows:
+        return []
+    if fits == "auto":
+        first = windows[0]
+        ds = df[TIME]
+        mask = ds <= first.cutoff
+        if first.train_start is not None:
+            mask &= ds >= first.train_start
+        trained = max(1, int(pd.unique(ds[mask]).size))
+        span = sum(int(w.h) for w in windows)  # the windows lie one horizon apart
+        n = int(np.ceil(span / max(1.0, MAX_SPAN * trained)))
+    else:
+        n = int(fits)
+    n = max(1, min(n, len(windows)))
+    return [list(g) for g in np.array_split(np.array(windows, dtype=object), n)]
+
+
 def calibration_forecasts(
     make_model: Callable[[], Forecaster],
     df: Any,
@@ -169,14 +202,15 @@ def calibration_forecasts(
     executor: Any = None,
     partitions: Sequence[Sequence[Any]] | None = None,
     shared_storage: bool = True,
-    fits: int = 1,
+    fits: int | str = 1,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Forecasts of the calibration ``windows`` joined with the actuals (``unique_id, ds, cutoff,
     step, y, yhat``) and the errors of the windows (or partitions) that failed.
 
-    ``fits`` models share the windows: the windows are cut into that many consecutive groups
-    (oldest first), and each group is forecast by a model fit before its oldest window
-    (statsforecast's ``refit`` every few windows), so the residuals hold more than one fit's draw.
+    ``fits`` models share the windows (or ``"auto"``, :func:`calibration_groups`): the windows are
+    cut into that many consecutive groups (oldest first), and each group is forecast by a model fit
+    before its oldest window (statsforecast's ``refit`` every few windows), so no model forecasts
+    far past its training data and the residuals hold more than one fit's draw.
 
     ``df``, ``partitions``, ``executor`` and ``shared_storage`` as for
     :func:`tidecast.evaluation.backtest.backtest`: a per-series model runs partition by partition,
@@ -184,11 +218,11 @@ def calibration_forecasts(
     windows = sorted(windows, key=lambda w: w.cutoff)
     if not windows:
         return pd.DataFrame(columns=RESIDUAL_COLUMNS), []
-    groups = [list(g) for g in np.array_split(np.array(windows, dtype=object), max(1, min(int(fits), len(windows))))]
     longest = max(w.h + w.gap for w in windows)
     ctx = replace(ctx, horizon=longest) if longest > ctx.horizon else ctx
     source = df if type(df).__name__ == "PartitionedFrame" else None
     light = source.to_pandas([ID, TIME]) if source is not None else df
+    groups = calibration_groups(windows, light, fits)
     unit = _unit(light, ctx)
 
     def tasks() -> Iterator[_WindowsTask]:
@@ -279,6 +313,28 @@ def calibrate_folds(
             part[quantile_column(q)] = values[:, j]
         out.append(part)
     return pd.concat(out, ignore_index=True), fallback
+
+
+def cross_fold_intervals(forecasts: pd.DataFrame, quantiles: list[float]) -> pd.DataFrame:
+    """tidecast's intervals before the calibration windows (``bench/intervals.py`` scores them as
+    "before"): each fold's quantiles from the *other* folds' residuals at the same horizon step,
+    pooled over series. They use later folds, so they are not how folds are scored."""
+    out = []
+    for fold in sorted(forecasts["fold"].unique()):
+        part = forecasts[forecasts["fold"] == fold].copy()
+        others = forecasts[forecasts["fold"] != fold]
+        if others.empty:  # a single fold: calibrating in-sample is the only option
+            others = part
+        # pooled over series (per_series=False): one id for all rows spares the per-series tables the
+        # calibrator would otherwise build and never use (minutes at 10,000 series)
+        pooled = others[["step", TARGET, POINT]].assign(**{ID: "*"})
+        calibrator = ConformalForecaster(_NoModel(), pooled, per_series=False)  # type: ignore[arg-type]
+        offsets = calibrator.offsets(quantiles)
+        rows = np.minimum(part["step"].to_numpy(int), calibrator.horizon) - 1
+        for j, q in enumerate(quantiles):
+            part[quantile_column(q)] = part[POINT].to_numpy(float) + offsets[rows, j]
+        out.append(part)
+    return pd.concat(out, ignore_index=True)
 
 
 def window_count(n_windows: int | None) -> int:

@@ -42,20 +42,29 @@ class BacktestSpec(_Model):
         "horizon); a duration or a step count. Longer than a horizon: forecast one horizon at a time. See docs/gate.md.",
     )
     calibration_windows: int = Field(
-        10, ge=0, le=1000,
+        20, ge=0, le=1000,
         description="Forecast origins before the first fold, one horizon apart, whose residuals calibrate the "
         "intervals (forecast without refitting; fewer when the history is short).",
     )
-    calibration_fits: int = Field(
-        1, ge=1, le=100,
+    calibration_fits: int | Literal["auto"] = Field(
+        "auto",
         description="Models that forecast the calibration windows, each fit before its share of them (oldest "
-        "first); more fits hold more than one fit's draw, each costs a fit per candidate.",
+        "first); 'auto': as few as keep the windows of one model within a tenth of the history the oldest is fit "
+        "on (one on long high-frequency series, one every few windows on short ones); each fit costs a fit per "
+        "candidate. See docs/intervals.md.",
     )
     day_kinds: bool = Field(
         True,
         description="On series of a day or finer, an interval is as wide as the backtest errors of its kind of day "
         "(working days; weekends and the public holidays of features.holidays_country); see docs/intervals.md.",
     )
+
+    @field_validator("calibration_fits")
+    @classmethod
+    def _check_fits(cls, value: int | str) -> int | str:
+        if value != "auto" and not 1 <= int(value) <= 100:
+            raise ValueError(f"calibration_fits must be 'auto' or a whole number from 1 to 100, got {value!r}")
+        return value
 
 
 # ------------------------------------------------------------------------------------- models

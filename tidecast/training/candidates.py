@@ -8,99 +8,34 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from tidecast.data.partitions import PartitionedFrame
 from tidecast.errors import ModelError, TidecastError
 from tidecast.evaluation.backtest import backtest as run_backtest
-from tidecast.evaluation.backtest import make_folds, partition_series
-from tidecast.evaluation.calibration import calibrate_folds, calibration_forecasts, calibration_windows
+from tidecast.evaluation.backtest import make_folds
+from tidecast.evaluation.calibration import (
+    DEFAULT_WINDOWS,
+    calibrate_folds,
+    calibration_forecasts,
+    calibration_groups,
+    calibration_windows,
+)
 from tidecast.evaluation.metrics import evaluate
 from tidecast.evaluation.search import grid, is_searched, optuna_search
 from tidecast.evaluation.selection import CandidateResult, Ranking, leaderboard
-from tidecast.frames import ID, POINT, TARGET, TIME, quantile_column
 from tidecast.models.base import FitContext
-from tidecast.models.conformal import ConformalForecaster
 from tidecast.models.registry import fits_per_series, kind_property
-from tidecast.pipeline.executors import LocalExecutor, SequentialExecutor, make_executor, shares_files
+from tidecast.pipeline.executors import LocalExecutor, SequentialExecutor, make_executor
 from tidecast.spec import CandidateSpec, Spec
+from tidecast.training.backtest_data import BacktestData as _Data
+from tidecast.training.backtest_data import series_partitions
 from tidecast.training.distributed import backtest_distributed, dask_client, plan_training, source_for
 from tidecast.training.ensembles import ensemble_entries
 from tidecast.training.factories import ModelFactory, factory_for, interval_day_kinds, validate_candidates
-from tidecast.training.hierarchy import _with_reconciled, with_aggregates
+from tidecast.training.hierarchy import _with_reconciled
 from tidecast.training.results import Backtested
 from tidecast.training.selection import per_series_selection
 from tidecast.training.settings import Progress, _noop, fit_context, season_length, side_by_side
-
-
-class _NoModel:
-    """A placeholder inner model: only the residual arithmetic of ConformalForecaster is used."""
-
-    name = "residuals"
-
-
-def _conformal_cross_fold(forecasts: pd.DataFrame, quantiles: list[float]) -> pd.DataFrame:
-    """Honest intervals for models without their own: each fold's quantiles come from the *other*
-    folds' residuals at the same horizon step (pooled over series)."""
-    out = []
-    for fold in sorted(forecasts["fold"].unique()):
-        part = forecasts[forecasts["fold"] == fold].copy()
-        others = forecasts[forecasts["fold"] != fold]
-        if others.empty:  # a single fold: calibrating in-sample is the only option
-            others = part
-        # pooled over series (per_series=False): one id for all rows spares the per-series tables the
-        # calibrator would otherwise build and never use (minutes at 10,000 series)
-        pooled = others[["step", TARGET, POINT]].assign(**{ID: "*"})
-        calibrator = ConformalForecaster(_NoModel(), pooled, per_series=False)  # type: ignore[arg-type]
-        offsets = calibrator.offsets(quantiles)
-        rows = np.minimum(part["step"].to_numpy(int), calibrator.horizon) - 1
-        for j, q in enumerate(quantiles):
-            part[quantile_column(q)] = part[POINT].to_numpy(float) + offsets[rows, j]
-        out.append(part)
-    return pd.concat(out, ignore_index=True)
-
-
-PARTITION_MAX_SERIES = 2000
-"""No series partition holds more series than this (bounds one task's memory)."""
-
-
-def series_partitions(frame: pd.DataFrame, n_workers: int) -> list[list[Any]] | None:
-    """How a per-series model's backtest is split: ``None`` (one piece) for one worker and few
-    series, else about two partitions per worker, of at most :data:`PARTITION_MAX_SERIES` series.
-    The forecasts do not depend on it (each series is fit on its own)."""
-    ids = pd.unique(frame[ID])
-    n = len(ids)
-    wanted = max(2 * n_workers if n_workers > 1 else 1, -(-n // PARTITION_MAX_SERIES))
-    wanted = min(wanted, n)
-    return None if wanted <= 1 else partition_series(ids, wanted)
-
-
-class _Data:
-    """The backtest's data: the partitions on disk (when the features step wrote them), the
-    ``unique_id, ds, y`` columns this process needs for folds and scores, and every column, read
-    only when a global model needs them all."""
-
-    def __init__(self, data: Any, spec: Spec) -> None:
-        self.source = data if isinstance(data, PartitionedFrame) and spec.hierarchy is None else None
-        frame = data.to_pandas() if isinstance(data, PartitionedFrame) else data  # a hierarchy needs every node
-        self._full = None if self.source is not None else with_aggregates(frame, spec)
-        self.light = self.source.to_pandas([ID, TIME, TARGET]) if self.source is not None else self._full
-
-        self.shared_storage = shares_files(spec.executor)
-
-    @property
-    def full(self) -> pd.DataFrame:
-        if self._full is None:
-            self._full = self.source.to_pandas()  # type: ignore[union-attr]
-        return self._full
-
-    def for_kind(self, kind: str) -> Any:
-        """What the backtest of a candidate of ``kind`` reads: the partitions (the workers read
-        their rows there), unless a global model's workers cannot see them."""
-        if self.source is not None and (fits_per_series(kind) or self.shared_storage):
-            return self.source
-        return self.full
 
 
 def _backtest_one(
@@ -159,11 +94,11 @@ def _calibration(
 ) -> pd.DataFrame:
     """The forecasts of the calibration windows before the first fold (one fit, independent of the folds')."""
     window, _ = spec.forecast_steps()
-    n_windows = 0 if distributed else int(getattr(spec.backtest, "calibration_windows", 10))
+    n_windows = 0 if distributed else int(getattr(spec.backtest, "calibration_windows", DEFAULT_WINDOWS))
     windows = calibration_windows(folds, data.light, ctx, n_windows, min_train=window)
     calibration, _errors = calibration_forecasts(
         factory, data.for_kind(factory.candidate.kind), ctx, windows, executor=executor, partitions=partitions,
-        shared_storage=data.shared_storage, fits=int(getattr(spec.backtest, "calibration_fits", 1)),
+        shared_storage=data.shared_storage, fits=getattr(spec.backtest, "calibration_fits", "auto"),
     )
     return calibration
 
@@ -264,17 +199,21 @@ class _CandidateTask:
     ctx: FitContext
     folds: list[Any]
     spec: Spec
-    part: str = "all"  # or "folds" (the calibration left out) and "calibration" (its windows' fit only)
+    part: str = "all"  # or "folds" (the calibration left out) and "calibration" (one fit's windows only)
+    windows: tuple[Any, ...] = ()  # for "calibration": the windows of one calibration model
 
 
 def _run_candidate_task(task: _CandidateTask) -> tuple[int, str, Any, dict[str, Any] | None]:
     """:func:`_run_candidate` in a worker process (its folds one after the other), or one part of it:
-    ``(index, part, entry, details)``; for ``"calibration"``, ``(index, part, the calibration
-    windows' forecasts or None when they failed, None)``."""
+    ``(index, part, entry, details)``; for ``"calibration"``, ``(index, part, the forecasts of
+    ``task.windows`` (one model fit before the oldest) or None when they failed, None)``."""
     if task.part == "calibration":
         factory = factory_for(task.candidate, dict(task.candidate.params), task.spec)
         try:
-            calibration = _calibration(factory, task.data, task.ctx, task.folds, task.spec, SequentialExecutor(), None)
+            calibration, _errors = calibration_forecasts(  # failed windows are left out, as whole
+                factory, task.data.for_kind(task.candidate.kind), task.ctx, list(task.windows), fits=1,
+                shared_storage=task.data.shared_storage,
+            )
         except Exception:  # the candidate is then run whole, which records the failure as it words it
             calibration = None
         return task.index, task.part, calibration, None
@@ -285,10 +224,24 @@ def _run_candidate_task(task: _CandidateTask) -> tuple[int, str, Any, dict[str, 
 
 
 def _splits(candidate: CandidateSpec, spec: Spec) -> bool:
-    """Whether a global model's backtest (one parameter set) runs as two tasks side by side: its
-    folds' fits, and the fit of its calibration windows (independent of the folds'), to balance
-    the workers when it is the longest candidate by far (examples/power's MLP)."""
-    return bool(spec.forecast.quantiles) and candidate.search is None and not is_searched(candidate.params) and not fits_per_series(candidate.kind)
+    """Whether a candidate's backtest (one parameter set) runs as several tasks side by side: its
+    folds' fits, and each calibration model's fit and windows (independent of the folds'), so that
+    the workers stay balanced (examples/power: the MLP's folds on one worker while the others'
+    calibration windows run on the other). Only for candidates whose fits or forecasts take time."""
+    return (
+        bool(spec.forecast.quantiles) and candidate.search is None and not is_searched(candidate.params)
+        and _cost_rank(candidate.kind) > 0
+    )
+
+
+def _calibration_tasks(
+    index: int, candidate: CandidateSpec, data: _Data, ctx: FitContext, folds: list[Any], spec: Spec
+) -> list[_CandidateTask]:
+    """One task per calibration model of a split candidate (the groups of :func:`calibration_groups`)."""
+    window, _ = spec.forecast_steps()
+    windows = calibration_windows(folds, data.light, ctx, int(spec.backtest.calibration_windows), min_train=window)
+    groups = calibration_groups(windows, data.light, spec.backtest.calibration_fits)
+    return [_CandidateTask(index, candidate, data, ctx, folds, spec, "calibration", tuple(g)) for g in groups]
 
 
 def _finish_split(entry: Any, detail: dict[str, Any] | None, calibration: pd.DataFrame, data: _Data, spec: Spec) -> Any:
@@ -304,6 +257,30 @@ def _finish_split(entry: Any, detail: dict[str, Any] | None, calibration: pd.Dat
         for trial in detail["trials"]:
             trial["value"] = float(evaluation.aggregate[spec.selection.metric])
     return replace(entry, evaluation=evaluation)
+
+
+def _side_by_side_tasks(
+    order: list[tuple[int, CandidateSpec]], data: _Data, ctx: FitContext, folds: list[Any], spec: Spec
+) -> tuple[list[_CandidateTask], set[int]]:
+    """The tasks of the candidates run side by side, and the indices of the split ones. Order: the
+    longest candidate's folds (the longest single task), then every split candidate's calibration
+    models, then the other folds and whole candidates, the costliest kinds first (a task left alone
+    at the end keeps a worker idle)."""
+    split = {index for index, candidate in order if _splits(candidate, spec)}
+    whole = [
+        _CandidateTask(index, candidate, data, ctx, folds, spec, "folds" if index in split else "all")
+        for index, candidate in order
+    ]
+    calibrations = [t for index, c in order if index in split for t in _calibration_tasks(index, c, data, ctx, folds, spec)]
+    return [*whole[:1], *calibrations, *whole[1:]], split
+
+
+def _joined(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The calibration models' window forecasts as :func:`calibration_forecasts` joins them (oldest first)."""
+    frames = [p for p in parts if len(p)]
+    if not frames:
+        return parts[0] if parts else pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
 
 
 def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _noop) -> Backtested:
@@ -341,27 +318,25 @@ def candidate_results(frame: pd.DataFrame, spec: Spec, *, progress: Progress = _
             # folds of each run in turn, as with n_jobs: 1): the same numbers as one after the other
             order = sorted(candidates, key=lambda item: -_cost_rank(item[1].kind))  # the longest first
             pool_ctx = replace(ctx, threads=max(1, (os.cpu_count() or 1) // workers)) if ctx.threads is None else ctx
-            split = order[0][0] if _splits(order[0][1], spec) else None  # the longest: folds | calibration
-            tasks = [
-                _CandidateTask(index, candidate, data, pool_ctx, folds, spec, "folds" if index == split else "all")
-                for index, candidate in order
-            ]
-            if split is not None:
-                tasks.insert(1, _CandidateTask(split, order[0][1], data, pool_ctx, folds, spec, "calibration"))
+            tasks, split = _side_by_side_tasks(order, data, pool_ctx, folds, spec)
             for index, candidate in order:
                 progress(index, total, f"backtesting {candidate.name} (in parallel, {workers} processes)")
-            calibration: Any = None
+            pieces: dict[int, list[Any]] = {index: [] for index in split}
             for index, part, entry, detail in LocalExecutor(workers).map(_run_candidate_task, tasks, desc="candidates"):
                 if part == "calibration":
-                    calibration = entry
+                    pieces[index].append(entry)
                 else:
                     outcomes[index] = (entry, detail)
-            if split is not None:
-                entry, detail = outcomes[split]
-                if calibration is not None and entry.ok:
-                    outcomes[split] = (_finish_split(entry, detail, calibration, data, spec), detail)
+            for index, candidate in order:
+                if index not in split:
+                    continue
+                entry, detail = outcomes[index]
+                parts = pieces[index]
+                if entry.ok and all(p is not None for p in parts):
+                    calibration = _joined(parts)
+                    outcomes[index] = (_finish_split(entry, detail, calibration, data, spec), detail)
                 else:  # a part failed: the candidate whole, in turn, which words its failure as ever
-                    outcomes[split] = _run_candidate(order[0][1], data, pool_ctx, folds, spec, SequentialExecutor())
+                    outcomes[index] = _run_candidate(candidate, data, pool_ctx, folds, spec, SequentialExecutor())
         else:
             for index, candidate in candidates:
                 progress(index, total, f"backtesting {candidate.name}")
