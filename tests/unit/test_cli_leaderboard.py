@@ -61,3 +61,16 @@ def test_winner_line_names_each_stretch_and_agrees_with_the_gate() -> None:
     gate = (0.0172 - 0.022) / 0.0172  # registry.evaluate_gate's improvement
     assert f"held-out last 24 steps: MAPE 2.20 % vs seasonal_naive 1.72 % ({abs(gate):.2%} worse)" in line
     assert "(the winner is the baseline)" in winner_summary({**select, "winner": "seasonal_naive"}, board)
+
+
+def test_the_winner_line_says_how_often_its_interval_covered() -> None:
+    select = {
+        "metric": "mase", "winner": "mlp", "kind": "mlp", "baseline": "snaive",
+        "backtest_metrics": {"mase": 0.4, "coverage_80": 0.765, "coverage_50": 0.49},
+        "holdout_metrics": {"mase": 0.6, "coverage_80": 0.79861},
+    }
+    line = winner_summary(select)
+    assert line.endswith("80 % interval covered 76.5 % of the fold points, 79.9 % held out"), line
+    del select["holdout_metrics"]
+    assert winner_summary(select).endswith("80 % interval covered 76.5 % of the fold points")
+    assert "interval" not in winner_summary({**select, "backtest_metrics": {"mase": 0.4}})  # no quantiles
