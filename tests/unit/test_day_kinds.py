@@ -181,7 +181,7 @@ def test_explicit_fits_and_never_more_models_than_windows() -> None:
     assert calibration_groups([], df, "auto") == []
 
 
-@pytest.mark.parametrize("value", [0, 101, "many", -1])
+@pytest.mark.parametrize("value", [0, 101, "many", -1, 2.5, True])
 def test_calibration_fits_must_be_auto_or_a_count(value: object) -> None:
     from pydantic import ValidationError
 

@@ -59,12 +59,12 @@ class BacktestSpec(_Model):
         "(working days; weekends and the public holidays of features.holidays_country); see docs/intervals.md.",
     )
 
-    @field_validator("calibration_fits")
+    @field_validator("calibration_fits", mode="before")
     @classmethod
-    def _check_fits(cls, value: int | str) -> int | str:
-        if value != "auto" and not 1 <= int(value) <= 100:
-            raise ValueError(f"calibration_fits must be 'auto' or a whole number from 1 to 100, got {value!r}")
-        return value
+    def _check_fits(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100):
+            return value
+        raise ValueError(f"calibration_fits must be 'auto' or a whole number from 1 to 100, got {value!r}")
 
 
 # ------------------------------------------------------------------------------------- models
