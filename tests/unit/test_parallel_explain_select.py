@@ -71,9 +71,16 @@ def test_select_side_by_side_equals_in_turn(tmp_path: Path, monkeypatch: pytest.
     pd.testing.assert_frame_equal(side.model.predict(h), serial.model.predict(h))
 
 
-@pytest.mark.parametrize("fits", ["auto", 3])
+@pytest.mark.parametrize(
+    ("backtest", "models"),
+    [
+        ({"calibration_fits": "auto"}, 2),  # 20 days of windows after 197 days: two models
+        ({"calibration_fits": 3}, 3),
+        ({"calibration_windows": 0}, 0),  # no window: the folds calibrate each other
+    ],
+)
 def test_a_candidate_split_in_folds_and_calibration_models_equals_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fits: object
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backtest: dict, models: int  # type: ignore[type-arg]
 ) -> None:
     from tidecast.spec import parse_spec
     from tidecast.training import candidates as module
@@ -85,7 +92,7 @@ def test_a_candidate_split_in_folds_and_calibration_models_equals_whole(
         {"name": "gbm", "kind": "lightgbm", "params": {"n_estimators": 20, "num_leaves": 7}},
         {"name": "snaive", "kind": "seasonal_naive", "params": {"season_length": "1d"}},
     ]
-    raw["backtest"] = {**raw.get("backtest", {}), "calibration_fits": fits}
+    raw["backtest"] = {**raw.get("backtest", {}), **backtest}
     spec = parse_spec({k: v for k, v in raw.items() if k != "root"}, root=tmp_path)
     assert module._splits(spec.models[0], spec) and not module._splits(spec.models[1], spec)  # quick
     groups: list[int] = []
@@ -108,7 +115,7 @@ def test_a_candidate_split_in_folds_and_calibration_models_equals_whole(
     monkeypatch.setattr(settings.os, "cpu_count", lambda: 2)
     side = candidate_results(frame, spec)
     assert finished == ["gbm"]  # its folds and its calibration models ran as tasks of their own
-    assert groups == [3 if fits == 3 else 2]  # auto: 20 days of windows after 197 days, two models
+    assert groups == [models]
     monkeypatch.setenv("TIDECAST_PARALLEL_CANDIDATES", "0")
     serial = candidate_results(frame, spec)
     assert finished == ["gbm"]

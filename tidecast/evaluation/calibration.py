@@ -50,6 +50,7 @@ from tidecast.pipeline.executors import SequentialExecutor
 
 __all__ = [
     "DEFAULT_WINDOWS",
+    "RESIDUAL_COLUMNS",
     "calibrate_folds",
     "calibration_forecasts",
     "calibration_groups",

@@ -15,6 +15,7 @@ from tidecast.evaluation.backtest import backtest as run_backtest
 from tidecast.evaluation.backtest import make_folds
 from tidecast.evaluation.calibration import (
     DEFAULT_WINDOWS,
+    RESIDUAL_COLUMNS,
     calibrate_folds,
     calibration_forecasts,
     calibration_groups,
@@ -278,8 +279,8 @@ def _side_by_side_tasks(
 def _joined(parts: list[pd.DataFrame]) -> pd.DataFrame:
     """The calibration models' window forecasts as :func:`calibration_forecasts` joins them (oldest first)."""
     frames = [p for p in parts if len(p)]
-    if not frames:
-        return parts[0] if parts else pd.DataFrame()
+    if not frames:  # no window (a short history) or none forecast
+        return pd.DataFrame(columns=RESIDUAL_COLUMNS)
     return pd.concat(frames, ignore_index=True)
 
 
