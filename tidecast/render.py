@@ -12,6 +12,7 @@ csv|json``) keep the raw fractions.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -112,15 +113,15 @@ def interval_summary(select: Mapping[str, Any]) -> str:
     points, 79.9 % held out`` (empty without quantiles; a side that was not scored is left out)."""
     backtest = select.get("backtest_metrics") or {}
     holdout = select.get("holdout_metrics") or {}
-    levels = [int(k.split("_")[1]) for k in {*backtest, *holdout} if k.startswith("coverage_") and k[9:].isdigit()]
+    levels = [int(k[len("coverage_"):]) for k in {*backtest, *holdout} if re.fullmatch(r"coverage_\d+", k)]
     if not levels:
         return ""
-    key = f"coverage_{max(levels)}"
-    folds, held = _finite(backtest.get(key)), _finite(holdout.get(key))
+    level = max(levels)
+    folds, held = (_finite(m.get(f"coverage_{level}")) for m in (backtest, holdout))
     shares = ([f"{100 * folds:.1f} % of the fold points"] if folds is not None else []) + (
         [f"{100 * held:.1f} % held out"] if held is not None else []
     )
-    return f"{max(levels)} % interval covered " + ", ".join(shares) if shares else ""
+    return f"{level} % interval covered " + ", ".join(shares) if shares else ""
 
 
 def ensemble_summary(name: str, summary: dict[str, Any], metric: str) -> str:

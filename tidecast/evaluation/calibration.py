@@ -49,7 +49,6 @@ from tidecast.models.conformal import ConformalForecaster, conformal_quantile
 from tidecast.pipeline.executors import SequentialExecutor
 
 __all__ = [
-    "DEFAULT_WINDOWS",
     "RESIDUAL_COLUMNS",
     "calibrate_folds",
     "calibration_forecasts",
@@ -59,9 +58,6 @@ __all__ = [
     "cross_fold_intervals",
     "interval_residuals",
 ]
-
-DEFAULT_WINDOWS = 20
-"""Calibration windows before the first fold (``backtest.calibration_windows``)."""
 
 MAX_SPAN = 0.1
 """``calibration_fits: auto``: the windows of one calibration model span at most this share of the
@@ -336,8 +332,3 @@ def cross_fold_intervals(forecasts: pd.DataFrame, quantiles: list[float]) -> pd.
             part[quantile_column(q)] = part[POINT].to_numpy(float) + offsets[rows, j]
         out.append(part)
     return pd.concat(out, ignore_index=True)
-
-
-def window_count(n_windows: int | None) -> int:
-    """``backtest.calibration_windows`` or the default."""
-    return DEFAULT_WINDOWS if n_windows is None else max(0, int(n_windows))

@@ -14,7 +14,6 @@ from tidecast.errors import ModelError, TidecastError
 from tidecast.evaluation.backtest import backtest as run_backtest
 from tidecast.evaluation.backtest import make_folds
 from tidecast.evaluation.calibration import (
-    DEFAULT_WINDOWS,
     RESIDUAL_COLUMNS,
     calibrate_folds,
     calibration_forecasts,
@@ -93,15 +92,20 @@ def _calibration(
     factory: ModelFactory, data: _Data, ctx: FitContext, folds: list[Any], spec: Spec, executor: Any,
     partitions: Any, *, distributed: bool = False,
 ) -> pd.DataFrame:
-    """The forecasts of the calibration windows before the first fold (one fit, independent of the folds')."""
-    window, _ = spec.forecast_steps()
-    n_windows = 0 if distributed else int(getattr(spec.backtest, "calibration_windows", DEFAULT_WINDOWS))
-    windows = calibration_windows(folds, data.light, ctx, n_windows, min_train=window)
+    """The forecasts of the calibration windows before the first fold (independent of the folds')."""
     calibration, _errors = calibration_forecasts(
-        factory, data.for_kind(factory.candidate.kind), ctx, windows, executor=executor, partitions=partitions,
-        shared_storage=data.shared_storage, fits=getattr(spec.backtest, "calibration_fits", "auto"),
+        factory, data.for_kind(factory.candidate.kind), ctx, _windows(data, ctx, folds, spec, distributed=distributed),
+        executor=executor, partitions=partitions, shared_storage=data.shared_storage,
+        fits=spec.backtest.calibration_fits,
     )
     return calibration
+
+
+def _windows(data: _Data, ctx: FitContext, folds: list[Any], spec: Spec, *, distributed: bool = False) -> list[Any]:
+    """The calibration windows before the first fold, the same for every candidate (none on a cluster)."""
+    window, _ = spec.forecast_steps()
+    n_windows = 0 if distributed else int(spec.backtest.calibration_windows)
+    return calibration_windows(folds, data.light, ctx, n_windows, min_train=window)
 
 
 def _run_candidate(
@@ -236,13 +240,14 @@ def _splits(candidate: CandidateSpec, spec: Spec) -> bool:
 
 
 def _calibration_tasks(
-    index: int, candidate: CandidateSpec, data: _Data, ctx: FitContext, folds: list[Any], spec: Spec
+    split: list[tuple[int, CandidateSpec]], data: _Data, ctx: FitContext, folds: list[Any], spec: Spec
 ) -> list[_CandidateTask]:
-    """One task per calibration model of a split candidate (the groups of :func:`calibration_groups`)."""
-    window, _ = spec.forecast_steps()
-    windows = calibration_windows(folds, data.light, ctx, int(spec.backtest.calibration_windows), min_train=window)
-    groups = calibration_groups(windows, data.light, spec.backtest.calibration_fits)
-    return [_CandidateTask(index, candidate, data, ctx, folds, spec, "calibration", tuple(g)) for g in groups]
+    """One task per calibration model of each split candidate: the groups of
+    :func:`calibration_groups`, the same for every candidate (computed once)."""
+    if not split:
+        return []
+    groups = calibration_groups(_windows(data, ctx, folds, spec), data.light, spec.backtest.calibration_fits)
+    return [_CandidateTask(index, c, data, ctx, folds, spec, "calibration", tuple(g)) for index, c in split for g in groups]
 
 
 def _finish_split(entry: Any, detail: dict[str, Any] | None, calibration: pd.DataFrame, data: _Data, spec: Spec) -> Any:
@@ -272,7 +277,7 @@ def _side_by_side_tasks(
         _CandidateTask(index, candidate, data, ctx, folds, spec, "folds" if index in split else "all")
         for index, candidate in order
     ]
-    calibrations = [t for index, c in order if index in split for t in _calibration_tasks(index, c, data, ctx, folds, spec)]
+    calibrations = _calibration_tasks([(index, c) for index, c in order if index in split], data, ctx, folds, spec)
     return [*whole[:1], *calibrations, *whole[1:]], split
 
 
